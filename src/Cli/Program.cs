@@ -1,0 +1,1 @@
+Console.WriteLine(Peft.Onnx.Trainer.TorchInit.Probe());

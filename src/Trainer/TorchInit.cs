@@ -1,0 +1,2 @@
+namespace Peft.Onnx.Trainer;
+public static class TorchInit { public static float Probe() => TorchSharp.torch.ones(2).sum().item<float>(); }
