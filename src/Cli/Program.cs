@@ -1,1 +1,1 @@
-Console.WriteLine(Peft.Onnx.Trainer.TorchInit.Probe());
+return 0;

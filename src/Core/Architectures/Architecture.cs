@@ -1,0 +1,66 @@
+using Peft.Onnx.Core.Configs;
+
+namespace Peft.Onnx.Core.Architectures;
+
+/// <summary>One tensor of a Hugging Face state dict: its name and shape as stored in model.safetensors.</summary>
+public sealed record ParameterSpec(string Name, long[] Shape)
+{
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+}
+
+/// <summary>
+/// One linear module (torch nn.Linear, or GPT-2's Conv1D whose weight is stored [in, out]) under its module
+/// path, e.g. "transformer.h.0.self_attention.query_key_value". PEFT targets these by name.
+/// </summary>
+public sealed record LinearSpec(string Path, long InFeatures, long OutFeatures, bool HasBias, bool IsConv1D = false)
+{
+    public string WeightName => Path + ".weight";
+    public string BiasName => Path + ".bias";
+}
+
+/// <summary>
+/// What a family's checkpoint holds, computed from config.json alone (no weights): the state-dict tensors,
+/// the linear modules PEFT can target, and how embeddings are tied. Trainer and Exporter both build on it,
+/// and parameter counting uses it without allocating anything.
+/// </summary>
+public abstract class Architecture
+{
+    public abstract ModelConfig Config { get; }
+
+    /// <summary>HF class name (BloomForCausalLM, ...).</summary>
+    public abstract string ClassName { get; }
+
+    /// <summary>Every tensor of the state dict, tied output head excluded, in the model's module order.</summary>
+    public abstract IReadOnlyList<ParameterSpec> Parameters { get; }
+
+    /// <summary>Every linear module, in module order (as named_modules() would visit them), lm_head included.</summary>
+    public abstract IReadOnlyList<LinearSpec> Linears { get; }
+
+    /// <summary>Name of the input embedding matrix (PEFT's word_embeddings), e.g. "transformer.word_embeddings.weight".</summary>
+    public abstract string WordEmbeddings { get; }
+
+    /// <summary>Name of the output projection weight ("lm_head.weight").</summary>
+    public virtual string OutputHead => "lm_head.weight";
+
+    /// <summary>True when the output head shares the word embeddings (and is absent from Parameters).</summary>
+    public bool HeadIsTied => Config.TiesWordEmbeddings;
+
+    /// <summary>
+    /// Checkpoint names that transformers ignores when loading (e.g. GPT-2's "h.0.attn.bias" buffers),
+    /// so they are not reported as unexpected.
+    /// </summary>
+    public virtual bool IsIgnoredOnLoad(string name) => false;
+
+    /// <summary>Total parameters as model.num_parameters() counts them (tied tensors once).</summary>
+    public long CountParameters() => Parameters.Sum(p => p.ElementCount);
+
+    public static Architecture For(ModelConfig config) => config switch
+    {
+        BloomConfig c => new BloomArchitecture(c),
+        Gpt2Config c => new Gpt2Architecture(c),
+        OptConfig c => new OptArchitecture(c),
+        LlamaConfig c => new LlamaArchitecture(c),
+        T5Config c => new T5Architecture(c),
+        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' is not supported"),
+    };
+}

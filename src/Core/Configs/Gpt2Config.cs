@@ -1,0 +1,32 @@
+namespace Peft.Onnx.Core.Configs;
+
+/// <summary>transformers' GPT2Config (model_type "gpt2").</summary>
+public sealed record Gpt2Config : ModelConfig
+{
+    public int VocabSize { get; init; } = 50257;
+    public int NPositions { get; init; } = 1024;
+    public int NEmbd { get; init; } = 768;
+    public int NLayer { get; init; } = 12;
+    public int NHead { get; init; } = 12;
+    public int? NInner { get; init; }
+    public string ActivationFunction { get; init; } = "gelu_new";
+    public double ResidPdrop { get; init; } = 0.1;
+    public double EmbdPdrop { get; init; } = 0.1;
+    public double AttnPdrop { get; init; } = 0.1;
+    public double LayerNormEpsilon { get; init; } = 1e-5;
+    public double InitializerRange { get; init; } = 0.02;
+    public bool ScaleAttnWeights { get; init; } = true;
+    public bool ScaleAttnByInverseLayerIdx { get; init; }
+    public bool ReorderAndUpcastAttn { get; init; }
+
+    public int InnerSize => NInner ?? 4 * NEmbd;
+    public override bool IsEncoderDecoder => false;
+    public override ModelDimensions Dimensions => new(VocabSize, NEmbd, NLayer, NHead, NHead, NHead > 0 ? NEmbd / NHead : 0);
+
+    public override void Validate()
+    {
+        base.Validate();
+        Require(NEmbd % NHead == 0, "n_embd", NEmbd, $"a multiple of n_head = {NHead}");
+        Require(NPositions > 0, "n_positions", NPositions, "a positive integer");
+    }
+}

@@ -1,0 +1,35 @@
+using System.Text.Json;
+
+namespace Peft.Onnx.Core.Configs;
+
+/// <summary>transformers' LlamaConfig (model_type "llama").</summary>
+public sealed record LlamaConfig : ModelConfig
+{
+    public int VocabSize { get; init; } = 32000;
+    public int HiddenSize { get; init; } = 4096;
+    public int IntermediateSize { get; init; } = 11008;
+    public int NumHiddenLayers { get; init; } = 32;
+    public int NumAttentionHeads { get; init; } = 32;
+    public int? NumKeyValueHeads { get; init; }
+    public string HiddenAct { get; init; } = "silu";
+    public int MaxPositionEmbeddings { get; init; } = 2048;
+    public double InitializerRange { get; init; } = 0.02;
+    public double RmsNormEps { get; init; } = 1e-6;
+    public int PretrainingTp { get; init; } = 1;
+    public double RopeTheta { get; init; } = 10000.0;
+    public JsonElement? RopeScaling { get; init; }
+    public bool AttentionBias { get; init; }
+
+    public int KeyValueHeads => NumKeyValueHeads ?? NumAttentionHeads;
+    public override bool TiesWordEmbeddings => TieWordEmbeddings ?? false;
+    public override bool IsEncoderDecoder => false;
+    public override ModelDimensions Dimensions => new(VocabSize, HiddenSize, NumHiddenLayers, NumAttentionHeads, KeyValueHeads, NumAttentionHeads > 0 ? HiddenSize / NumAttentionHeads : 0);
+
+    public override void Validate()
+    {
+        base.Validate();
+        Require(HiddenSize % NumAttentionHeads == 0, "hidden_size", HiddenSize, $"a multiple of num_attention_heads = {NumAttentionHeads}");
+        Require(IntermediateSize > 0, "intermediate_size", IntermediateSize, "a positive integer");
+        Require(RopeScaling is null || RopeScaling.Value.ValueKind == JsonValueKind.Null, "rope_scaling", RopeScaling?.ToString() ?? "", "null (RoPE scaling is not supported)");
+    }
+}

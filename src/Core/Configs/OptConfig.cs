@@ -1,0 +1,36 @@
+namespace Peft.Onnx.Core.Configs;
+
+/// <summary>transformers' OPTConfig (model_type "opt").</summary>
+public sealed record OptConfig : ModelConfig
+{
+    public int VocabSize { get; init; } = 50272;
+    public int HiddenSize { get; init; } = 768;
+    public int NumHiddenLayers { get; init; } = 12;
+    public int FfnDim { get; init; } = 3072;
+    public int MaxPositionEmbeddings { get; init; } = 2048;
+    public bool DoLayerNormBefore { get; init; } = true;
+    [System.Text.Json.Serialization.JsonPropertyName("_remove_final_layer_norm")]
+    public bool RemoveFinalLayerNorm { get; init; }
+    public int? WordEmbedProjDim { get; init; }
+    public double Dropout { get; init; } = 0.1;
+    public double AttentionDropout { get; init; }
+    public int NumAttentionHeads { get; init; } = 12;
+    public string ActivationFunction { get; init; } = "relu";
+    public double Layerdrop { get; init; }
+    public double InitStd { get; init; } = 0.02;
+    public bool EnableBias { get; init; } = true;
+    public bool LayerNormElementwiseAffine { get; init; } = true;
+
+    /// <summary>Width of the token embeddings (project_in/out exist when it differs from hidden_size).</summary>
+    public int EmbedDim => WordEmbedProjDim ?? HiddenSize;
+    public override bool IsEncoderDecoder => false;
+    public override ModelDimensions Dimensions => new(VocabSize, HiddenSize, NumHiddenLayers, NumAttentionHeads, NumAttentionHeads, NumAttentionHeads > 0 ? HiddenSize / NumAttentionHeads : 0);
+
+    public override void Validate()
+    {
+        base.Validate();
+        Require(HiddenSize % NumAttentionHeads == 0, "hidden_size", HiddenSize, $"a multiple of num_attention_heads = {NumAttentionHeads}");
+        Require(FfnDim > 0, "ffn_dim", FfnDim, "a positive integer");
+        Require(MaxPositionEmbeddings > 0, "max_position_embeddings", MaxPositionEmbeddings, "a positive integer");
+    }
+}

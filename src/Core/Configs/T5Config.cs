@@ -1,0 +1,72 @@
+namespace Peft.Onnx.Core.Configs;
+
+/// <summary>transformers' T5Config (model_type "t5"); mT5 shares the architecture with other defaults.</summary>
+public record T5Config : ModelConfig
+{
+    public int VocabSize { get; init; } = 32128;
+    public int DModel { get; init; } = 512;
+    public int DKv { get; init; } = 64;
+    public int DFf { get; init; } = 2048;
+    public int NumLayers { get; init; } = 6;
+    public int? NumDecoderLayers { get; init; }
+    public int NumHeads { get; init; } = 8;
+    public int RelativeAttentionNumBuckets { get; init; } = 32;
+    public int RelativeAttentionMaxDistance { get; init; } = 128;
+    public double DropoutRate { get; init; } = 0.1;
+    public double LayerNormEpsilon { get; init; } = 1e-6;
+    public double InitializerFactor { get; init; } = 1.0;
+    public string FeedForwardProj { get; init; } = "relu";
+
+    public T5Config()
+    {
+        PadTokenId = 0;
+        EosTokenId = [1];
+    }
+
+    public int DecoderLayers => NumDecoderLayers ?? NumLayers;
+
+    /// <summary>"gated-gelu" means a gated feed-forward (wi_0, wi_1) with gelu_new, as transformers parses it.</summary>
+    public bool IsGatedAct => FeedForwardProj.Split('-') is ["gated", _];
+
+    public string DenseActFn
+    {
+        get
+        {
+            var act = FeedForwardProj.Split('-')[^1];
+            return act == "gelu" && IsGatedAct ? "gelu_new" : act;
+        }
+    }
+
+    /// <summary>T5 starts decoding from the pad token unless the config says otherwise.</summary>
+    public int DecoderStartId => DecoderStartTokenId ?? PadTokenId ?? 0;
+
+    public override bool IsEncoderDecoder => true;
+    public override ModelDimensions Dimensions => new(VocabSize, DModel, NumLayers, NumHeads, NumHeads, DKv) { NumDecoderLayers = DecoderLayers };
+
+    public override void Validate()
+    {
+        base.Validate();
+        Require(DFf > 0, "d_ff", DFf, "a positive integer");
+        Require(DecoderLayers > 0, "num_decoder_layers", DecoderLayers, "a positive integer");
+        Require(RelativeAttentionNumBuckets > 1, "relative_attention_num_buckets", RelativeAttentionNumBuckets, "an integer above 1");
+        var parts = FeedForwardProj.Split('-');
+        Require(parts.Length == 1 || (parts.Length == 2 && parts[0] == "gated"), "feed_forward_proj", FeedForwardProj, "'ACT' or 'gated-ACT', e.g. 'relu' or 'gated-gelu'");
+        Require(DenseActFn is "relu" or "gelu" or "gelu_new" or "silu" or "gelu_fast" or "gelu_pytorch_tanh", "feed_forward_proj", FeedForwardProj, "an activation among relu, gelu, gelu_new, silu");
+    }
+}
+
+/// <summary>transformers' MT5Config (model_type "mt5"): gated-gelu and an untied head by default.</summary>
+public sealed record MT5Config : T5Config
+{
+    public MT5Config()
+    {
+        VocabSize = 250112;
+        DFf = 1024;
+        NumLayers = 8;
+        NumHeads = 6;
+        FeedForwardProj = "gated-gelu";
+        DecoderStartTokenId = 0;
+    }
+
+    public override bool TiesWordEmbeddings => TieWordEmbeddings ?? false;
+}

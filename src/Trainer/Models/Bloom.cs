@@ -1,0 +1,10 @@
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Trainer.Modeling;
+
+namespace Peft.Onnx.Trainer.Models;
+
+// PLACEHOLDER: to be written by the family's implementer.
+public sealed class BloomForCausalLM(BloomArchitecture architecture, ParameterStore parameters) : CausalLm(architecture, parameters)
+{
+    public override LmOutput Forward(CausalLmInput input) => throw new NotImplementedException();
+}

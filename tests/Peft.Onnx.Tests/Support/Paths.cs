@@ -1,0 +1,35 @@
+namespace Peft.Onnx.Tests.Support;
+
+/// <summary>Locates the repository's test fixtures and bundled models from the test binary's folder.</summary>
+public static class Paths
+{
+    public static string RepoRoot { get; } = FindRoot();
+
+    public static string Fixtures => Path.Combine(RepoRoot, "tests", "fixtures");
+    public static string Reference => Path.Combine(Fixtures, "peft-reference");
+    public static string DocConfigs => Path.Combine(Fixtures, "peft-doc-configs");
+    public static string Models => Path.Combine(RepoRoot, "models");
+
+    /// <summary>tests/fixtures/peft-reference/{arch}/{sub}.</summary>
+    public static string Case(string arch, string sub = "") => Path.Combine(Reference, arch, sub);
+
+    public static readonly string[] Archs = ["bloom", "gpt2", "llama", "opt", "t5", "mt5"];
+
+    public static readonly string[] Methods =
+        ["lora", "lora_all", "ia3", "prompt_tuning_random", "prompt_tuning_text", "p_tuning_mlp", "p_tuning_lstm", "prefix", "prefix_proj"];
+
+    /// <summary>A fresh empty folder under the system temp folder, deleted by the caller or left for the OS.</summary>
+    public static string TempDir(string prefix = "peft-onnx-test")
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    private static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "Peft.Onnx.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("Peft.Onnx.sln not found above " + AppContext.BaseDirectory);
+    }
+}

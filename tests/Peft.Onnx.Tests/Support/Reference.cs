@@ -1,0 +1,31 @@
+using System.Text.Json;
+using Peft.Onnx.Core.SafeTensors;
+
+namespace Peft.Onnx.Tests.Support;
+
+/// <summary>Reads a fixture case's inputs, reference tensors and meta.json.</summary>
+public sealed class Reference : IDisposable
+{
+    public string Arch { get; }
+    public SafeTensorsFile Inputs { get; }
+    public JsonElement BaseMeta { get; }
+
+    public Reference(string arch)
+    {
+        Arch = arch;
+        Inputs = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch), "inputs.safetensors"));
+        BaseMeta = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Paths.Case(arch), "base_meta.json"))).RootElement;
+    }
+
+    public bool IsEncoderDecoder => Arch is "t5" or "mt5";
+
+    public long[] Shape(string name) => Inputs[name].Shape;
+
+    public static long[][] Rows(JsonElement array) =>
+        array.EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetInt64()).ToArray()).ToArray();
+
+    public static JsonElement Meta(string arch, string method) =>
+        JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Paths.Case(arch, method), "meta.json"))).RootElement;
+
+    public void Dispose() => Inputs.Dispose();
+}
