@@ -18,9 +18,9 @@ public sealed class ForwardCommand : ICommand
         var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
         args.EnsureAllUsed();
 
-        TorchDevice.Resolve(device, Console.Error.WriteLine);
         var batch = ForwardBatch.Read(inputs);
         using var model = ModelLoader.Load(baseDir, out var report);
+        TorchDevice.Resolve(device, Console.Error.WriteLine);
         Warnings.Unexpected(report);
         batch.CheckVocabulary(model.Architecture.Config.Dimensions.VocabSize, inputs);
         var result = ForwardPass.Run(model, batch);

@@ -25,8 +25,12 @@ public sealed record Gpt2Config : ModelConfig
 
     public override void Validate()
     {
-        base.Validate();
+        RequirePositive(VocabSize, "vocab_size");
+        RequirePositive(NEmbd, "n_embd");
+        RequirePositive(NLayer, "n_layer");
+        RequirePositive(NHead, "n_head");
         Require(NEmbd % NHead == 0, "n_embd", NEmbd, $"a multiple of n_head = {NHead}");
-        Require(NPositions > 0, "n_positions", NPositions, "a positive integer");
+        RequirePositive(NPositions, "n_positions");
+        RequirePositive(InnerSize, "n_inner");
     }
 }

@@ -27,9 +27,15 @@ public sealed record LlamaConfig : ModelConfig
 
     public override void Validate()
     {
-        base.Validate();
+        RequirePositive(VocabSize, "vocab_size");
+        RequirePositive(HiddenSize, "hidden_size");
+        RequirePositive(NumHiddenLayers, "num_hidden_layers");
+        RequirePositive(NumAttentionHeads, "num_attention_heads");
         Require(HiddenSize % NumAttentionHeads == 0, "hidden_size", HiddenSize, $"a multiple of num_attention_heads = {NumAttentionHeads}");
-        Require(IntermediateSize > 0, "intermediate_size", IntermediateSize, "a positive integer");
+        Require(KeyValueHeads > 0 && NumAttentionHeads % KeyValueHeads == 0, "num_key_value_heads", KeyValueHeads, $"a positive divisor of num_attention_heads = {NumAttentionHeads}");
+        RequirePositive(IntermediateSize, "intermediate_size");
+        Require(RmsNormEps > 0, "rms_norm_eps", RmsNormEps, "a positive number");
+        Require(RopeTheta > 0, "rope_theta", RopeTheta, "a positive number");
         Require(RopeScaling is null || RopeScaling.Value.ValueKind == JsonValueKind.Null, "rope_scaling", RopeScaling?.ToString() ?? "", "null (RoPE scaling is not supported)");
     }
 }

@@ -31,17 +31,10 @@ public abstract record ModelConfig
     public abstract bool IsEncoderDecoder { get; }
     public virtual bool TiesWordEmbeddings => TieWordEmbeddings ?? true;
 
-    /// <summary>Checks the values are usable (positive sizes, heads divide the width, ...).</summary>
-    public virtual void Validate()
-    {
-        var d = Dimensions;
-        Require(d.VocabSize > 0, "vocab_size", d.VocabSize, "a positive integer");
-        Require(d.HiddenSize > 0, "hidden size", d.HiddenSize, "a positive integer");
-        Require(d.NumLayers > 0, "number of layers", d.NumLayers, "a positive integer");
-        Require(d.NumHeads > 0, "number of attention heads", d.NumHeads, "a positive integer");
-        Require(d.NumKeyValueHeads > 0 && d.NumHeads % d.NumKeyValueHeads == 0, "num_key_value_heads", d.NumKeyValueHeads, $"a positive divisor of the {d.NumHeads} attention heads");
-        Require(d.HeadDim > 0, "head size", d.HeadDim, "a positive integer");
-    }
+    /// <summary>Checks the values are usable (positive sizes, heads divide the width, ...), naming the family's own keys.</summary>
+    public abstract void Validate();
+
+    protected void RequirePositive(int value, string key) => Require(value > 0, key, value, "a positive integer");
 
     protected void Require(bool ok, string key, object value, string expected)
     {

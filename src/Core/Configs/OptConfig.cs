@@ -28,9 +28,13 @@ public sealed record OptConfig : ModelConfig
 
     public override void Validate()
     {
-        base.Validate();
+        RequirePositive(VocabSize, "vocab_size");
+        RequirePositive(HiddenSize, "hidden_size");
+        RequirePositive(NumHiddenLayers, "num_hidden_layers");
+        RequirePositive(NumAttentionHeads, "num_attention_heads");
+        RequirePositive(EmbedDim, "word_embed_proj_dim");
         Require(HiddenSize % NumAttentionHeads == 0, "hidden_size", HiddenSize, $"a multiple of num_attention_heads = {NumAttentionHeads}");
-        Require(FfnDim > 0, "ffn_dim", FfnDim, "a positive integer");
-        Require(MaxPositionEmbeddings > 0, "max_position_embeddings", MaxPositionEmbeddings, "a positive integer");
+        RequirePositive(FfnDim, "ffn_dim");
+        RequirePositive(MaxPositionEmbeddings, "max_position_embeddings");
     }
 }
