@@ -1,0 +1,126 @@
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Weights;
+
+namespace Peft.Onnx.Exporter.Graphs;
+
+/// <summary>
+/// BloomForCausalLM (transformers 4.33 modeling_bloom.py) as one ONNX graph with the causal-LM interface.
+/// Reads top to bottom like BloomModel.forward: embeddings + word_embeddings_layernorm, ALiBi and the
+/// causal/padding mask from attention_mask, n_layer blocks (fused query_key_value, cache concat, dense,
+/// tanh-GELU MLP, residuals), ln_f, and the lm_head (tied to the embeddings unless the config says otherwise).
+/// </summary>
+public sealed class BloomGraph
+{
+    private readonly BloomConfig _config;
+    private readonly BloomArchitecture _arch;
+    private readonly WeightSource _weights;
+    private readonly GraphBuilder _g = new("bloom");
+    private readonly int _heads;
+    private readonly int _headDim;
+    private readonly int _hidden;
+
+    private BloomGraph(BloomConfig config, WeightSource weights)
+    {
+        _config = config;
+        _arch = new BloomArchitecture(config);
+        _weights = weights;
+        _hidden = config.Width;
+        _heads = config.NHead;
+        _headDim = config.Width / config.NHead;
+    }
+
+    /// <summary>Builds the graph; weight initializers stay deferred until the model is written.</summary>
+    public static GraphBuilder Build(BloomConfig config, WeightSource weights)
+    {
+        var graph = new BloomGraph(config, weights);
+        graph.Forward();
+        return graph._g;
+    }
+
+    private void Forward()
+    {
+        var g = _g;
+        CausalLmInterface.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize);
+
+        string hidden;
+        using (g.Scope("/transformer"))
+        {
+            hidden = Layers.Embedding(g, _weights, "transformer.word_embeddings", CausalLmInterface.InputIds);
+            hidden = Layers.LayerNorm(g, _weights, "transformer.word_embeddings_layernorm", hidden, _config.LayerNormEpsilon);
+
+            var alibi = Attention.Alibi(g, CausalLmInterface.AttentionMask, _heads);
+            var allowed = Attention.CausalPaddingMask(g, CausalLmInterface.InputIds, CausalLmInterface.AttentionMask);
+
+            for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, alibi, allowed);
+
+            hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
+        }
+
+        var head = _arch.Linears[^1];
+        if (_arch.HeadIsTied)
+        {
+            using var _ = g.Scope("/lm_head");
+            var batchSeq = g.Shape(CausalLmInterface.InputIds);
+            Layers.TiedHead(g, "/lm_head", "transformer.word_embeddings.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
+        }
+        else
+        {
+            Layers.Linear(g, _weights, head, hidden, output: CausalLmInterface.Logits);
+        }
+    }
+
+    /// <summary>BloomBlock: input_layernorm -> self_attention (+ residual) -> post_attention_layernorm -> mlp (+ residual).</summary>
+    private string Block(int i, string hidden, string alibi, string allowed)
+    {
+        var p = $"transformer.h.{i}";
+        var layerNormOutput = Layers.LayerNorm(_g, _weights, $"{p}.input_layernorm", hidden, _config.LayerNormEpsilon);
+        var residual = _config.ApplyResidualConnectionPostLayernorm ? layerNormOutput : hidden;
+        var attentionOutput = SelfAttention(i, layerNormOutput, residual, alibi, allowed);
+
+        layerNormOutput = Layers.LayerNorm(_g, _weights, $"{p}.post_attention_layernorm", attentionOutput, _config.LayerNormEpsilon);
+        residual = _config.ApplyResidualConnectionPostLayernorm ? layerNormOutput : attentionOutput;
+        return Mlp(i, layerNormOutput, residual);
+    }
+
+    /// <summary>BloomAttention: fused qkv viewed as [B, T, heads, 3, head_dim], cache concat, ALiBi + masked softmax, dense.</summary>
+    private string SelfAttention(int i, string x, string residual, string alibi, string allowed)
+    {
+        var g = _g;
+        var p = $"transformer.h.{i}.self_attention";
+        using var _ = g.Scope(ModulePath.ToScope(p));
+
+        var fused = Layers.Linear(g, _weights, Linear($"{p}.query_key_value"), x);
+        // [B, T, heads, 3, head_dim] -> [3, B, heads, T, head_dim] -> q, k, v [B, heads, T, head_dim]
+        var split = g.Transpose(g.Reshape(fused, [0, 0, _heads, 3, _headDim]), [3, 0, 2, 1, 4]);
+        var parts = g.Split(split, 0, 3);
+        var q = g.Squeeze(parts[0], [0], name: "query/Squeeze");
+        var k = g.Squeeze(parts[1], [0], name: "key/Squeeze");
+        var v = g.Squeeze(parts[2], [0], name: "value/Squeeze");
+
+        k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
+        v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+
+        var scale = (float)(1.0 / Math.Sqrt(_headDim));
+        var context = Attention.ScaledDotProduct(g, q, k, v, scale, alibi, allowed);
+        var merged = Attention.MergeHeads(g, context, _hidden);
+
+        var output = Layers.Linear(g, _weights, Linear($"{p}.dense"), merged);
+        return g.Add(output, residual, name: "residual/Add");
+    }
+
+    /// <summary>BloomMLP: dense_h_to_4h -> bloom_gelu -> dense_4h_to_h, plus the residual.</summary>
+    private string Mlp(int i, string x, string residual)
+    {
+        var g = _g;
+        var p = $"transformer.h.{i}.mlp";
+        using var _ = g.Scope(ModulePath.ToScope(p));
+        var h = Layers.Linear(g, _weights, Linear($"{p}.dense_h_to_4h"), x);
+        h = Layers.BloomGelu(g, h);
+        h = Layers.Linear(g, _weights, Linear($"{p}.dense_4h_to_h"), h);
+        return g.Add(h, residual, name: "residual/Add");
+    }
+
+    private LinearSpec Linear(string path) => _arch.Linears.First(l => l.Path == path);
+}

@@ -1,0 +1,127 @@
+using System.Runtime.InteropServices;
+
+namespace Peft.Onnx.Exporter.Onnx;
+
+/// <summary>
+/// The content of an initializer: element type, shape and a way to write its little-endian bytes. Either
+/// held in memory, or deferred: the bytes are produced only when <see cref="ModelWriter"/> streams them to
+/// the data file, so a graph over a multi-gigabyte checkpoint holds one tensor at a time.
+/// </summary>
+public sealed class InitializerData
+{
+    private const int ChunkBytes = 64 << 20;
+
+    private readonly byte[]? _bytes;
+    private readonly Action<Stream>? _write;
+
+    private InitializerData(ElementType type, long[] dims, byte[]? bytes, Action<Stream>? write)
+    {
+        foreach (var d in dims)
+            if (d < 0) throw new ArgumentException($"dimension {d} < 0 in [{string.Join(", ", dims)}]", nameof(dims));
+        Type = type;
+        Dims = dims;
+        ElementCount = dims.Aggregate(1L, (a, b) => checked(a * b));
+        ByteLength = checked(ElementCount * type.Size());
+        _bytes = bytes;
+        _write = write;
+        if (bytes != null && bytes.LongLength != ByteLength)
+            throw new ArgumentException($"{bytes.LongLength} bytes given for a {type} tensor of shape [{string.Join(", ", dims)}] ({ByteLength} bytes)");
+    }
+
+    public ElementType Type { get; }
+    public long[] Dims { get; }
+    public long ElementCount { get; }
+    public long ByteLength { get; }
+
+    /// <summary>True when the bytes are held in memory (not produced on demand).</summary>
+    public bool IsMaterialized => _bytes != null;
+
+    /// <summary>A copy of <paramref name="bytes"/> (little-endian elements of <paramref name="type"/>).</summary>
+    public static InitializerData FromBytes(ElementType type, long[] dims, ReadOnlySpan<byte> bytes) => new(type, dims, bytes.ToArray(), null);
+
+    public static InitializerData FromFloats(ReadOnlySpan<float> values, params long[] dims) =>
+        new(ElementType.Float, dims, MemoryMarshal.AsBytes(values).ToArray(), null);
+
+    public static InitializerData FromInt64(ReadOnlySpan<long> values, params long[] dims) =>
+        new(ElementType.Int64, dims, MemoryMarshal.AsBytes(values).ToArray(), null);
+
+    public static InitializerData Scalar(float value) => FromFloats([value]);
+    public static InitializerData Scalar(long value) => FromInt64([value]);
+
+    /// <summary>
+    /// Bytes produced on demand by <paramref name="write"/>, which must write exactly
+    /// ByteLength bytes each time it is called (the writer checks).
+    /// </summary>
+    public static InitializerData Deferred(ElementType type, long[] dims, Action<Stream> write) => new(type, dims, null, write);
+
+    /// <summary>
+    /// A float32 tensor computed on demand (e.g. a transposed weight): <paramref name="compute"/> runs when
+    /// the bytes are written and its array is dropped afterwards.
+    /// </summary>
+    public static InitializerData DeferredFloats(long[] dims, Func<float[]> compute) =>
+        new(ElementType.Float, dims, null, s => WriteChunked(s, compute()));
+
+    /// <summary>Writes the bytes to <paramref name="stream"/>; throws if a deferred producer wrote a wrong count.</summary>
+    public void WriteTo(Stream stream)
+    {
+        if (_bytes != null)
+        {
+            stream.Write(_bytes);
+            return;
+        }
+        var counter = new CountingStream(stream);
+        _write!(counter);
+        if (counter.Count != ByteLength)
+            throw new InvalidOperationException($"tensor producer wrote {counter.Count} bytes, expected {ByteLength} ({Type} [{string.Join(", ", Dims)}])");
+    }
+
+    /// <summary>The bytes in one array (small tensors only: inline initializers, constant dedup).</summary>
+    public byte[] ToArray()
+    {
+        if (_bytes != null) return _bytes;
+        if (ByteLength > Array.MaxLength) throw new InvalidOperationException($"tensor of {ByteLength} bytes is too large for one array");
+        using var ms = new MemoryStream((int)ByteLength);
+        WriteTo(ms);
+        return ms.ToArray();
+    }
+
+    /// <summary>Writes a span of unmanaged values in chunks (spans of more than 2 GB of bytes cannot be cast at once).</summary>
+    public static void WriteChunked<T>(Stream stream, ReadOnlySpan<T> values) where T : unmanaged
+    {
+        int per = Math.Max(1, ChunkBytes / Marshal.SizeOf<T>());
+        for (int i = 0; i < values.Length; i += per)
+            stream.Write(MemoryMarshal.AsBytes(values.Slice(i, Math.Min(per, values.Length - i))));
+    }
+
+    private sealed class CountingStream(Stream inner) : Stream
+    {
+        public long Count { get; private set; }
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => Count; set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            inner.Write(buffer, offset, count);
+            Count += count;
+        }
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            inner.Write(buffer);
+            Count += buffer.Length;
+        }
+
+        public override void WriteByte(byte value)
+        {
+            inner.WriteByte(value);
+            Count++;
+        }
+    }
+}

@@ -1,0 +1,201 @@
+using System.Text.RegularExpressions;
+using Microsoft.ML.OnnxRuntime;
+using Peft.Onnx.Core;
+
+namespace Peft.Onnx.Exporter.Onnx;
+
+/// <summary>Key/value cache of a causal-LM graph: per layer [batch, heads, length, head_dim] float32.</summary>
+public sealed record CausalLmCache(int Batch, int Length, float[][] Keys, float[][] Values);
+
+/// <summary>One run of a causal-LM graph: logits [batch, seq, vocab] and the present cache.</summary>
+public sealed record CausalLmStep(float[] Logits, long[] LogitsShape, CausalLmCache Present);
+
+/// <summary>
+/// Runs a graph with the causal-LM interface (input_ids, attention_mask, past_key_values.{i}.key|value ->
+/// logits, present.{i}.key|value) on ORT's CPU provider, copying tensors in and out. For export checks and
+/// tests, not for serving (Runtime keeps the cache in OrtValues).
+/// </summary>
+public sealed class CausalLmRunner : IDisposable
+{
+    private static readonly Regex PastKey = new(@"^past_key_values\.(\d+)\.key$", RegexOptions.CultureInvariant);
+
+    private readonly InferenceSession _session;
+
+    public CausalLmRunner(InferenceSession session)
+    {
+        _session = session;
+        var inputs = session.InputMetadata;
+        foreach (var required in new[] { "input_ids", "attention_mask" })
+            if (!inputs.ContainsKey(required)) throw new PeftOnnxException($"model has no input '{required}' (expected the causal-LM interface)");
+        NumLayers = inputs.Keys.Count(k => PastKey.IsMatch(k));
+        if (NumLayers == 0) throw new PeftOnnxException("model has no past_key_values.{i}.key inputs (expected the causal-LM interface)");
+        var past = inputs["past_key_values.0.key"].Dimensions;
+        if (past.Length != 4 || past[1] <= 0 || past[3] <= 0)
+            throw new PeftOnnxException($"past_key_values.0.key has shape [{string.Join(", ", past)}], expected [batch, heads, past_seq, head_dim] with fixed heads and head_dim");
+        NumHeads = past[1];
+        HeadDim = past[3];
+        if (!session.OutputMetadata.TryGetValue("logits", out var logits)) throw new PeftOnnxException("model has no output 'logits'");
+        VocabSize = logits.Dimensions[^1];
+        if (VocabSize <= 0) throw new PeftOnnxException("output 'logits' has no fixed vocabulary dimension");
+    }
+
+    public int NumLayers { get; }
+    public int NumHeads { get; }
+    public int HeadDim { get; }
+    public int VocabSize { get; }
+    public InferenceSession Session => _session;
+
+    /// <summary>CPU session for a model file (external data is found beside it).</summary>
+    public static CausalLmRunner Open(string modelPath) => new(OnnxCheck.CreateSession(modelPath));
+
+    /// <summary>An empty cache (past length 0) for prefill.</summary>
+    public CausalLmCache EmptyCache(int batch) =>
+        new(batch, 0, Enumerable.Range(0, NumLayers).Select(_ => Array.Empty<float>()).ToArray(),
+            Enumerable.Range(0, NumLayers).Select(_ => Array.Empty<float>()).ToArray());
+
+    /// <summary>
+    /// One forward: <paramref name="inputIds"/> [batch, seq], <paramref name="attentionMask"/> [batch, past + seq],
+    /// <paramref name="past"/> the cache from the previous step (null = empty).
+    /// </summary>
+    public CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, CausalLmCache? past = null)
+    {
+        past ??= EmptyCache(batch);
+        if (past.Batch != batch) throw new ArgumentException($"cache batch {past.Batch} != {batch}");
+        if (inputIds.Length % batch != 0) throw new ArgumentException("input_ids length is not a multiple of batch");
+        int seq = inputIds.Length / batch;
+        int total = past.Length + seq;
+        if (attentionMask.Length != batch * total) throw new ArgumentException($"attention_mask must be [{batch}, {total}]");
+
+        var names = new List<string> { "input_ids", "attention_mask" };
+        var values = new List<OrtValue>();
+        var outputNames = new List<string> { "logits" };
+        try
+        {
+            values.Add(OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]));
+            values.Add(OrtValue.CreateTensorValueFromMemory(attentionMask, [batch, total]));
+            long[] pastShape = [batch, NumHeads, past.Length, HeadDim];
+            for (int i = 0; i < NumLayers; i++)
+            {
+                names.Add($"past_key_values.{i}.key");
+                values.Add(OrtValue.CreateTensorValueFromMemory(past.Keys[i], pastShape));
+                names.Add($"past_key_values.{i}.value");
+                values.Add(OrtValue.CreateTensorValueFromMemory(past.Values[i], pastShape));
+                outputNames.Add($"present.{i}.key");
+                outputNames.Add($"present.{i}.value");
+            }
+            using var runOptions = new RunOptions();
+            using var outputs = _session.Run(runOptions, names, values, outputNames);
+            var logits = outputs[0];
+            var logitsShape = logits.GetTensorTypeAndShape().Shape;
+            var keys = new float[NumLayers][];
+            var vals = new float[NumLayers][];
+            long[] presentShape = [batch, NumHeads, total, HeadDim];
+            for (int i = 0; i < NumLayers; i++)
+            {
+                keys[i] = Read(outputs[1 + 2 * i], presentShape, $"present.{i}.key");
+                vals[i] = Read(outputs[2 + 2 * i], presentShape, $"present.{i}.value");
+            }
+            return new CausalLmStep(logits.GetTensorDataAsSpan<float>().ToArray(), logitsShape, new CausalLmCache(batch, total, keys, vals));
+        }
+        finally
+        {
+            foreach (var v in values) v.Dispose();
+        }
+    }
+
+    private static float[] Read(OrtValue value, long[] expectedShape, string name)
+    {
+        var shape = value.GetTensorTypeAndShape().Shape;
+        if (!shape.SequenceEqual(expectedShape))
+            throw new PeftOnnxException($"output '{name}' has shape [{string.Join(", ", shape)}], expected [{string.Join(", ", expectedShape)}]");
+        return value.GetTensorDataAsSpan<float>().ToArray();
+    }
+
+    public void Dispose() => _session.Dispose();
+}
+
+/// <summary>What <see cref="OnnxCheck.CausalLm"/> ran.</summary>
+public sealed record OnnxCheckReport(int NumLayers, int NumHeads, int HeadDim, int VocabSize, long[] PrefillLogitsShape, long[] DecodeLogitsShape);
+
+/// <summary>Loads a written model in ONNX Runtime (CPU provider) and runs it on a small batch.</summary>
+public static class OnnxCheck
+{
+    /// <summary>
+    /// Session options for the CPU provider. When the model is loaded from bytes, pass the folder that holds
+    /// its external data file (ORT otherwise cannot resolve relative locations).
+    /// </summary>
+    public static SessionOptions CpuOptions(string? externalDataFolder = null)
+    {
+        var o = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+        if (externalDataFolder != null) o.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(externalDataFolder));
+        return o;
+    }
+
+    /// <summary>Loads a model file; external data is resolved relative to the file's folder.</summary>
+    public static InferenceSession CreateSession(string modelPath)
+    {
+        using var options = CpuOptions(Path.GetDirectoryName(Path.GetFullPath(modelPath)));
+        return new InferenceSession(modelPath, options);
+    }
+
+    /// <summary>Loads a model from bytes, its external data from <paramref name="externalDataFolder"/>.</summary>
+    public static InferenceSession CreateSession(byte[] model, string externalDataFolder)
+    {
+        using var options = CpuOptions(externalDataFolder);
+        return new InferenceSession(model, options);
+    }
+
+    /// <summary>
+    /// Checks a causal-LM graph: a prefill of 2 rows x 3 tokens (second row right-padded) with an empty past,
+    /// then one decode step feeding present back as past. Output shapes must match the interface and every
+    /// logit and cache value must be finite. Throws <see cref="PeftOnnxException"/> otherwise.
+    /// </summary>
+    public static OnnxCheckReport CausalLm(string modelPath)
+    {
+        try
+        {
+            using var runner = CausalLmRunner.Open(modelPath);
+            const int batch = 2, seq = 3;
+            var vocab = runner.VocabSize;
+            long[] ids = [1 % vocab, 7 % vocab, 42 % vocab, 3 % vocab, 5 % vocab, 0];
+            long[] mask = [1, 1, 1, 1, 1, 0];
+            var prefill = runner.Run(ids, mask, batch);
+            Expect(prefill.LogitsShape, [batch, seq, vocab], "prefill logits");
+            Finite(prefill.Logits, "prefill logits");
+            Finite(prefill.Present, "prefill present");
+
+            long[] next = [9 % vocab, 11 % vocab];
+            long[] mask2 = [1, 1, 1, 1, 1, 1, 0, 1];
+            var decode = runner.Run(next, mask2, batch, prefill.Present);
+            Expect(decode.LogitsShape, [batch, 1, vocab], "decode logits");
+            Finite(decode.Logits, "decode logits");
+            Finite(decode.Present, "decode present");
+            return new OnnxCheckReport(runner.NumLayers, runner.NumHeads, runner.HeadDim, vocab, prefill.LogitsShape, decode.LogitsShape);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw new PeftOnnxException($"{modelPath}: ONNX Runtime rejected the model: {ex.Message.Split('\n')[0]}", ex);
+        }
+    }
+
+    private static void Expect(long[] shape, long[] expected, string what)
+    {
+        if (!shape.SequenceEqual(expected))
+            throw new PeftOnnxException($"{what}: shape [{string.Join(", ", shape)}], expected [{string.Join(", ", expected)}]");
+    }
+
+    private static void Finite(float[] values, string what)
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i])) throw new PeftOnnxException($"{what}: value {values[i]} at flat index {i}");
+    }
+
+    private static void Finite(CausalLmCache cache, string what)
+    {
+        for (int i = 0; i < cache.Keys.Length; i++)
+        {
+            Finite(cache.Keys[i], $"{what}.{i}.key");
+            Finite(cache.Values[i], $"{what}.{i}.value");
+        }
+    }
+}
