@@ -33,26 +33,48 @@ public static class ModelLoader
     public static ParameterStore LoadParameters(Architecture architecture, ITensorSource source, out LoadReport report)
     {
         var where = source is CheckpointTensors ct && ct.Files.Count == 1 ? ct.Files[0].Path : "checkpoint";
-        var expected = architecture.Parameters.ToDictionary(p => p.Name);
-        var missing = expected.Keys.Where(n => !source.Contains(n)).ToList();
+        var stored = architecture.Parameters.ToDictionary(p => p.Name, p => StoredName(p.Name, source));
+        var missing = stored.Where(kv => kv.Value is null).Select(kv => kv.Key).ToList();
         if (missing.Count > 0)
             throw new PeftOnnxException($"{where}: missing tensors for {architecture.ClassName}: {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? $" (and {missing.Count - 8} more)" : "")}");
-        foreach (var spec in expected.Values)
+        foreach (var spec in architecture.Parameters)
         {
-            var actual = source[spec.Name].Shape;
+            var actual = source[stored[spec.Name]!].Shape;
             if (!actual.SequenceEqual(spec.Shape))
-                throw new PeftOnnxException($"{where}: tensor '{spec.Name}' has shape [{string.Join(", ", actual)}] but config.json implies [{string.Join(", ", spec.Shape)}]");
+                throw new PeftOnnxException($"{where}: tensor '{stored[spec.Name]}' has shape [{string.Join(", ", actual)}] but config.json implies [{string.Join(", ", spec.Shape)}]");
         }
-        var unexpected = source.Names.Where(n => !expected.ContainsKey(n) && !architecture.IsIgnoredOnLoad(n)
+        var used = stored.Values.ToHashSet();
+        var unexpected = source.Names.Where(n => !used.Contains(n) && !architecture.IsIgnoredOnLoad(n)
             && !(n == architecture.OutputHead && architecture.HeadIsTied)).Order(StringComparer.Ordinal).ToList();
         report = new LoadReport(unexpected);
 
-        var store = ParameterStore.Load(source, expected.ContainsKey);
-        var conv1d = architecture.Linears.Where(l => l.IsConv1D).Select(l => l.WeightName).ToHashSet();
-        foreach (var name in conv1d)
-            store.Set(name, store[name].t().contiguous());
-        if (architecture.HeadIsTied) store.Tie(architecture.OutputHead, architecture.WordEmbeddings);
+        var store = new ParameterStore();
+        try
+        {
+            foreach (var spec in architecture.Parameters)
+                store.Set(spec.Name, ParameterStore.ReadTensor(source, stored[spec.Name]!));
+            foreach (var linear in architecture.Linears.Where(l => l.IsConv1D))
+                store.Set(linear.WeightName, store[linear.WeightName].t().contiguous());
+            if (architecture.HeadIsTied) store.Tie(architecture.OutputHead, architecture.WordEmbeddings);
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
         return store;
+    }
+
+    /// <summary>
+    /// The name a tensor has in this checkpoint: as expected, or without the base-model prefix
+    /// ("transformer.", "model.") when the file was saved from the bare base model, as transformers accepts.
+    /// </summary>
+    private static string? StoredName(string expected, ITensorSource source)
+    {
+        if (source.Contains(expected)) return expected;
+        var dot = expected.IndexOf('.');
+        if (dot > 0 && expected[..dot] is "transformer" or "model" && source.Contains(expected[(dot + 1)..])) return expected[(dot + 1)..];
+        return null;
     }
 
     private static PretrainedModel Create(Architecture architecture, ParameterStore store) => architecture switch

@@ -47,33 +47,15 @@ public sealed class ParameterStore : IDisposable
 
     public long CountElements() => Distinct().Sum(p => p.Tensor.numel());
 
-    /// <summary>
-    /// Loads every tensor of a checkpoint as float32 (converting F16/BF16/F64), under its stored name.
-    /// </summary>
-    public static ParameterStore Load(ITensorSource source, Func<string, bool>? include = null)
+    /// <summary>Reads one stored tensor as float32 (F16/BF16/F64 widened) or int64 (integer types).</summary>
+    public static Tensor ReadTensor(ITensorSource source, string name)
     {
-        var store = new ParameterStore();
-        try
+        var entry = source[name];
+        return entry.DType switch
         {
-            foreach (var name in source.Names)
-            {
-                if (include != null && !include(name)) continue;
-                var entry = source[name];
-                var shape = entry.Shape;
-                Tensor t = entry.DType switch
-                {
-                    DType.I64 or DType.I32 or DType.I16 or DType.I8 or DType.U8 or DType.BOOL => tensor(source.ReadInt64(name), shape),
-                    _ => tensor(source.ReadFloat32(name), shape),
-                };
-                store._tensors[name] = t;
-            }
-        }
-        catch
-        {
-            store.Dispose();
-            throw;
-        }
-        return store;
+            DType.I64 or DType.I32 or DType.I16 or DType.I8 or DType.U8 or DType.BOOL => tensor(source.ReadInt64(name), entry.Shape),
+            _ => tensor(source.ReadFloat32(name), entry.Shape),
+        };
     }
 
     public void Dispose()

@@ -1,0 +1,48 @@
+using Peft.Onnx.Core.Configs;
+
+namespace Peft.Onnx.Core.Peft;
+
+/// <summary>
+/// PEFT 0.7.1's PrefixTuningConfig: trainable key/value prefixes for every layer, num_virtual_tokens long,
+/// stored as one embedding row of num_layers * 2 * token_dim values per virtual token; with prefix_projection
+/// the rows come from a two-layer MLP over a token_dim embedding while training.
+/// </summary>
+public sealed record PrefixTuningConfig : PromptLearningConfig
+{
+    public const string Type = "PREFIX_TUNING";
+
+    public PrefixTuningConfig() => PeftType = Type;
+
+    /// <summary>Hidden size of the projection MLP; null means token_dim (filled by <see cref="WithModelDefaults"/>).</summary>
+    public int? EncoderHiddenSize { get; init; }
+
+    public bool PrefixProjection { get; init; }
+
+    protected override string MethodPeftType => Type;
+
+    public override PrefixTuningConfig WithModelDefaults(ModelConfig model)
+    {
+        var filled = (PrefixTuningConfig)base.WithModelDefaults(model);
+        return filled with { EncoderHiddenSize = filled.EncoderHiddenSize ?? filled.TokenDim };
+    }
+
+    /// <summary>
+    /// PrefixEncoder: Embedding(num_virtual_tokens, num_layers * 2 * token_dim); with prefix_projection
+    /// Embedding(num_virtual_tokens, token_dim), Linear(token_dim, h), Tanh, Linear(h, num_layers * 2 * token_dim).
+    /// Prefixes are per virtual token, not per submodule: T5's encoder and decoder share num_layers.
+    /// </summary>
+    protected override long PromptEncoderParameters()
+    {
+        long tokens = Filled(NumVirtualTokens, "num_virtual_tokens"), dim = Filled(TokenDim, "token_dim");
+        long keyValues = Filled(NumLayers, "num_layers") * 2 * dim;
+        if (!PrefixProjection) return tokens * keyValues;
+        long h = Filled(EncoderHiddenSize, "encoder_hidden_size");
+        return tokens * dim + (dim * h + h) + (h * keyValues + keyValues);
+    }
+
+    public override void Validate()
+    {
+        base.Validate();
+        RequirePositiveOrNull(EncoderHiddenSize, "encoder_hidden_size");
+    }
+}
