@@ -1,10 +1,11 @@
 using System.Text.Json;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Peft;
 
 namespace Peft.Onnx.Cli.Commands;
 
-/// <summary>`inspect`: parameter counts from config.json alone, printed as PEFT's print_trainable_parameters.</summary>
+/// <summary>`inspect`: parameter counts from configs alone, printed as PEFT's print_trainable_parameters.</summary>
 public sealed class InspectCommand : ICommand
 {
     public string Name => "inspect";
@@ -13,24 +14,31 @@ public sealed class InspectCommand : ICommand
     public int Run(ArgReader args)
     {
         var baseDir = args.ExistingDir("base", "the Hugging Face model folder (config.json is enough)");
+        var adapterDir = args.OptionalExistingDir("adapter");
         var json = args.Flag("json");
         args.EnsureAllUsed();
 
         var config = ModelConfig.Load(baseDir);
         var architecture = Architecture.For(config);
-        long all = architecture.CountParameters();
-        long trainable = all; // a plain model trains every parameter
-        var percent = 100.0 * trainable / all;
-        var line = $"trainable params: {trainable:N0} || all params: {all:N0} || trainable%: {PythonFloat.Repr(percent)}";
+        var adapter = adapterDir is null ? null : AdapterConfig.Load(adapterDir);
+        // A plain model trains every parameter; with an adapter, PEFT's own rules say what is trainable.
+        var count = adapter is null
+            ? new ParameterCount(architecture.CountParameters(), architecture.CountParameters())
+            : ParameterCount.Count(architecture, adapter);
         if (json)
         {
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
             {
-                ["trainable"] = trainable, ["all"] = all, ["trainable_percent"] = percent,
-                ["line"] = line, ["model_type"] = config.ModelType, ["class"] = architecture.ClassName,
+                ["trainable"] = count.Trainable,
+                ["all"] = count.All,
+                ["trainable_percent"] = count.TrainablePercent,
+                ["line"] = count.Line,
+                ["model_type"] = config.ModelType,
+                ["class"] = architecture.ClassName,
+                ["peft_type"] = adapter?.PeftType,
             }));
         }
-        else Console.WriteLine(line);
+        else Console.WriteLine(count.Line);
         return 0;
     }
 }

@@ -1,10 +1,168 @@
+using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Trainer.Modeling;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Models;
 
-// PLACEHOLDER: to be written by the family's implementer.
+/// <summary>
+/// OPTForCausalLM as transformers 4.33 computes it: embed_tokens (-> project_in) + learned positions
+/// -> decoder layers (pre-LN, or post-LN for opt-350m) -> final_layer_norm -> (project_out) -> lm_head.
+/// Positions come from the attention mask over past + current tokens (cumsum), so left padding and
+/// past/prefix tokens are accounted for by the mask alone.
+/// </summary>
 public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore parameters) : CausalLm(architecture, parameters)
 {
-    public override LmOutput Forward(CausalLmInput input) => throw new NotImplementedException();
+    private readonly OptArchitecture _arch = architecture;
+    private OptConfig Opt => _arch.Opt;
+    private int Heads => Opt.NumAttentionHeads;
+    private int HeadDim => Opt.HiddenSize / Opt.NumAttentionHeads;
+
+    public override LmOutput Forward(CausalLmInput input)
+    {
+        // Temporaries die here; the outputs are moved to the caller's scope at the end.
+        using var scope = NewDisposeScope();
+        // inputs_embeds (PEFT's prompt tuning) are word_embed_proj_dim wide: they enter before project_in.
+        var embeds = input.InputsEmbeds ?? EmbedTokens(input.InputIds
+            ?? throw new PeftOnnxException("OPT forward needs input_ids or inputs_embeds"));
+        long batch = embeds.shape[0], length = embeds.shape[1];
+        long past = input.PastKeyValues?.Length ?? 0;
+        if (past + length > Opt.MaxPositionEmbeddings)
+            throw new PeftOnnxException($"OPT sequence of {past + length} tokens (past {past} + current {length}) exceeds max_position_embeddings = {Opt.MaxPositionEmbeddings}");
+
+        var mask = input.AttentionMask?.to(int64) ?? ones(batch, past + length, dtype: int64, device: embeds.device);
+        if (mask.shape[0] != batch || mask.shape[1] != past + length)
+            throw new PeftOnnxException($"attention_mask has shape [{string.Join(", ", mask.shape)}], expected [{batch}, {past + length}] (past {past} + current {length} tokens)");
+        var additiveMask = DecoderAttentionMask(mask, length, past, embeds.dtype);
+        var positions = EmbedPositions(mask, past);
+
+        if (_arch.HasProjections) embeds = Linears.Forward("model.decoder.project_in", embeds);
+        var hidden = embeds + positions;
+
+        var presents = input.UseCache ? new KvCache() : null;
+        for (int i = 0; i < Opt.NumHiddenLayers; i++)
+        {
+            // LayerDrop (training only). Skipping a layer would misalign a cache, so it is off when one is built.
+            if (Training && presents is null && Opt.Layerdrop > 0 && rand(1).item<float>() < Opt.Layerdrop) continue;
+            var layerPast = input.PastKeyValues is { } cache ? cache.Self[i] : ((Tensor, Tensor)?)null;
+            hidden = DecoderLayer(i, hidden, additiveMask, layerPast, presents);
+        }
+        if (_arch.HasFinalLayerNorm) hidden = LayerNorm(hidden, "model.decoder.final_layer_norm");
+        if (_arch.HasProjections) hidden = Linears.Forward("model.decoder.project_out", hidden);
+
+        var logits = Linears.Forward("lm_head", hidden);
+        var loss = input.Labels is null ? null : LmLoss.CausalShifted(logits, input.Labels);
+
+        logits.MoveToOuterDisposeScope();
+        loss?.MoveToOuterDisposeScope();
+        presents?.MoveToOuterScope();
+        return new LmOutput(logits, loss, presents);
+    }
+
+    /// <summary>
+    /// OPTDecoderLayer: residual blocks around attention and the feed-forward; the LayerNorms go before
+    /// each block (do_layer_norm_before, 125m/1.3b/...) or after the residual add (350m).
+    /// </summary>
+    private Tensor DecoderLayer(int i, Tensor hidden, Tensor mask, (Tensor Key, Tensor Value)? past, KvCache? presents)
+    {
+        var p = $"model.decoder.layers.{i}";
+        var pre = Opt.DoLayerNormBefore;
+
+        var residual = hidden;
+        if (pre) hidden = LayerNorm(hidden, $"{p}.self_attn_layer_norm");
+        hidden = Attention(p, hidden, mask, past, presents);
+        hidden = residual + Dropout(hidden, Opt.Dropout);
+        if (!pre) hidden = LayerNorm(hidden, $"{p}.self_attn_layer_norm");
+
+        residual = hidden;
+        if (pre) hidden = LayerNorm(hidden, $"{p}.final_layer_norm");
+        hidden = Linears.Forward($"{p}.fc1", hidden);
+        hidden = Activation(hidden, Opt.ActivationFunction);
+        hidden = Linears.Forward($"{p}.fc2", hidden);
+        hidden = residual + Dropout(hidden, Opt.Dropout);
+        if (!pre) hidden = LayerNorm(hidden, $"{p}.final_layer_norm");
+        return hidden;
+    }
+
+    /// <summary>
+    /// OPTAttention: q is scaled by head_dim^-0.5 before the product; the additive mask is added and the
+    /// result clamped at finfo.min (two finfo.min summed would be -inf); softmax upcast only for fp16.
+    /// </summary>
+    private Tensor Attention(string p, Tensor x, Tensor mask, (Tensor Key, Tensor Value)? past, KvCache? presents)
+    {
+        long batch = x.shape[0], length = x.shape[1];
+        var query = SplitHeads(Linears.Forward($"{p}.self_attn.q_proj", x) * Math.Pow(HeadDim, -0.5), batch);
+        var key = SplitHeads(Linears.Forward($"{p}.self_attn.k_proj", x), batch);
+        var value = SplitHeads(Linears.Forward($"{p}.self_attn.v_proj", x), batch);
+        if (past is { } kv)
+        {
+            key = cat([kv.Key, key], 2);
+            value = cat([kv.Value, value], 2);
+        }
+        presents?.Self.Add((key, value));
+
+        var scores = matmul(query, key.transpose(-1, -2)) + mask;   // [B, heads, T, S]
+        scores = scores.clamp_min(finfo(scores.dtype).min);
+        var probs = scores.dtype == ScalarType.Float16
+            ? nn.functional.softmax(scores, -1, ScalarType.Float32).to(ScalarType.Float16)
+            : nn.functional.softmax(scores, -1);
+        probs = Dropout(probs, Opt.AttentionDropout);
+
+        var context = matmul(probs, value).transpose(1, 2).reshape(batch, length, Opt.HiddenSize);
+        return Linears.Forward($"{p}.self_attn.out_proj", context);
+    }
+
+    /// <summary>[B, T, hidden] -> [B, heads, T, head_dim] (OPTAttention._shape), the cache layout.</summary>
+    private Tensor SplitHeads(Tensor x, long batch) => x.view(batch, -1, Heads, HeadDim).transpose(1, 2);
+
+    /// <summary>
+    /// OPTLearnedPositionalEmbedding: position = cumsum(mask) * mask - 1 (pads get -1), only the current
+    /// tokens' slice, shifted by the offset of 2.
+    /// </summary>
+    private Tensor EmbedPositions(Tensor mask, long past)
+    {
+        var positions = mask.cumsum(1) * mask - 1;
+        positions = positions[.., (int)past..] + OptArchitecture.PositionOffset;
+        var table = Parameters["model.decoder.embed_positions.weight"];
+        return table.index_select(0, positions.reshape(-1)).reshape(positions.shape[0], positions.shape[1], table.shape[1]);
+    }
+
+    /// <summary>
+    /// _prepare_decoder_attention_mask: finfo.min on padded keys (expanded mask) plus finfo.min on future keys
+    /// (causal mask, only when more than one token is fed), as a [B, 1, T, past + T] additive float mask.
+    /// </summary>
+    private static Tensor DecoderAttentionMask(Tensor mask, long length, long past, ScalarType dtype)
+    {
+        long total = past + length;
+        var min = finfo(dtype).min;
+        var inverted = 1.0 - mask.to(dtype).view(mask.shape[0], 1, 1, total);
+        var combined = inverted.masked_fill(inverted.to(ScalarType.Bool), min).expand(mask.shape[0], 1, length, total);
+        if (length == 1) return combined;
+        var queryPositions = arange(past, total, device: mask.device).view(length, 1);
+        var keyPositions = arange(total, device: mask.device).view(1, total);
+        var causal = zeros([length, total], dtype, mask.device).masked_fill(keyPositions.gt(queryPositions), min);
+        return combined + causal;
+    }
+
+    private Tensor LayerNorm(Tensor x, string path) =>
+        nn.functional.layer_norm(x, [x.shape[^1]], Parameters.TryGet(path + ".weight"), Parameters.TryGet(path + ".bias"), 1e-5);
+
+    /// <summary>transformers' ACT2FN for the names OPT configs use.</summary>
+    private static Tensor Activation(Tensor x, string name) => name switch
+    {
+        "relu" => nn.functional.relu(x),
+        "gelu" => nn.functional.gelu(x),
+        "gelu_new" => 0.5 * x * (1.0 + tanh(Math.Sqrt(2.0 / Math.PI) * (x + 0.044715 * pow(x, 3.0)))),
+        "gelu_pytorch_tanh" => x.gelu(TorchSharp.Modules.GELU.Approximate.tanh),
+        "gelu_fast" => 0.5 * x * (1.0 + tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
+        "quick_gelu" => x * sigmoid(1.702 * x),
+        "silu" or "swish" => nn.functional.silu(x),
+        "tanh" => tanh(x),
+        "sigmoid" => sigmoid(x),
+        "relu6" => nn.functional.relu6(x),
+        "linear" => x,
+        _ => throw new PeftOnnxException($"config.json: activation_function '{name}' is not supported (expected relu, gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, silu, tanh, sigmoid, relu6 or linear)"),
+    };
 }

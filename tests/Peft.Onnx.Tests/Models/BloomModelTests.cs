@@ -1,3 +1,6 @@
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Trainer.Generation;
 using Peft.Onnx.Trainer.Modeling;
@@ -40,6 +43,34 @@ public class BloomModelTests
         CausalLmChecks.InputsEmbedsMatchInputIds(model);
     }
 
+    /// <summary>
+    /// Random weights in layouts the fixture does not cover: a head count that is not a power of two (extra ALiBi
+    /// slopes) and apply_residual_connection_post_layernorm.
+    /// </summary>
+    [Theory]
+    [InlineData(6, false)]
+    [InlineData(4, true)]
+    public void Other_layouts_run_with_padding_and_cache(int heads, bool postLayerNormResidual)
+    {
+        var dir = Paths.TempDir("bloom-layout");
+        try
+        {
+            var json = $$"""
+                { "model_type": "bloom", "vocab_size": 100, "hidden_size": {{heads * 8}}, "n_layer": 2, "n_head": {{heads}},
+                  "apply_residual_connection_post_layernorm": {{(postLayerNormResidual ? "true" : "false")}},
+                  "pad_token_id": 3, "bos_token_id": 1, "eos_token_id": 2 }
+                """;
+            File.WriteAllText(Path.Combine(dir, "config.json"), json);
+            var arch = Architecture.For(ModelConfig.Load(dir));
+            CausalLmChecks.WriteRandomWeights(arch, Path.Combine(dir, "model.safetensors"));
+            using var model = (CausalLm)ModelLoader.Load(dir);
+            Assert.Equal(arch.CountParameters(), model.Parameters.CountElements());
+            CausalLmChecks.LeftPaddingMatchesRowsAlone(model);
+            CausalLmChecks.CachedStepsMatchFullForward(model, heads, 8);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     [Fact]
     public void Alibi_slopes_follow_build_alibi_tensor_for_any_head_count()
     {
@@ -63,7 +94,7 @@ internal static class CausalLmChecks
 {
     private const float Tol = 1e-4f;
 
-    private static readonly long[][] Prompts = [[5, 17, 301, 44, 9, 800, 12], [77, 3, 250], [640, 21, 8, 99, 402]];
+    private static readonly long[][] Prompts = [[5, 17, 31, 44, 9, 80, 12], [77, 3, 25], [64, 21, 8, 99, 42]];  // ids < 100: small random models too
 
     /// <summary>Prompts left-padded with pad 0 into ids and mask [B, maxLen].</summary>
     public static (Tensor Ids, Tensor Mask) LeftPad(long[][] rows)
@@ -130,7 +161,7 @@ internal static class CausalLmChecks
             AssertClose(full[r, (int)pad..(int)t0], first.Logits[r, (int)pad..], $"prompt row {r}");
         }
         AssertClose(full[.., (int)t0..(int)(t0 + 2)], second.Logits, "two cached tokens");
-        AssertClose(full[.., -1..], third.Logits, "one cached token");
+        AssertClose(full[.., (int)(t0 + 2)..], third.Logits, "one cached token");
     }
 
     public static void BatchedGreedyMatchesRowsAlone(CausalLm model)
@@ -155,5 +186,20 @@ internal static class CausalLmChecks
         var fromIds = model.Forward(new CausalLmInput(ids, mask)).Logits;
         var fromEmbeds = model.Forward(new CausalLmInput(null, mask, InputsEmbeds: model.EmbedTokens(ids))).Logits;
         AssertClose(fromIds, fromEmbeds, "inputs_embeds");
+    }
+
+    /// <summary>Writes model.safetensors with small random weights (LayerNorm weights near 1) for every tensor of the architecture.</summary>
+    public static void WriteRandomWeights(Architecture arch, string path)
+    {
+        var random = new Random(7);
+        var tensors = arch.Parameters.Select(p =>
+        {
+            var values = new float[p.ElementCount];
+            bool layerNormWeight = p.Shape.Length == 1 && p.Name.EndsWith(".weight", StringComparison.Ordinal); // 1-D weights are norms
+            for (int i = 0; i < values.Length; i++)
+                values[i] = (layerNormWeight ? 1f : 0f) + (float)(random.NextDouble() - 0.5) * 0.4f;
+            return TensorData.FromFloat32(p.Name, p.Shape, values);
+        });
+        SafeTensorsWriter.Write(path, tensors);
     }
 }

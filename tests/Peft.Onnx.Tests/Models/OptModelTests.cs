@@ -1,7 +1,6 @@
 using System.Text;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
-using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Models;
@@ -63,7 +62,7 @@ public class OptModelTests
                 """;
             File.WriteAllText(Path.Combine(dir, "config.json"), json);
             var arch = (OptArchitecture)Architecture.For(ModelConfig.Load(dir));
-            WriteRandomWeights(arch, Path.Combine(dir, "model.safetensors"));
+            CausalLmChecks.WriteRandomWeights(arch, Path.Combine(dir, "model.safetensors"));
 
             using var model = (CausalLm)ModelLoader.Load(dir, out var report);
             Assert.Empty(report.Unexpected);
@@ -118,19 +117,5 @@ public class OptModelTests
             "model.decoder.layers.0.self_attn.q_proj", "model.decoder.layers.0.self_attn.out_proj",
             "model.decoder.layers.0.fc1", "model.decoder.layers.0.fc2", "lm_head",
         }, paths);
-    }
-
-    private static void WriteRandomWeights(Architecture arch, string path)
-    {
-        var random = new Random(7);
-        var tensors = arch.Parameters.Select(p =>
-        {
-            var values = new float[p.ElementCount];
-            bool layerNormWeight = p.Name.EndsWith("layer_norm.weight", StringComparison.Ordinal);
-            for (int i = 0; i < values.Length; i++)
-                values[i] = (layerNormWeight ? 1f : 0f) + (float)(random.NextDouble() - 0.5) * 0.4f;
-            return TensorData.FromFloat32(p.Name, p.Shape, values);
-        });
-        SafeTensorsWriter.Write(path, tensors);
     }
 }

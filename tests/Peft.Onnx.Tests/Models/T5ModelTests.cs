@@ -154,12 +154,21 @@ public class T5ModelTests
             var ids = tensor(new long[] { 5, 9, 13, 2, 7, 30, 8, 3, 0, 0 }, [2, 5]);
             var mask = tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 }, [2, 5]);
             var labels = tensor(new long[] { 4, 6, 1, 3, -100, -100 }, [2, 3]);
-            // Dropout is on while training: the loss must still be finite and differentiable.
+            // Dropout is on while training: the loss must still be finite, and gradients reach the
+            // shared embedding and both relative position tables (the base weights are frozen unless asked).
+            string[] watched = ["shared.weight", "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"];
+            foreach (var name in watched) model.Parameters[name].requires_grad_(true);
             model.Training = true;
             var trained = model.Forward(new Seq2SeqLmInput(ids, mask, Labels: labels));
             Assert.True(float.IsFinite(trained.Loss!.item<float>()));
             trained.Loss.backward();
             model.Training = false;
+            foreach (var name in watched)
+            {
+                Assert.True(model.Parameters[name].grad is { } g && g.abs().sum().item<float>() > 0, $"no gradient for {name}");
+                model.Parameters[name].requires_grad_(false);
+            }
 
             using (no_grad())
             {
@@ -186,6 +195,24 @@ public class T5ModelTests
         using var scope = NewDisposeScope();
         var shifted = model.ShiftRight(tensor(new long[] { 5, 6, 7, 8, 9, -100 }, [2, 3]));
         Assert.Equal(new long[] { 0, 5, 6, 0, 8, 9 }, shifted.data<long>().ToArray());
+    }
+
+    [Fact]
+    public void Embeddings_in_place_of_ids_give_the_same_logits_for_encoder_and_decoder()
+    {
+        using var reference = new Reference("mt5");
+        using var model = (T5ForConditionalGeneration)ModelLoader.Load(Paths.Case("mt5", "base_model"));
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var ids = tensor(reference.Inputs.ReadInt64("input_ids"), reference.Shape("input_ids"));
+        var mask = tensor(reference.Inputs.ReadInt64("attention_mask"), reference.Shape("attention_mask"));
+        var labels = tensor(reference.Inputs.ReadInt64("labels"), reference.Shape("labels"));
+        var byIds = model.Forward(new Seq2SeqLmInput(ids, mask, Labels: labels));
+        // PEFT prompt tuning feeds inputs_embeds (and, for seq2seq, decoder_inputs_embeds).
+        var byEmbeds = model.Forward(new Seq2SeqLmInput(null, mask, InputsEmbeds: model.EmbedTokens(ids), Labels: labels),
+            decoderInputsEmbeds: model.EmbedTokens(model.ShiftRight(labels)));
+        Assert.True(allclose(byIds.Logits, byEmbeds.Logits, rtol: 0, atol: 1e-6));
+        Assert.Equal(byIds.Loss!.item<float>(), byEmbeds.Loss!.item<float>());
     }
 
     // ------------------------------------------------------------------ (3) relative position buckets
