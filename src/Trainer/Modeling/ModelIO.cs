@@ -19,7 +19,8 @@ public sealed record CausalLmInput(
 /// <summary>
 /// Inputs of an encoder-decoder forward, as T5ForConditionalGeneration.forward. When DecoderInputIds is null
 /// and Labels are given, the decoder input is the labels shifted right (start token, -100 -> pad).
-/// EncoderHiddenStates skips the encoder (generation reuses it).
+/// EncoderHiddenStates skips the encoder (generation reuses it). DecoderInputsEmbeds replaces the decoder's
+/// token embeddings (PEFT's seq2seq prompt tuning sends virtual tokens to the decoder too).
 /// </summary>
 public sealed record Seq2SeqLmInput(
     Tensor? InputIds,
@@ -30,7 +31,8 @@ public sealed record Seq2SeqLmInput(
     Tensor? Labels = null,
     Tensor? EncoderHiddenStates = null,
     KvCache? PastKeyValues = null,
-    bool UseCache = false);
+    bool UseCache = false,
+    Tensor? DecoderInputsEmbeds = null);
 
 /// <summary>Logits [B, T, V], the mean cross-entropy when labels were given, and the new cache when asked.</summary>
 public sealed record LmOutput(Tensor Logits, Tensor? Loss, KvCache? PresentKeyValues, Tensor? EncoderHiddenStates = null);

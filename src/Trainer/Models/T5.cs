@@ -39,13 +39,13 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
             encoderMask: null, present: null);
     }
 
-    public override LmOutput Forward(Seq2SeqLmInput input) => Forward(input, decoderInputsEmbeds: null);
+    public override LmOutput Forward(Seq2SeqLmInput input) => Forward(input, input.DecoderInputsEmbeds);
 
     /// <summary>
     /// forward with decoder_inputs_embeds: PEFT's seq2seq prompt tuning / p-tuning (num_transformer_submodules 2)
     /// prepends virtual tokens to the decoder input as well, and passes labels padded with -100 to match.
     /// </summary>
-    public LmOutput Forward(Seq2SeqLmInput input, Tensor? decoderInputsEmbeds)
+    private LmOutput Forward(Seq2SeqLmInput input, Tensor? decoderInputsEmbeds)
     {
         if (input.DecoderInputIds is not null && decoderInputsEmbeds is not null)
             throw new PeftOnnxException("T5: give decoder_input_ids or decoder_inputs_embeds, not both");

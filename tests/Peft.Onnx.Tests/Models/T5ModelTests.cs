@@ -209,8 +209,8 @@ public class T5ModelTests
         var labels = tensor(reference.Inputs.ReadInt64("labels"), reference.Shape("labels"));
         var byIds = model.Forward(new Seq2SeqLmInput(ids, mask, Labels: labels));
         // PEFT prompt tuning feeds inputs_embeds (and, for seq2seq, decoder_inputs_embeds).
-        var byEmbeds = model.Forward(new Seq2SeqLmInput(null, mask, InputsEmbeds: model.EmbedTokens(ids), Labels: labels),
-            decoderInputsEmbeds: model.EmbedTokens(model.ShiftRight(labels)));
+        var byEmbeds = model.Forward(new Seq2SeqLmInput(null, mask, InputsEmbeds: model.EmbedTokens(ids), Labels: labels,
+            DecoderInputsEmbeds: model.EmbedTokens(model.ShiftRight(labels))));
         Assert.True(allclose(byIds.Logits, byEmbeds.Logits, rtol: 0, atol: 1e-6));
         Assert.Equal(byIds.Loss!.item<float>(), byEmbeds.Loss!.item<float>());
     }
