@@ -21,7 +21,7 @@ public sealed class Gpt2LmHeadModel : CausalLm
     public Gpt2LmHeadModel(Gpt2Architecture architecture, ParameterStore parameters) : base(architecture, parameters)
     {
         _config = (Gpt2Config)architecture.Config;
-        _activation = Act2Fn(_config.ActivationFunction);
+        _activation = Activations.Get(_config.ActivationFunction);
     }
 
     private int NumHeads => _config.NHead;
@@ -30,7 +30,7 @@ public sealed class Gpt2LmHeadModel : CausalLm
     public override LmOutput Forward(CausalLmInput input)
     {
         using var scope = NewDisposeScope();
-        var past = PastOrNull(input.PastKeyValues, _config.NLayer);
+        var past = AttentionMasks.PastOrNull(input.PastKeyValues, _config.NLayer);
         long pastLength = past?.Length ?? 0;
 
         // GPT2Model.forward: inputs_embeds (given, e.g. by prompt tuning, or looked up from wte) + wpe(position_ids).
@@ -48,9 +48,9 @@ public sealed class Gpt2LmHeadModel : CausalLm
         Tensor? padding = null;
         if (input.AttentionMask is not null)
         {
-            CheckMask(input.AttentionMask, batch, keyLength);
+            AttentionMasks.CheckMask(input.AttentionMask, batch, keyLength);
             var mask = input.AttentionMask.reshape(batch, 1, 1, -1).to(hidden.dtype);
-            padding = (1.0 - mask) * MinValue(hidden.dtype);
+            padding = (1.0 - mask) * AttentionMasks.MinValue(hidden.dtype);
         }
 
         var presents = input.UseCache ? new KvCache() : null;
@@ -106,7 +106,7 @@ public sealed class Gpt2LmHeadModel : CausalLm
         var weights = query.matmul(key.transpose(-1, -2));
         if (_config.ScaleAttnWeights) weights = weights / Math.Sqrt(HeadDim);
         if (_config.ScaleAttnByInverseLayerIdx) weights = weights / (double)(layer + 1);
-        weights = weights.masked_fill(causal.logical_not(), MinValue(weights.dtype));
+        weights = weights.masked_fill(causal.logical_not(), AttentionMasks.MinValue(weights.dtype));
         if (padding is not null) weights = weights + padding;
         weights = nn.functional.softmax(weights, -1);
         weights = Dropout(weights, _config.AttnPdrop);
@@ -143,47 +143,4 @@ public sealed class Gpt2LmHeadModel : CausalLm
     /// <summary>An nn.Embedding lookup: rows of <paramref name="table"/> for every id, shaped [.. ids, dim].</summary>
     private static Tensor Lookup(Tensor table, Tensor ids) =>
         table.index_select(0, ids.reshape(-1)).reshape([.. ids.shape, table.shape[1]]);
-
-    internal static void CheckMask(Tensor mask, long batch, long keyLength)
-    {
-        if (mask.dim() != 2 || mask.shape[0] != batch || mask.shape[1] != keyLength)
-            throw new PeftOnnxException($"attention_mask has shape [{string.Join(", ", mask.shape)}] but must be [{batch}, {keyLength}] (batch, past + current positions)");
-    }
-
-    /// <summary>The past to attend to (null when none or empty); one (key, value) per layer, as the model has layers.</summary>
-    internal static KvCache? PastOrNull(KvCache? past, int layers)
-    {
-        if (past is null || past.Self.Count == 0) return null;
-        if (past.Self.Count != layers)
-            throw new PeftOnnxException($"past_key_values has {past.Self.Count} layers but the model has {layers}");
-        return past;
-    }
-
-    /// <summary>torch.finfo(dtype).min, the value transformers masks with (not -inf, so fully masked rows stay finite).</summary>
-    internal static double MinValue(ScalarType dtype) => finfo(dtype).min;
-
-    /// <summary>
-    /// transformers' ACT2FN (activations.py) for the names configs use. gelu_new is the tanh approximation
-    /// written out as transformers writes it, so its rounding matches.
-    /// </summary>
-    internal static Func<Tensor, Tensor> Act2Fn(string name) => name switch
-    {
-        "gelu" => x => nn.functional.gelu(x),
-        "gelu_python" => x => x * 0.5 * (1.0 + special.erf(x / Math.Sqrt(2.0))),
-        "gelu_new" or "gelu_accurate" => x => 0.5 * x * (1.0 + tanh(Math.Sqrt(2.0 / Math.PI) * (x + 0.044715 * pow(x, 3.0)))),
-        "gelu_fast" => x => 0.5 * x * (1.0 + tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
-        "gelu_pytorch_tanh" => x => x.gelu(TorchSharp.Modules.GELU.Approximate.tanh),
-        "gelu_10" => x => clamp(nn.functional.gelu(x), -10.0, 10.0),
-        "quick_gelu" => x => x * sigmoid(1.702 * x),
-        "relu" => x => nn.functional.relu(x),
-        "relu2" => x => nn.functional.relu(x).square(),
-        "relu6" => x => nn.functional.relu6(x),
-        "leaky_relu" => x => nn.functional.leaky_relu(x),
-        "silu" or "swish" => x => nn.functional.silu(x),
-        "mish" => x => nn.functional.mish(x),
-        "sigmoid" => x => sigmoid(x),
-        "tanh" => x => tanh(x),
-        "linear" => x => x,
-        _ => throw new PeftOnnxException($"activation function '{name}' is not supported (expected one of gelu, gelu_new, gelu_fast, gelu_pytorch_tanh, gelu_python, gelu_accurate, gelu_10, quick_gelu, relu, relu2, relu6, leaky_relu, silu, swish, mish, sigmoid, tanh, linear)"),
-    };
 }

@@ -20,7 +20,7 @@ public sealed class LlamaForCausalLM : CausalLm
     public LlamaForCausalLM(LlamaArchitecture architecture, ParameterStore parameters) : base(architecture, parameters)
     {
         _config = (LlamaConfig)architecture.Config;
-        _activation = Gpt2LmHeadModel.Act2Fn(_config.HiddenAct);
+        _activation = Activations.Get(_config.HiddenAct);
     }
 
     private int NumHeads => _config.NumAttentionHeads;
@@ -30,7 +30,7 @@ public sealed class LlamaForCausalLM : CausalLm
     public override LmOutput Forward(CausalLmInput input)
     {
         using var scope = NewDisposeScope();
-        var past = Gpt2LmHeadModel.PastOrNull(input.PastKeyValues, _config.NumHiddenLayers);
+        var past = AttentionMasks.PastOrNull(input.PastKeyValues, _config.NumHiddenLayers);
         long pastLength = past?.Length ?? 0;
 
         // LlamaModel.forward: inputs_embeds given (prompt tuning) or looked up; no position table, positions go to RoPE.
@@ -41,7 +41,7 @@ public sealed class LlamaForCausalLM : CausalLm
         var positionIds = input.PositionIds?.reshape(-1, length).to(int64)
             ?? arange(pastLength, pastLength + length, dtype: int64, device: hidden.device).unsqueeze(0);
         var (cos, sin) = Rope(positionIds, hidden.dtype);
-        var mask = DecoderAttentionMask(input.AttentionMask, batch, length, pastLength, hidden.dtype, hidden.device);
+        var mask = AttentionMasks.Decoder(input.AttentionMask, batch, length, pastLength, hidden.dtype, hidden.device);
 
         var presents = input.UseCache ? new KvCache() : null;
         for (int i = 0; i < _config.NumHiddenLayers; i++)
@@ -154,30 +154,5 @@ public sealed class LlamaForCausalLM : CausalLm
         if (groups == 1) return x;
         long b = x.shape[0], kv = x.shape[1], s = x.shape[2], d = x.shape[3];
         return x.unsqueeze(2).expand(b, kv, groups, s, d).reshape(b, kv * groups, s, d);
-    }
-
-    /// <summary>
-    /// _prepare_decoder_attention_mask: causal mask (finfo.min above the diagonal, past columns open) plus the
-    /// expanded padding mask (finfo.min where the mask is not 1), [B|1, 1, T, past+T]. A single new token has no
-    /// causal part; with no mask and one token nothing is masked (null).
-    /// </summary>
-    private static Tensor? DecoderAttentionMask(Tensor? attentionMask, long batch, long length, long pastLength, ScalarType dtype, Device device)
-    {
-        long keyLength = pastLength + length;
-        var min = Gpt2LmHeadModel.MinValue(dtype);
-        Tensor? combined = null;
-        if (length > 1)
-        {
-            var blocked = ones(length, keyLength, dtype: @bool, device: device).triu(pastLength + 1);
-            combined = zeros(length, keyLength, dtype: dtype, device: device).masked_fill(blocked, min).view(1, 1, length, keyLength);
-        }
-        if (attentionMask is not null)
-        {
-            Gpt2LmHeadModel.CheckMask(attentionMask, batch, keyLength);
-            var inverted = 1.0 - attentionMask.reshape(batch, 1, 1, keyLength).to(dtype);
-            var expanded = inverted.masked_fill(inverted.to(@bool), min);
-            combined = combined is null ? expanded : expanded + combined;
-        }
-        return combined;
     }
 }

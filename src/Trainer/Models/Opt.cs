@@ -35,7 +35,7 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
         var mask = input.AttentionMask?.to(int64) ?? ones(batch, past + length, dtype: int64, device: embeds.device);
         if (mask.shape[0] != batch || mask.shape[1] != past + length)
             throw new PeftOnnxException($"attention_mask has shape [{string.Join(", ", mask.shape)}], expected [{batch}, {past + length}] (past {past} + current {length} tokens)");
-        var additiveMask = DecoderAttentionMask(mask, length, past, embeds.dtype);
+        var additiveMask = AttentionMasks.Decoder(mask, mask.shape[0], length, past, embeds.dtype, mask.device)!;
         var positions = EmbedPositions(mask, past);
 
         if (_arch.HasProjections) embeds = Linears.Forward("model.decoder.project_in", embeds);
@@ -79,7 +79,7 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
         residual = hidden;
         if (pre) hidden = LayerNorm(hidden, $"{p}.final_layer_norm");
         hidden = Linears.Forward($"{p}.fc1", hidden);
-        hidden = Activation(hidden, Opt.ActivationFunction);
+        hidden = Activations.Get(Opt.ActivationFunction)(hidden);
         hidden = Linears.Forward($"{p}.fc2", hidden);
         hidden = residual + Dropout(hidden, Opt.Dropout);
         if (!pre) hidden = LayerNorm(hidden, $"{p}.final_layer_norm");
@@ -129,40 +129,6 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
         return table.index_select(0, positions.reshape(-1)).reshape(positions.shape[0], positions.shape[1], table.shape[1]);
     }
 
-    /// <summary>
-    /// _prepare_decoder_attention_mask: finfo.min on padded keys (expanded mask) plus finfo.min on future keys
-    /// (causal mask, only when more than one token is fed), as a [B, 1, T, past + T] additive float mask.
-    /// </summary>
-    private static Tensor DecoderAttentionMask(Tensor mask, long length, long past, ScalarType dtype)
-    {
-        long total = past + length;
-        var min = finfo(dtype).min;
-        var inverted = 1.0 - mask.to(dtype).view(mask.shape[0], 1, 1, total);
-        var combined = inverted.masked_fill(inverted.to(ScalarType.Bool), min).expand(mask.shape[0], 1, length, total);
-        if (length == 1) return combined;
-        var queryPositions = arange(past, total, device: mask.device).view(length, 1);
-        var keyPositions = arange(total, device: mask.device).view(1, total);
-        var causal = zeros([length, total], dtype, mask.device).masked_fill(keyPositions.gt(queryPositions), min);
-        return combined + causal;
-    }
-
     private Tensor LayerNorm(Tensor x, string path) =>
         nn.functional.layer_norm(x, [x.shape[^1]], Parameters.TryGet(path + ".weight"), Parameters.TryGet(path + ".bias"), 1e-5);
-
-    /// <summary>transformers' ACT2FN for the names OPT configs use.</summary>
-    private static Tensor Activation(Tensor x, string name) => name switch
-    {
-        "relu" => nn.functional.relu(x),
-        "gelu" => nn.functional.gelu(x),
-        "gelu_new" => 0.5 * x * (1.0 + tanh(Math.Sqrt(2.0 / Math.PI) * (x + 0.044715 * pow(x, 3.0)))),
-        "gelu_pytorch_tanh" => x.gelu(TorchSharp.Modules.GELU.Approximate.tanh),
-        "gelu_fast" => 0.5 * x * (1.0 + tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
-        "quick_gelu" => x * sigmoid(1.702 * x),
-        "silu" or "swish" => nn.functional.silu(x),
-        "tanh" => tanh(x),
-        "sigmoid" => sigmoid(x),
-        "relu6" => nn.functional.relu6(x),
-        "linear" => x,
-        _ => throw new PeftOnnxException($"config.json: activation_function '{name}' is not supported (expected relu, gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, silu, tanh, sigmoid, relu6 or linear)"),
-    };
 }

@@ -257,24 +257,12 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
         var x = LayerNorm($"{path}.layer_norm.weight", hidden);
         var ff = $"{path}.DenseReluDense";
         x = _config.IsGatedAct
-            ? Activation(Linears.Forward($"{ff}.wi_0", x)) * Linears.Forward($"{ff}.wi_1", x)
-            : Activation(Linears.Forward($"{ff}.wi", x));
+            ? Activations.Get(_config.DenseActFn)(Linears.Forward($"{ff}.wi_0", x)) * Linears.Forward($"{ff}.wi_1", x)
+            : Activations.Get(_config.DenseActFn)(Linears.Forward($"{ff}.wi", x));
         x = Dropout(x, _config.DropoutRate);
         x = Linears.Forward($"{ff}.wo", x);
         return hidden + Dropout(x, _config.DropoutRate);
     }
-
-    /// <summary>ACT2FN[dense_act_fn], with the tanh approximations written out as transformers writes them.</summary>
-    private Tensor Activation(Tensor x) => _config.DenseActFn switch
-    {
-        "relu" => nn.functional.relu(x),
-        "gelu" => nn.functional.gelu(x),
-        // gelu_pytorch_tanh is torch's built-in form of the same formula.
-        "gelu_new" or "gelu_pytorch_tanh" => 0.5 * x * (1.0 + tanh(Math.Sqrt(2.0 / Math.PI) * (x + 0.044715 * pow(x, 3.0)))),
-        "gelu_fast" => 0.5 * x * (1.0 + tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
-        "silu" => nn.functional.silu(x),
-        var a => throw new PeftOnnxException($"T5: activation '{a}' is not supported"),
-    };
 
     /// <summary>T5LayerNorm: RMS norm without mean subtraction or bias, the variance taken in float32.</summary>
     private Tensor LayerNorm(string weightName, Tensor hidden)
