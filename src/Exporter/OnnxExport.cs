@@ -18,7 +18,16 @@ public sealed record ExportOptions
 }
 
 /// <summary>What an export wrote.</summary>
-public sealed record ExportResult(string OutDir, ModelWriteResult Model, IReadOnlyList<string> CopiedFiles, OnnxCheckReport? Check);
+public sealed record ExportResult(string OutDir, ModelWriteResult Model, IReadOnlyList<string> CopiedFiles, OnnxCheckReport? Check)
+{
+    private readonly IReadOnlyList<ModelWriteResult>? _models;
+
+    /// <summary>Every model written: [model.onnx], or [encoder_model.onnx, decoder_model.onnx] (then <see cref="Model"/> is the decoder).</summary>
+    public IReadOnlyList<ModelWriteResult> Models { get => _models ?? [Model]; init => _models = value; }
+
+    /// <summary>The ORT check of an encoder-decoder export (<see cref="Check"/> is the causal-LM one).</summary>
+    public Seq2SeqCheckReport? Seq2SeqCheck { get; init; }
+}
 
 /// <summary>Compiles Hugging Face checkpoints into self-contained ONNX folders.</summary>
 public static class OnnxExport
@@ -47,26 +56,65 @@ public static class OnnxExport
         if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
         var config = ModelConfig.Load(modelDir);
         if (!IsSupported(config))
-            throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom)");
+            throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)");
         using var tensors = CheckpointTensors.Open(modelDir);
         var weights = new CheckpointWeights(tensors);
         weights.Validate(Core.Architectures.Architecture.For(config), modelDir);
+        if (config.IsEncoderDecoder) return WriteSeq2SeqFolder(BuildSeq2SeqGraphs(config, weights), modelDir, outDir, options);
         var graph = BuildGraph(config, weights);
         return WriteFolder(graph, modelDir, outDir, options);
     }
 
     /// <summary>True for the families that have a graph in Graphs/.</summary>
-    public static bool IsSupported(ModelConfig config) => config is BloomConfig;
+    public static bool IsSupported(ModelConfig config) => config is BloomConfig or Gpt2Config or OptConfig or LlamaConfig or T5Config;
 
     /// <summary>The family's graph for a config (base weights from <paramref name="weights"/>).</summary>
     public static GraphBuilder BuildGraph(ModelConfig config, WeightSource weights) => config switch
     {
         BloomConfig c => BloomGraph.Build(c, weights),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom)"),
+        Gpt2Config c => Gpt2Graph.Build(c, weights),
+        OptConfig c => OptGraph.Build(c, weights),
+        LlamaConfig c => LlamaGraph.Build(c, weights),
+        T5Config => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' is encoder-decoder: it exports as two graphs (BuildSeq2SeqGraphs)"),
+        _ => throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)"),
+    };
+
+    /// <summary>The encoder and decoder graphs of an encoder-decoder family (see <see cref="Seq2SeqInterface"/>).</summary>
+    public static Seq2SeqGraphs BuildSeq2SeqGraphs(ModelConfig config, WeightSource weights) => config switch
+    {
+        T5Config c => T5Graph.Build(c, weights),
+        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' has no encoder-decoder ONNX export"),
     };
 
     /// <summary>Writes model + side files into a temporary folder beside <paramref name="outDir"/>, verifies, renames.</summary>
-    public static ExportResult WriteFolder(GraphBuilder graph, string sourceDir, string outDir, ExportOptions options)
+    public static ExportResult WriteFolder(GraphBuilder graph, string sourceDir, string outDir, ExportOptions options) =>
+        WriteAtomically(sourceDir, outDir, temp =>
+        {
+            var model = ModelWriter.Write(graph, Path.Combine(temp, ModelFile), options.Write with { DataFileName = DataFile });
+            var check = options.Verify ? OnnxCheck.CausalLm(Path.Combine(temp, ModelFile)) : null;
+            return new ExportResult(temp, model, [], check);
+        });
+
+    /// <summary>
+    /// Writes encoder_model.onnx (+ .onnx.data), decoder_model.onnx (+ .onnx.data) and the side files into a
+    /// temporary folder beside <paramref name="outDir"/>, checks both with ORT (<see cref="OnnxCheck.Seq2Seq"/>), renames.
+    /// </summary>
+    public static ExportResult WriteSeq2SeqFolder(Seq2SeqGraphs graphs, string sourceDir, string outDir, ExportOptions options) =>
+        WriteAtomically(sourceDir, outDir, temp =>
+        {
+            var encoderPath = Path.Combine(temp, Seq2SeqInterface.EncoderFile);
+            var decoderPath = Path.Combine(temp, Seq2SeqInterface.DecoderFile);
+            var encoder = ModelWriter.Write(graphs.Encoder, encoderPath, options.Write with { DataFileName = Seq2SeqInterface.EncoderFile + ".data" });
+            var decoder = ModelWriter.Write(graphs.Decoder, decoderPath, options.Write with { DataFileName = Seq2SeqInterface.DecoderFile + ".data" });
+            var check = options.Verify ? OnnxCheck.Seq2Seq(encoderPath, decoderPath) : null;
+            return new ExportResult(temp, decoder, [], null) { Models = [encoder, decoder], Seq2SeqCheck = check };
+        });
+
+    /// <summary>
+    /// The folder appears complete or not at all: <paramref name="write"/> fills a temporary folder beside
+    /// <paramref name="outDir"/> (and verifies what it wrote), the side files are copied, then the folder is renamed.
+    /// </summary>
+    private static ExportResult WriteAtomically(string sourceDir, string outDir, Func<string, ExportResult> write)
     {
         var target = Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar));
         if (File.Exists(target)) throw new PeftOnnxException($"{outDir}: exists and is a file (expected a new or empty folder)");
@@ -78,8 +126,7 @@ public static class OnnxExport
         Directory.CreateDirectory(temp);
         try
         {
-            var write = options.Write with { DataFileName = DataFile };
-            var model = ModelWriter.Write(graph, Path.Combine(temp, ModelFile), write);
+            var written = write(temp);
             var copied = new List<string>();
             foreach (var f in SideFiles)
             {
@@ -88,7 +135,6 @@ public static class OnnxExport
                 File.Copy(src, Path.Combine(temp, f));
                 copied.Add(f);
             }
-            var check = options.Verify ? OnnxCheck.CausalLm(Path.Combine(temp, ModelFile)) : null;
 
             if (Directory.Exists(target))
             {
@@ -97,12 +143,12 @@ public static class OnnxExport
                 Directory.Delete(target);
             }
             Directory.Move(temp, target);
-            var final = model with
+            ModelWriteResult Moved(ModelWriteResult m) => m with
             {
-                ModelPath = Path.Combine(target, ModelFile),
-                DataPath = model.DataPath == null ? null : Path.Combine(target, DataFile),
+                ModelPath = Path.Combine(target, Path.GetFileName(m.ModelPath)),
+                DataPath = m.DataPath == null ? null : Path.Combine(target, Path.GetFileName(m.DataPath)),
             };
-            return new ExportResult(target, final, copied, check);
+            return written with { OutDir = target, Model = Moved(written.Model), Models = written.Models.Select(Moved).ToList(), CopiedFiles = copied };
         }
         catch
         {

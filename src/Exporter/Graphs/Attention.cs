@@ -77,4 +77,76 @@ public static class Attention
     /// <summary>[batch, heads, seq, head_dim] -> [batch, seq, heads * head_dim].</summary>
     public static string MergeHeads(GraphBuilder g, string context, long hiddenSize) =>
         g.Reshape(g.Transpose(context, [0, 2, 1, 3]), [0, 0, hiddenSize]);
+
+    /// <summary>[batch, seq, heads * head_dim] -> [batch, heads, seq, head_dim] (the cache layout).</summary>
+    public static string SplitHeads(GraphBuilder g, string x, long heads, long headDim, string name)
+    {
+        using var _ = g.Scope(name);
+        return g.Transpose(g.Reshape(x, [0, 0, heads, headDim]), [0, 2, 1, 3]);
+    }
+
+    /// <summary>Raw attention scores q @ k^T over [batch, heads, *, head_dim] (scaling is the family's business).</summary>
+    public static string Scores(GraphBuilder g, string q, string k) => g.MatMul(q, g.Transpose(k, [0, 1, 3, 2]));
+
+    /// <summary>
+    /// softmax(scores, masked) @ v: scores where <paramref name="allowed"/> is false become float.MinValue
+    /// (torch.finfo(float32).min) before the softmax. On every row with a visible key this equals transformers'
+    /// additive masks (finfo.min added, clamped or not), since masked keys get exactly zero weight.
+    /// </summary>
+    public static string MaskedSoftmaxContext(GraphBuilder g, string scores, string v, string allowed)
+    {
+        var masked = g.Where(allowed, scores, g.Constant(float.MinValue));
+        return g.MatMul(g.Softmax(masked, -1), v);
+    }
+
+    /// <summary>
+    /// repeat_kv for grouped-query attention: [batch, kv_heads, seq, head_dim] -> [batch, kv_heads * groups, seq,
+    /// head_dim], query head h reading kv head h / groups (the cache keeps the kv heads un-repeated).
+    /// </summary>
+    public static string RepeatKv(GraphBuilder g, string x, long kvHeads, long groups, long headDim, string name)
+    {
+        if (groups == 1) return x;
+        using var _ = g.Scope(name);
+        var expanded = g.Op("Expand", [g.Unsqueeze(x, [2]), g.Ints(1, 1, groups, 1, 1)]);   // [B, kv, groups, S, d]
+        return g.Reshape(expanded, [0, kvHeads * groups, -1, headDim]);
+    }
+
+    /// <summary>
+    /// The rotary inverse frequencies as LlamaRotaryEmbedding builds them in float32:
+    /// 1 / theta^(arange(0, dim, 2) / dim).
+    /// </summary>
+    public static float[] RotaryInverseFrequencies(int dim, double theta)
+    {
+        var result = new float[dim / 2];
+        for (int i = 0; i < result.Length; i++)
+        {
+            float exponent = (float)(2 * i) / dim;
+            result[i] = 1f / MathF.Pow((float)theta, exponent);
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// RoPE cos and sin [batch, 1, seq, head_dim] for int64 positions [batch, seq]: angles = position * inv_freq
+    /// (float32, one product each, as the cached table is built), emb = cat(angles, angles). Equal to indexing
+    /// transformers' cos_cached/sin_cached by the positions, with no table and no length limit.
+    /// </summary>
+    public static (string Cos, string Sin) RotaryCosSin(GraphBuilder g, string positionIds, float[] inverseFrequencies)
+    {
+        using var _ = g.Scope("rotary_emb");
+        var positions = g.Unsqueeze(g.Cast(positionIds, ElementType.Float), [2]);                              // [B, T, 1]
+        var invFreq = g.Constant(InitializerData.FromFloats(inverseFrequencies, inverseFrequencies.Length));    // [d/2]
+        var angles = g.Mul(positions, invFreq);                                                                // [B, T, d/2]
+        var emb = g.Unsqueeze(g.Concat(-1, [angles, angles]), [1]);                                            // [B, 1, T, d]
+        return (g.Op("Cos", [emb]), g.Op("Sin", [emb]));
+    }
+
+    /// <summary>apply_rotary_pos_emb for one of q, k [batch, heads, seq, head_dim]: x * cos + rotate_half(x) * sin.</summary>
+    public static string ApplyRotary(GraphBuilder g, string x, string cos, string sin, string name)
+    {
+        using var _ = g.Scope(name);
+        var halves = g.Split(x, -1, 2);
+        var rotated = g.Concat(-1, [g.Op("Neg", [halves[1]]), halves[0]]);   // rotate_half: (-x2, x1)
+        return g.Add(g.Mul(x, cos), g.Mul(rotated, sin));
+    }
 }

@@ -4,14 +4,27 @@ namespace Peft.Onnx.Exporter.Graphs;
 
 /// <summary>
 /// Inputs and outputs of every decoder-only graph, named as Optimum and ORT GenAI ("decoder" type) expect:
-/// input_ids [batch, seq] and attention_mask [batch, past + seq] (int64), past_key_values.{i}.key|value
+/// input_ids [batch, seq] and attention_mask [batch, past + seq] (int64), position_ids [batch, seq] (int64, only
+/// for families whose forward takes them: GPT-2, LLaMA), past_key_values.{i}.key|value
 /// [batch, kv_heads, past_seq, head_dim] -> logits [batch, seq, vocab] and present.{i}.key|value
 /// [batch, kv_heads, past + seq, head_dim]. One graph serves prefill (past_seq = 0) and decoding.
+/// <para>
+/// position_ids contract: the caller passes what transformers' prepare_inputs_for_generation passes, i.e.
+/// <c>cumsum(attention_mask) - 1</c> with padded positions set to 1, the last seq columns (see
+/// <see cref="PositionIdsFromMask"/>). Without padding that is past .. past + seq - 1. Families without the input
+/// (BLOOM's ALiBi, OPT) derive positions from attention_mask inside the graph; OPT follows
+/// OPTLearnedPositionalEmbedding (cumsum(mask) * mask - 1, + 2), as Optimum does for transformers &lt; 4.46.
+/// </para>
+/// <para>
+/// kv_heads is num_key_value_heads (grouped-query attention keeps the cache un-repeated); the graph repeats
+/// the kv heads for the attention product itself.
+/// </para>
 /// </summary>
 public static class CausalLmInterface
 {
     public const string InputIds = "input_ids";
     public const string AttentionMask = "attention_mask";
+    public const string PositionIds = "position_ids";
     public const string Logits = "logits";
 
     public static string PastKey(int layer) => $"past_key_values.{layer}.key";
@@ -20,10 +33,18 @@ public static class CausalLmInterface
     public static string PresentValue(int layer) => $"present.{layer}.value";
 
     /// <summary>Declares the inputs and outputs (in Optimum's order); nodes must later produce the outputs.</summary>
-    public static void Declare(GraphBuilder g, int numLayers, int numKvHeads, int headDim, int vocabSize)
+    public static void Declare(GraphBuilder g, int numLayers, int numKvHeads, int headDim, int vocabSize) =>
+        Declare(g, numLayers, numKvHeads, headDim, vocabSize, positionIds: false);
+
+    /// <summary>
+    /// Declares the inputs and outputs; with <paramref name="positionIds"/> the graph also takes position_ids
+    /// [batch, seq] right after attention_mask (ORT GenAI's order).
+    /// </summary>
+    public static void Declare(GraphBuilder g, int numLayers, int numKvHeads, int headDim, int vocabSize, bool positionIds)
     {
         g.Input(InputIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
         g.Input(AttentionMask, ElementType.Int64, Dims.Batch, Dims.TotalSequence);
+        if (positionIds) g.Input(PositionIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
         for (int i = 0; i < numLayers; i++)
         {
             g.Input(PastKey(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.PastSequence, headDim);
@@ -35,5 +56,29 @@ public static class CausalLmInterface
             g.Output(PresentKey(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.TotalSequence, headDim);
             g.Output(PresentValue(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.TotalSequence, headDim);
         }
+    }
+
+    /// <summary>
+    /// The position_ids a caller feeds for <paramref name="attentionMask"/> [batch, total] and a step of
+    /// <paramref name="seq"/> new tokens: per row cumsum(mask) - 1, positions where mask is 0 set to 1, the last
+    /// <paramref name="seq"/> columns ([batch, seq] flattened), as transformers 4.33's prepare_inputs_for_generation.
+    /// </summary>
+    public static long[] PositionIdsFromMask(ReadOnlySpan<long> attentionMask, int batch, int seq)
+    {
+        if (batch <= 0 || attentionMask.Length % batch != 0) throw new ArgumentException($"attention_mask of {attentionMask.Length} values is not [{batch}, total]");
+        int total = attentionMask.Length / batch;
+        if (seq > total) throw new ArgumentException($"{seq} new tokens but attention_mask covers only {total} positions");
+        var result = new long[batch * seq];
+        for (int b = 0; b < batch; b++)
+        {
+            long sum = 0;
+            for (int t = 0; t < total; t++)
+            {
+                var m = attentionMask[b * total + t];
+                sum += m;
+                if (t >= total - seq) result[b * seq + t - (total - seq)] = m == 0 ? 1 : sum - 1;
+            }
+        }
+        return result;
     }
 }

@@ -37,12 +37,16 @@ public sealed class CausalLmRunner : IDisposable
         if (!session.OutputMetadata.TryGetValue("logits", out var logits)) throw new PeftOnnxException("model has no output 'logits'");
         VocabSize = logits.Dimensions[^1];
         if (VocabSize <= 0) throw new PeftOnnxException("output 'logits' has no fixed vocabulary dimension");
+        HasPositionIds = inputs.ContainsKey(Graphs.CausalLmInterface.PositionIds);
     }
 
     public int NumLayers { get; }
     public int NumHeads { get; }
     public int HeadDim { get; }
     public int VocabSize { get; }
+
+    /// <summary>True when the graph takes position_ids (GPT-2, LLaMA); Run then feeds them from the mask unless given.</summary>
+    public bool HasPositionIds { get; }
     public InferenceSession Session => _session;
 
     /// <summary>CPU session for a model file (external data is found beside it).</summary>
@@ -57,7 +61,14 @@ public sealed class CausalLmRunner : IDisposable
     /// One forward: <paramref name="inputIds"/> [batch, seq], <paramref name="attentionMask"/> [batch, past + seq],
     /// <paramref name="past"/> the cache from the previous step (null = empty).
     /// </summary>
-    public CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, CausalLmCache? past = null)
+    public CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, CausalLmCache? past = null) =>
+        Run(inputIds, attentionMask, batch, past, positionIds: null);
+
+    /// <summary>
+    /// One forward with explicit <paramref name="positionIds"/> [batch, seq] for graphs that take them; null feeds
+    /// <see cref="Graphs.CausalLmInterface.PositionIdsFromMask"/> (the generation contract). Ignored by graphs without the input.
+    /// </summary>
+    public CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, CausalLmCache? past, long[]? positionIds)
     {
         past ??= EmptyCache(batch);
         if (past.Batch != batch) throw new ArgumentException($"cache batch {past.Batch} != {batch}");
@@ -73,6 +84,13 @@ public sealed class CausalLmRunner : IDisposable
         {
             values.Add(OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]));
             values.Add(OrtValue.CreateTensorValueFromMemory(attentionMask, [batch, total]));
+            if (HasPositionIds)
+            {
+                positionIds ??= Graphs.CausalLmInterface.PositionIdsFromMask(attentionMask, batch, seq);
+                if (positionIds.Length != batch * seq) throw new ArgumentException($"position_ids must be [{batch}, {seq}]");
+                names.Add(Graphs.CausalLmInterface.PositionIds);
+                values.Add(OrtValue.CreateTensorValueFromMemory(positionIds, [batch, seq]));
+            }
             long[] pastShape = [batch, NumHeads, past.Length, HeadDim];
             for (int i = 0; i < NumLayers; i++)
             {
@@ -175,6 +193,46 @@ public static class OnnxCheck
         catch (OnnxRuntimeException ex)
         {
             throw new PeftOnnxException($"{modelPath}: ONNX Runtime rejected the model: {ex.Message.Split('\n')[0]}", ex);
+        }
+    }
+
+    /// <summary>
+    /// Checks an encoder-decoder export (encoder_model.onnx + decoder_model.onnx): encodes 2 rows x 4 tokens (second
+    /// row right-padded), runs a first decoder step of 2 tokens with an empty self cache, then one cached step.
+    /// Output shapes must match the interface and every value must be finite. Throws <see cref="PeftOnnxException"/> otherwise.
+    /// </summary>
+    public static Seq2SeqCheckReport Seq2Seq(string encoderPath, string decoderPath)
+    {
+        try
+        {
+            using var runner = Seq2SeqRunner.Open(encoderPath, decoderPath);
+            const int batch = 2, length = 4;
+            var vocab = runner.VocabSize;
+            long[] ids = [5 % vocab, 7 % vocab, 42 % vocab, 1 % vocab, 3 % vocab, 9 % vocab, 0, 0];
+            long[] mask = [1, 1, 1, 1, 1, 1, 0, 0];
+            var encoded = runner.Encode(ids, mask, batch);
+            Finite(encoded.LastHiddenState, "last_hidden_state");
+            for (int i = 0; i < runner.NumDecoderLayers; i++)
+            {
+                Finite(encoded.CrossKeys[i], $"present.{i}.encoder.key");
+                Finite(encoded.CrossValues[i], $"present.{i}.encoder.value");
+            }
+
+            var first = runner.Decode([0, 11 % vocab, 0, 13 % vocab], encoded);
+            Expect(first.LogitsShape, [batch, 2, vocab], "first decoder step logits");
+            Finite(first.Logits, "first decoder step logits");
+            Finite(first.Present, "first decoder step present");
+
+            var next = runner.Decode([17 % vocab, 19 % vocab], encoded, first.Present);
+            Expect(next.LogitsShape, [batch, 1, vocab], "cached decoder step logits");
+            Finite(next.Logits, "cached decoder step logits");
+            Finite(next.Present, "cached decoder step present");
+            return new Seq2SeqCheckReport(runner.NumDecoderLayers, runner.NumHeads, runner.HeadDim, runner.DModel, vocab,
+                [batch, length, runner.DModel], first.LogitsShape, next.LogitsShape);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw new PeftOnnxException($"{Path.GetDirectoryName(Path.GetFullPath(decoderPath))}: ONNX Runtime rejected the encoder-decoder models: {ex.Message.Split('\n')[0]}", ex);
         }
     }
 

@@ -86,12 +86,17 @@ public class BloomExportTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Families_without_a_graph_are_refused_before_writing()
+    public void A_truncated_checkpoint_is_refused_and_leaves_no_folder()
     {
+        var model = Paths.TempDir();
+        File.Copy(Path.Combine(Paths.Case("bloom", "base_model"), "config.json"), Path.Combine(model, "config.json"));
+        var weights = File.ReadAllBytes(Path.Combine(Paths.Case("bloom", "base_model"), "model.safetensors"));
+        File.WriteAllBytes(Path.Combine(model, "model.safetensors"), weights[..(weights.Length / 3)]);
         var dir = Path.Combine(Path.GetTempPath(), $"peft-onnx-export-{Guid.NewGuid():N}");
-        var ex = Assert.Throws<PeftOnnxException>(() => OnnxExport.ExportBase(Paths.Case("gpt2", "base_model"), dir));
-        Assert.Contains("not supported yet", ex.Message);
+        var ex = Assert.Throws<PeftOnnxException>(() => OnnxExport.ExportBase(model, dir));
+        Assert.Contains("model.safetensors", ex.Message);
         Assert.False(Directory.Exists(dir));
+        Assert.Empty(Directory.GetDirectories(Path.GetTempPath(), $".{Path.GetFileName(dir)}.export-*"));
     }
 
     [Fact]

@@ -1,0 +1,137 @@
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Weights;
+
+namespace Peft.Onnx.Exporter.Graphs;
+
+/// <summary>
+/// GPT2LMHeadModel (transformers 4.33 modeling_gpt2.py) as one ONNX graph with the causal-LM interface plus
+/// position_ids. Reads top to bottom like GPT2Model.forward: wte(input_ids) + wpe(position_ids), the causal/padding
+/// mask from attention_mask, n_layer pre-LN blocks (fused c_attn split into q, k, v, cache concat, scaled scores,
+/// masked softmax, c_proj; ln_2, c_fc, activation_function, c_proj), ln_f, and the lm_head (tied to wte unless the
+/// config says otherwise). Every linear is a Conv1D whose weight is already [in, out] on disk.
+/// </summary>
+public sealed class Gpt2Graph
+{
+    private readonly Gpt2Config _config;
+    private readonly Gpt2Architecture _arch;
+    private readonly WeightSource _weights;
+    private readonly GraphBuilder _g = new("gpt2");
+    private readonly int _heads;
+    private readonly int _headDim;
+    private readonly int _hidden;
+
+    private Gpt2Graph(Gpt2Config config, WeightSource weights)
+    {
+        _config = config;
+        _arch = new Gpt2Architecture(config);
+        _weights = weights;
+        _hidden = config.NEmbd;
+        _heads = config.NHead;
+        _headDim = config.NEmbd / config.NHead;
+    }
+
+    /// <summary>Builds the graph; weight initializers stay deferred until the model is written.</summary>
+    public static GraphBuilder Build(Gpt2Config config, WeightSource weights)
+    {
+        var graph = new Gpt2Graph(config, weights);
+        graph.Forward();
+        return graph._g;
+    }
+
+    private void Forward()
+    {
+        var g = _g;
+        CausalLmInterface.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: true);
+
+        string hidden;
+        using (g.Scope("/transformer"))
+        {
+            var inputsEmbeds = Layers.Embedding(g, _weights, "transformer.wte", CausalLmInterface.InputIds);
+            var positionEmbeds = Layers.Embedding(g, _weights, "transformer.wpe", CausalLmInterface.PositionIds);
+            hidden = g.Add(inputsEmbeds, positionEmbeds, name: "embeddings/Add");
+
+            var allowed = Attention.CausalPaddingMask(g, CausalLmInterface.InputIds, CausalLmInterface.AttentionMask);
+            for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, allowed);
+
+            hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
+        }
+
+        if (_arch.HeadIsTied)
+        {
+            using var _ = g.Scope("/lm_head");
+            var batchSeq = g.Shape(CausalLmInterface.InputIds);
+            Layers.TiedHead(g, "/lm_head", "transformer.wte.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
+        }
+        else
+        {
+            Layers.Linear(g, _weights, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
+        }
+    }
+
+    /// <summary>GPT2Block: ln_1 -> attn (+ residual) -> ln_2 -> mlp (+ residual).</summary>
+    private string Block(int i, string hidden, string allowed)
+    {
+        var g = _g;
+        var p = $"transformer.h.{i}";
+        var attnOutput = SelfAttention(i, Layers.LayerNorm(g, _weights, $"{p}.ln_1", hidden, _config.LayerNormEpsilon), allowed);
+        using (g.Scope(ModulePath.ToScope(p))) hidden = g.Add(attnOutput, hidden, name: "attn_residual/Add");
+
+        var feedForward = Mlp(i, Layers.LayerNorm(g, _weights, $"{p}.ln_2", hidden, _config.LayerNormEpsilon));
+        using (g.Scope(ModulePath.ToScope(p))) return g.Add(hidden, feedForward, name: "mlp_residual/Add");
+    }
+
+    /// <summary>
+    /// GPT2Attention: c_attn split into q, k, v ([B, heads, T, head_dim]), cache concat, scores divided by
+    /// sqrt(head_dim) (scale_attn_weights) and by layer_idx + 1 (scale_attn_by_inverse_layer_idx), causal and
+    /// padding mask, softmax, weighted sum, c_proj.
+    /// </summary>
+    private string SelfAttention(int i, string x, string allowed)
+    {
+        var g = _g;
+        var p = $"transformer.h.{i}.attn";
+        using var _ = g.Scope(ModulePath.ToScope(p));
+
+        var qkv = Layers.Linear(g, _weights, Linear($"{p}.c_attn"), x);
+        var parts = g.Split(qkv, 2, 3);
+        var q = Attention.SplitHeads(g, parts[0], _heads, _headDim, "query");
+        var k = Attention.SplitHeads(g, parts[1], _heads, _headDim, "key");
+        var v = Attention.SplitHeads(g, parts[2], _heads, _headDim, "value");
+
+        k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
+        v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+
+        var scores = Attention.Scores(g, q, k);
+        if (_config.ReorderAndUpcastAttn)
+        {
+            // _upcast_and_reordered_attn: one float32 baddbmm with alpha = the product of both scale factors
+            double factor = 1.0;
+            if (_config.ScaleAttnWeights) factor /= Math.Sqrt(_headDim);
+            if (_config.ScaleAttnByInverseLayerIdx) factor /= i + 1;
+            if (factor != 1.0) scores = g.Mul(scores, g.Constant((float)factor));
+        }
+        else
+        {
+            // _attn: attn_weights / full([], head_dim ** 0.5), then / float(layer_idx + 1)
+            if (_config.ScaleAttnWeights) scores = g.Div(scores, g.Constant((float)Math.Sqrt(_headDim)));
+            if (_config.ScaleAttnByInverseLayerIdx) scores = g.Div(scores, g.Constant((float)(i + 1)));
+        }
+        var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed);
+        var merged = Attention.MergeHeads(g, context, _hidden);
+        return Layers.Linear(g, _weights, Linear($"{p}.c_proj"), merged);
+    }
+
+    /// <summary>GPT2MLP: c_fc -> ACT2FN[activation_function] -> c_proj.</summary>
+    private string Mlp(int i, string x)
+    {
+        var g = _g;
+        var p = $"transformer.h.{i}.mlp";
+        using var _ = g.Scope(ModulePath.ToScope(p));
+        var h = Layers.Linear(g, _weights, Linear($"{p}.c_fc"), x);
+        h = Layers.Activation(g, _config.ActivationFunction, h, "act");
+        return Layers.Linear(g, _weights, Linear($"{p}.c_proj"), h);
+    }
+
+    private LinearSpec Linear(string path) => _arch.Linears.First(l => l.Path == path);
+}

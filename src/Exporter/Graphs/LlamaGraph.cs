@@ -1,0 +1,130 @@
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Weights;
+
+namespace Peft.Onnx.Exporter.Graphs;
+
+/// <summary>
+/// LlamaForCausalLM (transformers 4.33 modeling_llama.py) as one ONNX graph with the causal-LM interface plus
+/// position_ids. Reads top to bottom like LlamaModel.forward: embed_tokens, RoPE cos/sin from position_ids (a
+/// constant inv_freq, no table), the causal/padding mask, pre-RMSNorm decoder layers (q/k/v projections, rotary
+/// q and k, cache concat with num_key_value_heads, kv heads repeated for grouped-query attention, o_proj; SwiGLU
+/// MLP), the final norm and lm_head (untied unless tie_word_embeddings). pretraining_tp > 1 only slices the same
+/// products in transformers, so it is computed unsliced here.
+/// </summary>
+public sealed class LlamaGraph
+{
+    private readonly LlamaConfig _config;
+    private readonly LlamaArchitecture _arch;
+    private readonly WeightSource _weights;
+    private readonly GraphBuilder _g = new("llama");
+    private readonly int _heads;
+    private readonly int _kvHeads;
+    private readonly int _headDim;
+    private readonly int _hidden;
+
+    private LlamaGraph(LlamaConfig config, WeightSource weights)
+    {
+        _config = config;
+        _arch = new LlamaArchitecture(config);
+        _weights = weights;
+        _hidden = config.HiddenSize;
+        _heads = config.NumAttentionHeads;
+        _kvHeads = config.KeyValueHeads;
+        _headDim = config.HiddenSize / config.NumAttentionHeads;
+    }
+
+    /// <summary>Builds the graph; weight initializers stay deferred until the model is written.</summary>
+    public static GraphBuilder Build(LlamaConfig config, WeightSource weights)
+    {
+        var graph = new LlamaGraph(config, weights);
+        graph.Forward();
+        return graph._g;
+    }
+
+    private void Forward()
+    {
+        var g = _g;
+        CausalLmInterface.Declare(g, _config.NumHiddenLayers, _kvHeads, _headDim, _config.VocabSize, positionIds: true);
+
+        string hidden;
+        using (g.Scope("/model"))
+        {
+            hidden = Layers.Embedding(g, _weights, "model.embed_tokens", CausalLmInterface.InputIds);
+            var (cos, sin) = Attention.RotaryCosSin(g, CausalLmInterface.PositionIds,
+                Attention.RotaryInverseFrequencies(_headDim, _config.RopeTheta));
+            var allowed = Attention.CausalPaddingMask(g, CausalLmInterface.InputIds, CausalLmInterface.AttentionMask);
+
+            for (int i = 0; i < _config.NumHiddenLayers; i++) hidden = DecoderLayer(i, hidden, cos, sin, allowed);
+
+            hidden = Layers.RmsNorm(g, _weights, "model.norm", hidden, _config.RmsNormEps);
+        }
+
+        if (_arch.HeadIsTied)
+        {
+            using var _ = g.Scope("/lm_head");
+            var batchSeq = g.Shape(CausalLmInterface.InputIds);
+            Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
+        }
+        else
+        {
+            Layers.Linear(g, _weights, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
+        }
+    }
+
+    /// <summary>LlamaDecoderLayer: input_layernorm -> self_attn (+ residual) -> post_attention_layernorm -> mlp (+ residual).</summary>
+    private string DecoderLayer(int i, string hidden, string cos, string sin, string allowed)
+    {
+        var g = _g;
+        var p = $"model.layers.{i}";
+        var attnOutput = SelfAttention(i, Layers.RmsNorm(g, _weights, $"{p}.input_layernorm", hidden, _config.RmsNormEps), cos, sin, allowed);
+        using (g.Scope(ModulePath.ToScope(p))) hidden = g.Add(hidden, attnOutput, name: "attn_residual/Add");
+
+        var mlpOutput = Mlp(i, Layers.RmsNorm(g, _weights, $"{p}.post_attention_layernorm", hidden, _config.RmsNormEps));
+        using (g.Scope(ModulePath.ToScope(p))) return g.Add(hidden, mlpOutput, name: "mlp_residual/Add");
+    }
+
+    /// <summary>
+    /// LlamaAttention: q [B, heads, T, d], k and v [B, kv_heads, T, d]; rotary q and k; the cache stores k and v
+    /// with kv_heads; repeat_kv for the product; scores / sqrt(head_dim), causal/padding mask, softmax, o_proj.
+    /// </summary>
+    private string SelfAttention(int i, string x, string cos, string sin, string allowed)
+    {
+        var g = _g;
+        var p = $"model.layers.{i}.self_attn";
+        using var _ = g.Scope(ModulePath.ToScope(p));
+
+        var q = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.q_proj"), x), _heads, _headDim, "query");
+        var k = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.k_proj"), x), _kvHeads, _headDim, "key");
+        var v = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.v_proj"), x), _kvHeads, _headDim, "value");
+
+        q = Attention.ApplyRotary(g, q, cos, sin, "query/rotary");
+        k = Attention.ApplyRotary(g, k, cos, sin, "key/rotary");
+
+        k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
+        v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+
+        long groups = _heads / _kvHeads;
+        k = Attention.RepeatKv(g, k, _kvHeads, groups, _headDim, "key/repeat_kv");
+        v = Attention.RepeatKv(g, v, _kvHeads, groups, _headDim, "value/repeat_kv");
+
+        var scores = g.Div(Attention.Scores(g, q, k), g.Constant((float)Math.Sqrt(_headDim)));
+        var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed);
+        var merged = Attention.MergeHeads(g, context, (long)_heads * _headDim);
+        return Layers.Linear(g, _weights, Linear($"{p}.o_proj"), merged);
+    }
+
+    /// <summary>LlamaMLP (SwiGLU): down_proj(act_fn(gate_proj(x)) * up_proj(x)).</summary>
+    private string Mlp(int i, string x)
+    {
+        var g = _g;
+        var p = $"model.layers.{i}.mlp";
+        using var _ = g.Scope(ModulePath.ToScope(p));
+        var gate = Layers.Activation(g, _config.HiddenAct, Layers.Linear(g, _weights, Linear($"{p}.gate_proj"), x), "act_fn");
+        var up = Layers.Linear(g, _weights, Linear($"{p}.up_proj"), x);
+        return Layers.Linear(g, _weights, Linear($"{p}.down_proj"), g.Mul(gate, up));
+    }
+
+    private LinearSpec Linear(string path) => _arch.Linears.First(l => l.Path == path);
+}

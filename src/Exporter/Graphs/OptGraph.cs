@@ -1,0 +1,153 @@
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Weights;
+
+namespace Peft.Onnx.Exporter.Graphs;
+
+/// <summary>
+/// OPTForCausalLM (transformers 4.33 modeling_opt.py) as one ONNX graph with the causal-LM interface (no
+/// position_ids input: like OPTLearnedPositionalEmbedding, and like Optimum for transformers &lt; 4.46, positions
+/// come from attention_mask). Reads top to bottom like OPTDecoder.forward: embed_tokens (-> project_in) +
+/// embed_positions, the causal/padding mask, decoder layers (pre-LN, or post-LN when do_layer_norm_before is false),
+/// final_layer_norm where the model has one, project_out, and the lm_head (tied to embed_tokens unless the config
+/// says otherwise).
+/// </summary>
+public sealed class OptGraph
+{
+    /// <summary>nn.LayerNorm's default epsilon, which every OPT LayerNorm uses.</summary>
+    private const double LayerNormEpsilon = 1e-5;
+
+    private readonly OptConfig _config;
+    private readonly OptArchitecture _arch;
+    private readonly WeightSource _weights;
+    private readonly GraphBuilder _g = new("opt");
+    private readonly int _heads;
+    private readonly int _headDim;
+    private readonly int _hidden;
+
+    private OptGraph(OptConfig config, WeightSource weights)
+    {
+        _config = config;
+        _arch = new OptArchitecture(config);
+        _weights = weights;
+        _hidden = config.HiddenSize;
+        _heads = config.NumAttentionHeads;
+        _headDim = config.HiddenSize / config.NumAttentionHeads;
+    }
+
+    /// <summary>Builds the graph; weight initializers stay deferred until the model is written.</summary>
+    public static GraphBuilder Build(OptConfig config, WeightSource weights)
+    {
+        var graph = new OptGraph(config, weights);
+        graph.Forward();
+        return graph._g;
+    }
+
+    private void Forward()
+    {
+        var g = _g;
+        CausalLmInterface.Declare(g, _config.NumHiddenLayers, _heads, _headDim, _config.VocabSize);
+
+        string hidden;
+        using (g.Scope("/model/decoder"))
+        {
+            var inputsEmbeds = Layers.Embedding(g, _weights, "model.decoder.embed_tokens", CausalLmInterface.InputIds);
+            var allowed = Attention.CausalPaddingMask(g, CausalLmInterface.InputIds, CausalLmInterface.AttentionMask);
+            var posEmbeds = EmbedPositions();
+
+            if (_arch.HasProjections) inputsEmbeds = Layers.Linear(g, _weights, Linear("model.decoder.project_in"), inputsEmbeds);
+            hidden = g.Add(inputsEmbeds, posEmbeds, name: "embeddings/Add");
+
+            for (int i = 0; i < _config.NumHiddenLayers; i++) hidden = DecoderLayer(i, hidden, allowed);
+
+            if (_arch.HasFinalLayerNorm) hidden = LayerNorm("model.decoder.final_layer_norm", hidden);
+            if (_arch.HasProjections) hidden = Layers.Linear(g, _weights, Linear("model.decoder.project_out"), hidden);
+        }
+
+        if (_arch.HeadIsTied)
+        {
+            using var _ = g.Scope("/lm_head");
+            var batchSeq = g.Shape(CausalLmInterface.InputIds);
+            Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _config.EmbedDim, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
+        }
+        else
+        {
+            Layers.Linear(g, _weights, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
+        }
+    }
+
+    /// <summary>
+    /// OPTLearnedPositionalEmbedding(attention_mask, past_key_values_length): positions = cumsum(mask) * mask - 1
+    /// (padding gets -1), the current tokens' columns [past:], + offset 2, looked up in embed_positions.
+    /// </summary>
+    private string EmbedPositions()
+    {
+        var g = _g;
+        const string path = "model.decoder.embed_positions";
+        using var _ = g.Scope(ModulePath.ToScope(path));
+        var mask = CausalLmInterface.AttentionMask;
+        var positions = g.Sub(g.Mul(g.CumSum(mask, 1), mask), g.Constant(1L));                          // [B, past + T]
+        var past = g.Sub(g.Shape(mask, 1, 2), g.Shape(CausalLmInterface.InputIds, 1, 2));               // [1]
+        var current = g.Op("Slice", [positions, past, g.Ints(long.MaxValue), g.Ints(1)]);              // [B, T]
+        var indices = g.Add(current, g.Constant((long)OptArchitecture.PositionOffset));
+        var table = g.Initializer(path + ".weight", _weights.AsIs(path + ".weight"));
+        return g.Gather(table, indices);
+    }
+
+    /// <summary>
+    /// OPTDecoderLayer: [self_attn_layer_norm] -> self_attn -> + residual [-> self_attn_layer_norm when post-LN];
+    /// [final_layer_norm] -> fc1 -> activation_fn -> fc2 -> + residual [-> final_layer_norm when post-LN].
+    /// </summary>
+    private string DecoderLayer(int i, string hidden, string allowed)
+    {
+        var g = _g;
+        var p = $"model.decoder.layers.{i}";
+        bool pre = _config.DoLayerNormBefore;
+
+        var residual = hidden;
+        if (pre) hidden = LayerNorm($"{p}.self_attn_layer_norm", hidden);
+        hidden = SelfAttention(i, hidden, allowed);
+        using (g.Scope(ModulePath.ToScope(p))) hidden = g.Add(residual, hidden, name: "attn_residual/Add");
+        if (!pre) hidden = LayerNorm($"{p}.self_attn_layer_norm", hidden);
+
+        residual = hidden;
+        if (pre) hidden = LayerNorm($"{p}.final_layer_norm", hidden);
+        hidden = Layers.Linear(g, _weights, Linear($"{p}.fc1"), hidden);
+        using (g.Scope(ModulePath.ToScope(p))) hidden = Layers.Activation(g, _config.ActivationFunction, hidden, "activation_fn");
+        hidden = Layers.Linear(g, _weights, Linear($"{p}.fc2"), hidden);
+        using (g.Scope(ModulePath.ToScope(p))) hidden = g.Add(residual, hidden, name: "mlp_residual/Add");
+        if (!pre) hidden = LayerNorm($"{p}.final_layer_norm", hidden);
+        return hidden;
+    }
+
+    /// <summary>
+    /// OPTAttention: q_proj(x) * head_dim^-0.5, k_proj, v_proj split into heads, cache concat, q @ k^T with the
+    /// causal/padding mask (transformers adds finfo.min and clamps; masked keys get zero weight either way),
+    /// softmax, weighted sum, out_proj.
+    /// </summary>
+    private string SelfAttention(int i, string x, string allowed)
+    {
+        var g = _g;
+        var p = $"model.decoder.layers.{i}.self_attn";
+        using var _ = g.Scope(ModulePath.ToScope(p));
+
+        var query = g.Mul(Layers.Linear(g, _weights, Linear($"{p}.q_proj"), x), g.Constant((float)Math.Pow(_headDim, -0.5)), name: "scaling/Mul");
+        var q = Attention.SplitHeads(g, query, _heads, _headDim, "query");
+        var k = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.k_proj"), x), _heads, _headDim, "key");
+        var v = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.v_proj"), x), _heads, _headDim, "value");
+
+        k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
+        v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+
+        var context = Attention.MaskedSoftmaxContext(g, Attention.Scores(g, q, k), v, allowed);
+        var merged = Attention.MergeHeads(g, context, _hidden);
+        return Layers.Linear(g, _weights, Linear($"{p}.out_proj"), merged);
+    }
+
+    /// <summary>An OPT LayerNorm over hidden_size (constant ones/zeros when layer_norm_elementwise_affine is false).</summary>
+    private string LayerNorm(string path, string x) =>
+        Layers.LayerNorm(_g, _weights, path, x, LayerNormEpsilon, _hidden, _config.LayerNormElementwiseAffine);
+
+    private LinearSpec Linear(string path) => _arch.Linears.First(l => l.Path == path);
+}

@@ -1,0 +1,94 @@
+using Peft.Onnx.Exporter.Onnx;
+
+namespace Peft.Onnx.Exporter.Graphs;
+
+/// <summary>The two graphs of an encoder-decoder export, written as encoder_model.onnx and decoder_model.onnx.</summary>
+public sealed record Seq2SeqGraphs(GraphBuilder Encoder, GraphBuilder Decoder);
+
+/// <summary>
+/// The contract of every encoder-decoder export (Optimum's tensor names, ORT GenAI's split of the work:
+/// cross-attention keys/values are computed once, by the encoder, as whisper's encoder does in GenAI).
+/// <code>
+/// encoder_model.onnx
+///   in   input_ids                        int64 [batch_size, encoder_sequence_length]
+///        attention_mask                   int64 [batch_size, encoder_sequence_length]   1 = token, 0 = padding
+///   out  last_hidden_state                float [batch_size, encoder_sequence_length, d_model]
+///        present.{i}.encoder.key|value    float [batch_size, heads, encoder_sequence_length, head_dim]
+///                                         i &lt; decoder layers: EncDecAttention.k|v of decoder block i applied
+///                                         to last_hidden_state, in heads layout
+/// decoder_model.onnx (one graph for the first step and for later steps)
+///   in   input_ids                        int64 [batch_size, decoder_sequence_length]
+///        encoder_attention_mask           int64 [batch_size, encoder_sequence_length]   the encoder's attention_mask
+///        past_key_values.{i}.decoder.key|value  float [batch_size, heads, past_decoder_sequence_length, head_dim]
+///                                         self-attention cache; past length 0 on the first step
+///        past_key_values.{i}.encoder.key|value  float [batch_size, heads, encoder_sequence_length, head_dim]
+///                                         the encoder's present.{i}.encoder.key|value, fed unchanged every step
+///   out  logits                           float [batch_size, decoder_sequence_length, vocab]
+///        present.{i}.decoder.key|value    float [batch_size, heads, past + decoder_sequence_length, head_dim]
+/// </code>
+/// The decoder needs no encoder_hidden_states input: its only use is the cross keys/values, which come in as
+/// past_key_values.{i}.encoder.*. Decoder positions (relative position buckets, causal mask) start at the past
+/// length, so feeding present back as past continues the sequence. For ORT GenAI, map these names in
+/// genai_config.json (decoder inputs: past_key_names "past_key_values.%d.decoder.key", cross_past_key_names
+/// "past_key_values.%d.encoder.key", encoder_attention_mask "encoder_attention_mask"; encoder outputs:
+/// cross_present_key_names "present.%d.encoder.key").
+/// </summary>
+public static class Seq2SeqInterface
+{
+    public const string EncoderFile = "encoder_model.onnx";
+    public const string DecoderFile = "decoder_model.onnx";
+
+    public const string InputIds = "input_ids";
+    public const string AttentionMask = "attention_mask";
+    public const string LastHiddenState = "last_hidden_state";
+    public const string EncoderAttentionMask = "encoder_attention_mask";
+    public const string Logits = "logits";
+
+    public const string Batch = "batch_size";
+    public const string EncoderSequence = "encoder_sequence_length";
+    public const string DecoderSequence = "decoder_sequence_length";
+    public const string PastDecoderSequence = "past_decoder_sequence_length";
+    public const string TotalDecoderSequence = "total_decoder_sequence_length";
+
+    public static string PastSelfKey(int layer) => $"past_key_values.{layer}.decoder.key";
+    public static string PastSelfValue(int layer) => $"past_key_values.{layer}.decoder.value";
+    public static string PastCrossKey(int layer) => $"past_key_values.{layer}.encoder.key";
+    public static string PastCrossValue(int layer) => $"past_key_values.{layer}.encoder.value";
+    public static string PresentSelfKey(int layer) => $"present.{layer}.decoder.key";
+    public static string PresentSelfValue(int layer) => $"present.{layer}.decoder.value";
+    public static string PresentCrossKey(int layer) => $"present.{layer}.encoder.key";
+    public static string PresentCrossValue(int layer) => $"present.{layer}.encoder.value";
+
+    /// <summary>Declares the encoder graph's inputs and outputs; nodes must later produce the outputs.</summary>
+    public static void DeclareEncoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int dModel)
+    {
+        g.Input(InputIds, ElementType.Int64, Batch, EncoderSequence);
+        g.Input(AttentionMask, ElementType.Int64, Batch, EncoderSequence);
+        g.Output(LastHiddenState, ElementType.Float, Batch, EncoderSequence, dModel);
+        for (int i = 0; i < decoderLayers; i++)
+        {
+            g.Output(PresentCrossKey(i), ElementType.Float, Batch, heads, EncoderSequence, headDim);
+            g.Output(PresentCrossValue(i), ElementType.Float, Batch, heads, EncoderSequence, headDim);
+        }
+    }
+
+    /// <summary>Declares the decoder graph's inputs and outputs (per layer in Optimum's order: decoder key, value, encoder key, value).</summary>
+    public static void DeclareDecoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int vocabSize)
+    {
+        g.Input(InputIds, ElementType.Int64, Batch, DecoderSequence);
+        g.Input(EncoderAttentionMask, ElementType.Int64, Batch, EncoderSequence);
+        for (int i = 0; i < decoderLayers; i++)
+        {
+            g.Input(PastSelfKey(i), ElementType.Float, Batch, heads, PastDecoderSequence, headDim);
+            g.Input(PastSelfValue(i), ElementType.Float, Batch, heads, PastDecoderSequence, headDim);
+            g.Input(PastCrossKey(i), ElementType.Float, Batch, heads, EncoderSequence, headDim);
+            g.Input(PastCrossValue(i), ElementType.Float, Batch, heads, EncoderSequence, headDim);
+        }
+        g.Output(Logits, ElementType.Float, Batch, DecoderSequence, vocabSize);
+        for (int i = 0; i < decoderLayers; i++)
+        {
+            g.Output(PresentSelfKey(i), ElementType.Float, Batch, heads, TotalDecoderSequence, headDim);
+            g.Output(PresentSelfValue(i), ElementType.Float, Batch, heads, TotalDecoderSequence, headDim);
+        }
+    }
+}
