@@ -45,7 +45,9 @@ public static class OnnxExport
 
     /// <summary>
     /// Exports the base model in <paramref name="modelDir"/> (config.json + safetensors) to
-    /// <paramref name="outDir"/>: model.onnx, model.onnx.data and copies of the config and tokenizer files.
+    /// <paramref name="outDir"/>: model.onnx, model.onnx.data and copies of the config and tokenizer files
+    /// (encoder-decoder families: encoder_model.onnx and decoder_model.onnx, each with its .onnx.data; see
+    /// <see cref="Seq2SeqInterface"/>).
     /// The folder appears complete or not at all (written beside it, checked with ORT, then renamed);
     /// an existing non-empty <paramref name="outDir"/> is refused.
     /// </summary>

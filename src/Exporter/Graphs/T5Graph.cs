@@ -90,8 +90,6 @@ internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource wei
 {
     private readonly T5Architecture _arch = new(config);
 
-    public GraphBuilder G => g;
-    public T5Config Config => config;
     public T5Architecture Architecture => _arch;
     public int Heads => config.NumHeads;
     public int HeadDim => config.DKv;
@@ -147,7 +145,7 @@ internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource wei
 
     /// <summary>
     /// compute_bias: the relative position bias [1, heads, queries, keys] for query positions
-    /// [queryStart, queryEnd) and key positions [0, keyEnd) (int64 scalars), from {tablePath}.relative_attention_bias.weight
+    /// [queryStart, queryEnd) and key positions [0, keyEnd) (int64 scalars), from {attentionPath}.relative_attention_bias.weight
     /// [num_buckets, heads]. Buckets come from <see cref="T5Graph.RelativePositionBucketTable"/> by clamped relative position.
     /// </summary>
     public string PositionBias(string attentionPath, string queryStart, string queryEnd, string keyEnd, bool bidirectional)

@@ -213,7 +213,8 @@ public class T5ExportTests(ITestOutputHelper output)
 
     /// <summary>
     /// Runs the decoder over the whole <paramref name="decoderIds"/> [batch, T] at once, then again as a prefill of
-    /// <paramref name="prefix"/> tokens followed by one token at a time through the cache; the logits must agree.
+    /// <paramref name="prefix"/> tokens, a chunk of two tokens after that past, and then one token at a time
+    /// through the cache; the logits and the final cache must agree.
     /// </summary>
     private static void AssertCacheMatchesFull(Seq2SeqRunner runner, Seq2SeqEncoderOutput encoded, long[] decoderIds, int prefix)
     {
@@ -222,10 +223,12 @@ public class T5ExportTests(ITestOutputHelper output)
         Assert.Equal([batch, total, vocab], full.LogitsShape);
         var step = runner.Decode(Columns(decoderIds, batch, total, 0, prefix), encoded);
         AssertPositions(full.Logits, step.Logits, batch, total, 0, prefix, vocab);
-        for (int t = prefix; t < total; t++)
+        for (int t = prefix; t < total;)
         {
-            step = runner.Decode(Columns(decoderIds, batch, total, t, t + 1), encoded, step.Present);
-            AssertPositions(full.Logits, step.Logits, batch, total, t, t + 1, vocab);
+            int end = t == prefix ? Math.Min(total, t + 2) : t + 1;
+            step = runner.Decode(Columns(decoderIds, batch, total, t, end), encoded, step.Present);
+            AssertPositions(full.Logits, step.Logits, batch, total, t, end, vocab);
+            t = end;
         }
         Assert.Equal(total, step.Present.Length);
         for (int i = 0; i < runner.NumDecoderLayers; i++)
