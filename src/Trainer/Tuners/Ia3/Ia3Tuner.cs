@@ -1,18 +1,14 @@
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Modeling;
-using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Tuners.Ia3;
 
-// PLACEHOLDER: to be written by the method's implementer.
-public sealed class Ia3Tuner(PretrainedModel model, Ia3Config config) : ITuner
+/// <summary>
+/// PEFT 0.7.1's IA3Model: wraps every target linear with an <see cref="Ia3Layer"/> (feed-forward or not as
+/// feedforward_modules says) and freezes the base.
+/// </summary>
+public sealed class Ia3Tuner(PretrainedModel model, Ia3Config config)
+    : InjectedTuner<Ia3Layer>(model, config, target => new Ia3Layer(target, config.InitIa3Weights, model.WordEmbeddings.device))
 {
-    public AdapterConfig Config => throw new NotImplementedException();
-    public IReadOnlyList<(string Name, Tensor Parameter)> TrainableParameters => throw new NotImplementedException();
-    public IReadOnlyDictionary<string, Tensor> AdapterStateDict() => throw new NotImplementedException();
-    public void LoadAdapterStateDict(IReadOnlyDictionary<string, Tensor> state, string path) => throw new NotImplementedException();
-    public int PrependedTokens => throw new NotImplementedException();
-    public CausalLmInput PrepareCausal(CausalLmInput input) => throw new NotImplementedException();
-    public Seq2SeqLmInput PrepareSeq2Seq(Seq2SeqLmInput input) => throw new NotImplementedException();
-    public void Dispose() { }
+    public Ia3Config Ia3Config => (Ia3Config)Config;
 }

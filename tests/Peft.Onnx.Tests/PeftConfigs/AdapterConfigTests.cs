@@ -3,7 +3,7 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 
-namespace Peft.Onnx.Tests.Peft;
+namespace Peft.Onnx.Tests.PeftConfigs;
 
 /// <summary>adapter_config.json: dispatch on peft_type, PEFT 0.7.1 defaults, and byte-identical write-back.</summary>
 public class AdapterConfigTests

@@ -4,7 +4,7 @@ using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Peft;
 using Xunit;
 
-namespace Peft.Onnx.Tests.Peft;
+namespace Peft.Onnx.Tests.PeftConfigs;
 
 /// <summary>
 /// PEFT 0.7.1's placement rules on BLOOM's module names (transformer.h.{i}.self_attention.query_key_value,

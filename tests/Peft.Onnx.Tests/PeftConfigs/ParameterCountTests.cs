@@ -5,7 +5,7 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 
-namespace Peft.Onnx.Tests.Peft;
+namespace Peft.Onnx.Tests.PeftConfigs;
 
 /// <summary>print_trainable_parameters from configs alone, against real PEFT 0.7.1 and the PEFT guides.</summary>
 public class ParameterCountTests

@@ -2,7 +2,7 @@ using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Tests.Support;
 
-namespace Peft.Onnx.Tests.Peft;
+namespace Peft.Onnx.Tests.PeftConfigs;
 
 /// <summary>The adapter configs and base configs of tests/fixtures, by case name.</summary>
 internal static class PeftFixtures

@@ -3,7 +3,7 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 
-namespace Peft.Onnx.Tests.Peft;
+namespace Peft.Onnx.Tests.PeftConfigs;
 
 /// <summary>Bad adapter configs fail with one line that names the file and the key.</summary>
 public class ValidationTests

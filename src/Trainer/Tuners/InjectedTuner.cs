@@ -1,0 +1,396 @@
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Trainer.Modeling;
+using static TorchSharp.torch;
+
+// Shared by LoRA and IA3 (PEFT's BaseTuner / BaseTunerLayer / ModulesToSaveWrapper). It lives in the Lora folder
+// only because that is where its author could write; its namespace is the tuners' own.
+namespace Peft.Onnx.Trainer.Tuners;
+
+/// <summary>
+/// A tuner whose adapter can be folded into the base weights (PEFT's merge_adapter / unmerge_adapter /
+/// merge_and_unload / unload on LoRA and IA3 models). The exporter merges through this.
+/// </summary>
+public interface IMergeableTuner : ITuner
+{
+    /// <summary>True while every adapted module has its adapter folded into the base weights.</summary>
+    bool Merged { get; }
+
+    /// <summary>
+    /// Folds the adapter into the base weights (merge_adapter); the layers stay and forward the base only. Layers
+    /// already merged are skipped (PEFT would warn and add the adapter a second time).
+    /// </summary>
+    void Merge();
+
+    /// <summary>Takes the adapter back out of the base weights (unmerge_adapter).</summary>
+    void Unmerge();
+
+    /// <summary>
+    /// merge_and_unload: merges, removes every wrapper and leaves the trained modules_to_save copies in place of
+    /// the originals. The returned base model (the same object the tuner was attached to) is a plain model; the
+    /// tuner is empty afterwards.
+    /// </summary>
+    PretrainedModel MergeAndUnload();
+
+    /// <summary>
+    /// unload: removes the wrappers without merging. As in PEFT, weights merged earlier stay merged and the
+    /// modules_to_save copies stay in place of the originals; call <see cref="Unmerge"/> first for the original base.
+    /// </summary>
+    PretrainedModel Unload();
+}
+
+/// <summary>
+/// One adapter parameter of a wrapped module, as PEFT names it: <c>{module}.{Attribute}.default[.{Leaf}]</c> in
+/// named_parameters(), <c>{module}.{Attribute}[.{Leaf}]</c> in adapter_model.safetensors.
+/// </summary>
+public sealed record AdapterParameter(string Attribute, string? Leaf, Tensor Value)
+{
+    public string NamedSuffix => Leaf is null ? $"{Attribute}.default" : $"{Attribute}.default.{Leaf}";
+    public string SavedSuffix => Leaf is null ? Attribute : $"{Attribute}.{Leaf}";
+}
+
+/// <summary>
+/// PEFT's BaseTunerLayer for one wrapped linear module: forwards through the adapter until merged, then through
+/// the (merged) base weights alone. Subclasses say how the adapter changes the output and the weights.
+/// </summary>
+public abstract class InjectedLayer(TargetMatch target) : ILinearAdapter, IDisposable
+{
+    public TargetMatch Target { get; } = target;
+    public string Path => Target.Path;
+
+    /// <summary>True while the adapter is folded into the base weight (and bias).</summary>
+    public bool Merged { get; private set; }
+
+    /// <summary>The layer's trainable tensors, in the order PEFT registers them.</summary>
+    public abstract IReadOnlyList<AdapterParameter> Parameters { get; }
+
+    public Tensor Forward(LinearLayer layer, Tensor x) => Merged ? layer.BaseForward(x) : AdaptedForward(layer, x);
+
+    /// <summary>The module's output with the adapter applied on top of the unmerged base weights.</summary>
+    protected abstract Tensor AdaptedForward(LinearLayer layer, Tensor x);
+
+    /// <summary>Folds the adapter into the base weight in place (the store's tensors, so every reader sees it).</summary>
+    public void Merge(LinearLayer layer)
+    {
+        if (Merged) return;
+        using (no_grad()) MergeInto(layer);
+        Merged = true;
+    }
+
+    public void Unmerge(LinearLayer layer)
+    {
+        if (!Merged) return;
+        using (no_grad()) UnmergeFrom(layer);
+        Merged = false;
+    }
+
+    protected abstract void MergeInto(LinearLayer layer);
+    protected abstract void UnmergeFrom(LinearLayer layer);
+
+    public void Dispose()
+    {
+        foreach (var p in Parameters) p.Value.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>
+/// PEFT's ModulesToSaveWrapper: a trainable deep copy of one module's tensors replaces them in the store (so the
+/// model's forward uses the copy), while the frozen originals are kept to restore. A tied tensor gets its own copy,
+/// as deepcopy of the module gives it.
+/// </summary>
+public sealed class ModuleCopy : IDisposable
+{
+    private readonly ParameterStore _store;
+    private readonly List<(string Name, Tensor Original, Tensor Copy)> _tensors = [];
+
+    public ModuleCopy(ParameterStore store, string module)
+    {
+        _store = store;
+        Module = module;
+        var copies = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var name in store.Names.Where(n => n.StartsWith(module + ".", StringComparison.Ordinal)).ToList())
+        {
+            var current = store[name];
+            if (!copies.TryGetValue(current, out var copy))
+            {
+                using (no_grad()) copy = current.detach().clone();
+                copy.DetachFromDisposeScope().requires_grad_(true);
+                copies[current] = copy;
+            }
+            // detach() is a second handle on the same storage, so replacing the store's handle cannot free the original.
+            _tensors.Add((name, current.detach().DetachFromDisposeScope(), copy));
+            store.Set(name, copy);
+        }
+    }
+
+    /// <summary>The module path as found in the model (a name that ends with a modules_to_save entry).</summary>
+    public string Module { get; }
+
+    /// <summary>Store names and the trainable copies now under them.</summary>
+    public IEnumerable<(string Name, Tensor Copy)> Copies => _tensors.Select(t => (t.Name, t.Copy));
+
+    /// <summary>Store names and the frozen originals (PEFT's original_module).</summary>
+    public IEnumerable<(string Name, Tensor Original)> Originals => _tensors.Select(t => (t.Name, t.Original));
+
+    /// <summary>Remainder of a store name below the module ("weight" for "lm_head.weight").</summary>
+    public string Leaf(string name) => name[(Module.Length + 1)..];
+
+    /// <summary>Puts the originals back and frees the copies.</summary>
+    public void Restore()
+    {
+        foreach (var (name, original, _) in _tensors) _store.Set(name, original);
+        _tensors.Clear();
+    }
+
+    /// <summary>Keeps the copies as the module's tensors for good (frozen) and frees the originals' extra handles.</summary>
+    public void KeepCopies()
+    {
+        foreach (var (_, original, copy) in _tensors)
+        {
+            copy.requires_grad_(false);
+            original.Dispose();
+        }
+        _tensors.Clear();
+    }
+
+    public void Dispose() => Restore();
+}
+
+/// <summary>
+/// PEFT's BaseTuner for the injected methods: wraps each target linear with a layer, copies modules_to_save,
+/// names parameters as PEFT does, saves and loads the adapter state, merges and unloads. LoRA and IA3 fill in how
+/// a layer is built and what else (LoRA's biases) is trained and saved.
+/// </summary>
+public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : InjectedLayer
+{
+    /// <summary>PeftModel.base_model (the tuner) .model (the HF model): the prefix of every PEFT name.</summary>
+    public const string NamePrefix = "base_model.model.";
+
+    private readonly List<TLayer> _layers = [];
+    private readonly List<ModuleCopy> _modulesToSave = [];
+    private bool _unloaded;
+
+    protected InjectedTuner(PretrainedModel model, InjectedAdapterConfig config, Func<TargetMatch, TLayer> createLayer)
+    {
+        Model = model;
+        var placement = config.Place(model.Architecture);
+        Config = config.PreparedFor(model.Architecture);
+        try
+        {
+            // PEFT creates the layers in module order, so seeded random init draws in the same order.
+            foreach (var target in placement.Targets)
+            {
+                var layer = createLayer(target);
+                _layers.Add(layer);
+                model.Linears.Wrap(target.Path, layer);
+            }
+            foreach (var module in placement.ModulesToSave) _modulesToSave.Add(new ModuleCopy(model.Parameters, module));
+        }
+        catch
+        {
+            Detach();
+            throw;
+        }
+    }
+
+    public PretrainedModel Model { get; }
+    public AdapterConfig Config { get; }
+
+    /// <summary>The wrapped modules' layers, in module order.</summary>
+    public IReadOnlyList<TLayer> Layers => _layers;
+
+    /// <summary>The modules_to_save copies, in module order.</summary>
+    public IReadOnlyList<ModuleCopy> ModulesToSave => _modulesToSave;
+
+    public int PrependedTokens => 0;
+    public CausalLmInput PrepareCausal(CausalLmInput input) => input;
+    public Seq2SeqLmInput PrepareSeq2Seq(Seq2SeqLmInput input) => input;
+
+    /// <summary>
+    /// Base tensors (store names, not inside a modules_to_save module) this method unfreezes besides its own
+    /// parameters: LoRA's bias = "all". Distinct tensors only.
+    /// </summary>
+    protected virtual IReadOnlyList<string> TrainableBaseNames => [];
+
+    /// <summary>
+    /// Base tensors PEFT's get_peft_model_state_dict writes besides the adapter (LoRA's bias = "all"), as
+    /// (saved name without "base_model.model.", tensor, whether loading puts it back into the model).
+    /// </summary>
+    protected virtual IEnumerable<(string Name, Tensor Value, bool Loads)> SavedBaseTensors() => [];
+
+    /// <summary>PEFT's named_parameters() name of a base tensor: a wrapped linear's own tensors sit under base_layer.</summary>
+    protected string PeftNameOf(string storeName)
+    {
+        var dot = storeName.LastIndexOf('.');
+        if (dot > 0 && Model.Linears.Adapters.ContainsKey(storeName[..dot]))
+            return $"{storeName[..dot]}.base_layer.{storeName[(dot + 1)..]}";
+        return storeName;
+    }
+
+    /// <summary>The modules_to_save module a store name lies in, if any.</summary>
+    protected ModuleCopy? SavedModuleOf(string storeName) =>
+        _modulesToSave.FirstOrDefault(m => storeName.StartsWith(m.Module + ".", StringComparison.Ordinal));
+
+    public IReadOnlyList<(string Name, Tensor Parameter)> TrainableParameters
+    {
+        get
+        {
+            ThrowIfUnloaded();
+            // named_parameters() order: a module's base tensors, then its adapter; modules in model order.
+            var order = Model.Architecture.Parameters.Select((p, i) => (p.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
+            int Position(string module) =>
+                order.Where(kv => kv.Key.StartsWith(module + ".", StringComparison.Ordinal)).Select(kv => kv.Value).DefaultIfEmpty(int.MaxValue).Max();
+            var entries = new List<(int Position, int Seq, string Name, Tensor Parameter)>();
+            int seq = 0;
+            foreach (var name in TrainableBaseNames)
+                entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, NamePrefix + PeftNameOf(name), Model.Parameters[name]));
+            foreach (var layer in _layers)
+                foreach (var p in layer.Parameters)
+                    entries.Add((Position(layer.Path), seq++, $"{NamePrefix}{layer.Path}.{p.NamedSuffix}", p.Value));
+            foreach (var module in _modulesToSave)
+            {
+                var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+                foreach (var (name, copy) in module.Copies)
+                    if (seen.Add(copy))
+                        entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, $"{NamePrefix}{module.Module}.modules_to_save.default.{module.Leaf(name)}", copy));
+            }
+            return entries.OrderBy(e => e.Position).ThenBy(e => e.Seq).Select(e => (e.Name, e.Parameter)).ToList();
+        }
+    }
+
+    /// <summary>
+    /// get_peft_model_state_dict: adapter tensors without ".default", each modules_to_save copy under the module's
+    /// own name ("base_model.model.lm_head.weight"), plus the method's base tensors. Fresh CPU copies.
+    /// </summary>
+    public IReadOnlyDictionary<string, Tensor> AdapterStateDict()
+    {
+        ThrowIfUnloaded();
+        var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        static Tensor Fresh(Tensor t) => t.detach().cpu().clone();
+        foreach (var (name, value, _) in SavedBaseTensors()) state[NamePrefix + name] = Fresh(value);
+        foreach (var layer in _layers)
+            foreach (var p in layer.Parameters)
+                state[$"{NamePrefix}{layer.Path}.{p.SavedSuffix}"] = Fresh(p.Value);
+        foreach (var module in _modulesToSave)
+            foreach (var (name, copy) in module.Copies)
+                state[NamePrefix + name] = Fresh(copy);
+        return state;
+    }
+
+    /// <summary>
+    /// set_peft_model_state_dict, strict about names and shapes: every tensor the adapter needs must be there with
+    /// its shape, and nothing else may be; nothing is changed unless all of it fits.
+    /// </summary>
+    public void LoadAdapterStateDict(IReadOnlyDictionary<string, Tensor> state, string path)
+    {
+        ThrowIfUnloaded();
+        var file = string.IsNullOrEmpty(path) ? AdapterFiles.WeightsFile : path;
+        var targets = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var ignored = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, value, loads) in SavedBaseTensors())
+        {
+            if (loads) targets[NamePrefix + name] = value;
+            else ignored.Add(NamePrefix + name);
+        }
+        foreach (var layer in _layers)
+            foreach (var p in layer.Parameters)
+                targets[$"{NamePrefix}{layer.Path}.{p.SavedSuffix}"] = p.Value;
+        foreach (var module in _modulesToSave)
+            foreach (var (name, copy) in module.Copies)
+                targets[NamePrefix + name] = copy;
+
+        foreach (var (name, value) in state)
+            if (targets.TryGetValue(name, out var target) && !value.shape.SequenceEqual(target.shape))
+                throw new PeftOnnxException($"{file}: tensor '{name}' has shape {Show(value.shape)} but the base model needs {Show(target.shape)}");
+        var missing = targets.Keys.Where(k => !state.ContainsKey(k)).ToList();
+        var unexpected = state.Keys.Where(k => !targets.ContainsKey(k) && !ignored.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        if (missing.Count > 0 || unexpected.Count > 0)
+        {
+            var parts = new List<string>();
+            if (missing.Count > 0) parts.Add($"missing {List(missing)}");
+            if (unexpected.Count > 0) parts.Add($"unexpected {List(unexpected)}");
+            throw new PeftOnnxException($"{file}: the {Config.PeftType} adapter does not fit {Model.Architecture.ClassName} with this adapter_config.json: {string.Join("; ", parts)}");
+        }
+        using var noGrad = no_grad();
+        foreach (var (name, target) in targets) target.copy_(state[name]);
+    }
+
+    private static string Show(long[] shape) => $"[{string.Join(", ", shape)}]";
+
+    private static string List(IReadOnlyList<string> names) =>
+        string.Join(", ", names.Take(6).Select(n => $"'{n}'")) + (names.Count > 6 ? $" (and {names.Count - 6} more)" : "");
+
+    public bool Merged => _layers.Count > 0 && _layers.All(l => l.Merged);
+
+    public void Merge()
+    {
+        ThrowIfUnloaded();
+        foreach (var layer in _layers) layer.Merge(Model.Linears[layer.Path]);
+    }
+
+    public void Unmerge()
+    {
+        ThrowIfUnloaded();
+        foreach (var layer in _layers) layer.Unmerge(Model.Linears[layer.Path]);
+    }
+
+    public PretrainedModel MergeAndUnload()
+    {
+        Merge();
+        return Unload();
+    }
+
+    public PretrainedModel Unload()
+    {
+        ThrowIfUnloaded();
+        foreach (var layer in _layers)
+        {
+            Model.Linears.Unwrap(layer.Path);
+            layer.Dispose();
+        }
+        _layers.Clear();
+        foreach (var module in _modulesToSave) module.KeepCopies();
+        _modulesToSave.Clear();
+        FreezeBase();
+        _unloaded = true;
+        return Model;
+    }
+
+    /// <summary>Refreezes what <see cref="TrainableBaseNames"/> unfroze.</summary>
+    private void FreezeBase()
+    {
+        foreach (var name in TrainableBaseNames)
+            if (Model.Parameters.TryGet(name) is { } t) t.requires_grad_(false);
+    }
+
+    /// <summary>Takes the adapter off again, leaving the base model as it was loaded (merged weights are unmerged).</summary>
+    private void Detach()
+    {
+        foreach (var layer in _layers)
+        {
+            layer.Unmerge(Model.Linears[layer.Path]);
+            Model.Linears.Unwrap(layer.Path);
+            layer.Dispose();
+        }
+        _layers.Clear();
+        foreach (var module in _modulesToSave) module.Restore();
+        _modulesToSave.Clear();
+    }
+
+    private void ThrowIfUnloaded()
+    {
+        if (_unloaded) throw new InvalidOperationException($"the {Config.PeftType} adapter was unloaded from the model (merge_and_unload / unload)");
+    }
+
+    public void Dispose()
+    {
+        if (!_unloaded)
+        {
+            FreezeBase();
+            Detach();
+            _unloaded = true;
+        }
+        GC.SuppressFinalize(this);
+    }
+}
