@@ -1,18 +1,18 @@
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Modeling;
-using static TorchSharp.torch;
+using Peft.Onnx.Trainer.Tuners.PromptLearning;
 
 namespace Peft.Onnx.Trainer.Tuners.PTuning;
 
-// PLACEHOLDER: to be written by the method's implementer.
-public sealed class PromptEncoderTuner(PretrainedModel model, PromptEncoderConfig config) : ITuner
+/// <summary>
+/// P-tuning: the prompt is <see cref="PromptEncoder"/>'s output, placed like prompt tuning's (<see cref="SoftPromptTuner"/>).
+/// PEFT saves only that output ("prompt_embeddings"); a loaded adapter uses those rows directly.
+/// </summary>
+public sealed class PromptEncoderTuner : SoftPromptTuner
 {
-    public AdapterConfig Config => throw new NotImplementedException();
-    public IReadOnlyList<(string Name, Tensor Parameter)> TrainableParameters => throw new NotImplementedException();
-    public IReadOnlyDictionary<string, Tensor> AdapterStateDict() => throw new NotImplementedException();
-    public void LoadAdapterStateDict(IReadOnlyDictionary<string, Tensor> state, string path) => throw new NotImplementedException();
-    public int PrependedTokens => throw new NotImplementedException();
-    public CausalLmInput PrepareCausal(CausalLmInput input) => throw new NotImplementedException();
-    public Seq2SeqLmInput PrepareSeq2Seq(Seq2SeqLmInput input) => throw new NotImplementedException();
-    public void Dispose() { }
+    public PromptEncoderTuner(PretrainedModel model, PromptEncoderConfig config)
+        : base(model, config.WithModelDefaults(model.Config))
+    {
+        Attach(new PromptEncoder((PromptEncoderConfig)PromptConfig));
+    }
 }

@@ -1,18 +1,146 @@
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Trainer.Generation;
 using Peft.Onnx.Trainer.Modeling;
+using Peft.Onnx.Trainer.Tuners.PromptLearning;
 using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Tuners.PrefixTuning;
 
-// PLACEHOLDER: to be written by the method's implementer.
-public sealed class PrefixTuner(PretrainedModel model, PrefixTuningConfig config) : ITuner
+/// <summary>
+/// Prefix tuning: per-layer key/value prefixes handed to the model as past_key_values (PEFT 0.7.1's get_prompt for
+/// PREFIX_TUNING). The rows [num_virtual_tokens, num_layers * 2 * token_dim] are viewed as
+/// [B, nv, num_layers * 2, heads, token_dim / heads], doubled along the layer axis for encoder-decoders
+/// (num_transformer_submodules 2), permuted to [num_layers * 2 (* 2), B, heads, nv, head_dim] and split into groups
+/// of 2 * num_transformer_submodules: decoder-only layer i gets rows (2i, 2i + 1); an encoder-decoder's decoder
+/// layer i gets rows 4i..4i+3 as (self k, self v, cross k, cross v) of the doubled list (the encoder gets none);
+/// BLOOM's postprocess takes layer i's key from row i (regrouped as PEFT's transpose(2, 3) + reshape does) and its
+/// value from row num_layers + i.
+/// Under grouped-query attention the prefix has the key/value heads (newer PEFT's rule: token_dim becomes
+/// token_dim / num_attention_heads * num_key_value_heads, num_attention_heads becomes num_key_value_heads).
+/// </summary>
+public sealed class PrefixTuner : PromptLearningTuner
 {
-    public AdapterConfig Config => throw new NotImplementedException();
-    public IReadOnlyList<(string Name, Tensor Parameter)> TrainableParameters => throw new NotImplementedException();
-    public IReadOnlyDictionary<string, Tensor> AdapterStateDict() => throw new NotImplementedException();
-    public void LoadAdapterStateDict(IReadOnlyDictionary<string, Tensor> state, string path) => throw new NotImplementedException();
-    public int PrependedTokens => throw new NotImplementedException();
-    public CausalLmInput PrepareCausal(CausalLmInput input) => throw new NotImplementedException();
-    public Seq2SeqLmInput PrepareSeq2Seq(Seq2SeqLmInput input) => throw new NotImplementedException();
-    public void Dispose() { }
+    public PrefixTuner(PretrainedModel model, PrefixTuningConfig config) : base(model, Prepare(model, config))
+    {
+        var c = (PrefixTuningConfig)PromptConfig;
+        Validate(model, c);
+        Attach(c.PrefixProjection ? new PrefixEncoder(c) : EmbeddingTable.Random(NumVirtualTokens, KeyValueWidth));
+    }
+
+    private PrefixTuningConfig Prefix => (PrefixTuningConfig)PromptConfig;
+
+    /// <summary>num_layers * 2 * token_dim: one row's worth of keys and values.</summary>
+    private long KeyValueWidth => (long)Prefix.NumLayers!.Value * 2 * Prefix.TokenDim!.Value;
+
+    protected override long[] SavedShape => [NumVirtualTokens, KeyValueWidth];
+
+    public override int PrependedTokens => 0;
+
+    private static PrefixTuningConfig Prepare(PretrainedModel model, PrefixTuningConfig config)
+    {
+        var filled = config.WithModelDefaults(model.Config);
+        if (model.Config is LlamaConfig llama && filled.NumAttentionHeads is int heads && filled.TokenDim is int dim)
+        {
+            int kv = llama.KeyValueHeads;
+            filled = filled with { TokenDim = dim / heads * kv, NumAttentionHeads = kv };
+        }
+        return filled;
+    }
+
+    private static void Validate(PretrainedModel model, PrefixTuningConfig c)
+    {
+        var d = model.Config.Dimensions;
+        int heads = c.NumAttentionHeads!.Value, dim = c.TokenDim!.Value, layers = c.NumLayers!.Value, sub = c.NumTransformerSubmodules!.Value;
+        var where = c.SourcePath;
+        if (dim % heads != 0)
+            throw new PeftOnnxException($"{where}: token_dim = {dim} is not a multiple of num_attention_heads = {heads} (each prefix row splits into heads x head_dim)");
+        if (heads != d.NumKeyValueHeads || dim / heads != d.HeadDim)
+            throw new PeftOnnxException($"{where}: token_dim = {dim} and num_attention_heads = {heads} give prefixes of {heads} heads x {dim / heads}, but {model.Architecture.ClassName} caches {d.NumKeyValueHeads} heads x {d.HeadDim} (set token_dim = {d.NumKeyValueHeads * d.HeadDim} and num_attention_heads = {d.NumKeyValueHeads})");
+        if (model is Seq2SeqLm)
+        {
+            if (sub != 2)
+                throw new PeftOnnxException($"{where}: num_transformer_submodules = {sub}, but an encoder-decoder's prefix needs 2 (self- and cross-attention per decoder layer; task_type SEQ_2_SEQ_LM)");
+            if (layers != d.NumDecoderLayers)
+                throw new PeftOnnxException($"{where}: num_layers = {layers} gives prefixes for {layers} decoder layers but {model.Architecture.ClassName} has {d.NumDecoderLayers}");
+        }
+        else
+        {
+            if (sub != 1)
+                throw new PeftOnnxException($"{where}: num_transformer_submodules = {sub}, but a decoder-only model's prefix needs 1 (task_type CAUSAL_LM)");
+            if (layers != d.NumLayers)
+                throw new PeftOnnxException($"{where}: num_layers = {layers} but {model.Architecture.ClassName} has {d.NumLayers} layers");
+        }
+    }
+
+    /// <summary>get_prompt(batch_size) for prefix tuning, in the one cache layout every family here reads.</summary>
+    public KvCache PastKeyValues(long batch, Device? device = null)
+    {
+        var c = Prefix;
+        int layers = c.NumLayers!.Value, heads = c.NumAttentionHeads!.Value, sub = c.NumTransformerSubmodules!.Value;
+        long headDim = c.TokenDim!.Value / heads;
+        var flat = PromptEmbeddings(batch);
+        if (device is not null) flat = flat.to(device);
+        var kv = flat.reshape(batch, NumVirtualTokens, layers * 2, heads, headDim);
+        if (sub == 2) kv = cat([kv, kv], 2);
+        var rows = kv.permute(2, 0, 3, 1, 4);   // [layers * 2 * sub, B, heads, nv, head_dim]
+        long count = rows.shape[0];
+        var cache = new KvCache();
+        if (Model.Config.ModelType == "bloom")
+        {
+            // bloom_model_postprocess_past_key_value: keys = rows[:L].transpose(2, 3).reshape(L, B * heads, head_dim, nv).
+            // The transpose swaps heads and tokens (not tokens and head_dim), so the reshape regroups the values; BLOOM
+            // reads the result as [B * heads, head_dim, nv]. Reproduced here, then turned into the [B, heads, nv, head_dim] layout.
+            for (long i = 0; i < count / 2; i++)
+            {
+                var key = rows[i].transpose(1, 2).reshape(batch, heads, headDim, NumVirtualTokens).transpose(2, 3);
+                cache.Self.Add((key, rows[count / 2 + i]));
+            }
+        }
+        else if (sub == 2)
+        {
+            for (long g = 0; g < count / 4; g++)
+            {
+                cache.Self.Add((rows[4 * g], rows[4 * g + 1]));
+                cache.Cross.Add((rows[4 * g + 2], rows[4 * g + 3]));
+            }
+        }
+        else
+        {
+            for (long i = 0; i < count / 2; i++) cache.Self.Add((rows[2 * i], rows[2 * i + 1]));
+        }
+        return cache;
+    }
+
+    public override CausalLmInput PrepareCausal(CausalLmInput input)
+    {
+        long batch = BatchSize(input.InputIds, input.InputsEmbeds, "PREFIX_TUNING forward");
+        return input with
+        {
+            AttentionMask = WithVirtualMask(input.AttentionMask),
+            PastKeyValues = PastKeyValues(batch, (input.InputIds ?? input.InputsEmbeds)?.device),
+            PositionIds = null,
+        };
+    }
+
+    public override CausalLmInput PrepareCausalStep(CausalLmInput input) =>
+        input.PastKeyValues is { Length: > 0 }
+            ? input with { AttentionMask = WithVirtualMask(input.AttentionMask), PositionIds = null }
+            : PrepareCausal(input with { Labels = null });
+
+    public override Seq2SeqLmInput PrepareSeq2Seq(Seq2SeqLmInput input)
+    {
+        long batch = input.InputIds?.shape[0] ?? input.InputsEmbeds?.shape[0] ?? input.EncoderHiddenStates?.shape[0]
+            ?? throw new PeftOnnxException("PREFIX_TUNING forward: give input_ids or inputs_embeds");
+        return input with
+        {
+            PastKeyValues = PastKeyValues(batch, (input.InputIds ?? input.InputsEmbeds ?? input.EncoderHiddenStates)?.device),
+            DecoderAttentionMask = WithVirtualMask(input.DecoderAttentionMask),
+        };
+    }
+
+    protected override Tensor GenerateSeq2Seq(Seq2SeqLm model, Tensor inputIds, Tensor? attentionMask, GreedyOptions options) =>
+        GreedySearch.Generate(model, inputIds, attentionMask, options, input => model.Forward(
+            input.PastKeyValues is { Length: > 0 } ? input : input with { PastKeyValues = PastKeyValues(input.DecoderInputIds?.shape[0] ?? inputIds.shape[0], inputIds.device) }));
 }
