@@ -10,14 +10,18 @@ namespace Peft.Onnx.Trainer.Native;
 /// time, so marking the requirement weak (VER_FLG_WEAK) lets the loader accept the library. This runs
 /// as a module initializer so it happens before TorchSharp's own loader opens the file.
 /// </summary>
-internal static class LibTorchSharpPatch
+public static class LibTorchSharpPatch
 {
     private const uint ShtGnuVerneed = 0x6ffffffe;
     private const ushort VerFlagWeak = 0x2;
     private const string MissingVersion = "GLIBCXX_3.4.32";
 
+    /// <summary>
+    /// Runs when this assembly loads. Hosts that call TorchSharp directly before touching any Trainer type
+    /// (test assemblies, tools) call it from their own module initializer.
+    /// </summary>
     [ModuleInitializer]
-    internal static void PatchBesideApplication()
+    public static void PatchBesideApplication()
     {
         if (!OperatingSystem.IsLinux()) return;
         foreach (var dir in new[] { AppContext.BaseDirectory, Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native") })

@@ -38,16 +38,7 @@ public sealed class PrefixTuner : PromptLearningTuner
 
     public override int PrependedTokens => 0;
 
-    private static PrefixTuningConfig Prepare(PretrainedModel model, PrefixTuningConfig config)
-    {
-        var filled = config.WithModelDefaults(model.Config);
-        if (model.Config is LlamaConfig llama && filled.NumAttentionHeads is int heads && filled.TokenDim is int dim)
-        {
-            int kv = llama.KeyValueHeads;
-            filled = filled with { TokenDim = dim / heads * kv, NumAttentionHeads = kv };
-        }
-        return filled;
-    }
+    private static PrefixTuningConfig Prepare(PretrainedModel model, PrefixTuningConfig config) => config.WithModelDefaults(model.Config);
 
     private static void Validate(PretrainedModel model, PrefixTuningConfig c)
     {
