@@ -1,0 +1,84 @@
+using System.Globalization;
+using System.Text.Json;
+using Peft.Onnx.Core;
+using Peft.Onnx.Runtime;
+
+namespace Peft.Onnx.Cli.Commands;
+
+/// <summary>`generate`: text or ids in, ids and text out, from an exported folder with ONNX Runtime alone.</summary>
+public sealed class GenerateCommand : ICommand
+{
+    public string Name => "generate";
+    public string Summary => "generate from an exported ONNX folder (greedy or sampling) with ONNX Runtime";
+
+    public int Run(ArgReader args)
+    {
+        var dir = args.ExistingDir("onnx", "the folder written by peft-onnx export");
+        var prompt = args.String("prompt");
+        var inputIds = args.String("input-ids");
+        var maxNewTokens = args.Int("max-new-tokens", min: 0);
+        var greedy = args.Flag("greedy");
+        var temperature = args.Double("temperature");
+        var topK = args.Int("top-k", min: 0);
+        var topP = args.Double("top-p");
+        var seed = args.String("seed");
+        var repetitionPenalty = args.Double("repetition-penalty");
+        var device = DeviceOptions.Parse(args.Choice("device", "auto", "cpu", "cuda", "auto"));
+        var json = args.Flag("json");
+        args.EnsureAllUsed();
+
+        if ((prompt == null) == (inputIds == null)) throw new PeftOnnxException("generate: give exactly one of --prompt TEXT or --input-ids 1,2,3");
+        bool sampling = temperature != null || topK != null || topP != null || seed != null;
+        if (greedy && sampling) throw new PeftOnnxException("generate: --greedy cannot be combined with --temperature, --top-k, --top-p or --seed");
+        ulong? seedValue = null;
+        if (seed != null)
+        {
+            if (!ulong.TryParse(seed, NumberStyles.Integer, CultureInfo.InvariantCulture, out var s))
+                throw new PeftOnnxException($"generate: --seed '{seed}' must be a non-negative integer");
+            seedValue = s;
+        }
+        var options = new GenerationOptions
+        {
+            MaxNewTokens = maxNewTokens,
+            DoSample = greedy ? false : sampling ? true : null,
+            Temperature = temperature,
+            TopK = topK,
+            TopP = topP,
+            Seed = seedValue,
+            RepetitionPenalty = repetitionPenalty,
+        };
+        var request = prompt != null
+            ? GenerationRequest.FromText(prompt, options)
+            : GenerationRequest.FromIds(ParseIds(inputIds!), options);
+
+        using var model = OnnxModel.Load(dir, device);
+        var result = model.Generate(request);
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["sequences"] = result.Sequences,
+                ["text"] = result.Text,
+                ["new_text"] = result.NewText,
+                ["new_tokens"] = result.NewTokenCount,
+                ["seconds"] = Math.Round(result.Elapsed.TotalSeconds, 6),
+                ["tokens_per_second"] = Math.Round(result.TokensPerSecond, 3),
+                ["device"] = result.Device,
+            }));
+        }
+        else
+        {
+            Console.WriteLine(result.Text?[0] ?? string.Join(',', result.Sequences[0]));
+            Console.Error.WriteLine($"{result.NewTokenCount} new tokens in {result.Elapsed.TotalSeconds:F3} s ({result.TokensPerSecond:F1} tokens/s, {result.Device})");
+        }
+        return 0;
+    }
+
+    private static int[] ParseIds(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0) throw new PeftOnnxException("generate: --input-ids is empty (expected e.g. 1,2,3)");
+        return parts.Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v)
+            ? v : throw new PeftOnnxException($"generate: --input-ids: '{p}' is not an integer token id")).ToArray();
+    }
+}

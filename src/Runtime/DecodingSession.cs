@@ -1,0 +1,248 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace Peft.Onnx.Runtime;
+
+/// <summary>
+/// The graph-facing half of a generator: owns one OrtIoBinding on the shared session and the key/value cache as
+/// OrtValues. Each step binds the previous step's present outputs as the next past inputs (no managed copy of the
+/// cache); ORT allocates the outputs (on the device for CUDA, logits on the CPU).
+/// </summary>
+internal abstract class DecodingSession : IDisposable
+{
+    protected static readonly OrtMemoryInfo Cpu = OrtMemoryInfo.DefaultInstance;
+
+    protected DecodingSession(int batch, int vocab, OrtMemoryInfo cacheMemory)
+    {
+        Batch = batch;
+        Vocab = vocab;
+        CacheMemory = cacheMemory;
+    }
+
+    public int Batch { get; }
+    public int Vocab { get; }
+    protected OrtMemoryInfo CacheMemory { get; }
+    protected OrtValue? LogitsValue { get; set; }
+    protected int LogitsSeq { get; set; }
+
+    /// <summary>Runs the graph on the pending input (the prompt first, then the fed tokens).</summary>
+    public abstract void Run(RunOptions runOptions);
+
+    /// <summary>Queues one token per row as the next step's input.</summary>
+    public abstract void Feed(ReadOnlySpan<long> next);
+
+    /// <summary>Logits of <paramref name="row"/> at the last position of the last run.</summary>
+    public ReadOnlySpan<float> Logits(int row)
+    {
+        var all = LogitsValue!.GetTensorDataAsSpan<float>();
+        int offset = (row * LogitsSeq + LogitsSeq - 1) * Vocab;
+        return all.Slice(offset, Vocab);
+    }
+
+    /// <summary>Takes the run's outputs: logits first, then the present cache in binding order.</summary>
+    protected OrtValue[] TakeOutputs(OrtIoBinding binding, int expected)
+    {
+        var outputs = binding.GetOutputValues();
+        if (outputs.Count != expected)
+        {
+            outputs.Dispose();
+            throw new InvalidOperationException($"the run returned {outputs.Count} outputs, expected {expected}");
+        }
+        var values = outputs.ToArray();
+        LogitsValue?.Dispose();
+        LogitsValue = values[0];
+        var shape = LogitsValue.GetTensorTypeAndShape().Shape;
+        if (shape.Length != 3 || shape[0] != Batch || shape[2] != Vocab)
+            throw new InvalidOperationException($"logits have shape [{string.Join(", ", shape)}], expected [{Batch}, seq, {Vocab}]");
+        LogitsSeq = (int)shape[1];
+        return values;
+    }
+
+    protected static OrtValue EmptyCache(int batch, int heads, int headDim) =>
+        OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [batch, heads, 0, headDim]);
+
+    public virtual void Dispose() => LogitsValue?.Dispose();
+}
+
+/// <summary>Decoder-only: left-padded prompts (each with its own 0/1 mask), attention_mask grown by one column per step, position_ids from the mask.</summary>
+internal sealed class CausalLmSession : DecodingSession
+{
+    private readonly CausalLmGraph _graph;
+    private readonly OrtIoBinding _binding;
+    private readonly OrtValue[] _past;
+    private long[] _pendingIds;
+    private int _pendingSeq;
+    private long[] _mask;
+    private int _total;
+
+    public CausalLmSession(CausalLmGraph graph, int vocab, long[][] prompts, long[][] masks, long padId, OrtMemoryInfo cacheMemory)
+        : base(prompts.Length, vocab, cacheMemory)
+    {
+        _graph = graph;
+        int length = prompts.Max(p => p.Length);
+        _pendingIds = new long[Batch * length];
+        _mask = new long[Batch * length];
+        for (int b = 0; b < Batch; b++)
+        {
+            int pad = length - prompts[b].Length;
+            for (int t = 0; t < length; t++)
+            {
+                _pendingIds[b * length + t] = t < pad ? padId : prompts[b][t - pad];
+                _mask[b * length + t] = t < pad ? 0 : masks[b][t - pad];
+            }
+        }
+        _pendingSeq = length;
+        _total = length;
+        _binding = graph.Session.CreateIoBinding();
+        var empty = EmptyCache(Batch, graph.KvHeads, graph.HeadDim);
+        _past = Enumerable.Repeat(empty, graph.PastNames.Length).ToArray();
+    }
+
+    public override void Run(RunOptions runOptions)
+    {
+        int seq = _pendingSeq;
+        using var ids = OrtValue.CreateTensorValueFromMemory(_pendingIds, [Batch, seq]);
+        using var mask = OrtValue.CreateTensorValueFromMemory(_mask, [Batch, _total]);
+        using var positions = _graph.HasPositionIds
+            ? OrtValue.CreateTensorValueFromMemory(PositionIds(_mask, Batch, _total, seq), [Batch, seq])
+            : null;
+        _binding.BindInput("input_ids", ids);
+        _binding.BindInput("attention_mask", mask);
+        if (positions != null) _binding.BindInput("position_ids", positions);
+        for (int i = 0; i < _past.Length; i++) _binding.BindInput(_graph.PastNames[i], _past[i]);
+        _binding.ClearBoundOutputs();
+        _binding.BindOutputToDevice("logits", Cpu);
+        foreach (var name in _graph.PresentNames) _binding.BindOutputToDevice(name, CacheMemory);
+
+        _graph.Session.RunWithBinding(runOptions, _binding);
+
+        var outputs = TakeOutputs(_binding, 1 + _past.Length);
+        var previous = _past.Distinct().ToArray();
+        for (int i = 0; i < _past.Length; i++) _past[i] = outputs[1 + i];
+        foreach (var p in previous) p.Dispose();
+    }
+
+    public override void Feed(ReadOnlySpan<long> next)
+    {
+        _pendingIds = next.ToArray();
+        _pendingSeq = 1;
+        var mask = new long[Batch * (_total + 1)];
+        for (int b = 0; b < Batch; b++)
+        {
+            Array.Copy(_mask, b * _total, mask, b * (_total + 1), _total);
+            mask[b * (_total + 1) + _total] = 1;
+        }
+        _mask = mask;
+        _total++;
+    }
+
+    /// <summary>transformers' position_ids: cumsum(mask) - 1, 1 at padding, the last <paramref name="seq"/> columns.</summary>
+    internal static long[] PositionIds(long[] mask, int batch, int total, int seq)
+    {
+        var result = new long[batch * seq];
+        for (int b = 0; b < batch; b++)
+        {
+            long sum = 0;
+            for (int t = 0; t < total; t++)
+            {
+                var m = mask[b * total + t];
+                sum += m;
+                if (t >= total - seq) result[b * seq + t - (total - seq)] = m == 0 ? 1 : sum - 1;
+            }
+        }
+        return result;
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        foreach (var p in _past.Distinct()) p.Dispose();
+        _binding.Dispose();
+    }
+}
+
+/// <summary>
+/// Encoder-decoder: the encoder runs once (right-padded prompts) and leaves the cross-attention keys/values as
+/// OrtValues bound unchanged at every decoder step; the decoder starts from the decoder start token.
+/// </summary>
+internal sealed class Seq2SeqSession : DecodingSession
+{
+    private readonly Seq2SeqGraph _graph;
+    private readonly OrtIoBinding _binding;
+    private OrtValue[]? _cross;
+    private long[]? _encoderIds;
+    private readonly OrtValue[] _past;
+    private readonly long[] _encoderMask;
+    private readonly int _encoderLength;
+    private long[] _pending;
+
+    public Seq2SeqSession(Seq2SeqGraph graph, int vocab, long[][] prompts, long[][] masks, long padId, long startId, OrtMemoryInfo cacheMemory)
+        : base(prompts.Length, vocab, cacheMemory)
+    {
+        _graph = graph;
+        _encoderLength = prompts.Max(p => p.Length);
+        var ids = new long[Batch * _encoderLength];
+        _encoderMask = new long[Batch * _encoderLength];
+        for (int b = 0; b < Batch; b++)
+            for (int t = 0; t < _encoderLength; t++)
+            {
+                bool real = t < prompts[b].Length;
+                ids[b * _encoderLength + t] = real ? prompts[b][t] : padId;
+                _encoderMask[b * _encoderLength + t] = real ? masks[b][t] : 0;
+            }
+
+        _encoderIds = ids;
+        _binding = graph.Decoder.CreateIoBinding();
+        var empty = EmptyCache(Batch, graph.Heads, graph.HeadDim);
+        _past = Enumerable.Repeat(empty, graph.PastSelfNames.Length).ToArray();
+        _pending = Enumerable.Repeat(startId, Batch).ToArray();
+    }
+
+    /// <summary>The encoder, once, on the first step: its cross-attention keys/values stay where ORT put them.</summary>
+    private OrtValue[] Encode(RunOptions runOptions)
+    {
+        using var encoderBinding = _graph.Encoder.CreateIoBinding();
+        using var idsValue = OrtValue.CreateTensorValueFromMemory(_encoderIds!, [Batch, _encoderLength]);
+        using var maskValue = OrtValue.CreateTensorValueFromMemory(_encoderMask, [Batch, _encoderLength]);
+        encoderBinding.BindInput("input_ids", idsValue);
+        encoderBinding.BindInput("attention_mask", maskValue);
+        foreach (var name in _graph.CrossOutputNames) encoderBinding.BindOutputToDevice(name, CacheMemory);
+        _graph.Encoder.RunWithBinding(runOptions, encoderBinding);
+        var cross = encoderBinding.GetOutputValues().ToArray();
+        _encoderIds = null;
+        return cross;
+    }
+
+    public override void Run(RunOptions runOptions)
+    {
+        _cross ??= Encode(runOptions);
+        using var ids = OrtValue.CreateTensorValueFromMemory(_pending, [Batch, 1]);
+        using var mask = OrtValue.CreateTensorValueFromMemory(_encoderMask, [Batch, _encoderLength]);
+        _binding.BindInput("input_ids", ids);
+        _binding.BindInput("encoder_attention_mask", mask);
+        for (int i = 0; i < _past.Length; i++)
+        {
+            _binding.BindInput(_graph.PastSelfNames[i], _past[i]);
+            _binding.BindInput(_graph.PastCrossNames[i], _cross[i]);
+        }
+        _binding.ClearBoundOutputs();
+        _binding.BindOutputToDevice("logits", Cpu);
+        foreach (var name in _graph.PresentSelfNames) _binding.BindOutputToDevice(name, CacheMemory);
+
+        _graph.Decoder.RunWithBinding(runOptions, _binding);
+
+        var outputs = TakeOutputs(_binding, 1 + _past.Length);
+        var previous = _past.Distinct().ToArray();
+        for (int i = 0; i < _past.Length; i++) _past[i] = outputs[1 + i];
+        foreach (var p in previous) p.Dispose();
+    }
+
+    public override void Feed(ReadOnlySpan<long> next) => _pending = next.ToArray();
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        foreach (var p in _past.Distinct()) p.Dispose();
+        foreach (var c in _cross ?? []) c.Dispose();
+        _binding.Dispose();
+    }
+}

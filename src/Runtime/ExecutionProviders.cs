@@ -1,0 +1,59 @@
+using System.Runtime.InteropServices;
+using Microsoft.ML.OnnxRuntime;
+using Peft.Onnx.Core;
+
+namespace Peft.Onnx.Runtime;
+
+/// <summary>
+/// Session options per device. CUDA needs the NVIDIA driver, CUDA 13 (runtime, cuBLAS, cuRAND) and cuDNN 9 where
+/// the dynamic loader finds them; each is probed by name first so a failure names the missing library instead of
+/// ORT's generic message.
+/// </summary>
+internal static class ExecutionProviders
+{
+    private static readonly (string Library, string What)[] CudaLibraries =
+    [
+        ("libcuda.so.1", "the NVIDIA driver"),
+        ("libcudart.so.13", "the CUDA 13 runtime"),
+        ("libcublas.so.13", "cuBLAS for CUDA 13"),
+        ("libcublasLt.so.13", "cuBLASLt for CUDA 13"),
+        ("libcurand.so.10", "cuRAND for CUDA 13"),
+        ("libcudnn.so.9", "cuDNN 9"),
+    ];
+
+    /// <summary>Null when every CUDA library loads; else why CUDA cannot start, in one line.</summary>
+    public static string? MissingCudaLibrary()
+    {
+        if (!OperatingSystem.IsLinux()) return "the CUDA execution provider of this build needs Linux x64";
+        foreach (var (library, what) in CudaLibraries)
+            if (!NativeLibrary.TryLoad(library, out _))
+                return $"{library} ({what}) cannot be loaded; install it and add its folder to LD_LIBRARY_PATH";
+        return null;
+    }
+
+    public static SessionOptions Create(Device device, DeviceOptions options)
+    {
+        var o = new SessionOptions
+        {
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+        };
+        if (options.IntraOpThreads is { } threads) o.IntraOpNumThreads = threads;
+        if (device == Device.Cuda)
+        {
+            try
+            {
+                o.AppendExecutionProvider_CUDA(options.CudaDeviceId);
+            }
+            catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
+            {
+                o.Dispose();
+                throw CudaFailure(ex);
+            }
+        }
+        return o;
+    }
+
+    public static PeftOnnxException CudaFailure(Exception ex) =>
+        new($"cuda: the CUDA execution provider cannot start: {ex.Message.Split('\n')[0].Trim()}", ex);
+}
