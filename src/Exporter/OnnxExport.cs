@@ -1,8 +1,10 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Passes;
 using Peft.Onnx.Exporter.Weights;
 
 namespace Peft.Onnx.Exporter;
@@ -15,7 +17,25 @@ public sealed record ExportOptions
 
     /// <summary>Load the result in ONNX Runtime and run a prefill + decode step before reporting success.</summary>
     public bool Verify { get; init; } = true;
+
+    /// <summary>
+    /// LoRA / IA3: merge the adapter into the base weights (default). False keeps LoRA unmerged as side branches
+    /// with their own initializers (<see cref="UnmergedLora"/>); IA3 has no unmerged export.
+    /// </summary>
+    public bool Merge { get; init; } = true;
+
+    /// <summary>fp32 (default) or fp16 weights and compute (<see cref="ConvertFp16"/>).</summary>
+    public ExportDType DType { get; init; } = ExportDType.Fp32;
+
+    /// <summary>Replace a non-empty output folder (only once the new export has been written and checked).</summary>
+    public bool Overwrite { get; init; }
+
+    /// <summary>Write genai_config.json (ORT GenAI's model description) beside the graphs.</summary>
+    public bool WriteGenAiConfig { get; init; } = true;
 }
+
+/// <summary>Element type of an export's weights and compute.</summary>
+public enum ExportDType { Fp32, Fp16 }
 
 /// <summary>What an export wrote.</summary>
 public sealed record ExportResult(string OutDir, ModelWriteResult Model, IReadOnlyList<string> CopiedFiles, OnnxCheckReport? Check)
@@ -53,18 +73,77 @@ public static class OnnxExport
     /// </summary>
     public static void ExportBase(string modelDir, string outDir) => ExportBase(modelDir, outDir, new ExportOptions());
 
-    public static ExportResult ExportBase(string modelDir, string outDir, ExportOptions options)
+    public static ExportResult ExportBase(string modelDir, string outDir, ExportOptions options) => Export(modelDir, null, outDir, options);
+
+    /// <summary>
+    /// Compiles base model + adapter into <paramref name="outDir"/>: the adapter is read and checked against the base
+    /// (<see cref="ApplyAdapter"/>) before anything is written, then the graph(s) are built over the adapted weights,
+    /// optionally converted to fp16, written with genai_config.json and the tokenizer files, and checked with ORT.
+    /// </summary>
+    public static ExportResult Export(string modelDir, string? adapterDir, string outDir, ExportOptions options)
     {
         if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
         var config = ModelConfig.Load(modelDir);
         if (!IsSupported(config))
             throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)");
+        var architecture = Core.Architectures.Architecture.For(config);
         using var tensors = CheckpointTensors.Open(modelDir);
-        var weights = new CheckpointWeights(tensors);
-        weights.Validate(Core.Architectures.Architecture.For(config), modelDir);
-        if (config.IsEncoderDecoder) return WriteSeq2SeqFolder(BuildSeq2SeqGraphs(config, weights), modelDir, outDir, options);
+        var checkpoint = new CheckpointWeights(tensors);
+        checkpoint.Validate(architecture, modelDir);
+        WeightSource weights = checkpoint;
+        using var adapter = adapterDir == null ? null : AdapterWeights.Open(adapterDir);
+        // prompt tuning / p-tuning / prefix tuning change the graph, not the weights: baked as constants (BakeSoftPrompt, BakePrefix)
+        if (adapter?.Config is PromptLearningConfig)
+            return PromptAdapter.Export(config, weights, modelDir, PromptAdapter.Load(adapter.Dir, config), outDir, options,
+                options.WriteGenAiConfig ? new Dictionary<string, string> { [GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson() } : null);
+        if (adapter != null) weights = ApplyAdapter(adapter, architecture, weights, options);
+        else if (!options.Merge) throw new PeftOnnxException("--no-merge needs an adapter (it keeps the adapter's LoRA branches beside the base weights)");
+
+        var extra = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
+        if (config.IsEncoderDecoder)
+        {
+            var graphs = BuildSeq2SeqGraphs(config, weights);
+            if (options.DType == ExportDType.Fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqInterface.Logits]));
+            return WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extra);
+        }
         var graph = BuildGraph(config, weights);
-        return WriteFolder(graph, modelDir, outDir, options);
+        if (options.DType == ExportDType.Fp16) graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
+        return WriteFolder(graph, modelDir, outDir, options, extra);
+    }
+
+    /// <summary>
+    /// The one place an adapter meets the base weights, by adapter type: each method's pass wraps the weight source
+    /// after checking every adapter tensor against the base (a misfit throws here, before any file is written).
+    /// LoRA and IA3 also replace modules_to_save copies (and LoRA's trained biases) whole.
+    /// </summary>
+    public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options)
+    {
+        WeightSource result;
+        switch (adapter.Config)
+        {
+            case LoraConfig lora:
+            {
+                var targets = lora.FindTargets(architecture);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, targets));
+                result = options.Merge ? MergeLora.Apply(lora, architecture, adapter, replaced) : UnmergedLora.Apply(lora, architecture, adapter, replaced);
+                break;
+            }
+            case Ia3Config ia3:
+            {
+                if (!options.Merge) throw new PeftOnnxException($"{adapter.Dir}: --no-merge applies to LoRA adapters only (an IA3 vector is always merged into its module's weights)");
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, ia3.FindTargets(architecture)));
+                result = MergeIa3.Apply(ia3, architecture, adapter, replaced);
+                break;
+            }
+            case PromptLearningConfig:
+                // prompt tuning / p-tuning / prefix tuning are baked into the graphs (BakeSoftPrompt, BakePrefix): not here yet
+                throw new PeftOnnxException($"{adapter.Dir}: ONNX export of {adapter.Config.PeftType} adapters is not supported yet (LoRA and IA3 are)");
+            default:
+                throw new PeftOnnxException($"{adapter.Dir}: ONNX export of {adapter.Config.PeftType} adapters is not supported");
+        }
+        adapter.RefuseUnused();
+        return result;
     }
 
     /// <summary>True for the families that have a graph in Graphs/.</summary>
@@ -90,10 +169,16 @@ public static class OnnxExport
 
     /// <summary>Writes model + side files into a temporary folder beside <paramref name="outDir"/>, verifies, renames.</summary>
     public static ExportResult WriteFolder(GraphBuilder graph, string sourceDir, string outDir, ExportOptions options) =>
-        WriteAtomically(sourceDir, outDir, temp =>
+        WriteFolder(graph, sourceDir, outDir, options, null);
+
+    /// <summary>As above, with extra text files (name -> content) written into the folder.</summary>
+    public static ExportResult WriteFolder(GraphBuilder graph, string sourceDir, string outDir, ExportOptions options, IReadOnlyDictionary<string, string>? extraFiles) =>
+        WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
         {
             var model = ModelWriter.Write(graph, Path.Combine(temp, ModelFile), options.Write with { DataFileName = DataFile });
-            var check = options.Verify ? OnnxCheck.CausalLm(Path.Combine(temp, ModelFile)) : null;
+            OnnxCheckReport? check = null;
+            if (options.Verify && options.DType == ExportDType.Fp16) OrtForward.CheckCausal(Path.Combine(temp, ModelFile));
+            else if (options.Verify) check = OnnxCheck.CausalLm(Path.Combine(temp, ModelFile));
             return new ExportResult(temp, model, [], check);
         });
 
@@ -102,13 +187,19 @@ public static class OnnxExport
     /// temporary folder beside <paramref name="outDir"/>, checks both with ORT (<see cref="OnnxCheck.Seq2Seq"/>), renames.
     /// </summary>
     public static ExportResult WriteSeq2SeqFolder(Seq2SeqGraphs graphs, string sourceDir, string outDir, ExportOptions options) =>
-        WriteAtomically(sourceDir, outDir, temp =>
+        WriteSeq2SeqFolder(graphs, sourceDir, outDir, options, null);
+
+    /// <summary>As above, with extra text files (name -> content) written into the folder.</summary>
+    public static ExportResult WriteSeq2SeqFolder(Seq2SeqGraphs graphs, string sourceDir, string outDir, ExportOptions options, IReadOnlyDictionary<string, string>? extraFiles) =>
+        WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
         {
             var encoderPath = Path.Combine(temp, Seq2SeqInterface.EncoderFile);
             var decoderPath = Path.Combine(temp, Seq2SeqInterface.DecoderFile);
             var encoder = ModelWriter.Write(graphs.Encoder, encoderPath, options.Write with { DataFileName = Seq2SeqInterface.EncoderFile + ".data" });
             var decoder = ModelWriter.Write(graphs.Decoder, decoderPath, options.Write with { DataFileName = Seq2SeqInterface.DecoderFile + ".data" });
-            var check = options.Verify ? OnnxCheck.Seq2Seq(encoderPath, decoderPath) : null;
+            Seq2SeqCheckReport? check = null;
+            if (options.Verify && options.DType == ExportDType.Fp16) OrtForward.CheckSeq2Seq(temp);
+            else if (options.Verify) check = OnnxCheck.Seq2Seq(encoderPath, decoderPath);
             return new ExportResult(temp, decoder, [], null) { Models = [encoder, decoder], Seq2SeqCheck = check };
         });
 
@@ -116,12 +207,12 @@ public static class OnnxExport
     /// The folder appears complete or not at all: <paramref name="write"/> fills a temporary folder beside
     /// <paramref name="outDir"/> (and verifies what it wrote), the side files are copied, then the folder is renamed.
     /// </summary>
-    private static ExportResult WriteAtomically(string sourceDir, string outDir, Func<string, ExportResult> write)
+    private static ExportResult WriteAtomically(string sourceDir, string outDir, bool overwrite, IReadOnlyDictionary<string, string>? extraFiles, Func<string, ExportResult> write)
     {
         var target = Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar));
         if (File.Exists(target)) throw new PeftOnnxException($"{outDir}: exists and is a file (expected a new or empty folder)");
-        if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
-            throw new PeftOnnxException($"{outDir}: folder is not empty (refusing to overwrite; choose a new folder)");
+        if (!overwrite && Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
+            throw new PeftOnnxException($"{outDir}: folder is not empty (refusing to overwrite; choose a new folder, or --force)");
         var parent = Path.GetDirectoryName(target)!;
         Directory.CreateDirectory(parent);
         var temp = Path.Combine(parent, $".{Path.GetFileName(target)}.export-{Guid.NewGuid():N}");
@@ -137,12 +228,14 @@ public static class OnnxExport
                 File.Copy(src, Path.Combine(temp, f));
                 copied.Add(f);
             }
+            foreach (var (name, text) in extraFiles ?? new Dictionary<string, string>())
+                File.WriteAllText(Path.Combine(temp, name), text);
 
             if (Directory.Exists(target))
             {
-                if (Directory.EnumerateFileSystemEntries(target).Any())
+                if (!overwrite && Directory.EnumerateFileSystemEntries(target).Any())
                     throw new PeftOnnxException($"{outDir}: folder became non-empty during the export (refusing to overwrite)");
-                Directory.Delete(target);
+                Directory.Delete(target, recursive: overwrite);
             }
             Directory.Move(temp, target);
             ModelWriteResult Moved(ModelWriteResult m) => m with

@@ -1,10 +1,12 @@
+using Peft.Onnx.Core;
 using Peft.Onnx.Trainer;
 using Peft.Onnx.Trainer.Inference;
 using Peft.Onnx.Trainer.Modeling;
+using Peft.Onnx.Trainer.Training;
 
 namespace Peft.Onnx.Cli.Commands;
 
-/// <summary>`forward`: logits (and loss) of a model on a batch read from safetensors.</summary>
+/// <summary>`forward`: logits (and loss) of a model, optionally with an adapter, on a batch read from safetensors.</summary>
 public sealed class ForwardCommand : ICommand
 {
     public string Name => "forward";
@@ -12,18 +14,42 @@ public sealed class ForwardCommand : ICommand
 
     public int Run(ArgReader args)
     {
+        // forward --onnx DIR: the exported graphs with ONNX Runtime instead of the TorchSharp model
+        if (args.String("onnx") is { } onnxDir) return ForwardOnnx.Run(args, onnxDir);
         var baseDir = args.ExistingDir("base", "the Hugging Face model folder");
+        var adapterDir = args.OptionalExistingDir("adapter");
+        var merge = args.Flag("merge");
         var inputs = args.ExistingFile("inputs", "a safetensors file with input_ids, attention_mask [, labels]");
         var output = args.Required("out", "the safetensors file to write logits to");
         var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
         args.EnsureAllUsed();
+        if (merge && adapterDir is null) throw new PeftOnnxException("forward: --merge needs --adapter (the adapter to merge into the base weights)");
 
         var batch = ForwardBatch.Read(inputs);
-        using var model = ModelLoader.Load(baseDir, out var report);
         TorchDevice.Resolve(device, Console.Error.WriteLine);
-        Warnings.Unexpected(report);
-        batch.CheckVocabulary(model.Architecture.Config.Dimensions.VocabSize, inputs);
-        var result = ForwardPass.Run(model, batch);
+        ForwardResult result;
+        if (adapterDir is null)
+        {
+            using var model = ModelLoader.Load(baseDir, out var report);
+            Warnings.Unexpected(report);
+            batch.CheckVocabulary(model.Architecture.Config.Dimensions.VocabSize, inputs);
+            batch.CheckLabels(model, inputs);
+            result = ForwardPass.Run(model, batch);
+        }
+        else
+        {
+            using var model = PeftModelSource.FromAdapter(baseDir, adapterDir, out var report, inferenceMode: true);
+            Warnings.Unexpected(report);
+            batch.CheckVocabulary(model.Base.Architecture.Config.Dimensions.VocabSize, inputs);
+            batch.CheckLabels(model.Base, inputs);
+            if (merge)
+            {
+                var merged = AdapterMerge.MergeAndUnload(model);
+                Console.Error.WriteLine($"merged the {model.Config.PeftType} adapter into the base weights");
+                result = ForwardPass.Run(merged, batch);
+            }
+            else result = ForwardPass.Run(model, batch);
+        }
         ForwardPass.Write(result, output);
         Console.Error.WriteLine($"wrote logits [{string.Join(", ", result.LogitsShape)}]{(result.Loss is { } l ? $" and loss {l:G9}" : "")} to {output}");
         return 0;

@@ -25,7 +25,7 @@ public sealed record BloomConfig : ModelConfig
     {
         RequirePositive(VocabSize, "vocab_size");
         RequirePositive(Width, NEmbed is null ? "hidden_size" : "n_embed");
-        RequirePositive(NLayer, "n_layer");
+        RequireLayerCount(NLayer, "n_layer");
         RequirePositive(NHead, "n_head");
         Require(Width % NHead == 0, "hidden_size", Width, $"a multiple of n_head = {NHead}");
     }

@@ -26,8 +26,8 @@ public static class ConfigJson
             return JsonSerializer.Deserialize(json, type, Options) ?? throw new PeftOnnxException($"{path}: expected a JSON object, found null");
         }
         catch (JsonException ex) { throw Invalid(path, ex); }
-        catch (NotSupportedException ex) { throw new PeftOnnxException($"{path}: {ex.Message.Split('\n')[0]}"); }
-        catch (InvalidOperationException ex) { throw new PeftOnnxException($"{path}: {ex.Message.Split('\n')[0]}"); }
+        catch (NotSupportedException ex) { throw new PeftOnnxException($"{path}: {MessageText.OneLine(ex.Message.Split('\n')[0])}"); }
+        catch (InvalidOperationException ex) { throw new PeftOnnxException($"{path}: {MessageText.OneLine(ex.Message.Split('\n')[0])}"); }
     }
 
     public static T Deserialize<T>(byte[] json, string path) => (T)Deserialize(json, typeof(T), path);
@@ -36,7 +36,27 @@ public static class ConfigJson
     public static PeftOnnxException Invalid(string path, JsonException ex)
     {
         var where = string.IsNullOrEmpty(ex.Path) || ex.Path == "$" ? "" : $" at '{ex.Path.TrimStart('$', '.')}'";
-        return new PeftOnnxException($"{path}: invalid JSON{where}: {ex.Message.Split('\n')[0].Split(". Path:")[0]}");
+        return new PeftOnnxException(MessageText.OneLine($"{path}: invalid JSON{where}: {ex.Message.Split('\n')[0].Split(". Path:")[0]}"));
+    }
+
+    /// <summary>
+    /// Reads every string and key of the document once, so text that cannot become a .NET string (an escaped lone
+    /// surrogate such as "\udc00") fails at load with InvalidOperationException rather than when the config is saved.
+    /// </summary>
+    public static void CheckStrings(JsonElement element)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var p in element.EnumerateObject()) { _ = p.Name; CheckStrings(p.Value); }
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray()) CheckStrings(item);
+                break;
+            case JsonValueKind.String:
+                _ = element.GetString();
+                break;
+        }
     }
 }
 

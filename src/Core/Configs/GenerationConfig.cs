@@ -24,6 +24,12 @@ public sealed record GenerationConfig
 
     public static GenerationConfig? TryLoad(string dir)
     {
+        try { return TryLoadChecked(dir); }
+        catch (PeftOnnxException ex) when (MessageText.HasLineBreak(ex.Message)) { throw MessageText.OneLine(ex); }
+    }
+
+    private static GenerationConfig? TryLoadChecked(string dir)
+    {
         var path = Path.Combine(dir, FileName);
         if (!File.Exists(path)) return null;
         var config = ConfigJson.Deserialize<GenerationConfig>(File.ReadAllBytes(path), path);

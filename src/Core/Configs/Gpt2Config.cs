@@ -27,10 +27,11 @@ public sealed record Gpt2Config : ModelConfig
     {
         RequirePositive(VocabSize, "vocab_size");
         RequirePositive(NEmbd, "n_embd");
-        RequirePositive(NLayer, "n_layer");
+        RequireLayerCount(NLayer, "n_layer");
         RequirePositive(NHead, "n_head");
         Require(NEmbd % NHead == 0, "n_embd", NEmbd, $"a multiple of n_head = {NHead}");
         RequirePositive(NPositions, "n_positions");
         RequirePositive(InnerSize, "n_inner");
+        Require(ActivationFunction is not null, "activation_function", "null", "an activation name such as 'gelu_new'");
     }
 }

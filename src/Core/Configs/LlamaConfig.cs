@@ -29,11 +29,12 @@ public sealed record LlamaConfig : ModelConfig
     {
         RequirePositive(VocabSize, "vocab_size");
         RequirePositive(HiddenSize, "hidden_size");
-        RequirePositive(NumHiddenLayers, "num_hidden_layers");
+        RequireLayerCount(NumHiddenLayers, "num_hidden_layers");
         RequirePositive(NumAttentionHeads, "num_attention_heads");
         Require(HiddenSize % NumAttentionHeads == 0, "hidden_size", HiddenSize, $"a multiple of num_attention_heads = {NumAttentionHeads}");
         Require(KeyValueHeads > 0 && NumAttentionHeads % KeyValueHeads == 0, "num_key_value_heads", KeyValueHeads, $"a positive divisor of num_attention_heads = {NumAttentionHeads}");
         RequirePositive(IntermediateSize, "intermediate_size");
+        Require(HiddenAct is not null, "hidden_act", "null", "an activation name such as 'silu'");
         Require(RmsNormEps > 0, "rms_norm_eps", RmsNormEps, "a positive number");
         Require(RopeTheta > 0, "rope_theta", RopeTheta, "a positive number");
         Require(RopeScaling is null || RopeScaling.Value.ValueKind == JsonValueKind.Null, "rope_scaling", RopeScaling?.ToString() ?? "", "null (RoPE scaling is not supported)");

@@ -36,6 +36,11 @@ public abstract record ModelConfig
 
     protected void RequirePositive(int value, string key) => Require(value > 0, key, value, "a positive integer");
 
+    /// <summary>More layers than any real checkpoint has (the largest have ~130): refused before the module tree is built.</summary>
+    public const int MaxLayers = 1024;
+
+    protected void RequireLayerCount(int value, string key) => Require(value is > 0 and <= MaxLayers, key, value, $"a positive integer up to {MaxLayers}");
+
     protected void Require(bool ok, string key, object value, string expected)
     {
         if (!ok) throw new PeftOnnxException($"{SourcePath}: {key} = {value} is out of range (expected {expected})");
@@ -50,6 +55,12 @@ public abstract record ModelConfig
 
     public static ModelConfig Parse(byte[] json, string path)
     {
+        try { return ParseChecked(json, path); }
+        catch (PeftOnnxException ex) when (MessageText.HasLineBreak(ex.Message)) { throw MessageText.OneLine(ex); }
+    }
+
+    private static ModelConfig ParseChecked(byte[] json, string path)
+    {
         string? modelType;
         try
         {
@@ -58,11 +69,13 @@ public abstract record ModelConfig
             if (!doc.RootElement.TryGetProperty("model_type", out var mt) || mt.ValueKind != JsonValueKind.String)
                 throw new PeftOnnxException($"{path}: missing required key 'model_type' (expected one of {string.Join(", ", Known.Keys)})");
             modelType = mt.GetString();
+            ConfigJson.CheckStrings(doc.RootElement);
         }
         catch (JsonException ex) { throw ConfigJson.Invalid(path, ex); }
+        catch (InvalidOperationException ex) { throw new PeftOnnxException($"{path}: invalid JSON text ({ex.Message.Split('\n')[0]})"); }
 
         if (modelType is null || !Known.TryGetValue(modelType, out var type))
-            throw new PeftOnnxException($"{path}: unknown model_type '{modelType}' (expected one of {string.Join(", ", Known.Keys)})");
+            throw new PeftOnnxException($"{path}: unknown model_type {MessageText.Quote(modelType)} (expected one of {string.Join(", ", Known.Keys)})");
         var config = (ModelConfig)ConfigJson.Deserialize(json, type, path);
         config = config with { SourcePath = path };
         config.Validate();

@@ -30,11 +30,12 @@ public sealed record OptConfig : ModelConfig
     {
         RequirePositive(VocabSize, "vocab_size");
         RequirePositive(HiddenSize, "hidden_size");
-        RequirePositive(NumHiddenLayers, "num_hidden_layers");
+        RequireLayerCount(NumHiddenLayers, "num_hidden_layers");
         RequirePositive(NumAttentionHeads, "num_attention_heads");
         RequirePositive(EmbedDim, "word_embed_proj_dim");
         Require(HiddenSize % NumAttentionHeads == 0, "hidden_size", HiddenSize, $"a multiple of num_attention_heads = {NumAttentionHeads}");
         RequirePositive(FfnDim, "ffn_dim");
         RequirePositive(MaxPositionEmbeddings, "max_position_embeddings");
+        Require(ActivationFunction is not null, "activation_function", "null", "an activation name such as 'relu'");
     }
 }

@@ -45,13 +45,14 @@ public record T5Config : ModelConfig
 
     public override void Validate()
     {
+        Require(FeedForwardProj is not null, "feed_forward_proj", "null", "'ACT' or 'gated-ACT', e.g. 'relu' or 'gated-gelu'");
         RequirePositive(VocabSize, "vocab_size");
         RequirePositive(DModel, "d_model");
         RequirePositive(DKv, "d_kv");
-        RequirePositive(NumLayers, "num_layers");
+        RequireLayerCount(NumLayers, "num_layers");
         RequirePositive(NumHeads, "num_heads");
         RequirePositive(DFf, "d_ff");
-        RequirePositive(DecoderLayers, "num_decoder_layers");
+        RequireLayerCount(DecoderLayers, "num_decoder_layers");
         Require(RelativeAttentionNumBuckets > 1, "relative_attention_num_buckets", RelativeAttentionNumBuckets, "an integer above 1");
         var parts = FeedForwardProj.Split('-');
         Require(parts.Length == 1 || (parts.Length == 2 && parts[0] == "gated"), "feed_forward_proj", FeedForwardProj, "'ACT' or 'gated-ACT', e.g. 'relu' or 'gated-gelu'");

@@ -18,6 +18,12 @@ public static class CsvFile
 
     public static DataTable Parse(string text, string path)
     {
+        try { return ParseChecked(text, path); }
+        catch (PeftOnnxException ex) when (MessageText.HasLineBreak(ex.Message)) { throw MessageText.OneLine(ex); }
+    }
+
+    private static DataTable ParseChecked(string text, string path)
+    {
         if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
         var records = Records(text, path).ToList();
         if (records.Count == 0 || records[0].Length == 0 || (records[0].Length == 1 && records[0][0].Length == 0))

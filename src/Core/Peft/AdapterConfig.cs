@@ -64,6 +64,12 @@ public abstract record AdapterConfig
     /// <summary>Parses adapter_config.json bytes, dispatching on peft_type, and checks the values.</summary>
     public static AdapterConfig Parse(byte[] json, string path)
     {
+        try { return ParseChecked(json, path); }
+        catch (PeftOnnxException ex) when (MessageText.HasLineBreak(ex.Message)) { throw MessageText.OneLine(ex); }
+    }
+
+    private static AdapterConfig ParseChecked(byte[] json, string path)
+    {
         string? peftType;
         try
         {
@@ -72,11 +78,13 @@ public abstract record AdapterConfig
             if (!doc.RootElement.TryGetProperty("peft_type", out var pt))
                 throw new PeftOnnxException($"{path}: missing required key 'peft_type' (expected one of {string.Join(", ", KnownPeftTypes)})");
             peftType = pt.ValueKind == JsonValueKind.String ? pt.GetString() : pt.GetRawText();
+            ConfigJson.CheckStrings(doc.RootElement);
         }
         catch (JsonException ex) { throw ConfigJson.Invalid(path, ex); }
+        catch (InvalidOperationException ex) { throw new PeftOnnxException($"{path}: invalid JSON text ({ex.Message.Split('\n')[0]})"); }
 
         if (peftType is null || !Known.TryGetValue(peftType, out var type))
-            throw new PeftOnnxException($"{path}: unknown peft_type '{peftType}' (expected one of {string.Join(", ", KnownPeftTypes)})");
+            throw new PeftOnnxException($"{path}: unknown peft_type {MessageText.Quote(peftType)} (expected one of {string.Join(", ", KnownPeftTypes)})");
         var config = (AdapterConfig)ConfigJson.Deserialize(json, type, path);
         config = config with { SourcePath = path };
         config.Validate();

@@ -58,7 +58,7 @@ public abstract record InjectedAdapterConfig : AdapterConfig
         if (adapted.Count == 0)
         {
             var suffixes = arch.Linears.Select(l => l.Path[(l.Path.LastIndexOf('.') + 1)..]).Distinct();
-            throw new PeftOnnxException($"{SourcePath}: target_modules {targets}{LayerFilterDescription} matches no module of {arch.ClassName} (its linear layers end in: {string.Join(", ", suffixes)})");
+            throw new PeftOnnxException(MessageText.OneLine($"{SourcePath}: target_modules {targets}{LayerFilterDescription} matches no module of {arch.ClassName} (its linear layers end in: {string.Join(", ", suffixes)})"));
         }
         var matches = arch.Linears.Where(l => adapted.Contains(l.Path)).Select(l => Match(l, arch.Config)).ToList();
         return new AdapterPlacement(matches, saved);
@@ -105,6 +105,8 @@ public abstract record InjectedAdapterConfig : AdapterConfig
     public override void Validate()
     {
         base.Validate();
+        if (ModulesToSave is not null && ModulesToSave.Any(m => m is null))
+            throw new PeftOnnxException($"{SourcePath}: modules_to_save must list module names (strings), found null");
         if (TargetModules?.Pattern is { } pattern && PythonRegex.Error(pattern) is { } error)
             throw new PeftOnnxException($"{SourcePath}: target_modules: {error}");
     }

@@ -27,6 +27,12 @@ public sealed class CheckpointTensors : ITensorSource
 
     public static CheckpointTensors Open(string dir)
     {
+        try { return OpenChecked(dir); }
+        catch (PeftOnnxException ex) when (MessageText.HasLineBreak(ex.Message)) { throw MessageText.OneLine(ex); }
+    }
+
+    private static CheckpointTensors OpenChecked(string dir)
+    {
         var single = Path.Combine(dir, SingleFile);
         var index = Path.Combine(dir, IndexFile);
         if (File.Exists(single))
@@ -49,7 +55,7 @@ public sealed class CheckpointTensors : ITensorSource
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath), new JsonDocumentOptions { MaxDepth = 16 });
-            if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new PeftOnnxException($"{indexPath}: missing object 'weight_map'");
             weightMap = new Dictionary<string, string>();
             foreach (var p in map.EnumerateObject())
@@ -59,6 +65,7 @@ public sealed class CheckpointTensors : ITensorSource
             }
         }
         catch (JsonException ex) { throw new PeftOnnxException($"{indexPath}: not valid JSON ({ex.Message.Split('\n')[0]})"); }
+        catch (InvalidOperationException ex) { throw new PeftOnnxException($"{indexPath}: invalid JSON text ({ex.Message.Split('\n')[0]})"); }
 
         var files = new List<SafeTensorsFile>();
         var byShard = new Dictionary<string, SafeTensorsFile>();
@@ -67,7 +74,9 @@ public sealed class CheckpointTensors : ITensorSource
         {
             foreach (var shard in weightMap.Values.Distinct().Order(StringComparer.Ordinal))
             {
-                var shardPath = SafePath.Inside(dir, shard, indexPath);
+                string shardPath;
+                try { shardPath = SafePath.Inside(dir, shard, indexPath); }
+                catch (ArgumentException) { throw new PeftOnnxException($"{indexPath}: weight_map names an invalid file name {MessageText.Quote(shard)}"); }
                 var f = SafeTensorsFile.Open(shardPath);
                 files.Add(f);
                 byShard[shard] = f;

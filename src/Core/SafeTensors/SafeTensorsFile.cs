@@ -43,6 +43,12 @@ public sealed unsafe class SafeTensorsFile : IDisposable, ITensorSource
 
     public static SafeTensorsFile Open(string path)
     {
+        try { return OpenChecked(path); }
+        catch (PeftOnnxException ex) when (MessageText.HasLineBreak(ex.Message)) { throw MessageText.OneLine(ex); }
+    }
+
+    private static SafeTensorsFile OpenChecked(string path)
+    {
         if (!File.Exists(path)) throw new PeftOnnxException($"{path}: file not found");
         long length;
         SafeTensorsHeader header;
@@ -76,7 +82,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable, ITensorSource
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var e = this[name];
-        if (offset < 0 || length < 0 || offset + length > e.ByteLength) throw new ArgumentOutOfRangeException(nameof(offset));
+        if (offset < 0 || length < 0 || offset > e.ByteLength - length) throw new ArgumentOutOfRangeException(nameof(offset)); // no overflow for a huge offset
         return new ReadOnlySpan<byte>(_base + _dataStart + e.Begin + offset, length);
     }
 

@@ -35,19 +35,26 @@ public sealed record SafeTensorsHeader(long HeaderLength, IReadOnlyList<TensorEn
         }
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad(path, "header is not a JSON object");
-            var entries = new List<TensorEntry>();
-            var metadata = new Dictionary<string, string>();
-            var seen = new HashSet<string>();
-            foreach (var prop in doc.RootElement.EnumerateObject())
-            {
-                if (!seen.Add(prop.Name)) throw Bad(path, $"key '{prop.Name}' appears twice in the header");
-                if (prop.Name == MetadataKey) { ReadMetadata(prop.Value, metadata, path); continue; }
-                entries.Add(ReadEntry(prop.Name, prop.Value, dataLength, path));
-            }
-            CheckCoverage(entries, dataLength, path);
-            return new SafeTensorsHeader(json.LongLength, entries, metadata);
+            try { return FromDocument(doc, json.LongLength, dataLength, path); }
+            // Names and strings are unescaped lazily: an invalid escape (a lone surrogate) or byte shows up here.
+            catch (InvalidOperationException ex) { throw Bad(path, $"header holds invalid JSON text ({FirstLine(ex.Message)})"); }
         }
+    }
+
+    private static SafeTensorsHeader FromDocument(JsonDocument doc, long headerLength, long dataLength, string path)
+    {
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad(path, "header is not a JSON object");
+        var entries = new List<TensorEntry>();
+        var metadata = new Dictionary<string, string>();
+        var seen = new HashSet<string>();
+        foreach (var prop in doc.RootElement.EnumerateObject())
+        {
+            if (!seen.Add(prop.Name)) throw Bad(path, $"key '{prop.Name}' appears twice in the header");
+            if (prop.Name == MetadataKey) { ReadMetadata(prop.Value, metadata, path); continue; }
+            entries.Add(ReadEntry(prop.Name, prop.Value, dataLength, path));
+        }
+        CheckCoverage(entries, dataLength, path);
+        return new SafeTensorsHeader(headerLength, entries, metadata);
     }
 
     private static void ReadMetadata(JsonElement value, Dictionary<string, string> metadata, string path)
@@ -114,7 +121,7 @@ public sealed record SafeTensorsHeader(long HeaderLength, IReadOnlyList<TensorEn
         if (cursor != dataLength) throw Bad(path, $"data area is {dataLength} bytes but the tensors cover {cursor}");
     }
 
-    private static string FirstLine(string s) => s.Split('\n')[0].Trim();
+    private static string FirstLine(string s) => MessageText.OneLine(s.Split('\n')[0].Trim());
 
     private static PeftOnnxException Bad(string path, string problem) => new($"{path}: invalid safetensors: {problem}");
 }

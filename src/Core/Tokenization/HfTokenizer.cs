@@ -40,10 +40,17 @@ public sealed class HfTokenizer
         ArgumentNullException.ThrowIfNull(text);
         if (_parts.PrefixSpaceBeforeText) text = " " + text;
         var ids = new List<int>();
-        foreach (var chunk in _splitter.Split(text))
+        try
         {
-            if (chunk.Token != null) ids.Add(chunk.Token.Id);
-            else _parts.Encoder.Encode(chunk.Text, chunk.AtTextStart, ids);
+            foreach (var chunk in _splitter.Split(text))
+            {
+                if (chunk.Token != null) ids.Add(chunk.Token.Id);
+                else _parts.Encoder.Encode(chunk.Text, chunk.AtTextStart, ids);
+            }
+        }
+        catch (System.Text.RegularExpressions.RegexMatchTimeoutException ex)
+        {
+            throw new PeftOnnxException($"tokenizer regex {MessageText.Quote(ex.Pattern)} took over {ex.MatchTimeout.TotalSeconds:0.#} s on a {text.Length}-character text (a pattern that backtracks catastrophically?)");
         }
         if (addSpecialTokens) _parts.Template.Apply(ids);
         return ids;

@@ -6,6 +6,12 @@ internal static class TokenizerFolder
 {
     public static HfTokenizer Load(string dir)
     {
+        try { return LoadChecked(dir); }
+        catch (PeftOnnxException ex) when (MessageText.HasLineBreak(ex.Message)) { throw MessageText.OneLine(ex); }
+    }
+
+    private static HfTokenizer LoadChecked(string dir)
+    {
         ArgumentNullException.ThrowIfNull(dir);
         if (!Directory.Exists(dir)) throw new PeftOnnxException($"{dir}: tokenizer folder does not exist");
 

@@ -20,9 +20,11 @@ public sealed class BloomGraph
     private readonly int _heads;
     private readonly int _headDim;
     private readonly int _hidden;
+    private readonly CausalLmGraphOptions _options;
 
-    private BloomGraph(BloomConfig config, WeightSource weights)
+    private BloomGraph(BloomConfig config, WeightSource weights, CausalLmGraphOptions options)
     {
+        _options = options;
         _config = config;
         _arch = new BloomArchitecture(config);
         _weights = weights;
@@ -32,9 +34,13 @@ public sealed class BloomGraph
     }
 
     /// <summary>Builds the graph; weight initializers stay deferred until the model is written.</summary>
-    public static GraphBuilder Build(BloomConfig config, WeightSource weights)
+    public static GraphBuilder Build(BloomConfig config, WeightSource weights) => Build(config, weights, CausalLmGraphOptions.Default);
+
+    /// <summary>Builds the graph with <paramref name="options"/> (inputs_embeds input, constant attention prefix).</summary>
+    public static GraphBuilder Build(BloomConfig config, WeightSource weights, CausalLmGraphOptions options)
     {
-        var graph = new BloomGraph(config, weights);
+        options.Prefix?.CheckFits(config.NLayer, config.NHead, config.Width / config.NHead);
+        var graph = new BloomGraph(config, weights, options);
         graph.Forward();
         return graph._g;
     }
@@ -42,16 +48,20 @@ public sealed class BloomGraph
     private void Forward()
     {
         var g = _g;
-        CausalLmInterface.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize);
+        _options.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: false, _hidden);
 
         string hidden;
         using (g.Scope("/transformer"))
         {
-            hidden = Layers.Embedding(g, _weights, "transformer.word_embeddings", CausalLmInterface.InputIds);
+            hidden = _options.TakeInputsEmbeds
+                ? CausalLmGraphOptions.InputsEmbeds
+                : Layers.Embedding(g, _weights, "transformer.word_embeddings", CausalLmInterface.InputIds);
             hidden = Layers.LayerNorm(g, _weights, "transformer.word_embeddings_layernorm", hidden, _config.LayerNormEpsilon);
 
-            var alibi = Attention.Alibi(g, CausalLmInterface.AttentionMask, _heads);
-            var allowed = Attention.CausalPaddingMask(g, CausalLmInterface.InputIds, CausalLmInterface.AttentionMask);
+            // With a prefix, ALiBi positions and the mask cover its ones too (a past of prefix length).
+            var mask = _options.AttentionMask(g);
+            var alibi = Attention.Alibi(g, mask, _heads);
+            var allowed = Attention.CausalPaddingMask(g, _options.Tokens, mask);
 
             for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, alibi, allowed);
 
@@ -62,7 +72,8 @@ public sealed class BloomGraph
         if (_arch.HeadIsTied)
         {
             using var _ = g.Scope("/lm_head");
-            var batchSeq = g.Shape(CausalLmInterface.InputIds);
+            var batchSeq = _options.BatchSeq(g);
+            if (_options.TakeInputsEmbeds) g.Initializer("transformer.word_embeddings.weight", _weights.AsIs("transformer.word_embeddings.weight"));
             Layers.TiedHead(g, "/lm_head", "transformer.word_embeddings.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
         }
         else
@@ -101,6 +112,8 @@ public sealed class BloomGraph
 
         k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = _options.AttentionKeys(g, i, k, value: false);
+        v = _options.AttentionKeys(g, i, v, value: true);
 
         var scale = (float)(1.0 / Math.Sqrt(_headDim));
         var context = Attention.ScaledDotProduct(g, q, k, v, scale, alibi, allowed);

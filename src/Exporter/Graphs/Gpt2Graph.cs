@@ -21,9 +21,11 @@ public sealed class Gpt2Graph
     private readonly int _heads;
     private readonly int _headDim;
     private readonly int _hidden;
+    private readonly CausalLmGraphOptions _options;
 
-    private Gpt2Graph(Gpt2Config config, WeightSource weights)
+    private Gpt2Graph(Gpt2Config config, WeightSource weights, CausalLmGraphOptions options)
     {
+        _options = options;
         _config = config;
         _arch = new Gpt2Architecture(config);
         _weights = weights;
@@ -33,9 +35,13 @@ public sealed class Gpt2Graph
     }
 
     /// <summary>Builds the graph; weight initializers stay deferred until the model is written.</summary>
-    public static GraphBuilder Build(Gpt2Config config, WeightSource weights)
+    public static GraphBuilder Build(Gpt2Config config, WeightSource weights) => Build(config, weights, CausalLmGraphOptions.Default);
+
+    /// <summary>Builds the graph with <paramref name="options"/> (inputs_embeds input, constant attention prefix).</summary>
+    public static GraphBuilder Build(Gpt2Config config, WeightSource weights, CausalLmGraphOptions options)
     {
-        var graph = new Gpt2Graph(config, weights);
+        options.Prefix?.CheckFits(config.NLayer, config.NHead, config.NEmbd / config.NHead);
+        var graph = new Gpt2Graph(config, weights, options);
         graph.Forward();
         return graph._g;
     }
@@ -43,16 +49,18 @@ public sealed class Gpt2Graph
     private void Forward()
     {
         var g = _g;
-        CausalLmInterface.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: true);
+        _options.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: true, _hidden);
 
         string hidden;
         using (g.Scope("/transformer"))
         {
-            var inputsEmbeds = Layers.Embedding(g, _weights, "transformer.wte", CausalLmInterface.InputIds);
-            var positionEmbeds = Layers.Embedding(g, _weights, "transformer.wpe", CausalLmInterface.PositionIds);
+            var inputsEmbeds = _options.TakeInputsEmbeds
+                ? CausalLmGraphOptions.InputsEmbeds
+                : Layers.Embedding(g, _weights, "transformer.wte", CausalLmInterface.InputIds);
+            var positionEmbeds = Layers.Embedding(g, _weights, "transformer.wpe", _options.PositionIds(g));
             hidden = g.Add(inputsEmbeds, positionEmbeds, name: "embeddings/Add");
 
-            var allowed = Attention.CausalPaddingMask(g, CausalLmInterface.InputIds, CausalLmInterface.AttentionMask);
+            var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _options.AttentionMask(g));
             for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, allowed);
 
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
@@ -61,7 +69,8 @@ public sealed class Gpt2Graph
         if (_arch.HeadIsTied)
         {
             using var _ = g.Scope("/lm_head");
-            var batchSeq = g.Shape(CausalLmInterface.InputIds);
+            var batchSeq = _options.BatchSeq(g);
+            if (_options.TakeInputsEmbeds) g.Initializer("transformer.wte.weight", _weights.AsIs("transformer.wte.weight"));
             Layers.TiedHead(g, "/lm_head", "transformer.wte.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
         }
         else
@@ -101,6 +110,8 @@ public sealed class Gpt2Graph
 
         k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = _options.AttentionKeys(g, i, k, value: false);
+        v = _options.AttentionKeys(g, i, v, value: true);
 
         var scores = Attention.Scores(g, q, k);
         if (_config.ReorderAndUpcastAttn)

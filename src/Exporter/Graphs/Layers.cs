@@ -19,10 +19,16 @@ public static class Layers
     {
         using var _ = g.Scope(ModulePath.ToScope(spec.Path));
         var w = g.Initializer(spec.WeightName, spec.IsConv1D ? weights.AsIs(spec.WeightName) : weights.Transposed(spec.WeightName));
-        if (!spec.HasBias) return g.MatMul(x, w, output: output);
+        // an adapter left unmerged (--no-merge) adds its own term to the module's output: base(x) + branch(x)
+        var branch = weights.LinearBranch(g, spec, x);
+        if (!spec.HasBias && branch == null) return g.MatMul(x, w, output: output);
         var y = g.MatMul(x, w);
-        var b = g.Initializer(spec.BiasName, weights.AsIs(spec.BiasName));
-        return g.Add(y, b, output: output);
+        if (spec.HasBias)
+        {
+            var b = g.Initializer(spec.BiasName, weights.AsIs(spec.BiasName));
+            y = branch == null ? g.Add(y, b, output: output) : g.Add(y, b);
+        }
+        return branch == null ? y : g.Add(y, branch, name: "adapter/Add", output: output);
     }
 
     /// <summary>nn.LayerNorm over the last axis: LayerNormalization with {path}.weight / {path}.bias.</summary>

@@ -23,9 +23,11 @@ public sealed class LlamaGraph
     private readonly int _kvHeads;
     private readonly int _headDim;
     private readonly int _hidden;
+    private readonly CausalLmGraphOptions _options;
 
-    private LlamaGraph(LlamaConfig config, WeightSource weights)
+    private LlamaGraph(LlamaConfig config, WeightSource weights, CausalLmGraphOptions options)
     {
+        _options = options;
         _config = config;
         _arch = new LlamaArchitecture(config);
         _weights = weights;
@@ -36,9 +38,13 @@ public sealed class LlamaGraph
     }
 
     /// <summary>Builds the graph; weight initializers stay deferred until the model is written.</summary>
-    public static GraphBuilder Build(LlamaConfig config, WeightSource weights)
+    public static GraphBuilder Build(LlamaConfig config, WeightSource weights) => Build(config, weights, CausalLmGraphOptions.Default);
+
+    /// <summary>Builds the graph with <paramref name="options"/> (inputs_embeds input, constant attention prefix).</summary>
+    public static GraphBuilder Build(LlamaConfig config, WeightSource weights, CausalLmGraphOptions options)
     {
-        var graph = new LlamaGraph(config, weights);
+        options.Prefix?.CheckFits(config.NumHiddenLayers, config.KeyValueHeads, config.HiddenSize / config.NumAttentionHeads);
+        var graph = new LlamaGraph(config, weights, options);
         graph.Forward();
         return graph._g;
     }
@@ -46,15 +52,17 @@ public sealed class LlamaGraph
     private void Forward()
     {
         var g = _g;
-        CausalLmInterface.Declare(g, _config.NumHiddenLayers, _kvHeads, _headDim, _config.VocabSize, positionIds: true);
+        _options.Declare(g, _config.NumHiddenLayers, _kvHeads, _headDim, _config.VocabSize, positionIds: true, _hidden);
 
         string hidden;
         using (g.Scope("/model"))
         {
-            hidden = Layers.Embedding(g, _weights, "model.embed_tokens", CausalLmInterface.InputIds);
-            var (cos, sin) = Attention.RotaryCosSin(g, CausalLmInterface.PositionIds,
+            hidden = _options.TakeInputsEmbeds
+                ? CausalLmGraphOptions.InputsEmbeds
+                : Layers.Embedding(g, _weights, "model.embed_tokens", CausalLmInterface.InputIds);
+            var (cos, sin) = Attention.RotaryCosSin(g, _options.PositionIds(g),
                 Attention.RotaryInverseFrequencies(_headDim, _config.RopeTheta));
-            var allowed = Attention.CausalPaddingMask(g, CausalLmInterface.InputIds, CausalLmInterface.AttentionMask);
+            var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _options.AttentionMask(g));
 
             for (int i = 0; i < _config.NumHiddenLayers; i++) hidden = DecoderLayer(i, hidden, cos, sin, allowed);
 
@@ -64,7 +72,8 @@ public sealed class LlamaGraph
         if (_arch.HeadIsTied)
         {
             using var _ = g.Scope("/lm_head");
-            var batchSeq = g.Shape(CausalLmInterface.InputIds);
+            var batchSeq = _options.BatchSeq(g);
+            if (_options.TakeInputsEmbeds) g.Initializer(_arch.WordEmbeddings, _weights.AsIs(_arch.WordEmbeddings));
             Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
         }
         else
@@ -104,6 +113,8 @@ public sealed class LlamaGraph
 
         k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = _options.AttentionKeys(g, i, k, value: false);
+        v = _options.AttentionKeys(g, i, v, value: true);
 
         long groups = _heads / _kvHeads;
         k = Attention.RepeatKv(g, k, _kvHeads, groups, _headDim, "key/repeat_kv");

@@ -25,9 +25,12 @@ public sealed class OptGraph
     private readonly int _heads;
     private readonly int _headDim;
     private readonly int _hidden;
+    private readonly CausalLmGraphOptions _options;
+    private string _mask = CausalLmInterface.AttentionMask;
 
-    private OptGraph(OptConfig config, WeightSource weights)
+    private OptGraph(OptConfig config, WeightSource weights, CausalLmGraphOptions options)
     {
+        _options = options;
         _config = config;
         _arch = new OptArchitecture(config);
         _weights = weights;
@@ -37,9 +40,13 @@ public sealed class OptGraph
     }
 
     /// <summary>Builds the graph; weight initializers stay deferred until the model is written.</summary>
-    public static GraphBuilder Build(OptConfig config, WeightSource weights)
+    public static GraphBuilder Build(OptConfig config, WeightSource weights) => Build(config, weights, CausalLmGraphOptions.Default);
+
+    /// <summary>Builds the graph with <paramref name="options"/> (inputs_embeds input, constant attention prefix).</summary>
+    public static GraphBuilder Build(OptConfig config, WeightSource weights, CausalLmGraphOptions options)
     {
-        var graph = new OptGraph(config, weights);
+        options.Prefix?.CheckFits(config.NumHiddenLayers, config.NumAttentionHeads, config.HiddenSize / config.NumAttentionHeads);
+        var graph = new OptGraph(config, weights, options);
         graph.Forward();
         return graph._g;
     }
@@ -47,13 +54,17 @@ public sealed class OptGraph
     private void Forward()
     {
         var g = _g;
-        CausalLmInterface.Declare(g, _config.NumHiddenLayers, _heads, _headDim, _config.VocabSize);
+        _options.Declare(g, _config.NumHiddenLayers, _heads, _headDim, _config.VocabSize, positionIds: false, _config.EmbedDim);
 
         string hidden;
         using (g.Scope("/model/decoder"))
         {
-            var inputsEmbeds = Layers.Embedding(g, _weights, "model.decoder.embed_tokens", CausalLmInterface.InputIds);
-            var allowed = Attention.CausalPaddingMask(g, CausalLmInterface.InputIds, CausalLmInterface.AttentionMask);
+            var inputsEmbeds = _options.TakeInputsEmbeds
+                ? CausalLmGraphOptions.InputsEmbeds
+                : Layers.Embedding(g, _weights, "model.decoder.embed_tokens", CausalLmInterface.InputIds);
+            // With a prefix, the mask (and so the positions) covers its ones too (a past of prefix length).
+            _mask = _options.AttentionMask(g);
+            var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _mask);
             var posEmbeds = EmbedPositions();
 
             if (_arch.HasProjections) inputsEmbeds = Layers.Linear(g, _weights, Linear("model.decoder.project_in"), inputsEmbeds);
@@ -68,7 +79,8 @@ public sealed class OptGraph
         if (_arch.HeadIsTied)
         {
             using var _ = g.Scope("/lm_head");
-            var batchSeq = g.Shape(CausalLmInterface.InputIds);
+            var batchSeq = _options.BatchSeq(g);
+            if (_options.TakeInputsEmbeds) g.Initializer(_arch.WordEmbeddings, _weights.AsIs(_arch.WordEmbeddings));
             Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _config.EmbedDim, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
         }
         else
@@ -86,9 +98,9 @@ public sealed class OptGraph
         var g = _g;
         const string path = "model.decoder.embed_positions";
         using var _ = g.Scope(ModulePath.ToScope(path));
-        var mask = CausalLmInterface.AttentionMask;
+        var mask = _mask;
         var positions = g.Sub(g.Mul(g.CumSum(mask, 1), mask), g.Constant(1L));                          // [B, past + T]
-        var past = g.Sub(g.Shape(mask, 1, 2), g.Shape(CausalLmInterface.InputIds, 1, 2));               // [1]
+        var past = g.Sub(g.Shape(mask, 1, 2), g.Shape(_options.Tokens, 1, 2));                          // [1]
         var current = g.Op("Slice", [positions, past, g.Ints(long.MaxValue), g.Ints(1)]);              // [B, T]
         var indices = g.Add(current, g.Constant((long)OptArchitecture.PositionOffset));
         var table = g.Initializer(path + ".weight", _weights.AsIs(path + ".weight"));
@@ -139,6 +151,8 @@ public sealed class OptGraph
 
         k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = _options.AttentionKeys(g, i, k, value: false);
+        v = _options.AttentionKeys(g, i, v, value: true);
 
         var context = Attention.MaskedSoftmaxContext(g, Attention.Scores(g, q, k), v, allowed);
         var merged = Attention.MergeHeads(g, context, _hidden);

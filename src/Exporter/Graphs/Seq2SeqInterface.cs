@@ -50,6 +50,9 @@ public static class Seq2SeqInterface
     public const string PastDecoderSequence = "past_decoder_sequence_length";
     public const string TotalDecoderSequence = "total_decoder_sequence_length";
 
+    /// <summary>Length of the encoder output when a soft prompt is prepended to the encoder input (prompt + encoder_sequence_length).</summary>
+    public const string PromptedEncoderSequence = "prompted_encoder_sequence_length";
+
     public static string PastSelfKey(int layer) => $"past_key_values.{layer}.decoder.key";
     public static string PastSelfValue(int layer) => $"past_key_values.{layer}.decoder.value";
     public static string PastCrossKey(int layer) => $"past_key_values.{layer}.encoder.key";
@@ -60,20 +63,31 @@ public static class Seq2SeqInterface
     public static string PresentCrossValue(int layer) => $"present.{layer}.encoder.value";
 
     /// <summary>Declares the encoder graph's inputs and outputs; nodes must later produce the outputs.</summary>
-    public static void DeclareEncoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int dModel)
+    public static void DeclareEncoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int dModel) =>
+        DeclareEncoder(g, decoderLayers, heads, headDim, dModel, EncoderSequence);
+
+    /// <summary>
+    /// Declares the encoder graph with outputs of length <paramref name="outputSequence"/> (a soft prompt makes the
+    /// encoder output longer than its input: <see cref="PromptedEncoderSequence"/>).
+    /// </summary>
+    public static void DeclareEncoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int dModel, string outputSequence)
     {
         g.Input(InputIds, ElementType.Int64, Batch, EncoderSequence);
         g.Input(AttentionMask, ElementType.Int64, Batch, EncoderSequence);
-        g.Output(LastHiddenState, ElementType.Float, Batch, EncoderSequence, dModel);
+        g.Output(LastHiddenState, ElementType.Float, Batch, outputSequence, dModel);
         for (int i = 0; i < decoderLayers; i++)
         {
-            g.Output(PresentCrossKey(i), ElementType.Float, Batch, heads, EncoderSequence, headDim);
-            g.Output(PresentCrossValue(i), ElementType.Float, Batch, heads, EncoderSequence, headDim);
+            g.Output(PresentCrossKey(i), ElementType.Float, Batch, heads, outputSequence, headDim);
+            g.Output(PresentCrossValue(i), ElementType.Float, Batch, heads, outputSequence, headDim);
         }
     }
 
     /// <summary>Declares the decoder graph's inputs and outputs (per layer in Optimum's order: decoder key, value, encoder key, value).</summary>
-    public static void DeclareDecoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int vocabSize)
+    public static void DeclareDecoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int vocabSize) =>
+        DeclareDecoder(g, decoderLayers, heads, headDim, vocabSize, EncoderSequence);
+
+    /// <summary>Declares the decoder graph with cross keys/values of length <paramref name="crossSequence"/> (see <see cref="DeclareEncoder(GraphBuilder,int,int,int,int,string)"/>).</summary>
+    public static void DeclareDecoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int vocabSize, string crossSequence)
     {
         g.Input(InputIds, ElementType.Int64, Batch, DecoderSequence);
         g.Input(EncoderAttentionMask, ElementType.Int64, Batch, EncoderSequence);
@@ -81,8 +95,8 @@ public static class Seq2SeqInterface
         {
             g.Input(PastSelfKey(i), ElementType.Float, Batch, heads, PastDecoderSequence, headDim);
             g.Input(PastSelfValue(i), ElementType.Float, Batch, heads, PastDecoderSequence, headDim);
-            g.Input(PastCrossKey(i), ElementType.Float, Batch, heads, EncoderSequence, headDim);
-            g.Input(PastCrossValue(i), ElementType.Float, Batch, heads, EncoderSequence, headDim);
+            g.Input(PastCrossKey(i), ElementType.Float, Batch, heads, crossSequence, headDim);
+            g.Input(PastCrossValue(i), ElementType.Float, Batch, heads, crossSequence, headDim);
         }
         g.Output(Logits, ElementType.Float, Batch, DecoderSequence, vocabSize);
         for (int i = 0; i < decoderLayers; i++)
@@ -90,5 +104,46 @@ public static class Seq2SeqInterface
             g.Output(PresentSelfKey(i), ElementType.Float, Batch, heads, TotalDecoderSequence, headDim);
             g.Output(PresentSelfValue(i), ElementType.Float, Batch, heads, TotalDecoderSequence, headDim);
         }
+    }
+}
+
+/// <summary>
+/// Options of the encoder-decoder family graphs (T5Graph). The defaults build the base graphs of
+/// <see cref="Seq2SeqInterface"/>.
+/// </summary>
+public sealed record Seq2SeqGraphOptions
+{
+    /// <summary>
+    /// Soft prompt [EncoderPromptLength, d_model] (row-major) prepended to the encoder's input embeddings, its
+    /// positions unmasked (PEFT prompt tuning / p-tuning on encoder-decoder models). The encoder outputs and the
+    /// decoder's cross keys/values are then EncoderPromptLength + encoder_sequence_length long
+    /// (<see cref="Seq2SeqInterface.PromptedEncoderSequence"/>); callers still pass the encoder's own
+    /// attention_mask as encoder_attention_mask, and the decoder prepends the prompt's ones.
+    /// </summary>
+    public float[]? EncoderPrompt { get; init; }
+
+    public int EncoderPromptLength { get; init; }
+
+    /// <summary>
+    /// Constant self-attention keys/values of every decoder layer (PEFT prefix tuning), with its cross-attention
+    /// part (<see cref="AttentionPrefix.CrossKeys"/>) applied by the encoder graph where transformers uses it.
+    /// The decoder's past/present cover only real decoder tokens.
+    /// </summary>
+    public AttentionPrefix? DecoderPrefix { get; init; }
+
+    public static readonly Seq2SeqGraphOptions Default = new();
+
+    internal bool HasEncoderPrompt => EncoderPrompt != null && EncoderPromptLength > 0;
+
+    internal string CrossSequence => HasEncoderPrompt ? Seq2SeqInterface.PromptedEncoderSequence : Seq2SeqInterface.EncoderSequence;
+
+    /// <summary>[batch, EncoderPromptLength] ones (int64) before <paramref name="mask"/>, or the mask unchanged.</summary>
+    internal string PromptedMask(GraphBuilder g, string mask)
+    {
+        if (!HasEncoderPrompt) return mask;
+        using var _ = g.Scope("prompt_mask");
+        var ones = g.Constant(InitializerData.FromInt64(Enumerable.Repeat(1L, EncoderPromptLength).ToArray(), 1, EncoderPromptLength));
+        var shape = g.Concat(0, [g.Shape(mask, 0, 1), g.Ints(EncoderPromptLength)]);
+        return g.Concat(1, [g.Op("Expand", [ones, shape]), mask]);
     }
 }

@@ -20,17 +20,26 @@ public sealed class T5DecoderGraph
     private readonly WeightSource _weights;
     private readonly T5Layers _t5;
     private readonly GraphBuilder _g = new("t5_decoder");
+    private readonly Seq2SeqGraphOptions _options;
 
-    private T5DecoderGraph(T5Config config, WeightSource weights)
+    private T5DecoderGraph(T5Config config, WeightSource weights, Seq2SeqGraphOptions options)
     {
+        _options = options;
         _config = config;
         _weights = weights;
         _t5 = new T5Layers(_g, config, weights);
     }
 
-    public static GraphBuilder Build(T5Config config, WeightSource weights)
+    public static GraphBuilder Build(T5Config config, WeightSource weights) => Build(config, weights, Seq2SeqGraphOptions.Default);
+
+    /// <summary>
+    /// With a decoder prefix: its constant keys/values come before every self-attention's keys/values and count as
+    /// past for positions (relative position bias for queries prefix + past ..). With an encoder soft prompt: the
+    /// encoder mask gets the prompt's ones in front (the cross keys/values are prompt + input long).
+    /// </summary>
+    public static GraphBuilder Build(T5Config config, WeightSource weights, Seq2SeqGraphOptions options)
     {
-        var graph = new T5DecoderGraph(config, weights);
+        var graph = new T5DecoderGraph(config, weights, options);
         graph.Forward();
         return graph._g;
     }
@@ -38,7 +47,7 @@ public sealed class T5DecoderGraph
     private void Forward()
     {
         var g = _g;
-        DeclareDecoder(g, _config.DecoderLayers, _t5.Heads, _t5.HeadDim, _config.VocabSize);
+        DeclareDecoder(g, _config.DecoderLayers, _t5.Heads, _t5.HeadDim, _config.VocabSize, _options.CrossSequence);
 
         string hidden;
         using (g.Scope("/decoder"))
@@ -49,11 +58,12 @@ public sealed class T5DecoderGraph
             using (g.Scope("position_bias"))
             {
                 var past = _t5.Dim(PastSelfKey(0), 2);
+                if (_options.DecoderPrefix != null) past = g.Add(past, g.Constant((long)_options.DecoderPrefix.Length), name: "prompt/Add");
                 var total = g.Add(past, _t5.Dim(InputIds, 1));
                 var positionBias = _t5.PositionBias("decoder.block.0.layer.0.SelfAttention", past, total, total, bidirectional: false);
                 selfBias = g.Add(positionBias, CausalMask(past, total));
                 // Cross-attention: a zero position bias plus the encoder's extended mask, i.e. the mask alone.
-                crossBias = _t5.ExtendedPaddingMask(EncoderAttentionMask);
+                crossBias = _t5.ExtendedPaddingMask(_options.PromptedMask(g, EncoderAttentionMask));
             }
 
             for (int i = 0; i < _config.DecoderLayers; i++) hidden = Block(i, hidden, selfBias, crossBias);
@@ -104,6 +114,11 @@ public sealed class T5DecoderGraph
             var v = _t5.SplitHeads(_t5.Project($"{a}.v", normed));
             k = Attention.AppendToCache(g, PastSelfKey(i), k, PresentSelfKey(i), "key/Concat");
             v = Attention.AppendToCache(g, PastSelfValue(i), v, PresentSelfValue(i), "value/Concat");
+            if (_options.DecoderPrefix != null)
+            {
+                k = _options.DecoderPrefix.Prepend(g, i, k, value: false);
+                v = _options.DecoderPrefix.Prepend(g, i, v, value: true);
+            }
             hidden = g.Add(hidden, _t5.Attend(a, q, k, v, selfBias), name: "residual/Add");
         }
 

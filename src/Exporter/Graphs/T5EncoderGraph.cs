@@ -18,17 +18,26 @@ public sealed class T5EncoderGraph
     private readonly WeightSource _weights;
     private readonly T5Layers _t5;
     private readonly GraphBuilder _g = new("t5_encoder");
+    private readonly Seq2SeqGraphOptions _options;
 
-    private T5EncoderGraph(T5Config config, WeightSource weights)
+    private T5EncoderGraph(T5Config config, WeightSource weights, Seq2SeqGraphOptions options)
     {
+        _options = options;
         _config = config;
         _weights = weights;
         _t5 = new T5Layers(_g, config, weights);
     }
 
-    public static GraphBuilder Build(T5Config config, WeightSource weights)
+    public static GraphBuilder Build(T5Config config, WeightSource weights) => Build(config, weights, Seq2SeqGraphOptions.Default);
+
+    /// <summary>
+    /// With an encoder soft prompt: its constant embeddings come before the input's (mask extended with ones), so the
+    /// outputs are prompt + input long. With a decoder prefix: the cross keys/values follow transformers' use of the
+    /// prefix's cross part (<see cref="AttentionPrefix.SelectCross"/>).
+    /// </summary>
+    public static GraphBuilder Build(T5Config config, WeightSource weights, Seq2SeqGraphOptions options)
     {
-        var graph = new T5EncoderGraph(config, weights);
+        var graph = new T5EncoderGraph(config, weights, options);
         graph.Forward();
         return graph._g;
     }
@@ -36,17 +45,28 @@ public sealed class T5EncoderGraph
     private void Forward()
     {
         var g = _g;
-        DeclareEncoder(g, _config.DecoderLayers, _t5.Heads, _t5.HeadDim, _config.DModel);
+        DeclareEncoder(g, _config.DecoderLayers, _t5.Heads, _t5.HeadDim, _config.DModel, _options.CrossSequence);
 
         string hidden;
         using (g.Scope("/encoder"))
         {
             hidden = Layers.Embedding(g, _weights, "shared", InputIds);
+            var mask = AttentionMask;
+            if (_options.HasEncoderPrompt)
+            {
+                // PEFT: inputs_embeds = cat(prompts, word_embeddings(input_ids)), attention_mask = cat(ones, mask)
+                using var _ = g.Scope("prompt");
+                int n = _options.EncoderPromptLength;
+                var prompt = g.Initializer("prompt.embeddings", InitializerData.FromFloats(_options.EncoderPrompt, 1, n, _config.DModel));
+                var shape = g.Concat(0, [g.Shape(InputIds, 0, 1), g.Ints(n, _config.DModel)]);
+                hidden = g.Concat(1, [g.Op("Expand", [prompt, shape]), hidden]);
+                mask = _options.PromptedMask(g, AttentionMask);
+            }
 
             // position_bias = compute_bias(seq, seq) + extended mask, reused by every block.
-            var seq = _t5.Dim(InputIds, 1);
+            var seq = _t5.Dim(_options.HasEncoderPrompt ? mask : InputIds, 1);
             var positionBias = _t5.PositionBias("encoder.block.0.layer.0.SelfAttention", g.Constant(0L), seq, seq, bidirectional: true);
-            var bias = g.Add(positionBias, _t5.ExtendedPaddingMask(AttentionMask), name: "position_bias/Add");
+            var bias = g.Add(positionBias, _t5.ExtendedPaddingMask(mask), name: "position_bias/Add");
 
             for (int i = 0; i < _config.NumLayers; i++) hidden = Block(i, hidden, bias);
         }
@@ -57,8 +77,17 @@ public sealed class T5EncoderGraph
         {
             var p = $"decoder.block.{i}.layer.1.EncDecAttention";
             using var _ = g.Scope(ModulePath.ToScope(p));
-            _t5.SplitHeads(_t5.Project($"{p}.k", lastHidden), output: PresentCrossKey(i));
-            _t5.SplitHeads(_t5.Project($"{p}.v", lastHidden), output: PresentCrossValue(i));
+            var prefix = _options.DecoderPrefix;
+            if (prefix?.CrossKeys == null)
+            {
+                _t5.SplitHeads(_t5.Project($"{p}.k", lastHidden), output: PresentCrossKey(i));
+                _t5.SplitHeads(_t5.Project($"{p}.v", lastHidden), output: PresentCrossValue(i));
+                continue;
+            }
+            var k = prefix.SelectCross(g, i, _t5.SplitHeads(_t5.Project($"{p}.k", lastHidden)), value: false);
+            var v = prefix.SelectCross(g, i, _t5.SplitHeads(_t5.Project($"{p}.v", lastHidden)), value: true);
+            g.Node("Identity", [k], outputs: [PresentCrossKey(i)], name: "key/Identity");
+            g.Node("Identity", [v], outputs: [PresentCrossValue(i)], name: "value/Identity");
         }
     }
 

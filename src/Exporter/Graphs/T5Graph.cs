@@ -15,10 +15,16 @@ namespace Peft.Onnx.Exporter.Graphs;
 public static class T5Graph
 {
     /// <summary>Builds both graphs; weight initializers stay deferred until the models are written.</summary>
-    public static Seq2SeqGraphs Build(T5Config config, WeightSource weights)
+    public static Seq2SeqGraphs Build(T5Config config, WeightSource weights) => Build(config, weights, Seq2SeqGraphOptions.Default);
+
+    /// <summary>Builds both graphs with <paramref name="options"/> (encoder soft prompt, decoder prefix).</summary>
+    public static Seq2SeqGraphs Build(T5Config config, WeightSource weights, Seq2SeqGraphOptions options)
     {
         CheckSupported(config);
-        return new Seq2SeqGraphs(T5EncoderGraph.Build(config, weights), T5DecoderGraph.Build(config, weights));
+        if (options.HasEncoderPrompt && options.EncoderPrompt!.LongLength != (long)options.EncoderPromptLength * config.DModel)
+            throw new PeftOnnxException($"{config.SourcePath}: encoder soft prompt of {options.EncoderPrompt.LongLength} values is not [{options.EncoderPromptLength}, d_model {config.DModel}]");
+        options.DecoderPrefix?.CheckFits(config.DecoderLayers, config.NumHeads, config.DKv);
+        return new Seq2SeqGraphs(T5EncoderGraph.Build(config, weights, options), T5DecoderGraph.Build(config, weights, options));
     }
 
     /// <summary>Refuses configs whose relative-position arithmetic transformers itself cannot evaluate.</summary>

@@ -20,6 +20,13 @@ public abstract class WeightSource
     /// <summary>Streams the tensor's float32 little-endian bytes; sources that can avoid one big array override it.</summary>
     public virtual void WriteFloat32(string name, Stream stream) => InitializerData.WriteChunked<float>(stream, ReadFloat32(name));
 
+    /// <summary>
+    /// An extra term added to a linear module's output, built into the graph next to its MatMul (e.g. an unmerged
+    /// LoRA branch x @ A^T @ B^T * scaling); null when the module has none. <paramref name="x"/> is the module's
+    /// input; nodes go into the builder's current scope (the module's). Passes that wrap a source forward this.
+    /// </summary>
+    public virtual string? LinearBranch(GraphBuilder g, Core.Architectures.LinearSpec spec, string x) => null;
+
     /// <summary>The tensor unchanged, as a deferred float32 initializer.</summary>
     public InitializerData AsIs(string name) => InitializerData.Deferred(ElementType.Float, Shape(name), s => WriteFloat32(name, s));
 

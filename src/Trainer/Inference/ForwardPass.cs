@@ -1,6 +1,7 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Trainer.Modeling;
+using Peft.Onnx.Trainer.Tuners;
 using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Inference;
@@ -26,6 +27,13 @@ public sealed record ForwardBatch(long[] InputIds, long[] AttentionMask, long[] 
                 throw new PeftOnnxException($"{path}: labels has shape [{string.Join(", ", labelShape)}], expected [{shape[0]}, length]");
         }
         return new ForwardBatch(file.ReadInt64("input_ids"), file.ReadInt64("attention_mask"), shape, labels, labelShape);
+    }
+
+    /// <summary>A decoder-only model predicts its own sequence: its labels must have the shape of input_ids.</summary>
+    public void CheckLabels(PretrainedModel model, string path)
+    {
+        if (Labels is not null && model is CausalLm && !LabelShape!.SequenceEqual(Shape))
+            throw new PeftOnnxException($"{path}: labels has shape [{string.Join(", ", LabelShape!)}] but {model.Architecture.ClassName} needs the shape of input_ids [{string.Join(", ", Shape)}]");
     }
 
     /// <summary>Rejects ids outside the vocabulary before any compute (an index error deep in libtorch helps nobody).</summary>
@@ -62,6 +70,56 @@ public static class ForwardPass
             _ => throw new PeftOnnxException($"no forward for {model.Architecture.ClassName}"),
         };
         return ToResult(output.Logits, output.Loss);
+    }
+
+    /// <summary>
+    /// Runs base + adapter in eval mode (PEFT's PeftModel forward). Logits cover the caller's real tokens only:
+    /// the virtual tokens a prompt method prepends are dropped, so the shape is [B, T, V] (encoder-decoder: [B, L, V]).
+    /// </summary>
+    public static ForwardResult Run(PeftModel model, ForwardBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var wasTraining = model.Base.Training;
+        model.Base.Training = false;
+        try
+        {
+            var ids = tensor(batch.InputIds, batch.Shape);
+            var mask = tensor(batch.AttentionMask, batch.Shape);
+            var labels = batch.Labels is null ? null : tensor(batch.Labels, batch.LabelShape!);
+            var output = Forward(model, ids, mask, labels);
+            return ToResult(RealTokenLogits(model, output.Logits, batch), output.Loss);
+        }
+        finally
+        {
+            model.Base.Training = wasTraining;
+        }
+    }
+
+    /// <summary>The adapted model's forward on one batch: causal LMs get CausalLmInput, encoder-decoders Seq2SeqLmInput.</summary>
+    public static LmOutput Forward(PeftModel model, Tensor inputIds, Tensor attentionMask, Tensor? labels) => model.Base switch
+    {
+        CausalLm => model.Forward(new CausalLmInput(inputIds, attentionMask, Labels: labels)),
+        Seq2SeqLm => model.Forward(new Seq2SeqLmInput(inputIds, attentionMask, Labels: labels)),
+        _ => throw new PeftOnnxException($"no forward for {model.Base.Architecture.ClassName}"),
+    };
+
+    /// <summary>
+    /// Drops soft-prompt positions from the logits: decoder-only models see the virtual tokens first; an
+    /// encoder-decoder's logits follow the decoder targets, so only the last L positions (L = label length) are kept.
+    /// </summary>
+    public static Tensor RealTokenLogits(PeftModel model, Tensor logits, ForwardBatch batch)
+    {
+        if (model.Base is Seq2SeqLm)
+        {
+            var length = batch.LabelShape?[1] ?? logits.shape[1];
+            return logits.shape[1] > length ? logits[.., (int)(logits.shape[1] - length).., ..] : logits;
+        }
+        var virtualTokens = model.Tuner.PrependedTokens;
+        if (virtualTokens == 0) return logits;
+        if (logits.shape[1] != batch.Shape[1] + virtualTokens)
+            throw new PeftOnnxException($"the adapted model returned {logits.shape[1]} positions for {batch.Shape[1]} tokens and {virtualTokens} virtual tokens");
+        return logits[.., virtualTokens.., ..];
     }
 
     public static ForwardResult ToResult(Tensor logits, Tensor? loss)

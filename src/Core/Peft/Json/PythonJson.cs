@@ -65,6 +65,8 @@ public static class PythonJson
         return double.IsFinite(value) ? PythonFloat.Repr(value) : value > 0 ? "Infinity" : "-Infinity";
     }
 
+    private const string Hex = "0123456789abcdef";
+
     /// <summary>A JSON string with ensure_ascii=True escaping: only printable ASCII is written as is.</summary>
     public static void WriteString(string value, StringBuilder text)
     {
@@ -82,7 +84,7 @@ public static class PythonJson
                 case '\f': text.Append("\\f"); break;
                 default:
                     // UTF-16 code units are what Python writes too (astral characters as surrogate pairs).
-                    if (c < ' ' || c > '~') text.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
+                    if (c < ' ' || c > '~') text.Append('\\').Append('u').Append(Hex[c >> 12]).Append(Hex[(c >> 8) & 0xF]).Append(Hex[(c >> 4) & 0xF]).Append(Hex[c & 0xF]);
                     else text.Append(c);
                     break;
             }

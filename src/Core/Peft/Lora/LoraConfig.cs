@@ -110,8 +110,8 @@ public sealed record LoraConfig : InjectedAdapterConfig
         Require(LoraDropout >= 0 && LoraDropout < 1, "lora_dropout", LoraDropout, "a probability in [0, 1)");
         Require(Bias is "none" or "all" or "lora_only", "bias", Bias, "\"none\", \"all\" or \"lora_only\"");
         Require(double.IsFinite(LoraAlpha), "lora_alpha", LoraAlpha, "a finite number");
-        Require(InitLoraWeights.IsKnown, "init_lora_weights", InitLoraWeights.Method, "true, false, \"gaussian\" or \"loftq\"");
-        if (InitLoraWeights.Method == "loftq")
+        Require(InitLoraWeights is { IsKnown: true }, "init_lora_weights", InitLoraWeights?.Method, "true, false, \"gaussian\" or \"loftq\"");
+        if (InitLoraWeights!.Method == "loftq")
             Require(LoftqConfig is { ValueKind: JsonValueKind.Object } l && l.EnumerateObject().Any(), "loftq_config", LoftqConfig?.GetRawText(), "a non-empty object when init_lora_weights is \"loftq\"");
         foreach (var (key, rank) in RankPattern ?? [])
             Require(rank > 0, $"rank_pattern[\"{key}\"]", rank, "a positive integer");

@@ -45,6 +45,8 @@ internal static class SlowTokenizerLoader
         };
     }
 
+    private const int MaxExtraIds = 100_000;
+
     public static TokenizerParts LoadSentencePiece(string dir, string fileName)
     {
         var path = Path.Combine(dir, fileName);
@@ -55,6 +57,8 @@ internal static class SlowTokenizerLoader
 
         // T5's sentinels <extra_id_N> sit after the pieces, numbered downwards from the last id.
         int extraIds = cls.IsT5 ? config.ConfigInt("extra_ids") ?? cls.ExtraIdsDefault : 0;
+        if (extraIds is < 0 or > MaxExtraIds) // T5 uses 100; a huge count would allocate a sentinel string per id
+            throw TokenizerFileError.Problem(Path.Combine(dir, TokenizerConfigFiles.ConfigFile), $"extra_ids = {extraIds} is out of range (expected 0 to {MaxExtraIds})");
         int pieceCount = model.Pieces.Count;
         int baseSize = pieceCount + extraIds;
         string ExtraId(int id) => $"<extra_id_{baseSize - 1 - id}>";

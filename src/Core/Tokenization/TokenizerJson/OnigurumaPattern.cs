@@ -11,7 +11,10 @@ namespace Peft.Onnx.Core.Tokenization;
 /// </summary>
 internal static class OnigurumaPattern
 {
-    public static Regex Compile(string pattern) => new(FlattenNestedClasses(pattern), RegexOptions.CultureInvariant);
+    /// <summary>How long one match may run: a file's pattern that backtracks catastrophically fails instead of hanging.</summary>
+    public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(1);
+
+    public static Regex Compile(string pattern) => new(FlattenNestedClasses(pattern), RegexOptions.CultureInvariant, MatchTimeout);
 
     public static string FlattenNestedClasses(string pattern)
     {

@@ -1,0 +1,188 @@
+using Peft.Onnx.Core;
+using Peft.Onnx.Exporter.Onnx;
+
+namespace Peft.Onnx.Exporter.Graphs;
+
+/// <summary>
+/// Constant keys and values every self-attention layer attends to before the real tokens: the baked form of a PEFT
+/// prefix (prefix tuning) or of soft-prompt tokens whose keys/values were computed at export time (prompt tuning,
+/// p-tuning on decoder-only models). Per layer [kv_heads, length, head_dim], stored as initializers
+/// <c>prompt.past.{i}.key|value</c> [1, kv_heads, length, head_dim] and broadcast to the batch in the graph.
+/// <para>
+/// The graph contract stays the base model's: past_key_values / present hold only the real tokens and
+/// attention_mask covers only the real tokens; the graph prepends <see cref="Length"/> ones to the mask (so ALiBi,
+/// OPT's learned positions and the causal mask see the prefix as a past that is always there) and the constant keys
+/// and values to the attention's keys and values. Decoding feeds present back as past as usual.
+/// </para>
+/// </summary>
+public sealed class AttentionPrefix
+{
+    /// <param name="keys">Per layer [heads * length * headDim] (row-major [heads, length, head_dim]).</param>
+    /// <param name="values">Per layer, same layout as <paramref name="keys"/>.</param>
+    public AttentionPrefix(int length, int heads, int headDim, float[][] keys, float[][] values)
+    {
+        if (length <= 0 || heads <= 0 || headDim <= 0) throw new ArgumentException($"prefix of length {length}, {heads} heads, head_dim {headDim}");
+        if (keys.Length != values.Length) throw new ArgumentException($"{keys.Length} key layers but {values.Length} value layers");
+        long per = (long)heads * length * headDim;
+        foreach (var t in keys.Concat(values))
+            if (t.LongLength != per) throw new ArgumentException($"prefix tensor of {t.LongLength} values, expected [{heads}, {length}, {headDim}]");
+        Length = length;
+        Heads = heads;
+        HeadDim = headDim;
+        Keys = keys;
+        Values = values;
+    }
+
+    /// <summary>Number of virtual tokens (positions 0 .. Length - 1; real tokens start at Length).</summary>
+    public int Length { get; }
+    public int Heads { get; }
+    public int HeadDim { get; }
+    public int NumLayers => Keys.Length;
+    public float[][] Keys { get; }
+    public float[][] Values { get; }
+
+    /// <summary>
+    /// T5 only: the cross-attention keys/values PEFT hands to each decoder layer ([heads, length, head_dim]).
+    /// transformers 4.33 uses them instead of the encoder's only when the encoder sequence is exactly
+    /// <see cref="Length"/> long (otherwise they are ignored).
+    /// </summary>
+    public float[][]? CrossKeys { get; init; }
+    public float[][]? CrossValues { get; init; }
+
+    public static string KeyName(int layer) => $"prompt.past.{layer}.key";
+    public static string ValueName(int layer) => $"prompt.past.{layer}.value";
+    public static string CrossKeyName(int layer) => $"prompt.past.{layer}.cross_key";
+    public static string CrossValueName(int layer) => $"prompt.past.{layer}.cross_value";
+
+    /// <summary>Checks the prefix fits a graph's attention (kv heads, head_dim, layers).</summary>
+    public void CheckFits(int numLayers, int kvHeads, int headDim)
+    {
+        if (NumLayers < numLayers || Heads != kvHeads || HeadDim != headDim)
+            throw new PeftOnnxException($"prompt prefix of {NumLayers} layers x [{Heads} heads, {Length}, {HeadDim}] does not fit a model of {numLayers} layers with {kvHeads} key/value heads of {HeadDim} (head_dim {headDim})");
+    }
+
+    /// <summary>[batch, Length] ones (int64) followed by <paramref name="mask"/> [batch, n] along axis 1.</summary>
+    public string ExtendMask(GraphBuilder g, string mask)
+    {
+        using var _ = g.Scope("prompt_mask");
+        var ones = g.Constant(InitializerData.FromInt64(Enumerable.Repeat(1L, Length).ToArray(), 1, Length));
+        var shape = g.Concat(0, [g.Shape(mask, 0, 1), g.Ints(Length)]);
+        return g.Concat(1, [g.Op("Expand", [ones, shape]), mask]);
+    }
+
+    /// <summary>
+    /// The constant keys (or values) of <paramref name="layer"/> broadcast to the batch of <paramref name="current"/>
+    /// [batch, heads, n, head_dim] and placed before it: [batch, heads, Length + n, head_dim].
+    /// </summary>
+    public string Prepend(GraphBuilder g, int layer, string current, bool value)
+    {
+        var name = value ? ValueName(layer) : KeyName(layer);
+        var data = value ? Values[layer] : Keys[layer];
+        using var _ = g.Scope(value ? "value/prompt" : "key/prompt");
+        var constant = g.Initializer(name, InitializerData.FromFloats(data, 1, Heads, Length, HeadDim));
+        var shape = g.Concat(0, [g.Shape(current, 0, 1), g.Ints(Heads, Length, HeadDim)]);
+        return g.Concat(2, [g.Op("Expand", [constant, shape]), current]);
+    }
+
+    /// <summary>
+    /// T5: the cross-attention keys (or values) decoder layer <paramref name="layer"/> uses, given the ones computed
+    /// from the encoder output [batch, heads, enc, head_dim]: the prefix when enc == Length (transformers then takes
+    /// the "past" as keys/values), else the computed ones. Evaluated once per request, in the encoder graph.
+    /// </summary>
+    public string SelectCross(GraphBuilder g, int layer, string computed, bool value)
+    {
+        if (CrossKeys == null || CrossValues == null) return computed;
+        var name = value ? CrossValueName(layer) : CrossKeyName(layer);
+        var data = value ? CrossValues[layer] : CrossKeys[layer];
+        using var _ = g.Scope(value ? "value/prompt" : "key/prompt");
+        var constant = g.Initializer(name, InitializerData.FromFloats(data, 1, Heads, Length, HeadDim));
+        var enc = g.Shape(computed, 2, 3);                                                         // [1]
+        var indices = g.Op("Min", [g.Range(g.Constant(0L), g.Squeeze(enc, [0]), g.Constant(1L)), g.Constant((long)Length - 1)]);
+        var fitted = g.Gather(constant, indices, axis: 2);                                          // [1, heads, enc, d]
+        var same = g.Op("Equal", [enc, g.Ints(Length)]);                                            // [1]
+        return g.Where(same, fitted, computed);
+    }
+}
+
+/// <summary>
+/// Options of the decoder-only family graphs (BloomGraph, Gpt2Graph, OptGraph, LlamaGraph). The defaults build
+/// the base graph of <see cref="CausalLmInterface"/>.
+/// </summary>
+public sealed record CausalLmGraphOptions
+{
+    public const string InputsEmbeds = "inputs_embeds";
+
+    /// <summary>
+    /// Take inputs_embeds [batch, seq, hidden] (float, what the word embedding would return) instead of input_ids.
+    /// Used at export time to run the base model on soft-prompt embeddings.
+    /// </summary>
+    public bool TakeInputsEmbeds { get; init; }
+
+    /// <summary>
+    /// Constant keys/values before the real tokens (see <see cref="AttentionPrefix"/>). Real tokens then sit at
+    /// positions Length + past + t: GPT-2 and LLaMA compute them in the graph (no position_ids input, as PEFT drops
+    /// position_ids and transformers uses arange(past, past + seq)); BLOOM and OPT derive them from the mask with
+    /// the prefix's ones in front.
+    /// </summary>
+    public AttentionPrefix? Prefix { get; init; }
+
+    public static readonly CausalLmGraphOptions Default = new();
+
+    /// <summary>The mask the attention, ALiBi and positions use: attention_mask, with the prefix's ones prepended.</summary>
+    internal string AttentionMask(GraphBuilder g) =>
+        Prefix == null ? CausalLmInterface.AttentionMask : Prefix.ExtendMask(g, CausalLmInterface.AttentionMask);
+
+    /// <summary>The token input: input_ids, or inputs_embeds [batch, seq, hidden].</summary>
+    internal string Tokens => TakeInputsEmbeds ? InputsEmbeds : CausalLmInterface.InputIds;
+
+    /// <summary>1-D [batch, seq] of the token input.</summary>
+    internal string BatchSeq(GraphBuilder g) => TakeInputsEmbeds ? g.Shape(InputsEmbeds, 0, 2) : g.Shape(CausalLmInterface.InputIds);
+
+    /// <summary>Whether the graph declares position_ids (families that take them, unless a prefix makes them implicit).</summary>
+    internal bool DeclaresPositionIds => Prefix == null;
+
+    /// <summary>
+    /// Declares the interface: as <see cref="CausalLmInterface.Declare(GraphBuilder,int,int,int,int,bool)"/>, with
+    /// inputs_embeds in place of input_ids when asked, and position_ids only where <see cref="DeclaresPositionIds"/>.
+    /// </summary>
+    internal void Declare(GraphBuilder g, int numLayers, int numKvHeads, int headDim, int vocabSize, bool positionIds, int hidden)
+    {
+        if (!TakeInputsEmbeds)
+        {
+            CausalLmInterface.Declare(g, numLayers, numKvHeads, headDim, vocabSize, positionIds && DeclaresPositionIds);
+            return;
+        }
+        g.Input(InputsEmbeds, ElementType.Float, Dims.Batch, Dims.Sequence, hidden);
+        g.Input(CausalLmInterface.AttentionMask, ElementType.Int64, Dims.Batch, Dims.TotalSequence);
+        if (positionIds && DeclaresPositionIds) g.Input(CausalLmInterface.PositionIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
+        for (int i = 0; i < numLayers; i++)
+        {
+            g.Input(CausalLmInterface.PastKey(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.PastSequence, headDim);
+            g.Input(CausalLmInterface.PastValue(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.PastSequence, headDim);
+        }
+        g.Output(CausalLmInterface.Logits, ElementType.Float, Dims.Batch, Dims.Sequence, vocabSize);
+        for (int i = 0; i < numLayers; i++)
+        {
+            g.Output(CausalLmInterface.PresentKey(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.TotalSequence, headDim);
+            g.Output(CausalLmInterface.PresentValue(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.TotalSequence, headDim);
+        }
+    }
+
+    /// <summary>
+    /// position_ids [batch or 1, seq]: the input when declared, else Length + past .. Length + past + seq - 1
+    /// (transformers' arange(past_length, past_length + seq) with the prefix counted in the past).
+    /// </summary>
+    internal string PositionIds(GraphBuilder g)
+    {
+        if (DeclaresPositionIds) return CausalLmInterface.PositionIds;
+        using var _ = g.Scope("position_ids");
+        var past = g.Squeeze(g.Shape(CausalLmInterface.PastKey(0), 2, 3), [0]);
+        var start = g.Add(past, g.Constant((long)Prefix!.Length));
+        var seq = g.Squeeze(g.Shape(Tokens, 1, 2), [0]);
+        return g.Unsqueeze(g.Range(start, g.Add(start, seq), g.Constant(1L)), [0]);
+    }
+
+    /// <summary>Keys or values the attention uses: the layer's present, with the prefix's constants in front.</summary>
+    internal string AttentionKeys(GraphBuilder g, int layer, string present, bool value) =>
+        Prefix == null ? present : Prefix.Prepend(g, layer, present, value);
+}

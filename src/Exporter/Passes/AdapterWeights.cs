@@ -1,0 +1,152 @@
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Weights;
+
+namespace Peft.Onnx.Exporter.Passes;
+
+/// <summary>
+/// A PEFT adapter folder as save_pretrained writes it: adapter_config.json + adapter_model.safetensors, tensors
+/// named "base_model.model.{module path}.{lora_A.weight | lora_B.weight | ia3_l}" (PEFT 0.7.1's
+/// get_peft_model_state_dict: adapter name removed), modules_to_save copies under the base parameter's own name
+/// ("base_model.model.{path}.{leaf}"). Every tensor a pass takes is checked against the shape the base needs, so a
+/// mismatched adapter fails before any graph is written; <see cref="RefuseUnused"/> then rejects tensors nothing took.
+/// </summary>
+public sealed class AdapterWeights : IDisposable
+{
+    public const string WeightsFile = "adapter_model.safetensors";
+    public const string Prefix = "base_model.model.";
+
+    private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+
+    private AdapterWeights(string dir, AdapterConfig config, SafeTensorsFile file)
+    {
+        Dir = dir;
+        Config = config;
+        File = file;
+    }
+
+    public string Dir { get; }
+    public AdapterConfig Config { get; }
+    public SafeTensorsFile File { get; }
+
+    /// <summary>Reads adapter_config.json and memory-maps adapter_model.safetensors.</summary>
+    public static AdapterWeights Open(string dir)
+    {
+        if (!Directory.Exists(dir)) throw new PeftOnnxException($"{dir}: adapter folder not found");
+        var config = AdapterConfig.Load(dir);
+        var path = Path.Combine(dir, WeightsFile);
+        if (!System.IO.File.Exists(path))
+        {
+            var bin = System.IO.File.Exists(Path.Combine(dir, "adapter_model.bin")) ? " (adapter_model.bin, a pickle, is not read: re-save with safe_serialization=True)" : "";
+            throw new PeftOnnxException($"{path}: file not found{bin}");
+        }
+        return new AdapterWeights(dir, config, SafeTensorsFile.Open(path));
+    }
+
+    /// <summary>The saved name of a module's adapter tensor: "base_model.model.{path}.{suffix}".</summary>
+    public static string KeyOf(string modulePath, string suffix) => $"{Prefix}{modulePath}.{suffix}";
+
+    public bool Contains(string key) => File.Contains(key);
+
+    /// <summary>
+    /// Reads <paramref name="key"/> as float32 after checking it exists with <paramref name="shape"/>; the message of a
+    /// mismatch names the tensor, both shapes and <paramref name="purpose"/> (what the base needs it for).
+    /// </summary>
+    public float[] Read(string key, long[] shape, string purpose)
+    {
+        if (!File.Contains(key))
+            throw new PeftOnnxException($"{Dir}: adapter does not fit the base model: it has no tensor '{key}' (expected shape {Show(shape)} for {purpose})");
+        var actual = File[key].Shape;
+        if (!actual.SequenceEqual(shape))
+            throw new PeftOnnxException($"{Dir}: adapter does not fit the base model: tensor '{key}' has shape {Show(actual)}, the base model needs {Show(shape)} for {purpose}");
+        _used.Add(key);
+        return File.ReadFloat32(key);
+    }
+
+    /// <summary>
+    /// Refuses tensors no pass took (an adapter for another model, or a method this export does not apply), so
+    /// nothing in the file is silently dropped. With bias = "all", PEFT also writes a modules_to_save module's biases
+    /// as "{module}.original_module.bias" and "{module}.modules_to_save.bias" beside the copy's own key (it never loads
+    /// them back): those are skipped.
+    /// </summary>
+    public void RefuseUnused()
+    {
+        var unused = File.Names.Where(n => !_used.Contains(n)
+            && !n.Contains(".original_module.", StringComparison.Ordinal) && !n.Contains(".modules_to_save.", StringComparison.Ordinal)).ToList();
+        if (unused.Count > 0)
+            throw new PeftOnnxException($"{Dir}: adapter does not fit the base model: tensor '{unused[0]}' (shape {Show(File[unused[0]].Shape)}) matches nothing the {Config.PeftType} adapter adapts in this base{(unused.Count > 1 ? $" ({unused.Count - 1} more)" : "")}");
+    }
+
+    /// <summary>
+    /// Base tensors the adapter replaces whole: modules_to_save copies ("base_model.model.{name}") and, for LoRA's
+    /// bias = "all"/"lora_only", trained biases ("base_model.model.{path}.base_layer.bias" on a wrapped module).
+    /// Shapes are checked against the base.
+    /// </summary>
+    public Dictionary<string, float[]> Replacements(Architecture arch, IReadOnlyList<TargetMatch> targets)
+    {
+        var result = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        var targetPaths = targets.Select(t => t.Path).ToHashSet(StringComparer.Ordinal);
+        var saved = Config is InjectedAdapterConfig injected ? injected.FindModulesToSave(arch) : [];
+        foreach (var p in arch.Parameters)
+        {
+            var inSaved = saved.FirstOrDefault(m => p.Name.StartsWith(m + ".", StringComparison.Ordinal));
+            if (inSaved != null)
+            {
+                result[p.Name] = Read(Prefix + p.Name, p.Shape, $"'{p.Name}' (modules_to_save copies '{inSaved}')");
+                continue;
+            }
+            var dot = p.Name.LastIndexOf('.');
+            var module = dot < 0 ? "" : p.Name[..dot];
+            var key = targetPaths.Contains(module) ? $"{Prefix}{module}.base_layer.{p.Name[(dot + 1)..]}" : Prefix + p.Name;
+            if (File.Contains(key)) result[p.Name] = Read(key, p.Shape, $"'{p.Name}' (trained with the adapter)");
+        }
+        return result;
+    }
+
+    public static string Show(long[] shape) => $"[{string.Join(", ", shape)}]";
+
+    public void Dispose() => File.Dispose();
+}
+
+/// <summary>
+/// A pass over the base weights: delegates to the wrapped source and changes the tensors it names (merged LoRA,
+/// scaled IA3, replaced modules_to_save). Untouched tensors stream straight from the checkpoint.
+/// </summary>
+public abstract class WeightPass(WeightSource inner) : WeightSource
+{
+    protected WeightSource Inner { get; } = inner;
+
+    public override bool Contains(string name) => Inner.Contains(name);
+
+    public override long[] Shape(string name) => Inner.Shape(name);
+
+    /// <summary>True when this pass changes <paramref name="name"/>.</summary>
+    protected abstract bool Changes(string name);
+
+    /// <summary>The changed tensor (float32, in the checkpoint's layout).</summary>
+    protected abstract float[] Compute(string name);
+
+    public override float[] ReadFloat32(string name) => Changes(name) ? Compute(name) : Inner.ReadFloat32(name);
+
+    public override void WriteFloat32(string name, Stream stream)
+    {
+        if (Changes(name)) InitializerData.WriteChunked<float>(stream, Compute(name));
+        else Inner.WriteFloat32(name, stream);
+    }
+
+    public override string? LinearBranch(GraphBuilder g, LinearSpec spec, string x) => Inner.LinearBranch(g, spec, x);
+
+}
+
+/// <summary>Base tensors the adapter replaces whole (modules_to_save copies, trained biases); see <see cref="AdapterWeights.Replacements"/>.</summary>
+public sealed class ReplaceSavedModules(WeightSource inner, IReadOnlyDictionary<string, float[]> replacements) : WeightPass(inner)
+{
+    public int Count => replacements.Count;
+
+    protected override bool Changes(string name) => replacements.ContainsKey(name);
+
+    protected override float[] Compute(string name) => replacements[name];
+}

@@ -1,0 +1,124 @@
+using Microsoft.ML.OnnxRuntime;
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Exporter.Graphs;
+using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Weights;
+
+namespace Peft.Onnx.Exporter.Passes;
+
+/// <summary>
+/// Prompt tuning and p-tuning compiled to constants, from the saved prompt_embeddings (the prompt encoder's output).
+/// <list type="bullet">
+/// <item>decoder-only: PEFT's forward prepends the nv prompt embeddings to the input embeddings with an all-ones mask,
+/// so the virtual tokens come first and see only each other: their keys/values in every layer do not depend on the
+/// input. They are computed here, once, by running the base graph (with an inputs_embeds input) in ONNX Runtime on
+/// [1, nv, hidden] at positions 0 .. nv - 1, and baked as a constant prefix (<see cref="AttentionPrefix"/>, the same
+/// mechanism as <see cref="BakePrefix"/>); real tokens then sit at positions nv + t as in PEFT's forward.</item>
+/// <item>encoder-decoder: the first nv rows (prompts[:, :nv]) are prepended to the encoder input embeddings and the
+/// encoder mask gets nv ones in front. PEFT 0.7.1 gives the decoder nothing, in forward and in generate, even with
+/// num_transformer_submodules 2 (the second nv rows are trained but unused).</item>
+/// </list>
+/// </summary>
+public static class BakeSoftPrompt
+{
+    /// <summary>
+    /// The constant prefix of a decoder-only model: the virtual tokens' present keys/values from one ORT run of the
+    /// base graph on the prompt embeddings. A scratch model is written under <paramref name="scratchParent"/> and deleted.
+    /// </summary>
+    public static AttentionPrefix ForDecoder(PromptAdapter adapter, ModelConfig model, WeightSource weights, string scratchParent)
+    {
+        int nv = adapter.NumVirtualTokens;
+        if (adapter.IsPrefix) throw new ArgumentException("prefix tuning is baked by BakePrefix");
+        if (adapter.Rows != nv)
+            throw new PeftOnnxException($"{adapter.Config.SourcePath}: {adapter.Rows} prompt rows for {nv} virtual tokens (num_transformer_submodules must be 1 for a decoder-only model)");
+        int width = model is OptConfig opt ? opt.EmbedDim : model.Dimensions.HiddenSize;
+        if (adapter.Columns != width)
+            throw new PeftOnnxException($"{adapter.Config.SourcePath}: prompt embeddings of width {adapter.Columns}, but the model's word embeddings are {width} wide");
+
+        var graph = PromptAdapter.BuildCausal(model, weights, new CausalLmGraphOptions { TakeInputsEmbeds = true });
+        Directory.CreateDirectory(scratchParent);
+        var scratch = Path.Combine(scratchParent, $".prompt-prefill-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(scratch);
+        try
+        {
+            var path = Path.Combine(scratch, "model.onnx");
+            ModelWriter.Write(graph, path, new ModelWriteOptions());
+            using var session = OnnxCheck.CreateSession(path);
+            return Prefill(session, adapter.Embeddings, nv, width, model.Dimensions);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw new PeftOnnxException($"computing the soft prompt's keys/values with ONNX Runtime failed: {ex.Message.Split('\n')[0]}", ex);
+        }
+        finally
+        {
+            try { Directory.Delete(scratch, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    /// <summary>Runs a graph with inputs_embeds on [1, nv, width] (mask of ones, positions 0 .. nv - 1, empty past); returns present as a prefix.</summary>
+    private static AttentionPrefix Prefill(InferenceSession session, float[] embeds, int nv, int width, ModelDimensions d)
+    {
+        int layers = d.NumLayers, heads = d.NumKeyValueHeads, headDim = d.HeadDim;
+        var names = new List<string> { CausalLmGraphOptions.InputsEmbeds, CausalLmInterface.AttentionMask };
+        var values = new List<OrtValue>();
+        var outputNames = new List<string>();
+        try
+        {
+            values.Add(OrtValue.CreateTensorValueFromMemory(embeds, [1, nv, width]));
+            values.Add(OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(1L, nv).ToArray(), [1, nv]));
+            if (session.InputMetadata.ContainsKey(CausalLmInterface.PositionIds))
+            {
+                names.Add(CausalLmInterface.PositionIds);
+                values.Add(OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, nv).Select(i => (long)i).ToArray(), [1, nv]));
+            }
+            for (int i = 0; i < layers; i++)
+            {
+                names.Add(CausalLmInterface.PastKey(i));
+                values.Add(OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, heads, 0, headDim]));
+                names.Add(CausalLmInterface.PastValue(i));
+                values.Add(OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, heads, 0, headDim]));
+                outputNames.Add(CausalLmInterface.PresentKey(i));
+                outputNames.Add(CausalLmInterface.PresentValue(i));
+            }
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, names, values, outputNames);
+            var keys = new float[layers][];
+            var vals = new float[layers][];
+            for (int i = 0; i < layers; i++)
+            {
+                keys[i] = Read(outputs[2 * i], [1, heads, nv, headDim], outputNames[2 * i]);
+                vals[i] = Read(outputs[2 * i + 1], [1, heads, nv, headDim], outputNames[2 * i + 1]);
+            }
+            return new AttentionPrefix(nv, heads, headDim, keys, vals);
+        }
+        finally
+        {
+            foreach (var v in values) v.Dispose();
+        }
+    }
+
+    private static float[] Read(OrtValue value, long[] shape, string name)
+    {
+        var actual = value.GetTensorTypeAndShape().Shape;
+        if (!actual.SequenceEqual(shape))
+            throw new PeftOnnxException($"prompt prefill: '{name}' has shape [{string.Join(", ", actual)}], expected [{string.Join(", ", shape)}]");
+        var data = value.GetTensorDataAsSpan<float>().ToArray();
+        foreach (var x in data)
+            if (!float.IsFinite(x)) throw new PeftOnnxException($"prompt prefill: '{name}' has a non-finite value {x}");
+        return data;
+    }
+
+    /// <summary>The encoder soft prompt of an encoder-decoder model: the first nv rows of prompt_embeddings.</summary>
+    public static Seq2SeqGraphOptions ForSeq2Seq(PromptAdapter adapter, ModelConfig model)
+    {
+        int nv = adapter.NumVirtualTokens;
+        if (adapter.IsPrefix) throw new ArgumentException("prefix tuning is baked by BakePrefix");
+        if (adapter.Rows < nv)
+            throw new PeftOnnxException($"{adapter.Config.SourcePath}: {adapter.Rows} prompt rows for {nv} virtual tokens");
+        if (adapter.Columns != model.Dimensions.HiddenSize)
+            throw new PeftOnnxException($"{adapter.Config.SourcePath}: prompt embeddings of width {adapter.Columns}, but the model's d_model is {model.Dimensions.HiddenSize}");
+        return new Seq2SeqGraphOptions { EncoderPrompt = adapter.RowsOf(0, nv), EncoderPromptLength = nv };
+    }
+}

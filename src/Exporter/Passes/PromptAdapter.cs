@@ -1,0 +1,170 @@
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter.Graphs;
+using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Weights;
+
+namespace Peft.Onnx.Exporter.Passes;
+
+/// <summary>
+/// A PEFT prompt-learning adapter (PROMPT_TUNING, P_TUNING, PREFIX_TUNING) as save_pretrained wrote it: the config,
+/// its sizes filled for the base model, and the one tensor that matters for inference, "prompt_embeddings":
+/// <list type="bullet">
+/// <item>prompt tuning / p-tuning: [num_virtual_tokens * num_transformer_submodules, token_dim], the prompt encoder's
+/// output (the p-tuning MLP/LSTM is only needed to train);</item>
+/// <item>prefix tuning: [num_virtual_tokens, num_layers * 2 * token_dim], the projection already applied.</item>
+/// </list>
+/// </summary>
+public sealed class PromptAdapter
+{
+    public const string WeightsFile = "adapter_model.safetensors";
+    public const string TensorName = "prompt_embeddings";
+
+    public PromptAdapter(PromptLearningConfig config, float[] embeddings, int rows, int columns)
+    {
+        if ((long)rows * columns != embeddings.LongLength) throw new ArgumentException($"{embeddings.LongLength} values are not [{rows}, {columns}]");
+        Config = config;
+        Embeddings = embeddings;
+        Rows = rows;
+        Columns = columns;
+    }
+
+    /// <summary>The config with every size filled (<see cref="PromptLearningConfig.WithModelDefaults"/>).</summary>
+    public PromptLearningConfig Config { get; }
+
+    /// <summary>prompt_embeddings, row-major [Rows, Columns].</summary>
+    public float[] Embeddings { get; }
+    public int Rows { get; }
+    public int Columns { get; }
+
+    public int NumVirtualTokens => Config.NumVirtualTokens!.Value;
+    public bool IsPrefix => Config is PrefixTuningConfig;
+
+    /// <summary>True for the adapter types this pass compiles.</summary>
+    public static bool Handles(AdapterConfig config) => config is PromptTuningConfig or PromptEncoderConfig or PrefixTuningConfig;
+
+    /// <summary>Reads adapter_config.json and adapter_model.safetensors from <paramref name="adapterDir"/> and checks the tensor's shape.</summary>
+    public static PromptAdapter Load(string adapterDir, ModelConfig model)
+    {
+        var loaded = AdapterConfig.Load(adapterDir);
+        if (loaded is not PromptLearningConfig prompt || !Handles(loaded))
+            throw new PeftOnnxException($"{loaded.SourcePath}: peft_type '{loaded.PeftType}' is not a prompt-learning method (expected PROMPT_TUNING, P_TUNING or PREFIX_TUNING)");
+        var config = prompt.WithModelDefaults(model);
+        var path = Path.Combine(adapterDir, WeightsFile);
+        if (!File.Exists(path))
+            throw new PeftOnnxException($"{adapterDir}: no {WeightsFile} (save the adapter with safe_serialization, the default since PEFT 0.6)");
+        using var file = SafeTensorsFile.Open(path);
+        if (!file.Contains(TensorName))
+            throw new PeftOnnxException($"{path}: no tensor '{TensorName}' (has {string.Join(", ", file.Names.Take(8))})");
+        var shape = file[TensorName].Shape;
+        if (shape.Length != 2)
+            throw new PeftOnnxException($"{path}: '{TensorName}' has shape [{string.Join(", ", shape)}], expected 2-D");
+        int nv = config.NumVirtualTokens!.Value, layers = config.NumLayers!.Value, dim = config.TokenDim!.Value;
+        long rows = config is PrefixTuningConfig ? nv : config.TotalVirtualTokens;
+        if (shape[0] != rows)
+            throw new PeftOnnxException($"{path}: '{TensorName}' has {shape[0]} rows; num_virtual_tokens {nv} x num_transformer_submodules {config.NumTransformerSubmodules} implies {rows}");
+        if (config is PrefixTuningConfig ? shape[1] != (long)layers * 2 * dim : shape[1] != dim)
+            throw new PeftOnnxException($"{path}: '{TensorName}' has shape [{string.Join(", ", shape)}], adapter_config.json implies [{rows}, {(config is PrefixTuningConfig ? (long)layers * 2 * dim : dim)}]");
+        return new PromptAdapter(config, file.ReadFloat32(TensorName), (int)shape[0], (int)shape[1]);
+    }
+
+    /// <summary>Rows [from, from + count) of prompt_embeddings.</summary>
+    public float[] RowsOf(int from, int count) => Embeddings.AsSpan(from * Columns, count * Columns).ToArray();
+
+    // ------------------------------------------------------------------ export
+
+    /// <summary>
+    /// Exports base model + prompt-learning adapter as a plain ONNX folder: the base model's interface (see
+    /// <see cref="CausalLmInterface"/> / <see cref="Seq2SeqInterface"/>), the adapter baked in as constants.
+    /// <list type="bullet">
+    /// <item>decoder-only: a constant attention prefix (<see cref="AttentionPrefix"/>): past / present and
+    /// attention_mask cover only the real tokens, logits are [batch, seq, vocab] for the real tokens, real tokens sit
+    /// at positions num_virtual_tokens + t as in PEFT's forward, and GPT-2 / LLaMA graphs take no position_ids;</item>
+    /// <item>T5 prefix: decoder self-attention prefix, encoder unchanged (cross part as transformers uses it);</item>
+    /// <item>T5 soft prompt: constant embeddings before the encoder input; encoder outputs are
+    /// num_virtual_tokens longer than its input (see <see cref="Seq2SeqGraphOptions.EncoderPrompt"/>).</item>
+    /// </list>
+    /// </summary>
+    public static ExportResult Export(string modelDir, string adapterDir, string outDir, ExportOptions options)
+    {
+        if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
+        var config = ModelConfig.Load(modelDir);
+        if (!OnnxExport.IsSupported(config))
+            throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)");
+        var adapter = Load(adapterDir, config);
+        using var tensors = CheckpointTensors.Open(modelDir);
+        var weights = new CheckpointWeights(tensors);
+        weights.Validate(Core.Architectures.Architecture.For(config), modelDir);
+        return Export(config, weights, modelDir, adapter, outDir, options);
+    }
+
+    /// <summary>
+    /// Exports with an already opened base checkpoint (see <see cref="Export(string,string,string,ExportOptions)"/>);
+    /// <paramref name="extraFiles"/> (name -> text, e.g. genai_config.json) are written into the folder.
+    /// </summary>
+    public static ExportResult Export(ModelConfig config, WeightSource weights, string modelDir, PromptAdapter adapter, string outDir, ExportOptions options,
+        IReadOnlyDictionary<string, string>? extraFiles = null)
+    {
+        bool fp16 = options.DType == ExportDType.Fp16;
+        options = options with { Write = options.Write with { Metadata = Metadata(options.Write.Metadata, adapter) } };
+        if (config.IsEncoderDecoder)
+        {
+            var seq2seq = adapter.IsPrefix
+                ? new Seq2SeqGraphOptions { DecoderPrefix = BakePrefix.ForSeq2Seq(adapter, config) }
+                : BakeSoftPrompt.ForSeq2Seq(adapter, config);
+            var graphs = BuildSeq2Seq(config, weights, seq2seq);
+            if (fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqInterface.Logits]));
+            // fp16 exports are checked by OrtForward, which passes encoder outputs through whatever their length
+            if (!seq2seq.HasEncoderPrompt || fp16) return OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extraFiles);
+
+            // The encoder output is longer than its input here, which OnnxCheck.Seq2Seq does not expect: check it with
+            // the prompted runner, and remove the folder if that fails.
+            var result = OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options with { Verify = false }, extraFiles);
+            if (!options.Verify) return result;
+            try
+            {
+                return result with { Seq2SeqCheck = PromptedSeq2SeqRunner.Check(result.OutDir) };
+            }
+            catch
+            {
+                try { Directory.Delete(result.OutDir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+                throw;
+            }
+        }
+
+        var prefix = adapter.IsPrefix
+            ? BakePrefix.ForDecoder(adapter, config)
+            : BakeSoftPrompt.ForDecoder(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
+        var graph = BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix });
+        if (fp16) graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
+        return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extraFiles);
+    }
+
+    /// <summary>The decoder-only family graph with <paramref name="options"/>.</summary>
+    public static GraphBuilder BuildCausal(ModelConfig config, WeightSource weights, CausalLmGraphOptions options) => config switch
+    {
+        BloomConfig c => BloomGraph.Build(c, weights, options),
+        Gpt2Config c => Gpt2Graph.Build(c, weights, options),
+        OptConfig c => OptGraph.Build(c, weights, options),
+        LlamaConfig c => LlamaGraph.Build(c, weights, options),
+        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' has no decoder-only ONNX export"),
+    };
+
+    /// <summary>The encoder-decoder family graphs with <paramref name="options"/>.</summary>
+    public static Seq2SeqGraphs BuildSeq2Seq(ModelConfig config, WeightSource weights, Seq2SeqGraphOptions options) => config switch
+    {
+        T5Config c => T5Graph.Build(c, weights, options),
+        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' has no encoder-decoder ONNX export"),
+    };
+
+    /// <summary>metadata_props naming the baked adapter (the graph interface does not show it).</summary>
+    private static Dictionary<string, string> Metadata(IReadOnlyDictionary<string, string>? existing, PromptAdapter adapter)
+    {
+        var result = existing?.ToDictionary(kv => kv.Key, kv => kv.Value) ?? [];
+        result["peft.peft_type"] = adapter.Config.PeftType;
+        result["peft.num_virtual_tokens"] = adapter.NumVirtualTokens.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return result;
+    }
+}

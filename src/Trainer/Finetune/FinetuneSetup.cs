@@ -1,0 +1,140 @@
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Data;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.Tokenization;
+
+namespace Peft.Onnx.Trainer.Finetune;
+
+/// <summary>The adapter options the CLI offers per method (unset = PEFT's defaults).</summary>
+public sealed record MethodOptions
+{
+    public int? R { get; init; }
+    public double? LoraAlpha { get; init; }
+    public double? LoraDropout { get; init; }
+    public IReadOnlyList<string>? TargetModules { get; init; }
+    public int? NumVirtualTokens { get; init; }
+    public string? PromptInitText { get; init; }
+    public int? EncoderHiddenSize { get; init; }
+    public bool PrefixProjection { get; init; }
+}
+
+/// <summary>Builds what a run needs from files: the adapter config for --method, the splits, the tokenized examples.</summary>
+public static class FinetuneSetup
+{
+    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning"];
+
+    /// <summary>Default number of virtual tokens of the prompt methods when neither --num-virtual-tokens nor an init text sets it.</summary>
+    public const int DefaultVirtualTokens = 20;
+
+    /// <summary>A new adapter config as PEFT's LoraConfig(...) etc. with the given options; task_type from the base model.</summary>
+    public static AdapterConfig ConfigFor(string method, MethodOptions o, TaskKind task, string baseDir, HfTokenizer tokenizer)
+    {
+        var taskType = task == TaskKind.Seq2SeqLm ? AdapterConfig.Seq2SeqLm : AdapterConfig.CausalLm;
+        var targets = o.TargetModules is { Count: > 0 } t ? TargetModules.FromNames(t) : null;
+        void Reject(bool given, string option)
+        {
+            if (given) throw new PeftOnnxException($"{option} does not apply to --method {method}");
+        }
+        bool prompt = method is "prompt_tuning" or "p_tuning" or "prefix_tuning";
+        if (prompt)
+        {
+            Reject(o.R is not null, "--r");
+            Reject(o.LoraAlpha is not null, "--lora-alpha");
+            Reject(o.LoraDropout is not null, "--lora-dropout");
+            Reject(targets is not null, "--target-modules");
+        }
+        else
+        {
+            Reject(o.NumVirtualTokens is not null, "--num-virtual-tokens");
+            Reject(o.PromptInitText is not null, "--prompt-init-text");
+            Reject(o.EncoderHiddenSize is not null, "--encoder-hidden-size");
+            Reject(o.PrefixProjection, "--prefix-projection");
+        }
+        Reject(method != "prompt_tuning" && o.PromptInitText is not null, "--prompt-init-text");
+        Reject(method != "prefix_tuning" && o.PrefixProjection, "--prefix-projection");
+        if (o.NumVirtualTokens is < 1) throw new PeftOnnxException($"--num-virtual-tokens {o.NumVirtualTokens} must be >= 1");
+        AdapterConfig config = method switch
+        {
+            "lora" => new LoraConfig
+            {
+                R = o.R ?? 8, LoraAlpha = o.LoraAlpha ?? 8, LoraDropout = o.LoraDropout ?? 0, TargetModules = targets, TaskType = taskType,
+            },
+            "ia3" => Ia3(o, targets, taskType),
+            "prompt_tuning" => PromptTuning(o, taskType, baseDir, tokenizer),
+            "p_tuning" => new PromptEncoderConfig
+            {
+                NumVirtualTokens = o.NumVirtualTokens ?? DefaultVirtualTokens, EncoderHiddenSize = o.EncoderHiddenSize, TaskType = taskType,
+            },
+            "prefix_tuning" => new PrefixTuningConfig
+            {
+                NumVirtualTokens = o.NumVirtualTokens ?? DefaultVirtualTokens, PrefixProjection = o.PrefixProjection,
+                EncoderHiddenSize = o.EncoderHiddenSize, TaskType = taskType,
+            },
+            _ => throw new PeftOnnxException($"--method '{method}' is not one of {string.Join(", ", Methods)}"),
+        };
+        return config with { BaseModelNameOrPath = Path.GetFullPath(baseDir), InferenceMode = false };
+    }
+
+    private static AdapterConfig Ia3(MethodOptions o, TargetModules? targets, string taskType)
+    {
+        if (o.R is not null || o.LoraAlpha is not null || o.LoraDropout is not null)
+            throw new PeftOnnxException("--r, --lora-alpha and --lora-dropout apply to --method lora only");
+        return new Ia3Config { TargetModules = targets, TaskType = taskType };
+    }
+
+    private static AdapterConfig PromptTuning(MethodOptions o, string taskType, string baseDir, HfTokenizer tokenizer)
+    {
+        if (o.EncoderHiddenSize is not null || o.PrefixProjection)
+            throw new PeftOnnxException("--encoder-hidden-size and --prefix-projection do not apply to --method prompt_tuning");
+        if (o.PromptInitText is null)
+            return new PromptTuningConfig { NumVirtualTokens = o.NumVirtualTokens ?? DefaultVirtualTokens, TaskType = taskType };
+        if (o.PromptInitText.Length == 0) throw new PeftOnnxException("--prompt-init-text is empty");
+        return new PromptTuningConfig
+        {
+            // As the PEFT guides: num_virtual_tokens = the number of tokens of the init text.
+            NumVirtualTokens = o.NumVirtualTokens ?? tokenizer.Encode(o.PromptInitText).Count,
+            PromptTuningInit = PromptTuningConfig.Text,
+            PromptTuningInitText = o.PromptInitText,
+            TokenizerNameOrPath = Path.GetFullPath(baseDir),
+            TaskType = taskType,
+        };
+    }
+
+    /// <summary>
+    /// datasets' train_test_split(test_size=fraction) with our seeded permutation: ceil(fraction * n) rows go to
+    /// validation (the first of the permutation), the rest to training.
+    /// </summary>
+    public static (DataTable Train, DataTable Validation) Split(DataTable table, double fraction, long seed)
+    {
+        if (!(fraction > 0 && fraction < 1)) throw new PeftOnnxException($"--validation-split {fraction} must be between 0 and 1 (e.g. 0.1)");
+        int n = table.Count;
+        int test = (int)Math.Ceiling(fraction * n);
+        if (test < 1 || test >= n)
+            throw new PeftOnnxException($"{table.Source}: --validation-split {fraction} of {n} rows leaves {n - test} for training and {test} for validation (need at least 1 each)");
+        var order = SeededRandom.FromSeed(seed).Permutation(n);
+        return (table.Select(order.Skip(test)), table.Select(order.Take(test)));
+    }
+
+    /// <summary>Tokenizes both splits and works out the label set and the generation budget.</summary>
+    public static FinetuneData Prepare(DataTable train, DataTable validation, string textColumn, string labelColumn, ExampleBuilder builder)
+    {
+        // Resolve columns first: a missing column is reported with the columns there are, before any tokenizing.
+        train.ColumnIndex(textColumn); train.ColumnIndex(labelColumn);
+        validation.ColumnIndex(textColumn); validation.ColumnIndex(labelColumn);
+        var trainExamples = builder.BuildAll(train, textColumn, labelColumn);
+        var validationExamples = builder.BuildAll(validation, textColumn, labelColumn);
+        var labels = trainExamples.Select(e => e.Label).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var known = labels.ToHashSet(StringComparer.Ordinal);
+        int unknown = validationExamples.Count(e => !known.Contains(e.Label));
+        // Longest label in tokens, + 1 for eos (the target ids already end with it).
+        int maxNew = trainExamples.Concat(validationExamples).Max(e => builder.TargetIds(e.Label).Length);
+        return new FinetuneData(trainExamples, validationExamples, builder.Task, builder.Ids, labels, maxNew, unknown);
+    }
+
+    /// <summary>Validation labels that never occur in training (each listed once), for a warning.</summary>
+    public static IReadOnlyList<string> UnknownLabels(FinetuneData data)
+    {
+        var known = data.LabelSet.ToHashSet(StringComparer.Ordinal);
+        return data.Validation.Select(e => e.Label).Where(l => !known.Contains(l)).Distinct(StringComparer.Ordinal).ToList();
+    }
+}

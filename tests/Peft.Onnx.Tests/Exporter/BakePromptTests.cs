@@ -1,0 +1,245 @@
+using System.Text.Json;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter;
+using Peft.Onnx.Exporter.Graphs;
+using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Onnx.Proto;
+using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Peft.Onnx.Tests.Exporter;
+
+/// <summary>
+/// Prompt tuning, p-tuning and prefix tuning baked into plain ONNX (BakeSoftPrompt, BakePrefix) against PEFT 0.7.1 +
+/// transformers 4.33 (fixtures): logits on the real tokens and greedy generation through the exported cache.
+/// </summary>
+public class BakePromptTests(ITestOutputHelper output)
+{
+    public static readonly string[] PromptMethods = ["prompt_tuning_random", "prompt_tuning_text", "p_tuning_mlp", "p_tuning_lstm", "prefix", "prefix_proj"];
+
+    public static IEnumerable<object[]> Cases() =>
+        from arch in Paths.Archs from method in PromptMethods select new object[] { arch, method };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Fixture_logits_and_greedy_generation_match_peft(string arch, string method)
+    {
+        var dir = Export(arch, method, verify: false);   // the export's own ORT check is exercised by the other tests
+        try
+        {
+            var meta = Reference.Meta(arch, method);
+            if (arch is "t5" or "mt5") CheckSeq2Seq(arch, method, meta, dir);
+            else CheckCausal(arch, method, meta, dir);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    private void CheckCausal(string arch, string method, JsonElement meta, string dir)
+    {
+        using var reference = new Reference(arch);
+        using var expected = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch, method), "reference.safetensors"));
+        var ids = reference.Inputs.ReadInt64("input_ids");
+        var mask = reference.Inputs.ReadInt64("attention_mask");
+        int batch = (int)reference.Shape("input_ids")[0], seq = (int)reference.Shape("input_ids")[1];
+
+        using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+        Assert.False(runner.HasPositionIds);
+        var step = runner.Run(ids, mask, batch);
+        int vocab = runner.VocabSize;
+        Assert.Equal([batch, seq, vocab], step.LogitsShape);
+
+        // PEFT's logits include the virtual positions for soft prompts ([B, nv + T, V]): keep the last T.
+        var refShape = meta.GetProperty("logits_shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var full = expected.ReadFloat32("logits");
+        int skip = refShape[1] - seq;
+        var real = new float[batch * seq * vocab];
+        for (int b = 0; b < batch; b++)
+            Array.Copy(full, ((long)b * refShape[1] + skip) * vocab, real, (long)b * seq * vocab, (long)seq * vocab);
+        var rows = Tolerance.RowsFromMask(mask);
+        var maxDiff = real.Select((e, i) => rows[i / vocab] ? Math.Abs(e - step.Logits[i]) : 0f).Max();
+        output.WriteLine($"{arch}/{method}: max |logit diff| on real tokens = {maxDiff:g3}");
+        Tolerance.AssertLogits(real, step.Logits, vocab, rows, $"{arch}/{method} logits");
+
+        var generated = Reference.Rows(meta.GetProperty("generated"))[0];
+        var prompt = reference.Inputs.ReadInt64("gen_input_ids");
+        var eos = ModelConfig.Load(Paths.Case(arch, "base_model")).EosTokenId?[0] ?? -1;
+        Assert.Equal(generated, BloomExportTests.Greedy(runner, prompt, generated.Length - prompt.Length, eos));
+    }
+
+    private void CheckSeq2Seq(string arch, string method, JsonElement meta, string dir)
+    {
+        using var reference = new Reference(arch);
+        using var expected = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch, method), "reference.safetensors"));
+        var ids = reference.Inputs.ReadInt64("input_ids");
+        var mask = reference.Inputs.ReadInt64("attention_mask");
+        var labels = reference.Inputs.ReadInt64("labels");
+        int batch = (int)reference.Shape("input_ids")[0];
+        var config = (T5Config)ModelConfig.Load(Paths.Case(arch, "base_model"));
+
+        using var runner = PromptedSeq2SeqRunner.Open(dir);
+        var step = runner.Forward(ids, mask, Seq2SeqRunner.ShiftRight(labels, batch, config.DecoderStartId, config.PadTokenId ?? 0), batch);
+        Assert.Equal(expected["logits"].Shape, step.LogitsShape);
+        var reference32 = expected.ReadFloat32("logits");
+        var rows = labels.Select(l => l != -100).ToArray();
+        var maxDiff = reference32.Select((e, i) => rows[i / runner.VocabSize] ? Math.Abs(e - step.Logits[i]) : 0f).Max();
+        output.WriteLine($"{arch}/{method}: max |logit diff| on real tokens = {maxDiff:g3}");
+        Tolerance.AssertLogits(reference32, step.Logits, runner.VocabSize, rows, $"{arch}/{method} logits");
+
+        var generated = Reference.Rows(meta.GetProperty("generated"))[0];
+        var prompt = reference.Inputs.ReadInt64("gen_input_ids");
+        var eos = config.EosTokenId!.Select(e => (long)e).ToArray();
+        var greedy = runner.Greedy(prompt, Enumerable.Repeat(1L, prompt.Length).ToArray(), 1, generated.Length - 1, config.DecoderStartId, eos, config.PadTokenId ?? 0);
+        Assert.Equal(generated, greedy[0]);
+
+        if (method.StartsWith("prefix", StringComparison.Ordinal))
+        {
+            // the encoder is the base one: the standard runner works, and agrees
+            using var standard = Seq2SeqRunner.Open(dir);
+            var again = standard.Greedy(prompt, Enumerable.Repeat(1L, prompt.Length).ToArray(), 1, generated.Length - 1, config.DecoderStartId, eos, config.PadTokenId ?? 0);
+            Assert.Equal(generated, again[0]);
+        }
+    }
+
+    [Theory]
+    [InlineData("bloom")]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("opt")]
+    [InlineData("t5")]
+    public void Prefix_layout_equals_peft_get_prompt(string arch)
+    {
+        var config = ModelConfig.Load(Paths.Case(arch, "base_model"));
+        var adapter = PromptAdapter.Load(Path.Combine(Paths.Case(arch, "prefix"), "adapter"), config);
+        using var expected = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch, "prefix"), "reference.safetensors"));
+        int nv = adapter.NumVirtualTokens, heads = config.Dimensions.NumKeyValueHeads, d = config.Dimensions.HeadDim;
+        if (config.IsEncoderDecoder)
+        {
+            var prefix = BakePrefix.ForSeq2Seq(adapter, config);
+            for (int layer = 0; layer < prefix.NumLayers; layer++)
+            {
+                var stacked = expected.ReadFloat32($"prompt.past.{layer}.0");   // [4, 1, heads, nv, d]: self k, self v, cross k, cross v
+                int n = heads * nv * d;
+                Assert.Equal(stacked[..n], prefix.Keys[layer]);
+                Assert.Equal(stacked[n..(2 * n)], prefix.Values[layer]);
+                Assert.Equal(stacked[(2 * n)..(3 * n)], prefix.CrossKeys![layer]);
+                Assert.Equal(stacked[(3 * n)..], prefix.CrossValues![layer]);
+            }
+            return;
+        }
+        var p = BakePrefix.ForDecoder(adapter, config);
+        for (int layer = 0; layer < p.NumLayers; layer++)
+        {
+            if (arch == "bloom")
+            {
+                // BLOOM's cache layout: key [heads, d, nv], value [heads, nv, d]
+                var key = expected.ReadFloat32($"prompt.past.{layer}.0");
+                var transposed = new float[key.Length];
+                for (int h = 0; h < heads; h++)
+                    for (int t = 0; t < nv; t++)
+                        for (int j = 0; j < d; j++) transposed[(h * nv + t) * d + j] = key[(h * d + j) * nv + t];
+                Assert.Equal(transposed, p.Keys[layer]);
+                Assert.Equal(expected.ReadFloat32($"prompt.past.{layer}.1"), p.Values[layer]);
+            }
+            else
+            {
+                var stacked = expected.ReadFloat32($"prompt.past.{layer}.0");   // [2, 1, heads, nv, d]
+                Assert.Equal(stacked[..(stacked.Length / 2)], p.Keys[layer]);
+                Assert.Equal(stacked[(stacked.Length / 2)..], p.Values[layer]);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("gpt2", "prefix")]
+    [InlineData("llama", "p_tuning_mlp")]
+    [InlineData("bloom", "prompt_tuning_text")]
+    public void Baked_prompt_is_constant_initializers_and_the_decode_path_adds_only_a_concat_per_cache(string arch, string method)
+    {
+        var baked = Export(arch, method);
+        var base_ = BloomExportTests.Export(Paths.Case(arch, "base_model"));
+        try
+        {
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(baked, OnnxExport.ModelFile)));
+            var reference = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(base_, OnnxExport.ModelFile)));
+            var config = ModelConfig.Load(Paths.Case(arch, "base_model"));
+            int layers = config.Dimensions.NumLayers, nv = Reference.Meta(arch, method).GetProperty("peft_config").GetProperty("num_virtual_tokens").GetInt32();
+
+            // same interface as the base graph, less position_ids (implied by the prefix)
+            Assert.Equal(reference.Graph.Input.Select(i => i.Name).Where(n => n != CausalLmInterface.PositionIds), model.Graph.Input.Select(i => i.Name));
+            Assert.Equal(reference.Graph.Output.Select(o => o.Name), model.Graph.Output.Select(o => o.Name));
+
+            // the prefix is initializers [1, kv_heads, nv, head_dim], never an input
+            var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
+            for (int i = 0; i < layers; i++)
+                foreach (var name in new[] { AttentionPrefix.KeyName(i), AttentionPrefix.ValueName(i) })
+                    Assert.Equal([1, config.Dimensions.NumKeyValueHeads, nv, config.Dimensions.HeadDim], initializers[name].Dims);
+
+            // per step the graph does the base work plus, per layer, a broadcast + concat of the constant keys and values,
+            // and once a mask extension (and the implied positions): a constant number of nodes
+            var added = model.Graph.Node.Select(n => n.Name).Except(reference.Graph.Node.Select(n => n.Name)).ToList();
+            Assert.All(added, n => Assert.True(n.Contains("/prompt", StringComparison.Ordinal) || n.Contains("prompt_mask", StringComparison.Ordinal) || n.Contains("position_ids", StringComparison.Ordinal), n));
+            Assert.True(added.Count <= 8 * layers + 12, $"{added.Count} nodes added");
+            Assert.Equal(2 * layers, model.Graph.Node.Count(n => n.OpType == "Expand" && n.Name.Contains("/prompt/", StringComparison.Ordinal)));
+        }
+        finally
+        {
+            Directory.Delete(baked, true);
+            Directory.Delete(base_, true);
+        }
+    }
+
+    [Fact]
+    public void T5_soft_prompt_export_keeps_the_decoder_contract_and_prefix_export_keeps_the_encoder()
+    {
+        var prompt = Export("t5", "prompt_tuning_random");
+        var prefix = Export("t5", "prefix");
+        try
+        {
+            var decoder = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(prompt, Seq2SeqInterface.DecoderFile)));
+            var mask = decoder.Graph.Input.Single(i => i.Name == Seq2SeqInterface.EncoderAttentionMask);
+            Assert.Equal(Seq2SeqInterface.EncoderSequence, mask.Type.TensorType.Shape.Dim[1].DimParam);
+            var cross = decoder.Graph.Input.Single(i => i.Name == Seq2SeqInterface.PastCrossKey(0));
+            Assert.Equal(Seq2SeqInterface.PromptedEncoderSequence, cross.Type.TensorType.Shape.Dim[2].DimParam);
+
+            // prefix tuning leaves the encoder's interface alone: the standard check ran at export
+            using var runner = Seq2SeqRunner.Open(prefix);
+            var encoded = runner.Encode([5, 7, 9], [1, 1, 1], 1);
+            Assert.Equal(3, encoded.Length);
+        }
+        finally
+        {
+            Directory.Delete(prompt, true);
+            Directory.Delete(prefix, true);
+        }
+    }
+
+    [Theory]
+    [InlineData("bloom", "prefix")]
+    [InlineData("llama", "prompt_tuning_random")]
+    [InlineData("t5", "prefix")]
+    [InlineData("mt5", "p_tuning_mlp")]
+    public void Fp16_export_of_a_baked_prompt_is_written_and_runs(string arch, string method)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"peft-onnx-bake-{Guid.NewGuid():N}");
+        try
+        {
+            var result = OnnxExport.Export(Paths.Case(arch, "base_model"), Path.Combine(Paths.Case(arch, method), "adapter"), dir,
+                new ExportOptions { DType = ExportDType.Fp16 });
+            Assert.True(Directory.Exists(result.OutDir));
+            var initializers = result.Models.SelectMany(m => ModelProto.Parser.ParseFrom(File.ReadAllBytes(m.ModelPath)).Graph.Initializer);
+            Assert.Contains(initializers, t => t.Name.StartsWith("prompt.", StringComparison.Ordinal) && t.DataType == (int)ElementType.Float16);
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    /// <summary>Exports base + fixture adapter into a fresh folder (checked with ORT) and returns it.</summary>
+    internal static string Export(string arch, string method, bool verify = true)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"peft-onnx-bake-{Guid.NewGuid():N}");
+        OnnxExport.Export(Paths.Case(arch, "base_model"), Path.Combine(Paths.Case(arch, method), "adapter"), dir, new ExportOptions { Verify = verify });
+        return dir;
+    }
+}
