@@ -130,7 +130,17 @@ public class TokenizerFuzzTests(ITestOutputHelper output)
                 _ => LoadAndUse(dir),
                 size => size);
         }
-        finally { Directory.Delete(dir, recursive: true); }
+        finally
+        {
+            if (FuzzSettings.OnlyCase is not null) // replaying one case: keep its files to look at
+            {
+                var keep = Path.Combine(Path.GetTempPath(), $"peft-onnx-fuzz-replay-{parser}-{FuzzSettings.OnlyCase}");
+                Directory.CreateDirectory(keep);
+                foreach (var f in Directory.EnumerateFiles(dir)) File.Copy(f, Path.Combine(keep, Path.GetFileName(f)), overwrite: true);
+                output.WriteLine($"case files kept in {keep}");
+            }
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]

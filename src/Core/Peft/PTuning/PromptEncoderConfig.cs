@@ -63,7 +63,7 @@ public sealed record PromptEncoderConfig : PromptLearningConfig
         base.Validate();
         Require(EncoderReparameterizationType is Mlp or Lstm, "encoder_reparameterization_type", EncoderReparameterizationType, "\"MLP\" or \"LSTM\"");
         RequirePositiveOrNull(EncoderHiddenSize, "encoder_hidden_size");
-        Require(EncoderNumLayers > 0, "encoder_num_layers", EncoderNumLayers, "a positive integer");
+        Require(EncoderNumLayers is > 0 and <= ModelConfig.MaxLayers, "encoder_num_layers", EncoderNumLayers, $"a positive integer up to {ModelConfig.MaxLayers}");
         Require(EncoderDropout >= 0 && EncoderDropout < 1, "encoder_dropout", EncoderDropout, "a probability in [0, 1)");
     }
 }

@@ -37,8 +37,18 @@ internal sealed class SentencePieceEncoder : IChunkEncoder
             AppendWithUnknownRules(_bpe.Segment(normalized).Select(p => (p, _model.PieceToId(p))), ids);
             return;
         }
-        var found = _unigram!.EncodeToIds(normalized, addBeginningOfSentence: false, addEndOfSentence: false,
-            considerPreTokenization: false, considerNormalization: false);
+        IReadOnlyList<int> found;
+        try
+        {
+            found = _unigram!.EncodeToIds(normalized, addBeginningOfSentence: false, addEndOfSentence: false,
+                considerPreTokenization: false, considerNormalization: false);
+        }
+        // Microsoft.ML.Tokenizers indexes its tables with values from the model unchecked; a corrupt model that our
+        // reader accepts can still fail there (found by fuzzing: a byte removed inside a real T5 spiece.model).
+        catch (Exception e) when (e is IndexOutOfRangeException or ArgumentOutOfRangeException)
+        {
+            throw new PeftOnnxException($"the sentencepiece model's data is inconsistent: Microsoft.ML.Tokenizers failed to encode {normalized.Length} characters ({e.GetType().Name})");
+        }
         // ML returns one unk id per unknown character; sentencepiece reports a run of them as one piece.
         bool previousUnknown = false;
         foreach (int id in found)
