@@ -161,6 +161,17 @@ public static class GenAiConfig
         };
     }
 
+    /// <summary>
+    /// <paramref name="json"/> (a genai_config.json text) with model.decoder.inputs.position_ids removed when the graph
+    /// has no such input (<paramref name="graphInputs"/>): baked prompt / prefix exports compute positions in-graph.
+    /// </summary>
+    public static string MatchInputs(string json, IEnumerable<string> graphInputs)
+    {
+        var root = JsonNode.Parse(json)!.AsObject();
+        if (root["model"]?["decoder"]?["inputs"] is not JsonObject inputs || graphInputs.Contains(CausalLmInterface.PositionIds)) return json;
+        return inputs.Remove("position_ids") ? root.ToJson() : json;
+    }
+
     public static string ToJson(this JsonObject o) => o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
 
     /// <summary>The first of <see cref="ContextKeys"/> in config.json (the last occurrence of a repeated key, as Python reads it).</summary>

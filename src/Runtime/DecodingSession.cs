@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace Peft.Onnx.Runtime;
 
@@ -23,6 +24,7 @@ internal abstract class DecodingSession : IDisposable
     protected OrtMemoryInfo CacheMemory { get; }
     protected OrtValue? LogitsValue { get; set; }
     protected int LogitsSeq { get; set; }
+    private float[]? _logitsFloat;
 
     /// <summary>Runs the graph on the pending input (the prompt first, then the fed tokens).</summary>
     public abstract void Run(RunOptions runOptions);
@@ -33,7 +35,7 @@ internal abstract class DecodingSession : IDisposable
     /// <summary>Logits of <paramref name="row"/> at the last position of the last run.</summary>
     public ReadOnlySpan<float> Logits(int row)
     {
-        var all = LogitsValue!.GetTensorDataAsSpan<float>();
+        ReadOnlySpan<float> all = _logitsFloat ?? LogitsValue!.GetTensorDataAsSpan<float>();
         int offset = (row * LogitsSeq + LogitsSeq - 1) * Vocab;
         return all.Slice(offset, Vocab);
     }
@@ -54,16 +56,26 @@ internal abstract class DecodingSession : IDisposable
         if (shape.Length != 3 || shape[0] != Batch || shape[2] != Vocab)
             throw new InvalidOperationException($"logits have shape [{string.Join(", ", shape)}], expected [{Batch}, seq, {Vocab}]");
         LogitsSeq = (int)shape[1];
+        // graphs keep logits in float32; an fp16 one is widened once per run
+        _logitsFloat = LogitsValue.GetTensorTypeAndShape().ElementDataType == TensorElementType.Float16
+            ? LogitsValue.GetTensorDataAsSpan<Float16>().ToArray().Select(h => h.ToFloat()).ToArray()
+            : null;
         return values;
     }
 
-    protected static OrtValue EmptyCache(int batch, int heads, int headDim) =>
-        OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [batch, heads, 0, headDim]);
+    /// <summary>A past of length 0 in the graph's cache element type (float16 for fp16 exports).</summary>
+    protected static OrtValue EmptyCache(int batch, int heads, int headDim, TensorElementType type) => type == TensorElementType.Float16
+        ? OrtValue.CreateTensorValueFromMemory(Array.Empty<Float16>(), [batch, heads, 0, headDim])
+        : OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [batch, heads, 0, headDim]);
 
     public virtual void Dispose() => LogitsValue?.Dispose();
 }
 
-/// <summary>Decoder-only: left-padded prompts (each with its own 0/1 mask), attention_mask grown by one column per step, position_ids from the mask.</summary>
+/// <summary>
+/// Decoder-only: left-padded prompts (each with its own 0/1 mask), attention_mask grown by one column per step,
+/// position_ids from the mask when the graph takes them (baked prompt / prefix exports compute them in-graph), caches in
+/// the graph's element type (float16 for fp16 exports).
+/// </summary>
 internal sealed class CausalLmSession : DecodingSession
 {
     private readonly CausalLmGraph _graph;
@@ -93,7 +105,7 @@ internal sealed class CausalLmSession : DecodingSession
         _pendingSeq = length;
         _total = length;
         _binding = graph.Session.CreateIoBinding();
-        var empty = EmptyCache(Batch, graph.KvHeads, graph.HeadDim);
+        var empty = EmptyCache(Batch, graph.KvHeads, graph.HeadDim, graph.CacheType);
         _past = Enumerable.Repeat(empty, graph.PastNames.Length).ToArray();
     }
 
@@ -192,7 +204,7 @@ internal sealed class Seq2SeqSession : DecodingSession
 
         _encoderIds = ids;
         _binding = graph.Decoder.CreateIoBinding();
-        var empty = EmptyCache(Batch, graph.Heads, graph.HeadDim);
+        var empty = EmptyCache(Batch, graph.Heads, graph.HeadDim, graph.CacheType);
         _past = Enumerable.Repeat(empty, graph.PastSelfNames.Length).ToArray();
         _pending = Enumerable.Repeat(startId, Batch).ToArray();
     }

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using Peft.Onnx.Core;
 
 namespace Peft.Onnx.Runtime;
@@ -26,9 +27,12 @@ internal sealed class CausalLmGraph : IDisposable
             throw new PeftOnnxException($"{path}: past_key_values.0.key has shape [{string.Join(", ", past)}], expected [batch, kv_heads, past_seq, head_dim]");
         KvHeads = past[1];
         HeadDim = past[3];
+        CacheType = CacheElementType(inputs["past_key_values.0.key"], path);
         if (!session.OutputMetadata.TryGetValue("logits", out var logits)) throw new PeftOnnxException($"{path}: the model has no output 'logits'");
         VocabSize = logits.Dimensions[^1];
         HasPositionIds = inputs.ContainsKey("position_ids");
+        VirtualTokens = session.ModelMetadata.CustomMetadataMap.TryGetValue("peft.num_virtual_tokens", out var virtualText)
+            && int.TryParse(virtualText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var virtualTokens) ? virtualTokens : 0;
         PastNames = new string[2 * NumLayers];
         PresentNames = new string[2 * NumLayers];
         for (int i = 0; i < NumLayers; i++)
@@ -50,11 +54,24 @@ internal sealed class CausalLmGraph : IDisposable
     public int HeadDim { get; }
     /// <summary>From the logits output (&lt;= 0 when the graph leaves it symbolic).</summary>
     public int VocabSize { get; }
+    /// <summary>Whether the graph takes position_ids (baked prompt/prefix exports compute positions in-graph and have none).</summary>
     public bool HasPositionIds { get; }
+    /// <summary>Element type of past_key_values / present (float, or float16 for fp16 exports).</summary>
+    public TensorElementType CacheType { get; }
+    /// <summary>
+    /// Virtual tokens baked before every prompt (prompt tuning / p-tuning / prefix exports, from the model's
+    /// peft.num_virtual_tokens metadata; 0 otherwise): they take the first positions of the context.
+    /// </summary>
+    public int VirtualTokens { get; }
     public string[] PastNames { get; }
     public string[] PresentNames { get; }
 
     public void Dispose() => Session.Dispose();
+
+    internal static TensorElementType CacheElementType(NodeMetadata meta, string where) =>
+        meta.ElementDataType is TensorElementType.Float or TensorElementType.Float16
+            ? meta.ElementDataType
+            : throw new PeftOnnxException($"{where}: the key/value cache has element type {meta.ElementDataType}, expected float or float16");
 }
 
 /// <summary>
@@ -83,6 +100,7 @@ internal sealed class Seq2SeqGraph : IDisposable
             throw new PeftOnnxException($"{dir}: past_key_values.0.decoder.key has shape [{string.Join(", ", past)}], expected [batch, heads, past_seq, head_dim]");
         Heads = past[1];
         HeadDim = past[3];
+        CacheType = CausalLmGraph.CacheElementType(decoder.InputMetadata["past_key_values.0.decoder.key"], dir);
         if (!decoder.OutputMetadata.TryGetValue("logits", out var logits)) throw new PeftOnnxException($"{dir}: {DecoderFile} has no output 'logits'");
         VocabSize = logits.Dimensions[^1];
         PastSelfNames = new string[2 * NumLayers];
@@ -114,6 +132,8 @@ internal sealed class Seq2SeqGraph : IDisposable
     public int Heads { get; }
     public int HeadDim { get; }
     public int VocabSize { get; }
+    /// <summary>Element type of the self-attention cache (float, or float16 for fp16 exports).</summary>
+    public TensorElementType CacheType { get; }
     public string[] PastSelfNames { get; }
     public string[] PastCrossNames { get; }
     public string[] PresentSelfNames { get; }

@@ -231,10 +231,13 @@ public sealed class OnnxModel : IDisposable
         int maxSteps = options.MaxNewTokens;
         if (CausalLm != null && ContextLength is { } context)
         {
-            int length = prompts.Max(p => p.Length);
-            if (length >= context)
-                throw new PeftOnnxException($"prompt of {length} tokens is too long: the model's context is {context} positions ({ContextKey}), leaving no room for a new token");
-            maxSteps = Math.Min(maxSteps, context - length);
+            // a baked soft prompt / prefix takes the first positions (its virtual tokens come before every prompt)
+            int length = prompts.Max(p => p.Length), virtualTokens = CausalLm.VirtualTokens;
+            if (virtualTokens + length >= context)
+                throw new PeftOnnxException(virtualTokens == 0
+                    ? $"prompt of {length} tokens is too long: the model's context is {context} positions ({ContextKey}), leaving no room for a new token"
+                    : $"prompt of {length} tokens is too long: the model's context is {context} positions ({ContextKey}) and the baked adapter's {virtualTokens} virtual tokens take the first ones, leaving no room for a new token");
+            maxSteps = Math.Min(maxSteps, context - virtualTokens - length);
         }
         return new Generator(this, prompts, masks, options, maxSteps);
     }

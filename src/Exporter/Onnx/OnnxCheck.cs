@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using Peft.Onnx.Core;
 
 namespace Peft.Onnx.Exporter.Onnx;
@@ -38,7 +39,11 @@ public sealed class CausalLmRunner : IDisposable
         VocabSize = logits.Dimensions[^1];
         if (VocabSize <= 0) throw new PeftOnnxException("output 'logits' has no fixed vocabulary dimension");
         HasPositionIds = inputs.ContainsKey(Graphs.CausalLmInterface.PositionIds);
+        CacheType = inputs["past_key_values.0.key"].ElementDataType;
     }
+
+    /// <summary>Element type of past_key_values / present (float, or float16 for fp16 exports; converted at the boundary).</summary>
+    public TensorElementType CacheType { get; }
 
     public int NumLayers { get; }
     public int NumHeads { get; }
@@ -95,9 +100,9 @@ public sealed class CausalLmRunner : IDisposable
             for (int i = 0; i < NumLayers; i++)
             {
                 names.Add($"past_key_values.{i}.key");
-                values.Add(OrtValue.CreateTensorValueFromMemory(past.Keys[i], pastShape));
+                values.Add(Seq2SeqRunner.Tensor(past.Keys[i], pastShape, CacheType));
                 names.Add($"past_key_values.{i}.value");
-                values.Add(OrtValue.CreateTensorValueFromMemory(past.Values[i], pastShape));
+                values.Add(Seq2SeqRunner.Tensor(past.Values[i], pastShape, CacheType));
                 outputNames.Add($"present.{i}.key");
                 outputNames.Add($"present.{i}.value");
             }
@@ -113,7 +118,7 @@ public sealed class CausalLmRunner : IDisposable
                 keys[i] = Read(outputs[1 + 2 * i], presentShape, $"present.{i}.key");
                 vals[i] = Read(outputs[2 + 2 * i], presentShape, $"present.{i}.value");
             }
-            return new CausalLmStep(logits.GetTensorDataAsSpan<float>().ToArray(), logitsShape, new CausalLmCache(batch, total, keys, vals));
+            return new CausalLmStep(Seq2SeqRunner.ToFloat(logits), logitsShape, new CausalLmCache(batch, total, keys, vals));
         }
         finally
         {
@@ -126,7 +131,7 @@ public sealed class CausalLmRunner : IDisposable
         var shape = value.GetTensorTypeAndShape().Shape;
         if (!shape.SequenceEqual(expectedShape))
             throw new PeftOnnxException($"output '{name}' has shape [{string.Join(", ", shape)}], expected [{string.Join(", ", expectedShape)}]");
-        return value.GetTensorDataAsSpan<float>().ToArray();
+        return Seq2SeqRunner.ToFloat(value);
     }
 
     public void Dispose() => _session.Dispose();
@@ -228,7 +233,7 @@ public static class OnnxCheck
             Finite(next.Logits, "cached decoder step logits");
             Finite(next.Present, "cached decoder step present");
             return new Seq2SeqCheckReport(runner.NumDecoderLayers, runner.NumHeads, runner.HeadDim, runner.DModel, vocab,
-                [batch, length, runner.DModel], first.LogitsShape, next.LogitsShape);
+                [batch, encoded.CrossLength, runner.DModel], first.LogitsShape, next.LogitsShape);
         }
         catch (OnnxRuntimeException ex)
         {

@@ -1,15 +1,24 @@
 using System.Text.RegularExpressions;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using Peft.Onnx.Core;
 
 namespace Peft.Onnx.Exporter.Onnx;
 
 /// <summary>
-/// What the encoder graph returned for a batch: last_hidden_state [batch, length, d_model] and, per decoder layer,
-/// the cross-attention keys/values [batch, heads, length, head_dim] the decoder takes as past_key_values.{i}.encoder.*.
-/// <see cref="AttentionMask"/> is the encoder mask the decoder needs as encoder_attention_mask.
+/// What the encoder graph returned for a batch: last_hidden_state [batch, cross_length, d_model] and, per decoder
+/// layer, the cross-attention keys/values [batch, heads, cross_length, head_dim] the decoder takes as
+/// past_key_values.{i}.encoder.*. <see cref="AttentionMask"/> [batch, Length] is the caller's encoder mask, which
+/// the decoder takes as encoder_attention_mask. <see cref="CrossLength"/> equals <see cref="Length"/> except for a
+/// baked encoder soft prompt (prompt tuning / p-tuning), whose outputs are num_virtual_tokens + Length long.
 /// </summary>
-public sealed record Seq2SeqEncoderOutput(int Batch, int Length, long[] AttentionMask, float[] LastHiddenState, float[][] CrossKeys, float[][] CrossValues);
+public sealed record Seq2SeqEncoderOutput(int Batch, int Length, long[] AttentionMask, float[] LastHiddenState, float[][] CrossKeys, float[][] CrossValues)
+{
+    private readonly int? _crossLength;
+
+    /// <summary>Length of the encoder outputs (from their shape), >= <see cref="Length"/>.</summary>
+    public int CrossLength { get => _crossLength ?? Length; init => _crossLength = value; }
+}
 
 /// <summary>One decoder run: logits [batch, seq, vocab] and the self-attention cache including this step.</summary>
 public sealed record Seq2SeqStep(float[] Logits, long[] LogitsShape, CausalLmCache Present);
@@ -18,7 +27,9 @@ public sealed record Seq2SeqStep(float[] Logits, long[] LogitsShape, CausalLmCac
 /// Runs an encoder-decoder export (encoder_model.onnx + decoder_model.onnx with the contract of
 /// Graphs.Seq2SeqInterface) on ORT's CPU provider, copying tensors in and out: the encoder once, then the decoder
 /// either teacher-forced on a whole decoder input or step by step through its self-attention cache. For export
-/// checks and tests, not for serving.
+/// checks and tests, not for serving. Every export kind runs: the cross keys/values take their length from the
+/// encoder's outputs (a baked encoder prompt makes them longer than the input), and fp16 exports get their caches
+/// in float16 (converted from and to the float32 arrays of this API).
 /// </summary>
 public sealed class Seq2SeqRunner : IDisposable
 {
@@ -53,7 +64,15 @@ public sealed class Seq2SeqRunner : IDisposable
         if (!decoder.OutputMetadata.TryGetValue("logits", out var logits)) throw new PeftOnnxException("decoder has no output 'logits'");
         VocabSize = logits.Dimensions[^1];
         if (VocabSize <= 0) throw new PeftOnnxException("output 'logits' has no fixed vocabulary dimension");
+        SelfCacheType = decoder.InputMetadata["past_key_values.0.decoder.key"].ElementDataType;
+        CrossCacheType = decoder.InputMetadata["past_key_values.0.encoder.key"].ElementDataType;
     }
+
+    /// <summary>Element type of past_key_values.{i}.decoder.* (float, or float16 for fp16 exports).</summary>
+    public TensorElementType SelfCacheType { get; }
+
+    /// <summary>Element type of past_key_values.{i}.encoder.*.</summary>
+    public TensorElementType CrossCacheType { get; }
 
     public int NumDecoderLayers { get; }
     public int NumHeads { get; }
@@ -99,16 +118,20 @@ public sealed class Seq2SeqRunner : IDisposable
         using var mask = OrtValue.CreateTensorValueFromMemory(attentionMask, [batch, length]);
         using var runOptions = new RunOptions();
         using var outputs = _encoder.Run(runOptions, ["input_ids", "attention_mask"], [ids, mask], outputNames);
-        var hidden = Read(outputs[0], [batch, length, DModel], "last_hidden_state");
+        var hiddenShape = outputs[0].GetTensorTypeAndShape().Shape;
+        if (hiddenShape.Length != 3 || hiddenShape[0] != batch || hiddenShape[1] < length || hiddenShape[2] != DModel)
+            throw new PeftOnnxException($"output 'last_hidden_state' has shape [{string.Join(", ", hiddenShape)}], expected [{batch}, >= {length}, {DModel}]");
+        int crossLength = (int)hiddenShape[1];
+        var hidden = Read(outputs[0], [batch, crossLength, DModel], "last_hidden_state");
         var keys = new float[NumDecoderLayers][];
         var values = new float[NumDecoderLayers][];
-        long[] crossShape = [batch, NumHeads, length, HeadDim];
+        long[] crossShape = [batch, NumHeads, crossLength, HeadDim];
         for (int i = 0; i < NumDecoderLayers; i++)
         {
             keys[i] = Read(outputs[1 + 2 * i], crossShape, $"present.{i}.encoder.key");
             values[i] = Read(outputs[2 + 2 * i], crossShape, $"present.{i}.encoder.value");
         }
-        return new Seq2SeqEncoderOutput(batch, length, (long[])attentionMask.Clone(), hidden, keys, values);
+        return new Seq2SeqEncoderOutput(batch, length, (long[])attentionMask.Clone(), hidden, keys, values) { CrossLength = crossLength };
     }
 
     /// <summary>
@@ -132,17 +155,17 @@ public sealed class Seq2SeqRunner : IDisposable
             values.Add(OrtValue.CreateTensorValueFromMemory(decoderInputIds, [batch, seq]));
             values.Add(OrtValue.CreateTensorValueFromMemory(encoded.AttentionMask, [batch, encoded.Length]));
             long[] pastShape = [batch, NumHeads, past.Length, HeadDim];
-            long[] crossShape = [batch, NumHeads, encoded.Length, HeadDim];
+            long[] crossShape = [batch, NumHeads, encoded.CrossLength, HeadDim];
             for (int i = 0; i < NumDecoderLayers; i++)
             {
                 names.Add($"past_key_values.{i}.decoder.key");
-                values.Add(OrtValue.CreateTensorValueFromMemory(past.Keys[i], pastShape));
+                values.Add(Tensor(past.Keys[i], pastShape, SelfCacheType));
                 names.Add($"past_key_values.{i}.decoder.value");
-                values.Add(OrtValue.CreateTensorValueFromMemory(past.Values[i], pastShape));
+                values.Add(Tensor(past.Values[i], pastShape, SelfCacheType));
                 names.Add($"past_key_values.{i}.encoder.key");
-                values.Add(OrtValue.CreateTensorValueFromMemory(encoded.CrossKeys[i], crossShape));
+                values.Add(Tensor(encoded.CrossKeys[i], crossShape, CrossCacheType));
                 names.Add($"past_key_values.{i}.encoder.value");
-                values.Add(OrtValue.CreateTensorValueFromMemory(encoded.CrossValues[i], crossShape));
+                values.Add(Tensor(encoded.CrossValues[i], crossShape, CrossCacheType));
                 outputNames.Add($"present.{i}.decoder.key");
                 outputNames.Add($"present.{i}.decoder.value");
             }
@@ -228,8 +251,24 @@ public sealed class Seq2SeqRunner : IDisposable
         var shape = value.GetTensorTypeAndShape().Shape;
         if (!shape.SequenceEqual(expectedShape))
             throw new PeftOnnxException($"output '{name}' has shape [{string.Join(", ", shape)}], expected [{string.Join(", ", expectedShape)}]");
-        return value.GetTensorDataAsSpan<float>().ToArray();
+        return ToFloat(value);
     }
+
+    /// <summary>A float32 or float16 tensor's values as float32.</summary>
+    internal static float[] ToFloat(OrtValue value) => value.GetTensorTypeAndShape().ElementDataType switch
+    {
+        TensorElementType.Float => value.GetTensorDataAsSpan<float>().ToArray(),
+        TensorElementType.Float16 => value.GetTensorDataAsSpan<Float16>().ToArray().Select(h => h.ToFloat()).ToArray(),
+        var t => throw new PeftOnnxException($"expected a float or float16 tensor, got {t}"),
+    };
+
+    /// <summary><paramref name="data"/> as a tensor of <paramref name="type"/> (float32 as is, float16 converted).</summary>
+    internal static OrtValue Tensor(float[] data, long[] shape, TensorElementType type) => type switch
+    {
+        TensorElementType.Float => OrtValue.CreateTensorValueFromMemory(data, shape),
+        TensorElementType.Float16 => OrtValue.CreateTensorValueFromMemory(data.Select(v => (Float16)v).ToArray(), shape),
+        _ => throw new PeftOnnxException($"expected a float or float16 cache input, got {type}"),
+    };
 
     public void Dispose()
     {

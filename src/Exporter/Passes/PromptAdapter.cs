@@ -119,13 +119,13 @@ public sealed class PromptAdapter
             // fp16 exports are checked by OrtForward, which passes encoder outputs through whatever their length
             if (!seq2seq.HasEncoderPrompt || fp16) return OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extraFiles);
 
-            // The encoder output is longer than its input here, which OnnxCheck.Seq2Seq does not expect: check it with
-            // the prompted runner, and remove the folder if that fails.
+            // The encoder output is longer than its input here (Seq2SeqRunner takes the cross length from the outputs):
+            // check it after writing, and remove the folder if that fails.
             var result = OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options with { Verify = false }, extraFiles);
             if (!options.Verify) return result;
             try
             {
-                return result with { Seq2SeqCheck = PromptedSeq2SeqRunner.Check(result.OutDir) };
+                return result with { Seq2SeqCheck = OnnxCheck.Seq2Seq(Path.Combine(result.OutDir, Seq2SeqInterface.EncoderFile), Path.Combine(result.OutDir, Seq2SeqInterface.DecoderFile)) };
             }
             catch
             {
@@ -139,6 +139,8 @@ public sealed class PromptAdapter
             : BakeSoftPrompt.ForDecoder(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
         var graph = BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix });
         if (fp16) graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
+        if (extraFiles != null && extraFiles.TryGetValue(GenAiConfig.FileName, out var genai))
+            extraFiles = new Dictionary<string, string>(extraFiles) { [GenAiConfig.FileName] = GenAiConfig.MatchInputs(genai, graph.Inputs.Select(i => i.Name)) };
         return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extraFiles);
     }
 

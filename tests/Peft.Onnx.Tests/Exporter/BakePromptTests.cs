@@ -79,7 +79,7 @@ public class BakePromptTests(ITestOutputHelper output)
         int batch = (int)reference.Shape("input_ids")[0];
         var config = (T5Config)ModelConfig.Load(Paths.Case(arch, "base_model"));
 
-        using var runner = PromptedSeq2SeqRunner.Open(dir);
+        using var runner = Seq2SeqRunner.Open(dir);
         var step = runner.Forward(ids, mask, Seq2SeqRunner.ShiftRight(labels, batch, config.DecoderStartId, config.PadTokenId ?? 0), batch);
         Assert.Equal(expected["logits"].Shape, step.LogitsShape);
         var reference32 = expected.ReadFloat32("logits");
