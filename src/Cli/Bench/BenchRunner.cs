@@ -1,0 +1,226 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Peft.Onnx.Core;
+
+namespace Peft.Onnx.Cli.Bench;
+
+/// <summary>What one `bench` run measures (sizes of every section).</summary>
+public sealed record BenchSettings(
+    string BaseDir, int PromptLength, int NewTokens, int[] BatchSizes, int Repeats, bool Quick,
+    bool Generation, bool GenAi, bool Export, bool Trainer,
+    bool Export560m, int TrainBatch, int TrainSeq, int TrainSteps, long BandwidthBytes);
+
+/// <summary>
+/// `bench`: every comparison inside one run, as DESIGN §7 asks: generation of the base graph vs each adapter export,
+/// ours vs ORT GenAI on the same folders, export vs a plain copy of the same bytes, each tuner's training step vs the
+/// base model's forward + backward. Returns one JSON-ready dictionary.
+/// </summary>
+public static class BenchRunner
+{
+    public static readonly string[] TrainerMethods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning"];
+
+    public static Dictionary<string, object?> Run(BenchSettings s, TextWriter log)
+    {
+        var total = Stopwatch.StartNew();
+        var work = Path.Combine(Path.GetTempPath(), $"peft-onnx-bench-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(work);
+        var result = new Dictionary<string, object?>
+        {
+            ["model"] = Path.GetFullPath(s.BaseDir),
+            ["device"] = "cpu",
+            ["cores"] = Environment.ProcessorCount,
+            ["quick"] = s.Quick,
+            ["prompt_length"] = s.PromptLength,
+            ["new_tokens"] = s.NewTokens,
+            ["batch_sizes"] = s.BatchSizes,
+        };
+        var sections = new Dictionary<string, double>();
+        var lap = Stopwatch.StartNew();
+        void Lap(string name) { sections[name] = R(lap.Elapsed.TotalSeconds, 2); lap.Restart(); }
+        try
+        {
+            // Memory bandwidth first, on a quiet process.
+            var bandwidth = MemoryProbe.ReadBandwidth(s.BandwidthBytes);
+            result["bandwidth"] = new Dictionary<string, object?>
+            {
+                ["array_bytes"] = s.BandwidthBytes,
+                ["read_bytes_per_second"] = Math.Round(bandwidth),
+                ["read_gb_per_second"] = Math.Round(bandwidth / 1e9, 3),
+                ["note"] = "all cores summing one array; the limit per variant is batch x bandwidth / (weights and KV-cache bytes read per decode step). Weights that fit in the last-level cache can beat it (fraction above 1)",
+            };
+            log.WriteLine($"bench: read bandwidth {bandwidth / 1e9:F2} GB/s");
+            Lap("bandwidth");
+
+            List<BenchVariant> variants = [];
+            var ours = new List<GenerationFigures>();
+            if (s.Generation || s.GenAi)
+            {
+                variants = AdapterVariants.Export(s.BaseDir, work, log);
+                Lap("adapters_and_exports");
+                foreach (var v in variants)
+                    foreach (var b in s.BatchSizes)
+                    {
+                        ours.Add(GenerationBench.Run(v, b, s.PromptLength, s.NewTokens, bandwidth, s.Repeats));
+                        log.WriteLine($"bench: {v.Name} batch {b}: {ours[^1].TokensPerSecond:F1} tokens/s");
+                    }
+                result["generation"] = ours.Select(g => GenerationJson(g, ours.FirstOrDefault(o => o.Variant == "base" && o.Batch == g.Batch))).ToList();
+                Lap("generation");
+            }
+            if (s.GenAi) result["genai"] = GenAiSection(s, variants, ours, log);
+            else result["genai"] = new Dictionary<string, object?> { ["available"] = false, ["note"] = "skipped (--no-genai or --skip genai)", ["runs"] = Array.Empty<object>() };
+            Lap("genai");
+
+            if (s.Export)
+            {
+                var real = FindUp(Path.Combine("tests", "fixtures", "peft-doc-configs", "bloomz-560m", "config.json"))
+                    ?? throw new PeftOnnxException("bench: tests/fixtures/peft-doc-configs/bloomz-560m/config.json not found above the current folder");
+                var e = s.Export560m ? ExportBench.Run(real, "bloomz-560m", null, null, null, null, work, log)
+                    : s.Quick ? ExportBench.Run(real, "bloom-mini", 64, 2, 4, 1000, work, log)
+                    : ExportBench.Run(real, "bloom-small", 512, 4, 8, 32000, work, log);
+                result["export"] = new Dictionary<string, object?>
+                {
+                    ["config"] = e.Config, ["hidden_size"] = e.HiddenSize, ["layers"] = e.Layers, ["vocab_size"] = e.Vocab,
+                    ["checkpoint_bytes"] = e.CheckpointBytes, ["export_seconds"] = R(e.ExportSeconds), ["export_wall_seconds"] = R(e.ExportWallSeconds),
+                    ["export_peak_rss_bytes"] = e.ExportPeakRssBytes, ["export_peak_rss_mb"] = Math.Round(e.ExportPeakRssBytes / 1048576.0, 1),
+                    ["copy_seconds"] = R(e.CopySeconds), ["export_over_copy"] = Math.Round(e.ExportOverCopy, 2),
+                    ["write_random_checkpoint_seconds"] = R(e.WriteCheckpointSeconds),
+                    ["note"] = s.Export560m ? "real bloomz-560m config, random weights" : "bloomz-560m config with smaller sizes (--export-560m for the real size)",
+                };
+                Lap("export");
+            }
+
+            if (s.Trainer)
+            {
+                var baseFb = TrainerBench.BaseForwardBackward(s.BaseDir, s.TrainBatch, s.TrainSeq, s.TrainSteps, warmUp: !s.Quick);
+                log.WriteLine($"bench: base forward+backward {baseFb.StepSeconds * 1000:F1} ms/step");
+                var methods = new List<Dictionary<string, object?>>();
+                foreach (var m in TrainerMethods)
+                {
+                    var t = TrainerBench.Method(s.BaseDir, m, s.TrainBatch, s.TrainSeq, s.TrainSteps, warmUp: !s.Quick);
+                    log.WriteLine($"bench: train {m} {t.StepSeconds * 1000:F1} ms/step");
+                    var j = TrainerJson(t);
+                    j["step_over_base_forward_backward"] = Math.Round(t.StepSeconds / baseFb.StepSeconds, 3);
+                    methods.Add(j);
+                }
+                result["trainer"] = new Dictionary<string, object?>
+                {
+                    ["batch"] = s.TrainBatch, ["seq_length"] = s.TrainSeq, ["steps"] = s.TrainSteps, ["warm_up_step"] = !s.Quick, ["optimizer"] = "adamw",
+                    ["base_forward_backward"] = TrainerJson(baseFb),
+                    ["methods"] = methods,
+                };
+                Lap("trainer");
+            }
+        }
+        finally
+        {
+            try { Directory.Delete(work, true); } catch (IOException) { }
+        }
+        result["seconds"] = R(total.Elapsed.TotalSeconds);
+        result["section_seconds"] = sections;
+        result["peak_rss_bytes"] = MemoryProbe.PeakRss();
+        result["peak_rss_note"] = "generation peaks are the VmHWM of this process, reset before each model load (/proc/self/clear_refs); rss_increase is that peak minus RSS before the load. export peak RSS comes from the export child process";
+        return result;
+    }
+
+    private static Dictionary<string, object?> GenAiSection(BenchSettings s, List<BenchVariant> variants, List<GenerationFigures> ours, TextWriter log)
+    {
+        var baseline = GenAiBaseline.Prepare(!s.Quick, log, out var note);
+        var runs = new List<Dictionary<string, object?>>();
+        if (baseline != null)
+            // --quick: one GenAI run (base graph, first batch size) so the smoke test stays short.
+            foreach (var v in s.Quick ? variants.Take(1) : variants)
+                foreach (var b in s.Quick ? s.BatchSizes.Take(1) : s.BatchSizes)
+                {
+                    var mine = ours.First(o => o.Variant == v.Name && o.Batch == b);
+                    var g = baseline.Run(v.Dir, s.PromptLength, s.NewTokens, b, s.Repeats, out var runNote);
+                    var run = new Dictionary<string, object?> { ["variant"] = v.Name, ["batch"] = b, ["ours_tokens_per_second"] = R(mine.TokensPerSecond), ["ours_ttft_seconds"] = R(mine.TtftSeconds, 6) };
+                    if (g is { } j)
+                    {
+                        var tps = j.GetProperty("tokens_per_second").GetDouble();
+                        run["genai_tokens_per_second"] = tps;
+                        run["genai_ttft_seconds"] = j.GetProperty("ttft_seconds").GetDouble();
+                        run["ours_over_genai"] = tps > 0 ? Math.Round(mine.TokensPerSecond / tps, 3) : null;
+                        log.WriteLine($"bench: genai {v.Name} batch {b}: {tps:F1} tokens/s");
+                    }
+                    else run["note"] = runNote;
+                    runs.Add(run);
+                }
+        return new Dictionary<string, object?> { ["available"] = baseline != null, ["note"] = note, ["runs"] = runs };
+    }
+
+    private static Dictionary<string, object?> GenerationJson(GenerationFigures g, GenerationFigures? baseFigures) => new()
+    {
+        ["variant"] = g.Variant,
+        ["batch"] = g.Batch,
+        ["prompt_length"] = g.PromptLength,
+        ["new_tokens"] = g.NewTokens,
+        ["seconds"] = R(g.Seconds),
+        ["ttft_seconds"] = R(g.TtftSeconds, 6),
+        ["tokens_per_second"] = R(g.TokensPerSecond),
+        ["decode_tokens_per_second"] = R(g.DecodeTokensPerSecond),
+        ["peak_rss_bytes"] = g.PeakRssBytes,
+        ["peak_rss_mb"] = Math.Round(g.PeakRssBytes / 1048576.0, 1),
+        ["rss_increase_bytes"] = g.RssIncreaseBytes,
+        ["rss_increase_mb"] = Math.Round(g.RssIncreaseBytes / 1048576.0, 1),
+        ["weight_bytes"] = g.WeightBytes,
+        ["kv_cache_bytes_per_step"] = g.KvBytesPerStep,
+        ["bandwidth_limit_tokens_per_second"] = R(g.BandwidthLimitTokensPerSecond),
+        ["fraction_of_bandwidth_limit"] = Math.Round(g.FractionOfBandwidthLimit, 4),
+        ["tokens_per_second_over_base"] = baseFigures is { TokensPerSecond: > 0 } b ? Math.Round(g.TokensPerSecond / b.TokensPerSecond, 3) : null,
+    };
+
+    private static Dictionary<string, object?> TrainerJson(TrainerFigures t) => new()
+    {
+        ["method"] = t.Method,
+        ["step_seconds"] = R(t.StepSeconds, 5),
+        ["samples_per_second"] = R(t.SamplesPerSecond),
+        ["trainable_parameters"] = t.TrainableParameters,
+    };
+
+    private static double R(double v, int digits = 4) => double.IsFinite(v) ? Math.Round(v, digits) : 0;
+
+    /// <summary>A path relative to the current folder or to a folder above it (or above the executable).</summary>
+    public static string? FindUp(string relative)
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
+            {
+                var p = Path.Combine(d.FullName, relative);
+                if (File.Exists(p) || Directory.Exists(p)) return p;
+            }
+        return null;
+    }
+
+    /// <summary>The short table bench prints without --json.</summary>
+    public static void PrintTable(Dictionary<string, object?> r, TextWriter o)
+    {
+        var json = JsonDocument.Parse(JsonSerializer.Serialize(r)).RootElement;
+        o.WriteLine($"bench {json.GetProperty("model").GetString()} ({json.GetProperty("cores").GetInt32()} cores), {json.GetProperty("seconds").GetDouble():F1} s");
+        if (json.TryGetProperty("bandwidth", out var bw)) o.WriteLine($"read bandwidth {bw.GetProperty("read_gb_per_second").GetDouble():F2} GB/s");
+        if (json.TryGetProperty("generation", out var gen))
+        {
+            o.WriteLine($"{"variant",-15} {"batch",5} {"tok/s",9} {"decode",9} {"ttft ms",8} {"vs base",7} {"bw-lim",7} {"rss MB",7} {"+rss MB",7}");
+            foreach (var g in gen.EnumerateArray())
+                o.WriteLine($"{g.GetProperty("variant").GetString(),-15} {g.GetProperty("batch").GetInt32(),5} {g.GetProperty("tokens_per_second").GetDouble(),9:F1} {g.GetProperty("decode_tokens_per_second").GetDouble(),9:F1} " +
+                    $"{g.GetProperty("ttft_seconds").GetDouble() * 1000,8:F2} {(g.GetProperty("tokens_per_second_over_base").ValueKind == JsonValueKind.Number ? g.GetProperty("tokens_per_second_over_base").GetDouble() : 0),7:F2} " +
+                    $"{g.GetProperty("fraction_of_bandwidth_limit").GetDouble(),7:P0} {g.GetProperty("peak_rss_mb").GetDouble(),7:F0} {g.GetProperty("rss_increase_mb").GetDouble(),7:F0}");
+        }
+        if (json.TryGetProperty("genai", out var ga))
+        {
+            if (!ga.GetProperty("available").GetBoolean()) o.WriteLine($"ORT GenAI: {ga.GetProperty("note").GetString()}");
+            foreach (var g in ga.GetProperty("runs").EnumerateArray())
+                o.WriteLine(g.TryGetProperty("ours_over_genai", out var ratio) && ratio.ValueKind == JsonValueKind.Number
+                    ? $"GenAI {g.GetProperty("variant").GetString(),-15} batch {g.GetProperty("batch").GetInt32()}: {g.GetProperty("genai_tokens_per_second").GetDouble():F1} tok/s, ours/GenAI {ratio.GetDouble():F2}"
+                    : $"GenAI {g.GetProperty("variant").GetString(),-15} batch {g.GetProperty("batch").GetInt32()}: {g.GetProperty("note").GetString()}");
+        }
+        if (json.TryGetProperty("export", out var e))
+            o.WriteLine($"export {e.GetProperty("config").GetString()} ({e.GetProperty("checkpoint_bytes").GetInt64() / 1048576.0:F0} MB): {e.GetProperty("export_seconds").GetDouble():F2} s, peak RSS {e.GetProperty("export_peak_rss_mb").GetDouble():F0} MB; copy {e.GetProperty("copy_seconds").GetDouble():F2} s (x{e.GetProperty("export_over_copy").GetDouble():F1})");
+        if (json.TryGetProperty("trainer", out var t))
+        {
+            var b = t.GetProperty("base_forward_backward");
+            o.WriteLine($"train (batch {t.GetProperty("batch").GetInt32()}, seq {t.GetProperty("seq_length").GetInt32()}): base fwd+bwd {b.GetProperty("step_seconds").GetDouble() * 1000:F1} ms, {b.GetProperty("samples_per_second").GetDouble():F1} samples/s");
+            foreach (var m in t.GetProperty("methods").EnumerateArray())
+                o.WriteLine($"  {m.GetProperty("method").GetString(),-14} {m.GetProperty("step_seconds").GetDouble() * 1000,8:F1} ms/step {m.GetProperty("samples_per_second").GetDouble(),8:F1} samples/s  x{m.GetProperty("step_over_base_forward_backward").GetDouble():F2} of base");
+        }
+    }
+}

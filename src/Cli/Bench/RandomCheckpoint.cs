@@ -1,0 +1,94 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Peft.Onnx.Core;
+
+namespace Peft.Onnx.Cli.Bench;
+
+/// <summary>
+/// Writes a BLOOM checkpoint with random weights (config.json + model.safetensors in Hugging Face's names), streamed in
+/// chunks so a 2.2 GB bloomz-560m-sized file needs little memory.
+/// </summary>
+public static class RandomCheckpoint
+{
+    /// <summary>bloomz-560m's config with the given sizes replaced (null: keep).</summary>
+    public static JsonObject BloomConfig(string realConfigPath, int? hidden = null, int? layers = null, int? heads = null, int? vocab = null)
+    {
+        var config = JsonNode.Parse(File.ReadAllText(realConfigPath))!.AsObject();
+        if (hidden is { } h) config["hidden_size"] = h;
+        if (layers is { } l) config["n_layer"] = l;
+        if (heads is { } n) config["n_head"] = n;
+        if (vocab is { } v) config["vocab_size"] = v;
+        config["architectures"] = new JsonArray("BloomForCausalLM");
+        config["torch_dtype"] = "float32";
+        return config;
+    }
+
+    /// <summary>Writes config.json and model.safetensors into <paramref name="dir"/>; returns the safetensors size in bytes.</summary>
+    public static long WriteBloom(string dir, JsonObject config)
+    {
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        int h = config["hidden_size"]!.GetValue<int>(), layers = config["n_layer"]!.GetValue<int>(), vocab = config["vocab_size"]!.GetValue<int>();
+        var tensors = new List<(string Name, long[] Shape, bool Norm)>
+        {
+            ("transformer.word_embeddings.weight", [vocab, h], false),
+            ("transformer.word_embeddings_layernorm.weight", [h], true),
+            ("transformer.word_embeddings_layernorm.bias", [h], false),
+        };
+        for (int i = 0; i < layers; i++)
+        {
+            var p = $"transformer.h.{i}.";
+            tensors.Add((p + "input_layernorm.weight", [h], true));
+            tensors.Add((p + "input_layernorm.bias", [h], false));
+            tensors.Add((p + "self_attention.query_key_value.weight", [3 * h, h], false));
+            tensors.Add((p + "self_attention.query_key_value.bias", [3 * h], false));
+            tensors.Add((p + "self_attention.dense.weight", [h, h], false));
+            tensors.Add((p + "self_attention.dense.bias", [h], false));
+            tensors.Add((p + "post_attention_layernorm.weight", [h], true));
+            tensors.Add((p + "post_attention_layernorm.bias", [h], false));
+            tensors.Add((p + "mlp.dense_h_to_4h.weight", [4 * h, h], false));
+            tensors.Add((p + "mlp.dense_h_to_4h.bias", [4 * h], false));
+            tensors.Add((p + "mlp.dense_4h_to_h.weight", [h, 4 * h], false));
+            tensors.Add((p + "mlp.dense_4h_to_h.bias", [h], false));
+        }
+        tensors.Add(("transformer.ln_f.weight", [h], true));
+        tensors.Add(("transformer.ln_f.bias", [h], false));
+
+        var header = new JsonObject { ["__metadata__"] = new JsonObject { ["format"] = "pt" } };
+        long offset = 0;
+        foreach (var (name, shape, _) in tensors)
+        {
+            long bytes = shape.Aggregate(1L, (a, b) => a * b) * 4;
+            header[name] = new JsonObject { ["dtype"] = "F32", ["shape"] = new JsonArray(shape.Select(s => (JsonNode)s).ToArray()), ["data_offsets"] = new JsonArray(offset, offset + bytes) };
+            offset += bytes;
+        }
+        var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
+        int padded = (headerBytes.Length + 7) / 8 * 8;
+        var path = Path.Combine(dir, "model.safetensors");
+        using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+        {
+            stream.Write(BitConverter.GetBytes((ulong)padded));
+            stream.Write(headerBytes);
+            for (int i = headerBytes.Length; i < padded; i++) stream.WriteByte((byte)' ');
+            var buffer = new float[1 << 18];
+            uint state = 0x9E3779B9;
+            foreach (var (_, shape, norm) in tensors)
+            {
+                long count = shape.Aggregate(1L, (a, b) => a * b);
+                while (count > 0)
+                {
+                    int n = (int)Math.Min(buffer.Length, count);
+                    for (int i = 0; i < n; i++)
+                    {
+                        state ^= state << 13; state ^= state >> 17; state ^= state << 5;
+                        buffer[i] = norm ? 1f : ((state & 0xFFFF) / 65535f - 0.5f) * 0.04f;
+                    }
+                    stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(buffer.AsSpan(0, n)));
+                    count -= n;
+                }
+            }
+        }
+        return new FileInfo(path).Length;
+    }
+}

@@ -1,0 +1,57 @@
+using System.Globalization;
+using System.Text.Json;
+using Peft.Onnx.Cli.Bench;
+using Peft.Onnx.Core;
+
+namespace Peft.Onnx.Cli.Commands;
+
+/// <summary>
+/// `bench`: end-to-end figures in one run (JSON with --json, else a short table): generation tokens/s, TTFT and peak
+/// RSS of the base graph and each adapter export, the memory-bandwidth limit, ORT GenAI on the same folders, export
+/// vs copy, and trainer step times vs the base model's forward + backward. Small defaults; --quick for a smoke run.
+/// </summary>
+public sealed class BenchCommand : ICommand
+{
+    public string Name => "bench";
+    public string Summary => "generation, GenAI baseline, export and trainer figures in one run (JSON + table)";
+
+    public int Run(ArgReader args)
+    {
+        var quick = args.Flag("quick");
+        var baseDir = args.String("base") ?? BenchRunner.FindUp(Path.Combine("models", "tiny-bloom-fin"))
+            ?? throw new PeftOnnxException("bench: models/tiny-bloom-fin not found above the current folder; give --base DIR");
+        if (!Directory.Exists(baseDir)) throw new PeftOnnxException($"bench: --base {baseDir}: folder not found");
+        var promptLength = args.Int("prompt-length", min: 1) ?? (quick ? 8 : 64);
+        var newTokens = args.Int("new-tokens", min: 1) ?? (quick ? 4 : 64);
+        var batchText = args.String("batch-sizes");
+        var repeats = args.Int("repeats", min: 1) ?? (quick ? 1 : 2);
+        var export560m = args.Flag("export-560m");
+        var noGenAi = args.Flag("no-genai");
+        var skip = (args.String("skip") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var trainBatch = args.Int("train-batch", min: 1) ?? (quick ? 2 : 8);
+        var trainSeq = args.Int("train-seq", min: 2) ?? (quick ? 16 : 64);
+        var trainSteps = args.Int("train-steps", min: 1) ?? (quick ? 1 : 2);
+        var bandwidthMb = args.Int("bandwidth-mb", min: 1) ?? (quick ? 16 : 256);
+        var json = args.Flag("json");
+        var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
+        args.EnsureAllUsed();
+        if (device == "cuda") throw new PeftOnnxException("bench: measures the CPU path here (ONNX Runtime CPU provider, TorchSharp CPU); use --device cpu or auto");
+        if (device == "auto") Console.Error.WriteLine("device: cpu (bench measures the CPU path)");
+        var known = new[] { "generation", "genai", "export", "trainer" };
+        foreach (var k in skip) if (!known.Contains(k)) throw new PeftOnnxException($"bench: --skip '{k}' is not one of {string.Join(", ", known)}");
+        int[] batches = batchText == null ? (quick ? [1, 2] : [1, 8])
+            : batchText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(b =>
+                int.TryParse(b, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= 1 ? v
+                    : throw new PeftOnnxException($"bench: --batch-sizes '{b}' is not an integer >= 1")).ToArray();
+        if (batches.Length == 0) throw new PeftOnnxException("bench: --batch-sizes is empty (expected e.g. 1,8)");
+
+        Peft.Onnx.Trainer.TorchDevice.Resolve("cpu", _ => { });
+        var settings = new BenchSettings(baseDir, promptLength, newTokens, batches, repeats, quick,
+            Generation: !skip.Contains("generation"), GenAi: !noGenAi && !skip.Contains("genai"), Export: !skip.Contains("export"), Trainer: !skip.Contains("trainer"),
+            export560m, trainBatch, trainSeq, trainSteps, bandwidthMb * 1048576L);
+        var result = BenchRunner.Run(settings, Console.Error);
+        if (json) Console.WriteLine(JsonSerializer.Serialize(result));
+        else BenchRunner.PrintTable(result, Console.Out);
+        return 0;
+    }
+}

@@ -1,0 +1,84 @@
+using System.Text.Json;
+using Peft.Onnx.Cli.Compare;
+using Peft.Onnx.Core;
+
+namespace Peft.Onnx.Cli.Commands;
+
+/// <summary>
+/// `compare`: the adapted model (TorchSharp, unmerged) against its compiled ONNX folder on the same inputs: max and
+/// mean absolute logit difference on real tokens, top-1 agreement, exact agreement of greedy generations and, with a
+/// labelled data set, each side's accuracy. Exit 1 when the max difference is beyond --tolerance.
+/// </summary>
+public sealed class CompareCommand : ICommand
+{
+    public string Name => "compare";
+    public string Summary => "adapted model (TorchSharp) vs its ONNX export: logit diffs, top-1 and greedy agreement";
+
+    public int Run(ArgReader args)
+    {
+        var baseDir = args.ExistingDir("base", "the Hugging Face model folder");
+        var adapterDir = args.ExistingDir("adapter", "the PEFT adapter folder");
+        var onnxDir = args.ExistingDir("onnx", "the folder written by peft-onnx export");
+        var inputs = args.String("inputs");
+        var data = args.String("data");
+        var limit = args.Int("limit", min: 1);
+        var textColumn = args.String("text-column");
+        var labelColumn = args.String("label-column");
+        var template = args.String("template");
+        var tolerance = args.Double("tolerance");
+        var maxNew = args.Int("max-new-tokens", min: 0) ?? 10;
+        var json = args.Flag("json");
+        var plot = args.String("plot");
+        var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
+        args.EnsureAllUsed();
+        if ((inputs == null) == (data == null)) throw new PeftOnnxException("compare: give exactly one of --inputs F.safetensors or --data FILE");
+        if (inputs != null && !File.Exists(inputs)) throw new PeftOnnxException($"compare: --inputs {inputs}: file not found");
+        if (data != null && !File.Exists(data)) throw new PeftOnnxException($"compare: --data {data}: file not found");
+        if (inputs != null && (textColumn ?? labelColumn ?? template) != null) throw new PeftOnnxException("compare: --text-column, --label-column and --template go with --data");
+        if (tolerance is < 0) throw new PeftOnnxException($"compare: --tolerance {tolerance} must be >= 0");
+
+        var report = CompareRunner.Run(new CompareRequest(baseDir, adapterDir, onnxDir, inputs, data, limit, textColumn, labelColumn, template,
+            tolerance, maxNew, device), Console.Error);
+        if (plot != null) DiffHistogram.Write(plot, report.Differences, report.Tolerance, $"{report.PeftType}: adapted vs ONNX logits ({report.Positions} positions)");
+
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["peft_type"] = report.PeftType,
+                ["source"] = report.Source,
+                ["rows"] = report.Rows,
+                ["positions"] = report.Positions,
+                ["max_abs_diff"] = report.MaxAbsDiff,
+                ["mean_abs_diff"] = report.MeanAbsDiff,
+                ["adapted_logit_std"] = report.AdaptedLogitStd,
+                ["tolerance"] = report.Tolerance,
+                ["passed"] = report.Passed,
+                ["top1_agreement"] = report.Top1Agreement,
+                ["generations"] = report.Generations,
+                ["generations_equal"] = report.GenerationsEqual,
+                ["generation_agreement"] = report.GenerationAgreement,
+                ["max_new_tokens"] = report.MaxNewTokens,
+                ["torch_accuracy"] = report.TorchAccuracy,
+                ["onnx_accuracy"] = report.OnnxAccuracy,
+                ["torch_samples"] = report.TorchSamples,
+                ["onnx_samples"] = report.OnnxSamples,
+                ["torch_forward_seconds"] = Math.Round(report.TorchSeconds, 4),
+                ["onnx_forward_seconds"] = Math.Round(report.OnnxSeconds, 4),
+                ["plot"] = plot,
+            }));
+        }
+        else
+        {
+            Console.WriteLine($"compare {report.PeftType}: {report.Rows} rows, {report.Positions} real positions");
+            Console.WriteLine($"  max |diff|        {report.MaxAbsDiff:E3}   (tolerance {report.Tolerance:E3}: {(report.Passed ? "ok" : "BEYOND")})");
+            Console.WriteLine($"  mean |diff|       {report.MeanAbsDiff:E3}");
+            Console.WriteLine($"  top-1 agreement   {report.Top1Agreement:P2}");
+            Console.WriteLine($"  greedy agreement  {report.GenerationsEqual}/{report.Generations} ({report.MaxNewTokens} new tokens)");
+            if (report.TorchAccuracy is { } ta) Console.WriteLine($"  accuracy          torch {ta:P1}, onnx {report.OnnxAccuracy:P1}");
+            if (plot != null) Console.WriteLine($"  histogram         {plot}");
+        }
+        if (!report.Passed) Console.Error.WriteLine($"compare: max logit difference {report.MaxAbsDiff:E3} is beyond the tolerance {report.Tolerance:E3}");
+        return report.Passed ? 0 : 1;
+    }
+}
