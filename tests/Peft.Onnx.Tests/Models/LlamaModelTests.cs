@@ -11,59 +11,8 @@ using static TorchSharp.torch;
 namespace Peft.Onnx.Tests.Models;
 
 /// <summary>LLaMA beyond the fixture: the KV cache, left padding with RoPE positions, inputs_embeds, grouped-query attention.</summary>
-public class LlamaModelTests
+public class LlamaModelTests() : PositionIdsCausalLmTests("llama", "model.layers.0.self_attn.q_proj.weight")
 {
-    private static CausalLm LoadFixture() => (CausalLm)ModelLoader.Load(Paths.Case("llama", "base_model"));
-
-    [Fact]
-    public void Cached_steps_match_the_full_forward()
-    {
-        using var model = LoadFixture();
-        PositionedCausalLmChecks.CachedStepsMatchFullForward(model);
-    }
-
-    [Fact]
-    public void Left_padded_rows_with_positions_from_the_mask_match_each_row_alone()
-    {
-        using var model = LoadFixture();
-        PositionedCausalLmChecks.LeftPaddingMatchesRowsAlone(model);
-    }
-
-    [Fact]
-    public void Left_padded_cached_steps_match_the_full_forward()
-    {
-        using var model = LoadFixture();
-        PositionedCausalLmChecks.LeftPaddedCachedStepsMatchFullForward(model);
-    }
-
-    [Fact]
-    public void Batched_left_padded_greedy_matches_each_row_alone()
-    {
-        using var model = LoadFixture();
-        PositionedCausalLmChecks.BatchedGreedyMatchesRowsAlone(model);
-    }
-
-    [Fact]
-    public void Inputs_embeds_replace_the_token_lookup()
-    {
-        using var model = LoadFixture();
-        PositionedCausalLmChecks.InputsEmbedsMatchInputIds(model);
-    }
-
-    [Fact]
-    public void A_foreign_past_as_prefix_tuning_passes_it_works_in_one_call_or_token_by_token()
-    {
-        using var model = LoadFixture();
-        PositionedCausalLmChecks.ForeignPastIsConsistent(model);
-    }
-
-    [Fact]
-    public void Loss_backpropagates_to_the_first_layer()
-    {
-        using var model = LoadFixture();
-        PositionedCausalLmChecks.LossBackpropagates(model, "model.layers.0.self_attn.q_proj.weight");
-    }
-
     private const int Hidden = 32, Heads = 4, KvHeads = 2, Inter = 48, Vocab = 60, Layers = 2;
     private const int HeadDim = Hidden / Heads;
 
@@ -93,20 +42,20 @@ public class LlamaModelTests
             Assert.Equal(expected, gqa.Parameters.CountElements());
             Assert.Equal([(long)KvHeads * HeadDim, Hidden], gqa.Parameters["model.layers.1.self_attn.k_proj.weight"].shape);
 
-            var (ids, mask) = PositionedCausalLmChecks.LeftPad([[5, 17, 30, 44, 9, 59, 12], [7, 3, 25]]);
-            var positions = PositionedCausalLmChecks.PositionsFromMask(mask);
+            var (ids, mask) = CausalLmChecks.LeftPad([[5, 17, 30, 44, 9, 59, 12], [7, 3, 25]]);
+            var positions = CausalLmChecks.PositionsFromMask(mask);
             var expectedLogits = mha.Forward(new CausalLmInput(ids, mask, PositionIds: positions)).Logits;
             var actual = gqa.Forward(new CausalLmInput(ids, mask, PositionIds: positions, UseCache: true));
-            PositionedCausalLmChecks.AssertClose(expectedLogits, actual.Logits, "GQA vs repeated heads");
+            CausalLmChecks.AssertClose(expectedLogits, actual.Logits, "GQA vs repeated heads");
 
             // The cache keeps the kv heads un-repeated, and cached steps still agree.
             Assert.Equal([2L, KvHeads, 7, HeadDim], actual.PresentKeyValues!.Self[0].Key.shape);
             var next = tensor(new long[] { 40, 41 }, [2, 1]);
             var mask2 = cat([mask, ones(2, 1, dtype: int64)], 1);
-            var pos2 = PositionedCausalLmChecks.PositionsFromMask(mask2)[.., ^1..];
+            var pos2 = CausalLmChecks.PositionsFromMask(mask2)[.., ^1..];
             var cached = gqa.Forward(new CausalLmInput(next, mask2, PastKeyValues: actual.PresentKeyValues, PositionIds: pos2));
-            var full = mha.Forward(new CausalLmInput(cat([ids, next], 1), mask2, PositionIds: PositionedCausalLmChecks.PositionsFromMask(mask2)));
-            PositionedCausalLmChecks.AssertClose(full.Logits[.., ^1..], cached.Logits, "GQA cached step");
+            var full = mha.Forward(new CausalLmInput(cat([ids, next], 1), mask2, PositionIds: CausalLmChecks.PositionsFromMask(mask2)));
+            CausalLmChecks.AssertClose(full.Logits[.., ^1..], cached.Logits, "GQA cached step");
         }
         finally { Directory.Delete(root, recursive: true); }
     }

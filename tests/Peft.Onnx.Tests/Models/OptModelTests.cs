@@ -10,38 +10,8 @@ using static TorchSharp.torch;
 namespace Peft.Onnx.Tests.Models;
 
 /// <summary>OPT beyond the fixture: left padding, the KV cache, the 350m layout (project_in/out, post-LN), counts.</summary>
-public class OptModelTests
+public class OptModelTests() : MaskPositionedCausalLmTests("opt")
 {
-    private static CausalLm LoadFixture() => (CausalLm)ModelLoader.Load(Paths.Case("opt", "base_model"));
-
-    [Fact]
-    public void Left_padded_rows_match_each_row_alone()
-    {
-        using var model = LoadFixture();
-        CausalLmChecks.LeftPaddingMatchesRowsAlone(model);
-    }
-
-    [Fact]
-    public void Cached_steps_match_the_full_forward()
-    {
-        using var model = LoadFixture();
-        CausalLmChecks.CachedStepsMatchFullForward(model, model.Config.Dimensions.NumHeads, model.Config.Dimensions.HeadDim);
-    }
-
-    [Fact]
-    public void Batched_left_padded_greedy_matches_each_row_alone()
-    {
-        using var model = LoadFixture();
-        CausalLmChecks.BatchedGreedyMatchesRowsAlone(model);
-    }
-
-    [Fact]
-    public void Inputs_embeds_replace_the_token_lookup()
-    {
-        using var model = LoadFixture();
-        CausalLmChecks.InputsEmbedsMatchInputIds(model);
-    }
-
     /// <summary>
     /// Random weights in the layouts the fixture does not cover: opt-350m style (word_embed_proj_dim != hidden_size,
     /// post-LN, so no decoder final_layer_norm), and one without LayerNorm affine parameters or biases.
@@ -81,8 +51,8 @@ public class OptModelTests
                 Assert.True(output.Logits.isfinite().all().item<bool>());
                 Assert.True(float.IsFinite(output.Loss!.item<float>()));
             }
-            CausalLmChecks.LeftPaddingMatchesRowsAlone(model);
-            CausalLmChecks.CachedStepsMatchFullForward(model, 4, 12);
+            CausalLmChecks.LeftPaddingMatchesRowsAlone(model, CausalLmChecks.SmallVocabPrompts);
+            CausalLmChecks.LeftPaddedCachedStepsMatchFullForward(model, 4, 12);
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
