@@ -102,7 +102,7 @@ public static class FinetuneCommandRunner
         var clock = System.Diagnostics.Stopwatch.StartNew();
         AdapterConfig adapterConfig = configPath is not null
             ? AdapterConfig.Load(configPath) with { InferenceMode = false }
-            : FinetuneSetup.ConfigFor(method!, methodOptions, task, baseDir, tokenizer);
+            : FinetuneSetup.ConfigFor(method!, methodOptions, task, baseDir, tokenizer, modelConfig.Dimensions);
         if (configPath is not null && HasMethodOptions(methodOptions))
             throw new PeftOnnxException("train: --r, --lora-alpha, --target-modules, --num-virtual-tokens ... build a config for --method; with --config the file says it all");
         var baseModel = Trainer.Modeling.ModelLoader.Load(baseDir, out var report);

@@ -1,4 +1,5 @@
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Data;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.Tokenization;
@@ -27,7 +28,12 @@ public static class FinetuneSetup
     public const int DefaultVirtualTokens = 20;
 
     /// <summary>A new adapter config as PEFT's LoraConfig(...) etc. with the given options; task_type from the base model.</summary>
-    public static AdapterConfig ConfigFor(string method, MethodOptions o, TaskKind task, string baseDir, HfTokenizer tokenizer)
+    /// <remarks>
+    /// Prefix tuning on a model whose attention width (heads x head_dim) differs from its hidden size (this T5: 4 x 32
+    /// vs d_model 256) gets token_dim = heads x head_dim and num_attention_heads = heads, as BASELINES.md's run passed
+    /// explicitly: PEFT 0.7.1's default (token_dim = d_model) does not fit such a model's cache.
+    /// </remarks>
+    public static AdapterConfig ConfigFor(string method, MethodOptions o, TaskKind task, string baseDir, HfTokenizer tokenizer, ModelDimensions? dims = null)
     {
         var taskType = task == TaskKind.Seq2SeqLm ? AdapterConfig.Seq2SeqLm : AdapterConfig.CausalLm;
         var targets = o.TargetModules is { Count: > 0 } t ? TargetModules.FromNames(t) : null;
@@ -69,6 +75,8 @@ public static class FinetuneSetup
             {
                 NumVirtualTokens = o.NumVirtualTokens ?? DefaultVirtualTokens, PrefixProjection = o.PrefixProjection,
                 EncoderHiddenSize = o.EncoderHiddenSize, TaskType = taskType,
+                TokenDim = dims is { } d && d.NumHeads * d.HeadDim != d.HiddenSize ? d.NumHeads * d.HeadDim : null,
+                NumAttentionHeads = dims is { } h && h.NumHeads * h.HeadDim != h.HiddenSize ? h.NumHeads : null,
             },
             _ => throw new PeftOnnxException($"--method '{method}' is not one of {string.Join(", ", Methods)}"),
         };
