@@ -211,7 +211,7 @@ public static class OnnxCheck
         try
         {
             using var runner = Seq2SeqRunner.Open(encoderPath, decoderPath);
-            const int batch = 2, length = 4;
+            const int batch = 2;
             var vocab = runner.VocabSize;
             long[] ids = [5 % vocab, 7 % vocab, 42 % vocab, 1 % vocab, 3 % vocab, 9 % vocab, 0, 0];
             long[] mask = [1, 1, 1, 1, 1, 1, 0, 0];

@@ -185,13 +185,13 @@ public static class ConvertFp16
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
+            Span<byte> two = stackalloc byte[2];
             while (_pendingCount > 0 && _pendingCount < 4 && buffer.Length > 0)
             {
                 _pending[_pendingCount++] = buffer[0];
                 buffer = buffer[1..];
                 if (_pendingCount == 4)
                 {
-                    Span<byte> two = stackalloc byte[2];
                     System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(two, ToHalf(BitConverter.ToSingle(_pending)));
                     inner.Write(two);
                     _pendingCount = 0;

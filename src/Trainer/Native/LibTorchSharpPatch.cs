@@ -20,6 +20,7 @@ public static class LibTorchSharpPatch
     /// Runs when this assembly loads. Hosts that call TorchSharp directly before touching any Trainer type
     /// (test assemblies, tools) call it from their own module initializer.
     /// </summary>
+#pragma warning disable CA2255 // a library initializer is the point here: it must run before TorchSharp's loader
     [ModuleInitializer]
     public static void PatchBesideApplication()
     {
@@ -30,6 +31,7 @@ public static class LibTorchSharpPatch
             if (File.Exists(path)) TryPatch(path);
         }
     }
+#pragma warning restore CA2255
 
     /// <summary>Marks the GLIBCXX_3.4.32 requirement weak; returns true when the file was changed.</summary>
     internal static bool TryPatch(string path)
