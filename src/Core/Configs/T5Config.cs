@@ -56,7 +56,7 @@ public record T5Config : ModelConfig
         Require(RelativeAttentionNumBuckets > 1, "relative_attention_num_buckets", RelativeAttentionNumBuckets, "an integer above 1");
         var parts = (FeedForwardProj ?? "").Split('-');
         Require(parts.Length == 1 || (parts.Length == 2 && parts[0] == "gated"), "feed_forward_proj", FeedForwardProj ?? "null", "'ACT' or 'gated-ACT', e.g. 'relu' or 'gated-gelu'");
-        Require(DenseActFn is "relu" or "gelu" or "gelu_new" or "silu" or "gelu_fast" or "gelu_pytorch_tanh", "feed_forward_proj", FeedForwardProj, "an activation among relu, gelu, gelu_new, silu");
+        Require(DenseActFn is "relu" or "gelu" or "gelu_new" or "silu" or "gelu_fast" or "gelu_pytorch_tanh", "feed_forward_proj", FeedForwardProj ?? "null", "an activation among relu, gelu, gelu_new, silu");
     }
 }
 
