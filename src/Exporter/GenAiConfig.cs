@@ -33,6 +33,20 @@ public static class GenAiConfig
     public const string FileName = "genai_config.json";
     public const int DefaultContextLength = 2048;
 
+    /// <summary>One graph's entry: its file, sizes and the names of its inputs and outputs.</summary>
+    private static JsonObject Section(string file, ModelDimensions d, int layers, JsonObject inputs, JsonObject outputs) => new()
+    {
+        ["filename"] = file,
+        ["session_options"] = SessionOptions(),
+        ["hidden_size"] = d.HiddenSize,
+        ["num_attention_heads"] = d.NumHeads,
+        ["num_key_value_heads"] = d.NumKeyValueHeads,
+        ["head_size"] = d.HeadDim,
+        ["num_hidden_layers"] = layers,
+        ["inputs"] = inputs,
+        ["outputs"] = outputs,
+    };
+
     private static readonly string[] ContextKeys = ["max_position_embeddings", "n_positions", "seq_length", "n_ctx", "max_sequence_length"];
 
     public static JsonObject Create(ModelConfig config, string modelDir)
@@ -61,37 +75,20 @@ public static class GenAiConfig
         if (config.IsEncoderDecoder)
         {
             model["decoder_start_token_id"] = config.DecoderStartTokenId ?? config.PadTokenId ?? 0;
-            model["encoder"] = new JsonObject
-            {
-                ["filename"] = Seq2SeqInterface.EncoderFile,
-                ["session_options"] = SessionOptions(),
-                ["hidden_size"] = d.HiddenSize,
-                ["num_attention_heads"] = d.NumHeads,
-                ["num_key_value_heads"] = d.NumKeyValueHeads,
-                ["head_size"] = d.HeadDim,
-                ["num_hidden_layers"] = d.NumLayers,
-                ["inputs"] = new JsonObject
+            model["encoder"] = Section(Seq2SeqInterface.EncoderFile, d, d.NumLayers,
+                new JsonObject
                 {
                     ["input_ids"] = Seq2SeqInterface.InputIds,
                     ["attention_mask"] = Seq2SeqInterface.AttentionMask,
                 },
-                ["outputs"] = new JsonObject
+                new JsonObject
                 {
                     ["encoder_hidden_states"] = Seq2SeqInterface.LastHiddenState,
                     ["cross_present_key_names"] = "present.%d.encoder.key",
                     ["cross_present_value_names"] = "present.%d.encoder.value",
-                },
-            };
-            model["decoder"] = new JsonObject
-            {
-                ["filename"] = Seq2SeqInterface.DecoderFile,
-                ["session_options"] = SessionOptions(),
-                ["hidden_size"] = d.HiddenSize,
-                ["num_attention_heads"] = d.NumHeads,
-                ["num_key_value_heads"] = d.NumKeyValueHeads,
-                ["head_size"] = d.HeadDim,
-                ["num_hidden_layers"] = d.NumDecoderLayers,
-                ["inputs"] = new JsonObject
+                });
+            model["decoder"] = Section(Seq2SeqInterface.DecoderFile, d, d.NumDecoderLayers,
+                new JsonObject
                 {
                     ["input_ids"] = Seq2SeqInterface.InputIds,
                     ["encoder_attention_mask"] = Seq2SeqInterface.EncoderAttentionMask,
@@ -100,13 +97,12 @@ public static class GenAiConfig
                     ["cross_past_key_names"] = "past_key_values.%d.encoder.key",
                     ["cross_past_value_names"] = "past_key_values.%d.encoder.value",
                 },
-                ["outputs"] = new JsonObject
+                new JsonObject
                 {
                     ["logits"] = Seq2SeqInterface.Logits,
                     ["present_key_names"] = "present.%d.decoder.key",
                     ["present_value_names"] = "present.%d.decoder.value",
-                },
-            };
+                });
         }
         else
         {
@@ -118,23 +114,13 @@ public static class GenAiConfig
             if (config is Gpt2Config or LlamaConfig) inputs["position_ids"] = CausalLmInterface.PositionIds;
             inputs["past_key_names"] = "past_key_values.%d.key";
             inputs["past_value_names"] = "past_key_values.%d.value";
-            model["decoder"] = new JsonObject
-            {
-                ["filename"] = OnnxExport.ModelFile,
-                ["session_options"] = SessionOptions(),
-                ["hidden_size"] = d.HiddenSize,
-                ["num_attention_heads"] = d.NumHeads,
-                ["num_key_value_heads"] = d.NumKeyValueHeads,
-                ["head_size"] = d.HeadDim,
-                ["num_hidden_layers"] = d.NumLayers,
-                ["inputs"] = inputs,
-                ["outputs"] = new JsonObject
+            model["decoder"] = Section(OnnxExport.ModelFile, d, d.NumLayers, inputs,
+                new JsonObject
                 {
                     ["logits"] = CausalLmInterface.Logits,
                     ["present_key_names"] = "present.%d.key",
                     ["present_value_names"] = "present.%d.value",
-                },
-            };
+                });
         }
 
         var search = new JsonObject
