@@ -1,3 +1,4 @@
+using static Peft.Onnx.Tests.Support.BatchSlices;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
@@ -217,25 +218,5 @@ public class BloomExportTests(ITestOutputHelper output)
             step = runner.Run([next], Ones(sequence.Count), 1, step.Present);
         }
         return [.. sequence];
-    }
-
-    private static long[] Ones(int n) => Enumerable.Repeat(1L, n).ToArray();
-
-    private static long[] Columns(long[] ids, int batch, int total, int from, int to)
-    {
-        var result = new List<long>();
-        for (int b = 0; b < batch; b++)
-            for (int t = from; t < to; t++) result.Add(ids[b * total + t]);
-        return [.. result];
-    }
-
-    /// <summary>Logits of positions [from, to) of a full run vs a partial run that produced exactly those positions.</summary>
-    private static void AssertPositions(float[] full, float[] part, int batch, int total, int from, int to, int vocab)
-    {
-        int len = to - from;
-        var expected = new float[batch * len * vocab];
-        for (int b = 0; b < batch; b++)
-            Array.Copy(full, ((long)b * total + from) * vocab, expected, (long)b * len * vocab, (long)len * vocab);
-        Tolerance.AssertLogits(expected, part, vocab, null, $"positions {from}..{to - 1}");
     }
 }

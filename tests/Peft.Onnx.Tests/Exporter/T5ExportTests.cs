@@ -1,3 +1,4 @@
+using static Peft.Onnx.Tests.Support.BatchSlices;
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
@@ -273,23 +274,4 @@ public class T5ExportTests(ITestOutputHelper output)
 
     private static string[] Dims(ValueInfoProto v) =>
         v.Type.TensorType.Shape.Dim.Select(d => d.HasDimParam ? d.DimParam : d.DimValue.ToString()).ToArray();
-
-    private static long[] Ones(int n) => Enumerable.Repeat(1L, n).ToArray();
-
-    private static long[] Columns(long[] ids, int batch, int total, int from, int to)
-    {
-        var result = new List<long>();
-        for (int b = 0; b < batch; b++)
-            for (int t = from; t < to; t++) result.Add(ids[b * total + t]);
-        return [.. result];
-    }
-
-    private static void AssertPositions(float[] full, float[] part, int batch, int total, int from, int to, int vocab)
-    {
-        int len = to - from;
-        var expected = new float[batch * len * vocab];
-        for (int b = 0; b < batch; b++)
-            Array.Copy(full, ((long)b * total + from) * vocab, expected, (long)b * len * vocab, (long)len * vocab);
-        Tolerance.AssertLogits(expected, part, vocab, null, $"positions {from}..{to - 1}");
-    }
 }
