@@ -49,7 +49,8 @@ public sealed class ResourceSampler : IDisposable
         while (!_stop.Wait(Max(TimeSpan.Zero, next - _clock.Elapsed)))
         {
             Take();
-            next += _interval;
+            // a sampler woken late (busy cores) skips the ticks it missed instead of taking them back to back
+            next = Max(next + _interval, _clock.Elapsed + _interval / 2);
         }
     }
 
