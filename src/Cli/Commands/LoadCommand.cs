@@ -29,6 +29,7 @@ public sealed class LoadCommand : ICommand
         var maxGrowthMb = args.Double("max-rss-growth-mb") ?? 32;
         var cancelDeadline = args.Double("cancel-deadline") ?? 5;
         var seed = args.Int("seed", min: 0) ?? 1;
+        var naturalGc = args.Flag("natural-gc");
         var plot = args.String("plot");
         var json = args.Flag("json");
         var device = DeviceOptions.Parse(args.Choice("device", "auto", "cpu", "cuda", "auto"));
@@ -47,7 +48,7 @@ public sealed class LoadCommand : ICommand
             throw new PeftOnnxException($"load: --plot {plot}: folder not found");
 
         var settings = new LoadSettings(dir, device, concurrency, duration, promptLength, newTokens, prompts, cancelFraction, interval, warmup,
-            (long)(maxGrowthMb * 1048576), cancelDeadline, seed);
+            (long)(maxGrowthMb * 1048576), cancelDeadline, seed, ForceGc: !naturalGc);
         var report = LoadRunner.Run(settings, Console.Error);
         if (plot != null) RssPlot.Write(plot, report);
         if (json) Console.WriteLine(JsonSerializer.Serialize(report));

@@ -19,6 +19,8 @@ public sealed record LoadReport
     [JsonPropertyName("prompt_kind")] public required string PromptKind { get; init; }
     [JsonPropertyName("cancel_fraction")] public double CancelFraction { get; init; }
     [JsonPropertyName("seed")] public int Seed { get; init; }
+    /// <summary>Whether a full GC ran before each sample (the GC counts include those collections).</summary>
+    [JsonPropertyName("forced_gc")] public bool ForcedGc { get; init; }
 
     /// <summary>The reference pass: every distinct prompt once, one after another.</summary>
     [JsonPropertyName("sequential_seconds")] public double SequentialSeconds { get; init; }

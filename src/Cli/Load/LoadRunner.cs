@@ -27,7 +27,7 @@ public static class LoadRunner
         var counters = new LoadCounters();
         var clock = new Stopwatch();
         double progressEvery = Math.Max(s.SampleIntervalSeconds, s.DurationSeconds / 10), nextProgress = progressEvery;
-        using var sampler = new ResourceSampler(counters, clock, TimeSpan.FromSeconds(s.SampleIntervalSeconds), sample =>
+        using var sampler = new ResourceSampler(counters, clock, TimeSpan.FromSeconds(s.SampleIntervalSeconds), s.ForceGc, sample =>
         {
             if (sample.Seconds < nextProgress) return;
             nextProgress += progressEvery;
@@ -73,6 +73,7 @@ public static class LoadRunner
             PromptKind = prompts[0].Request.Prompts != null ? "text" : "ids",
             CancelFraction = s.CancelFraction,
             Seed = s.Seed,
+            ForcedGc = s.ForceGc,
             SequentialSeconds = R(sequentialSeconds),
             SequentialTokensPerSecond = R(sequentialTokens / sequentialSeconds),
             Requests = counters.Started,

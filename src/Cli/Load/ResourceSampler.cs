@@ -6,12 +6,16 @@ namespace Peft.Onnx.Cli.Load;
 /// <summary>
 /// Samples RSS, the managed heap, GC counts and the request counters every interval on its own thread (not the thread
 /// pool, which the load keeps busy), from the moment it starts until <see cref="Stop"/>, which takes a last sample.
+/// With <c>forceGc</c> a full collection runs (and finalizers finish) before each reading, so RSS and the heap show what
+/// the process holds rather than how far the GC has let garbage pile up: its gen0 budget follows the reported L3 size,
+/// which on some virtual machines is hundreds of MB, more than a run of minutes allocates.
 /// </summary>
 public sealed class ResourceSampler : IDisposable
 {
     private readonly LoadCounters _counters;
     private readonly Stopwatch _clock;
     private readonly TimeSpan _interval;
+    private readonly bool _forceGc;
     private readonly Action<LoadSample>? _onSample;
     private readonly ManualResetEventSlim _stop = new();
     private readonly List<LoadSample> _samples = [];
@@ -19,8 +23,9 @@ public sealed class ResourceSampler : IDisposable
     private long _lastTokens;
     private double _lastSeconds;
 
-    public ResourceSampler(LoadCounters counters, Stopwatch clock, TimeSpan interval, Action<LoadSample>? onSample = null)
+    public ResourceSampler(LoadCounters counters, Stopwatch clock, TimeSpan interval, bool forceGc, Action<LoadSample>? onSample = null)
     {
+        _forceGc = forceGc;
         _counters = counters;
         _clock = clock;
         _interval = interval;
@@ -58,6 +63,11 @@ public sealed class ResourceSampler : IDisposable
 
     private void Take()
     {
+        if (_forceGc)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
         double seconds = _clock.Elapsed.TotalSeconds;
         long tokens = _counters.Tokens;
         double rate = seconds > _lastSeconds ? (tokens - _lastTokens) / (seconds - _lastSeconds) : 0;
