@@ -27,7 +27,7 @@ public sealed class LoadCommand : ICommand
         var interval = args.Double("sample-interval") ?? 1;
         var warmup = args.Double("warmup-fraction") ?? 0.2;
         var maxGrowthMb = args.Double("max-rss-growth-mb") ?? 32;
-        var cancelDeadline = args.Double("cancel-deadline") ?? 5;
+        var cancelDeadline = args.Double("cancel-deadline") ?? 10;
         var seed = args.Int("seed", min: 0) ?? 1;
         var naturalGc = args.Flag("natural-gc");
         var plot = args.String("plot");

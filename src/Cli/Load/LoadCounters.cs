@@ -10,7 +10,7 @@ public sealed class LoadCounters
 {
     public const int MaxNotes = 20;
 
-    private long _started, _completed, _cancelled, _cancelRequested, _completedBeforeCancel, _mismatches, _errors, _slowCancels, _tokens;
+    private long _started, _completed, _cancelled, _cancelRequested, _completedBeforeCancel, _mismatches, _errors, _slowCancels, _lateSteps, _tokens;
     private int _inFlight, _maxInFlight, _notes;
     private readonly ConcurrentQueue<string> _failures = new();
 
@@ -22,6 +22,7 @@ public sealed class LoadCounters
     public long Mismatches => Interlocked.Read(ref _mismatches);
     public long Errors => Interlocked.Read(ref _errors);
     public long SlowCancels => Interlocked.Read(ref _slowCancels);
+    public long LateSteps => Interlocked.Read(ref _lateSteps);
     public long Tokens => Interlocked.Read(ref _tokens);
     public int InFlight => Volatile.Read(ref _inFlight);
     public int MaxInFlight => Volatile.Read(ref _maxInFlight);
@@ -52,6 +53,9 @@ public sealed class LoadCounters
     public void Error(string note) { Interlocked.Increment(ref _errors); Note(note); }
 
     public void SlowCancel(string note) { Interlocked.Increment(ref _slowCancels); Note(note); }
+
+    /// <summary>A step or streamed token after the request's cancel: the runtime did not stop within a step.</summary>
+    public void LateStep(string note) { Interlocked.Increment(ref _lateSteps); Note(note); }
 
     private void Note(string note)
     {

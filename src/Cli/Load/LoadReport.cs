@@ -35,6 +35,8 @@ public sealed record LoadReport
     [JsonPropertyName("mismatches")] public long Mismatches { get; init; }
     [JsonPropertyName("errors")] public long Errors { get; init; }
     [JsonPropertyName("slow_cancels")] public long SlowCancels { get; init; }
+    /// <summary>Steps begun (generator) or tokens streamed after their request's cancel: 0 when cancels stop within a step.</summary>
+    [JsonPropertyName("late_steps")] public long LateSteps { get; init; }
     [JsonPropertyName("tokens")] public long Tokens { get; init; }
     [JsonPropertyName("tokens_per_second")] public double TokensPerSecond { get; init; }
     [JsonPropertyName("max_in_flight")] public int MaxInFlight { get; init; }

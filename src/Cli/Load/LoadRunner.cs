@@ -7,7 +7,7 @@ namespace Peft.Onnx.Cli.Load;
 /// <summary>
 /// `load`: one model loaded once; every distinct prompt run sequentially for its reference answer; then
 /// <see cref="LoadSettings.Concurrency"/> callers send requests at once for the duration through the public API (blocking,
-/// awaited and streamed calls, a share of them cancelled part-way) while a sampler records RSS and the counters.
+/// awaited, streamed and stepped calls, a share of them cancelled part-way) while a sampler records RSS and the counters.
 /// </summary>
 public static class LoadRunner
 {
@@ -84,6 +84,7 @@ public static class LoadRunner
             Mismatches = counters.Mismatches,
             Errors = counters.Errors,
             SlowCancels = counters.SlowCancels,
+            LateSteps = counters.LateSteps,
             Tokens = counters.Tokens,
             TokensPerSecond = R(counters.Tokens / elapsed),
             MaxInFlight = counters.MaxInFlight,
@@ -98,7 +99,7 @@ public static class LoadRunner
             Rss = trend,
             IdleRssBytes = idle,
             Failures = failures,
-            Passed = failures.Count == 0 && counters.Mismatches == 0 && counters.Errors == 0 && counters.SlowCancels == 0,
+            Passed = failures.Count == 0 && counters.Mismatches == 0 && counters.Errors == 0 && counters.SlowCancels == 0 && counters.LateSteps == 0,
             Samples = samples,
         };
     }
@@ -124,7 +125,8 @@ public static class LoadRunner
     {
         ApiStyle.Generate => "generate",
         ApiStyle.GenerateAsync => "generate_async",
-        _ => "stream",
+        ApiStyle.Stream => "stream",
+        _ => "generator",
     };
 
     /// <summary>Nearest-rank percentile of sorted values (0 when there are none).</summary>

@@ -11,7 +11,8 @@ public static class LoadTable
         o.WriteLine($"completed {r.Completed}: {r.Mismatches} mismatches, {r.Errors} errors; {r.Tokens} tokens, {r.TokensPerSecond:F0} tok/s (sequential {r.SequentialTokensPerSecond:F0})");
         o.WriteLine($"latency   p50 {r.LatencyP50Seconds * 1000:F0} ms, p95 {r.LatencyP95Seconds * 1000:F0} ms, max {r.LatencyMaxSeconds * 1000:F0} ms");
         o.WriteLine($"cancelled {r.Cancelled} of {r.CancelRequested} ({r.CompletedBeforeCancel} finished first): ended p50 {r.CancelLatencyP50Seconds * 1000:F1} ms, " +
-            $"p95 {r.CancelLatencyP95Seconds * 1000:F1} ms, max {r.CancelLatencyMaxSeconds * 1000:F1} ms after the cancel; {r.SlowCancels} beyond {r.CancelDeadlineSeconds} s");
+            $"p95 {r.CancelLatencyP95Seconds * 1000:F1} ms, max {r.CancelLatencyMaxSeconds * 1000:F1} ms after the cancel; " +
+            $"{r.SlowCancels} beyond {r.CancelDeadlineSeconds} s, {r.LateSteps} steps after a cancel");
         var t = r.Rss;
         o.WriteLine($"RSS MB    {(r.ForcedGc ? "(full GC before each sample) " : "")}start {Mb(t.StartBytes)}, after warm-up {Mb(t.WarmBytes)}, end {Mb(t.EndBytes)}, range {Mb(t.MinAfterWarmupBytes)}..{Mb(t.MaxAfterWarmupBytes)}, idle {Mb(r.IdleRssBytes)}");
         o.WriteLine($"RSS trend {t.SlopeBytesPerSecond / 1048576.0 * 60:+0.00;-0.00} MB/min over {t.SamplesAfterWarmup} samples = {Mb(t.GrowthBytes)} MB growth: {(t.Flat ? "flat" : "GROWING")} (limit {Mb(t.MaxGrowthBytes)} MB)");

@@ -1,9 +1,10 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Cli.Load;
 
-/// <summary>The three ways an application calls the runtime; the workers take turns with them.</summary>
+/// <summary>The four ways an application calls the runtime; the workers take turns with them.</summary>
 public enum ApiStyle
 {
     /// <summary><see cref="OnnxModel.Generate"/> on the caller's thread.</summary>
@@ -12,6 +13,8 @@ public enum ApiStyle
     GenerateAsync,
     /// <summary><see cref="OnnxModel.StreamAsync"/>, tokens gathered as they come.</summary>
     Stream,
+    /// <summary><see cref="OnnxModel.CreateGenerator"/> stepped with <see cref="Generator.GenerateNextToken"/>.</summary>
+    Generator,
 }
 
 /// <summary>
@@ -30,8 +33,10 @@ public sealed class LatencyEstimate(double initialSeconds)
 
 /// <summary>
 /// One of the concurrent callers: until the deadline, picks a prompt, sends it with its turn's API style, cancels a
-/// share of the requests part-way (a timer for the blocking and awaited calls, after k tokens for streams), and checks
-/// every finished answer token for token (and text for text) against the prompt's sequential answer.
+/// share of the requests part-way (after k tokens for streams, else a timer that may fire inside a run), and checks
+/// every finished answer token for token (and text for text) against the prompt's sequential answer. Promptness is
+/// judged in steps as well as seconds, since seconds on a shared machine measure its load: a step that starts after
+/// the cancel, or a streamed token that comes after it, is a failure whatever the clock says.
 /// </summary>
 public sealed class LoadWorker(int index, OnnxModel model, IReadOnlyList<LoadPrompt> prompts, LoadSettings settings, LoadCounters counters,
     LatencyEstimate latency, Stopwatch clock)
@@ -51,7 +56,7 @@ public sealed class LoadWorker(int index, OnnxModel model, IReadOnlyList<LoadPro
         for (int n = 0; clock.Elapsed.TotalSeconds < settings.DurationSeconds; n++)
         {
             var prompt = prompts[_random.Next(prompts.Count)];
-            var style = (ApiStyle)((index + n) % 3);
+            var style = (ApiStyle)((index + n) % 4);
             bool cancel = _random.NextDouble() < settings.CancelFraction;
             RequestsByStyle[style]++;
             await OneRequest(prompt, style, cancel).ConfigureAwait(false);
@@ -61,8 +66,8 @@ public sealed class LoadWorker(int index, OnnxModel model, IReadOnlyList<LoadPro
     private async Task OneRequest(LoadPrompt prompt, ApiStyle style, bool cancel)
     {
         using var cts = cancel ? new CancellationTokenSource() : null;
-        long cancelledAt = 0;
-        using var registration = cts?.Token.Register(() => Interlocked.Exchange(ref cancelledAt, Stopwatch.GetTimestamp()));
+        var cancelledAt = new StrongBox<long>();
+        using var registration = cts?.Token.Register(() => Interlocked.Exchange(ref cancelledAt.Value, Stopwatch.GetTimestamp()));
         var token = cts?.Token ?? CancellationToken.None;
         // streams are cancelled after k of their tokens (between steps); the other calls by a timer that may fire inside a run
         int cancelAfterTokens = cancel && style == ApiStyle.Stream && settings.NewTokens > 1 ? _random.Next(1, settings.NewTokens) : 0;
@@ -73,7 +78,7 @@ public sealed class LoadWorker(int index, OnnxModel model, IReadOnlyList<LoadPro
         string where = $"prompt {prompt.Index} via {style}";
         try
         {
-            var (tokens, text) = await Call(prompt.Request, style, token, cts, cancelAfterTokens).ConfigureAwait(false);
+            var (tokens, text) = await Call(where, prompt.Request, style, token, cts, cancelAfterTokens, cancelledAt).ConfigureAwait(false);
             var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
             Latencies.Add(seconds);
             latency.Add(seconds);
@@ -83,8 +88,8 @@ public sealed class LoadWorker(int index, OnnxModel model, IReadOnlyList<LoadPro
         catch (OperationCanceledException) when (cts?.IsCancellationRequested == true)
         {
             // the token reads as cancelled before its callbacks have run: wait for the stamp of ours
-            SpinWait.SpinUntil(() => Interlocked.Read(ref cancelledAt) != 0, TimeSpan.FromSeconds(1));
-            var seconds = Stopwatch.GetElapsedTime(Interlocked.Read(ref cancelledAt)).TotalSeconds;
+            SpinWait.SpinUntil(() => Interlocked.Read(ref cancelledAt.Value) != 0, TimeSpan.FromSeconds(1));
+            var seconds = Stopwatch.GetElapsedTime(Interlocked.Read(ref cancelledAt.Value)).TotalSeconds;
             CancelLatencies.Add(seconds);
             counters.Cancel();
             if (seconds > settings.CancelDeadlineSeconds)
@@ -100,8 +105,8 @@ public sealed class LoadWorker(int index, OnnxModel model, IReadOnlyList<LoadPro
         }
     }
 
-    private async Task<(int[] Tokens, string? Text)> Call(GenerationRequest request, ApiStyle style, CancellationToken token,
-        CancellationTokenSource? cts, int cancelAfterTokens)
+    private async Task<(int[] Tokens, string? Text)> Call(string where, GenerationRequest request, ApiStyle style, CancellationToken token,
+        CancellationTokenSource? cts, int cancelAfterTokens, StrongBox<long> cancelledAt)
     {
         switch (style)
         {
@@ -115,15 +120,32 @@ public sealed class LoadWorker(int index, OnnxModel model, IReadOnlyList<LoadPro
                 var r = await model.GenerateAsync(request, token).ConfigureAwait(false);
                 return (r.NewTokens[0], r.NewText?[0]);
             }
-            default:
+            case ApiStyle.Stream:
             {
                 var ids = new List<int>();
                 await foreach (var t in model.StreamAsync(request, token).ConfigureAwait(false))
                 {
+                    if (cts?.IsCancellationRequested == true)
+                        counters.LateStep($"{where}: token {ids.Count} came after the stream was cancelled");
                     ids.Add(t.TokenId);
                     if (ids.Count == cancelAfterTokens) cts!.Cancel();
                 }
                 return (ids.ToArray(), null);
+            }
+            default:
+            {
+                using var generator = model.CreateGenerator(request);
+                while (!generator.IsDone)
+                {
+                    long stepStart = Stopwatch.GetTimestamp();
+                    generator.GenerateNextToken(token);
+                    // the stamp is taken after the token reads as cancelled, so a stamp before the step means the step
+                    // began with the token already cancelled and should have thrown at once
+                    long cancelled = Interlocked.Read(ref cancelledAt.Value);
+                    if (cancelled != 0 && cancelled < stepStart)
+                        counters.LateStep($"{where}: step {generator.Step - 1} ran although it began after the cancel");
+                }
+                return (generator.GetNewTokens()[0], null);
             }
         }
     }

@@ -19,9 +19,9 @@ public class LoadCommandTests
         try
         {
             var plot = Path.Combine(dir, "rss.png");
-            var r = CliRunner.Run("load", "--onnx", ExportedModels.Folder("tiny-bloom-fin"), "--concurrency", "8", "--duration", "2.5",
+            var r = CliRunner.Run("load", "--onnx", ExportedModels.Folder("tiny-bloom-fin"), "--concurrency", "8", "--duration", "3",
                 "--prompt-length", "8", "--new-tokens", "6", "--prompts", "6", "--cancel-fraction", "0.3", "--sample-interval", "0.1",
-                "--device", "cpu", "--plot", plot, "--json");
+                "--warmup-fraction", "0.1", "--device", "cpu", "--plot", plot, "--json");
             Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
             Assert.Single(r.Stdout.Trim().Split('\n'));
             var json = JsonDocument.Parse(r.Stdout).RootElement;
@@ -31,6 +31,7 @@ public class LoadCommandTests
             Assert.Equal(0, json.GetProperty("mismatches").GetInt64());
             Assert.Equal(0, json.GetProperty("errors").GetInt64());
             Assert.Equal(0, json.GetProperty("slow_cancels").GetInt64());
+            Assert.Equal(0, json.GetProperty("late_steps").GetInt64());
             Assert.True(json.GetProperty("passed").GetBoolean());
             Assert.Empty(json.GetProperty("failures").EnumerateArray());
             long completed = json.GetProperty("completed").GetInt64();
@@ -42,15 +43,16 @@ public class LoadCommandTests
             Assert.Equal(json.GetProperty("cancel_requested").GetInt64(),
                 json.GetProperty("cancelled").GetInt64() + json.GetProperty("completed_before_cancel").GetInt64());
             Assert.Equal(8, json.GetProperty("max_in_flight").GetInt32());
-            foreach (var api in new[] { "generate", "generate_async", "stream" })
+            foreach (var api in new[] { "generate", "generate_async", "stream", "generator" })
                 Assert.True(json.GetProperty("requests_by_api").GetProperty(api).GetInt32() > 0, api);
             Assert.True(json.GetProperty("latency_p95_seconds").GetDouble() >= json.GetProperty("latency_p50_seconds").GetDouble());
 
+            // a sampler starved of CPU on a busy machine samples less often than asked, hence the loose count
             var samples = json.GetProperty("samples").EnumerateArray().ToList();
-            Assert.True(samples.Count >= 10, $"{samples.Count} samples");
+            Assert.True(samples.Count >= RssTrend.MinSamples + 2, $"{samples.Count} samples");
             var times = samples.Select(s => s.GetProperty("t_seconds").GetDouble()).ToList();
             Assert.Equal(times.Order(), times);
-            Assert.True(times[^1] >= 2.5);
+            Assert.True(times[^1] >= 3);
             foreach (var s in samples)
             {
                 Assert.True(s.GetProperty("rss_bytes").GetInt64() > 10 << 20);
