@@ -2,7 +2,7 @@ using Peft.Onnx.Cli;
 using Peft.Onnx.Cli.Commands;
 using Peft.Onnx.Core;
 
-ICommand[] commands = [new InspectCommand(), new ForwardCommand(), new TrainCommand(), new ExportCommand(), new GenerateCommand(), new CompareCommand(), new BenchCommand()];
+ICommand[] commands = [new InspectCommand(), new ForwardCommand(), new TrainCommand(), new ExportCommand(), new GenerateCommand(), new CompareCommand(), new BenchCommand(), new LoadCommand()];
 
 if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
 {

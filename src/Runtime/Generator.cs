@@ -80,6 +80,8 @@ public sealed class Generator : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (IsDone) throw new InvalidOperationException("the generator is done");
         cancellationToken.ThrowIfCancellationRequested();
+        // a cancel that landed after the previous run had ended left the flag set: it belongs to that step, not to this one
+        _runOptions.Terminate = false;
         using (cancellationToken.Register(static o => ((RunOptions)o!).Terminate = true, _runOptions))
         {
             try

@@ -1,0 +1,58 @@
+using System.Text.Json;
+using Peft.Onnx.Cli.Load;
+using Peft.Onnx.Core;
+using Peft.Onnx.Runtime;
+
+namespace Peft.Onnx.Cli.Commands;
+
+/// <summary>
+/// `load`: many concurrent generation requests on one loaded model for a while: every answer equal to the sequential
+/// one, cancelled requests ending promptly, RSS flat after warm-up (sampled over time; JSON with --json, PNG with
+/// --plot). Exit 1 when any of that fails.
+/// </summary>
+public sealed class LoadCommand : ICommand
+{
+    public string Name => "load";
+    public string Summary => "concurrent requests on one model: answers equal sequential ones, cancels prompt, RSS flat";
+
+    public int Run(ArgReader args)
+    {
+        var dir = args.ExistingDir("onnx", "the folder written by peft-onnx export");
+        var concurrency = args.Int("concurrency", min: 1) ?? 64;
+        var duration = args.Double("duration") ?? 120;
+        var promptLength = args.Int("prompt-length", min: 1) ?? 32;
+        var newTokens = args.Int("new-tokens", min: 1) ?? 32;
+        var prompts = args.Int("prompts", min: 1) ?? 16;
+        var cancelFraction = args.Double("cancel-fraction") ?? 0.1;
+        var interval = args.Double("sample-interval") ?? 1;
+        var warmup = args.Double("warmup-fraction") ?? 0.2;
+        var maxGrowthMb = args.Double("max-rss-growth-mb") ?? 32;
+        var cancelDeadline = args.Double("cancel-deadline") ?? 10;
+        var seed = args.Int("seed", min: 0) ?? 1;
+        var naturalGc = args.Flag("natural-gc");
+        var plot = args.String("plot");
+        var json = args.Flag("json");
+        var device = DeviceOptions.Parse(args.Choice("device", "auto", "cpu", "cuda", "auto"));
+        args.EnsureAllUsed();
+
+        if (!(duration > 0)) throw new PeftOnnxException($"load: --duration {duration} must be > 0 (seconds)");
+        if (!(interval > 0)) throw new PeftOnnxException($"load: --sample-interval {interval} must be > 0 (seconds)");
+        if (cancelFraction is < 0 or > 1) throw new PeftOnnxException($"load: --cancel-fraction {cancelFraction} must be in [0, 1]");
+        if (warmup is < 0 or >= 1) throw new PeftOnnxException($"load: --warmup-fraction {warmup} must be in [0, 1)");
+        if (!(maxGrowthMb >= 0)) throw new PeftOnnxException($"load: --max-rss-growth-mb {maxGrowthMb} must be >= 0");
+        if (!(cancelDeadline > 0)) throw new PeftOnnxException($"load: --cancel-deadline {cancelDeadline} must be > 0 (seconds)");
+        int samplesAfterWarmup = (int)Math.Floor(duration * (1 - warmup) / interval);
+        if (samplesAfterWarmup < RssTrend.MinSamples)
+            throw new PeftOnnxException($"load: --duration {duration} with --warmup-fraction {warmup} and --sample-interval {interval} leaves {samplesAfterWarmup} RSS samples after warm-up; need at least {RssTrend.MinSamples}");
+        if (plot != null && !Directory.Exists(Path.GetDirectoryName(Path.GetFullPath(plot))))
+            throw new PeftOnnxException($"load: --plot {plot}: folder not found");
+
+        var settings = new LoadSettings(dir, device, concurrency, duration, promptLength, newTokens, prompts, cancelFraction, interval, warmup,
+            (long)(maxGrowthMb * 1048576), cancelDeadline, seed, ForceGc: !naturalGc);
+        var report = LoadRunner.Run(settings, Console.Error);
+        if (plot != null) RssPlot.Write(plot, report);
+        if (json) Console.WriteLine(JsonSerializer.Serialize(report));
+        else LoadTable.Print(report, Console.Out);
+        return report.Passed ? 0 : 1;
+    }
+}
