@@ -1,0 +1,30 @@
+using System.Globalization;
+
+namespace Peft.Onnx.Tests.Reliability;
+
+/// <summary>
+/// Settings shared by the kill -9 tests, from the environment like the fuzzers' PEFT_FUZZ_*: PEFT_KILL_SEED (base seed of
+/// the kill delays, default 20261126), PEFT_KILL_COUNT (kills per kind of write, default 12), PEFT_KILL_CASE (run only
+/// that kill, to replay a failure). A kill lands where the delay and the machine's speed put it, so a replay repeats
+/// the delay, not necessarily the exact instruction.
+/// </summary>
+public static class KillSettings
+{
+    public static int BaseSeed => Int("PEFT_KILL_SEED") ?? 20261126;
+    public static int Count => Int("PEFT_KILL_COUNT") ?? 12;
+    public static int? OnlyCase => Int("PEFT_KILL_CASE");
+
+    /// <summary>The kills to run: 0..Count-1, or the one PEFT_KILL_CASE names.</summary>
+    public static IEnumerable<int> Cases => OnlyCase is { } only ? [only] : Enumerable.Range(0, Count);
+
+    /// <summary>The generator of kill <paramref name="i"/>'s delay: the same for a given seed, kind and index.</summary>
+    public static Random For(string kind, int i) => new(Seed(kind, i));
+
+    /// <summary>Kill <paramref name="i"/>'s seed (HashCode.Combine would differ between processes).</summary>
+    public static int Seed(string kind, int i) => unchecked(BaseSeed * 1_000_003 + StableHash(kind) * 7919 + i);
+
+    private static int StableHash(string text) => text.Aggregate(17, (h, c) => unchecked(h * 31 + c));
+
+    private static int? Int(string name) =>
+        int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : null;
+}
