@@ -14,6 +14,7 @@ namespace Peft.Onnx.Tests.Reliability;
 public class AdapterSaveKillTests(ITestOutputHelper output)
 {
     private const string LastStep = "step 2/2";
+    private const string Wrote = "wrote the adapter";
     private static readonly string[] AdapterFiles = ["adapter_config.json", "adapter_model.safetensors"];
 
     private static string[] Args(string outDir) =>
@@ -41,15 +42,22 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
         var work = Paths.TempDir("peft-onnx-kill-adapter");
         try
         {
-            // The uninterrupted run gives the new state and when the save happens: after the last step's line.
+            // Two uninterrupted runs (the first warms the caches) give the new state, equal each time, and the save's
+            // timing: it starts when the staging folder appears beside DIR and has ended by the "wrote the adapter" line.
             var reference = Path.Combine(work, "reference");
-            var calibration = ChildRun.Run(Args(reference));
-            Assert.True(calibration.ExitCode == 0, calibration.Stderr);
+            var first = ChildRun.Run(Args(Path.Combine(work, "warm-up")));
+            Assert.True(first.ExitCode == 0, first.Stderr);
+            var calibration = ChildRun.Run(Args(reference), new KillAt(TimeSpan.FromMinutes(10), Appears: () => FolderSnapshot.StagingBeside(reference).Count > 0));
+            Assert.True(calibration.ExitCode == 0 && !calibration.Killed, calibration.Stderr);
             var written = FolderSnapshot.Of(reference)!;
+            Assert.True(written.SameAs(FolderSnapshot.Of(Path.Combine(work, "warm-up"))), "two uninterrupted runs wrote different adapters");
             Assert.Equal(AdapterFiles, written.Files.Keys.Order(StringComparer.Ordinal));
             AssertValidAdapter(reference);
-            double window = calibration.Milliseconds - (calibration.LineAt(LastStep) ?? throw new Xunit.Sdk.XunitException($"no '{LastStep}' line:\n{calibration.Stderr}"));
-            output.WriteLine($"PEFT_KILL_SEED={KillSettings.BaseSeed} PEFT_KILL_COUNT={KillSettings.Count}; uninterrupted run {calibration.Milliseconds:F0} ms, save phase (last step to exit) {window:F0} ms");
+            double Line(string text) => calibration.LineAt(text) ?? throw new Xunit.Sdk.XunitException($"no '{text}' line:\n{calibration.Stderr}");
+            double staged = calibration.TriggerMilliseconds ?? throw new Xunit.Sdk.XunitException("the staging folder was never seen");
+            double lastStepToSaved = Line(Wrote) - Line(LastStep), stagedToSaved = Math.Max(1, Line(Wrote) - staged);
+            output.WriteLine($"PEFT_KILL_SEED={KillSettings.BaseSeed} PEFT_KILL_COUNT={KillSettings.Count}; uninterrupted run {calibration.Milliseconds:F0} ms, " +
+                $"last step to saved {lastStepToSaved:F0} ms, staging folder to saved {stagedToSaved:F0} ms");
 
             OldState[] olds =
             [
@@ -60,7 +68,8 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
             var outcomes = new Dictionary<string, int>();
             var failures = new List<string>();
             var dirs = new List<(string Dir, FolderSnapshot Expected)>();
-            foreach (int i in KillSettings.Cases)
+            int kills = 0;
+            foreach (int i in KillSettings.Attempts(() => kills))
             {
                 var random = KillSettings.For("adapter", i);
                 var old = olds[i % olds.Length];
@@ -68,11 +77,16 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
                 old.CreateIn(dir);
                 var before = FolderSnapshot.Of(dir);
                 var expectedNew = WithExtras(written, old.Extra);
-                // Three kills in four aim at the save (a random point of the last step-to-exit span), one anywhere in the run.
-                var kill = random.Next(4) != 0
-                    ? new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * window * 1.1), Line: LastStep)
-                    : new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * calibration.Milliseconds));
+                // Half the kills aim inside the save (from the staging folder's appearance), a quarter at the span from the
+                // last step to the save, a quarter anywhere in the run.
+                var kill = random.Next(4) switch
+                {
+                    < 2 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * stagedToSaved * 1.2), Appears: () => FolderSnapshot.StagingBeside(dir).Count > 0),
+                    2 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * lastStepToSaved * 1.2), Line: LastStep),
+                    _ => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * calibration.Milliseconds)),
+                };
                 var run = ChildRun.Run(Args(dir), kill);
+                if (run.Killed) kills++;
 
                 var after = FolderSnapshot.Of(dir);
                 string outcome = after is null
@@ -81,7 +95,7 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
                     : after.SameAs(expectedNew) ? "new"
                     : "PARTIAL";
                 if (!run.Killed && run.ExitCode != 0) outcome = $"EXIT {run.ExitCode}";
-                output.WriteLine($"kill {i} (seed {KillSettings.Seed("adapter", i)}, over {old.Name}): {kill} -> {(run.Killed ? "killed" : "exited")} at {run.Milliseconds:F0} ms: {outcome}");
+                output.WriteLine($"kill {i} (seed {KillSettings.Seed("adapter", i)}, over {old.Name}): {kill} -> {(run.Killed ? "killed" : "exited")} at {run.Milliseconds:F0} ms, {FolderSnapshot.Leftovers(dir)} staging/temp leftovers: {outcome}");
                 outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
                 if (outcome is "LOST" or "PARTIAL" || outcome.StartsWith("EXIT", StringComparison.Ordinal))
                     failures.Add($"kill {i} (PEFT_KILL_CASE={i}, over {old.Name}, {kill}): {outcome}: {after?.Describe() ?? "no folder"}");
@@ -94,7 +108,7 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
                 catch (Exception e) { failures.Add($"kill {i} (PEFT_KILL_CASE={i}): {e.Message}"); }
                 dirs.Add((dir, expectedNew));
             }
-            output.WriteLine("outcomes: " + string.Join(", ", outcomes.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")));
+            output.WriteLine($"{kills} kills; outcomes: " + string.Join(", ", outcomes.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")));
 
             // A later save into a killed run's folder succeeds and clears what the killed one left (one per kind of old state).
             foreach (var (dir, expected) in dirs.TakeLast(olds.Length))

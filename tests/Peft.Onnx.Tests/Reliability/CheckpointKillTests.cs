@@ -39,32 +39,37 @@ public class CheckpointKillTests(ITestOutputHelper output)
             Assert.True(calibration.ExitCode == 0, calibration.Stderr);
             var reference = Reference.Read(whole);
             // Phases of the uninterrupted run: an epoch's checkpoint is written between its "generate" line and its summary line,
-            // the final adapter and plot between the last "generate" line and the exit.
+            // the final adapter and plot between the last "generate" line and the "final accuracy" line.
             double Line(string text) => calibration.LineAt(text) ?? throw new Xunit.Sdk.XunitException($"no '{text}' line:\n{calibration.Stderr}");
             double checkpointWindow = Line("epoch 1: ") - Line("epoch 1/3 generate");
-            double endWindow = calibration.Milliseconds - Line($"epoch {Epochs}/{Epochs} generate");
+            double endWindow = Line("final accuracy") - Line($"epoch {Epochs}/{Epochs} generate");
+            double startup = Line("epoch 1/3 batch 1/"), perEpoch = (Line("final accuracy") - startup) / Epochs;
             output.WriteLine($"PEFT_KILL_SEED={KillSettings.BaseSeed} PEFT_KILL_COUNT={KillSettings.Count}; uninterrupted run {calibration.Milliseconds:F0} ms, " +
-                $"metrics + checkpoint {checkpointWindow:F0} ms, final adapter + plot + exit {endWindow:F0} ms");
+                $"metrics + checkpoint {checkpointWindow:F0} ms, final adapter + plot {endWindow:F0} ms");
 
             var cut = Path.Combine(work, "cut");
             var failures = new List<string>();
             var outcomes = new Dictionary<string, int>();
             bool resume = false;
+            int done = 0;
             int completedRuns = 0;
-            foreach (int i in KillSettings.Cases)
+            int kills = 0;
+            foreach (int i in KillSettings.Attempts(() => kills))
             {
                 var random = KillSettings.For("checkpoint", i);
                 var kill = random.Next(10) switch
                 {
                     < 4 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * checkpointWindow * 1.2), Line: " generate: "),
                     < 7 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * endWindow * 1.1), Line: $"epoch {Epochs}/{Epochs} generate"),
-                    _ => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * calibration.Milliseconds)),
+                    // Anywhere in what is left of the run: the start-up, then the epochs after the last checkpoint.
+                    _ => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * (startup + (Epochs - (resume ? done : 0)) * perEpoch))),
                 };
                 string[] args = resume ? [.. Args(train, validation, cut), "--resume"] : Args(train, validation, cut);
                 var run = ChildRun.Run(args, kill);
-                var checkpoints = CompleteCheckpoints(cut, reference, out var problems);
+                if (run.Killed) kills++;
+                var checkpoints = done = CompleteCheckpoints(cut, reference, out var problems);
                 string outcome = run.Killed ? $"killed, {checkpoints} checkpoint(s)" : run.ExitCode == 0 ? "completed" : $"EXIT {run.ExitCode}";
-                output.WriteLine($"kill {i} (seed {KillSettings.Seed("checkpoint", i)}, {(resume ? "--resume" : "fresh run")}): {kill} -> {outcome} at {run.Milliseconds:F0} ms");
+                output.WriteLine($"kill {i} (seed {KillSettings.Seed("checkpoint", i)}, {(resume ? "--resume" : "fresh run")}): {kill} -> {outcome} at {run.Milliseconds:F0} ms, {FolderSnapshot.Leftovers(cut)} staging/temp leftovers");
                 outcomes[outcome.Split(',')[0]] = outcomes.GetValueOrDefault(outcome.Split(',')[0]) + 1;
                 if (!run.Killed && run.ExitCode != 0) problems.Add($"exit code {run.ExitCode}: {run.Stderr.Trim().Split('\n')[^1]}");
                 if (!run.Killed && run.ExitCode == 0) problems.AddRange(reference.Differences(cut));
@@ -73,7 +78,7 @@ public class CheckpointKillTests(ITestOutputHelper output)
                 if (!run.Killed && run.ExitCode == 0) completedRuns++;
                 resume = run.Killed;
             }
-            output.WriteLine("outcomes: " + string.Join(", ", outcomes.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")));
+            output.WriteLine($"{kills} kills; outcomes: " + string.Join(", ", outcomes.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")));
 
             // The last word: --resume after the last kill runs to the end, equal to the uninterrupted run, and leaves no leftovers.
             var final = ChildRun.Run([.. Args(train, validation, cut), "--resume"]);

@@ -67,7 +67,8 @@ public static class ChildRun
         if (kill is not null && WaitForTrigger(process, kill, triggered, clock, ref triggerMs))
         {
             var due = clock.Elapsed + kill.Delay;
-            while (clock.Elapsed < due && !process.HasExited) Thread.Sleep(TimeSpan.FromMilliseconds(Math.Min(1, (due - clock.Elapsed).TotalMilliseconds)));
+            for (var left = due - clock.Elapsed; left > TimeSpan.Zero && !process.HasExited; left = due - clock.Elapsed)
+                Thread.Sleep(left < TimeSpan.FromMilliseconds(1) ? left : TimeSpan.FromMilliseconds(1));
             if (!process.HasExited)
             {
                 try

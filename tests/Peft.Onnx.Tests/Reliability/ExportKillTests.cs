@@ -40,7 +40,8 @@ public class ExportKillTests(ITestOutputHelper output)
             var outcomes = new Dictionary<string, int>();
             var failures = new List<string>();
             var killed = new List<(string Dir, bool Absent)>();
-            foreach (int i in KillSettings.Cases)
+            int kills = 0;
+            foreach (int i in KillSettings.Attempts(() => kills))
             {
                 var random = KillSettings.For("export", i);
                 var dir = Path.Combine(work, $"kill-{i}", "onnx");
@@ -51,6 +52,7 @@ public class ExportKillTests(ITestOutputHelper output)
                     ? new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * window * 1.1), Appears: () => FolderSnapshot.StagingBeside(dir).Count > 0)
                     : new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * calibration.Milliseconds));
                 var run = ChildRun.Run(Args("lora/adapter", dir), kill);
+                if (run.Killed) kills++;
 
                 var after = FolderSnapshot.Of(dir);
                 string outcome = after is null
@@ -59,7 +61,7 @@ public class ExportKillTests(ITestOutputHelper output)
                     : after.SameAs(written) ? "new"
                     : "PARTIAL";
                 if (!run.Killed && run.ExitCode != 0) outcome = $"EXIT {run.ExitCode}";
-                output.WriteLine($"kill {i} (seed {KillSettings.Seed("export", i)}, over {(overOld ? "an older export" : "nothing")}): {kill} -> {(run.Killed ? "killed" : "exited")} at {run.Milliseconds:F0} ms: {outcome}");
+                output.WriteLine($"kill {i} (seed {KillSettings.Seed("export", i)}, over {(overOld ? "an older export" : "nothing")}): {kill} -> {(run.Killed ? "killed" : "exited")} at {run.Milliseconds:F0} ms, {FolderSnapshot.Leftovers(dir)} staging/temp leftovers: {outcome}");
                 outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
                 if (outcome is "LOST" or "PARTIAL" || outcome.StartsWith("EXIT", StringComparison.Ordinal))
                     failures.Add($"kill {i} (PEFT_KILL_CASE={i}, {kill}): {outcome}: {after?.Describe() ?? "no folder"}");
@@ -71,7 +73,7 @@ public class ExportKillTests(ITestOutputHelper output)
                 catch (Exception e) { failures.Add($"kill {i} (PEFT_KILL_CASE={i}): {e.Message}"); }
                 killed.Add((dir, after is null));
             }
-            output.WriteLine("outcomes: " + string.Join(", ", outcomes.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")));
+            output.WriteLine($"{kills} kills; outcomes: " + string.Join(", ", outcomes.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")));
             Assert.True(failures.Count == 0, $"PEFT_KILL_SEED={KillSettings.BaseSeed}: " + string.Join(" | ", failures));
 
             // Reruns into killed runs' folders succeed (without --force where the folder is absent) and leave no leftovers.

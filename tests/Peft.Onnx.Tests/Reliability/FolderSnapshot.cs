@@ -55,6 +55,10 @@ public sealed partial class FolderSnapshot
         return Directory.EnumerateFileSystemEntries(parent, "." + Path.GetFileName(target) + ".*").ToList();
     }
 
+    /// <summary>How many staging or temp entries a writer left in <paramref name="dir"/> (at any depth) and beside it.</summary>
+    public static int Leftovers(string dir) =>
+        StagingBeside(dir).Count + (Directory.Exists(dir) ? Directory.EnumerateFileSystemEntries(dir, ".*", SearchOption.AllDirectories).Count(e => StagingName().IsMatch(Path.GetFileName(e))) : 0);
+
     [GeneratedRegex(@"^\..+\.[0-9]+\.[0-9a-f]{32}\.(tmp|old|del)$")]
     private static partial Regex StagingName();
 }
