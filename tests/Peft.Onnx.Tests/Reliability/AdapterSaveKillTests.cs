@@ -40,6 +40,8 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
     public void Kill_9_around_the_adapter_save_leaves_the_old_adapter_or_the_new_one()
     {
         var work = Paths.TempDir("peft-onnx-kill-adapter");
+        var cpu = ChildRun.ChildrenCpu();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             // Two uninterrupted runs (the first warms the caches) give the new state, equal each time, and the save's
@@ -47,7 +49,7 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
             var reference = Path.Combine(work, "reference");
             var first = ChildRun.Run(Args(Path.Combine(work, "warm-up")));
             Assert.True(first.ExitCode == 0, first.Stderr);
-            var calibration = ChildRun.Run(Args(reference), new KillAt(TimeSpan.FromMinutes(10), Appears: () => FolderSnapshot.StagingBeside(reference).Count > 0));
+            var calibration = ChildRun.Run(Args(reference), new KillAt(TimeSpan.FromMinutes(10), Appears: pid => FolderSnapshot.StagingBeside(reference, pid).Count > 0));
             Assert.True(calibration.ExitCode == 0 && !calibration.Killed, calibration.Stderr);
             var written = FolderSnapshot.Of(reference)!;
             Assert.True(written.SameAs(FolderSnapshot.Of(Path.Combine(work, "warm-up"))), "two uninterrupted runs wrote different adapters");
@@ -81,7 +83,7 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
                 // last step to the save, a quarter anywhere in the run.
                 var kill = random.Next(4) switch
                 {
-                    < 2 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * stagedToSaved * 1.2), Appears: () => FolderSnapshot.StagingBeside(dir).Count > 0),
+                    < 2 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * stagedToSaved * 1.2), Appears: pid => FolderSnapshot.StagingBeside(dir, pid).Count > 0),
                     2 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * lastStepToSaved * 1.2), Line: LastStep),
                     _ => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * calibration.Milliseconds)),
                 };
@@ -123,6 +125,7 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
         }
         finally
         {
+            output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s; the child processes used {(ChildRun.ChildrenCpu() - cpu).TotalSeconds:F1} s of CPU (with those of tests running beside this one)");
             try { Directory.Delete(work, true); } catch (IOException) { }
         }
     }

@@ -32,6 +32,8 @@ public class CheckpointKillTests(ITestOutputHelper output)
     public void Kill_9_during_training_leaves_complete_checkpoints_and_resume_ends_where_an_uninterrupted_run_ends()
     {
         var (work, train, validation) = PhrasebankSlice.Write(train: 4, validation: 2);
+        var cpu = ChildRun.ChildrenCpu();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             var whole = Path.Combine(work, "whole");
@@ -57,10 +59,13 @@ public class CheckpointKillTests(ITestOutputHelper output)
             foreach (int i in KillSettings.Attempts(() => kills))
             {
                 var random = KillSettings.For("checkpoint", i);
+                var checkpointsDir = Path.Combine(cut, FinetuneCheckpoint.Folder);
                 var kill = random.Next(10) switch
                 {
-                    < 4 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * checkpointWindow * 1.2), Line: " generate: "),
-                    < 7 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * endWindow * 1.1), Line: $"epoch {Epochs}/{Epochs} generate"),
+                    // Inside a checkpoint's write: from its staging folder's appearance.
+                    < 4 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * checkpointWindow * 0.5), Appears: pid => FolderSnapshot.StagingIn(checkpointsDir, pid)),
+                    // Inside the final adapter's write (staged beside OUT) or the plot's after it.
+                    < 7 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * endWindow * 0.5), Appears: pid => FolderSnapshot.StagingBeside(cut, pid).Count > 0),
                     // Anywhere in what is left of the run: the start-up, then the epochs after the last checkpoint.
                     _ => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * (startup + (Epochs - (resume ? done : 0)) * perEpoch))),
                 };
@@ -90,6 +95,7 @@ public class CheckpointKillTests(ITestOutputHelper output)
         }
         finally
         {
+            output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s; the child processes used {(ChildRun.ChildrenCpu() - cpu).TotalSeconds:F1} s of CPU (with those of tests running beside this one)");
             try { Directory.Delete(work, true); } catch (IOException) { }
         }
     }

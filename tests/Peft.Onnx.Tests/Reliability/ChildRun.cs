@@ -1,13 +1,15 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Peft.Onnx.Tests.Reliability;
 
 /// <summary>
 /// When a kill is due: <see cref="Delay"/> after the first stderr line that contains <see cref="Line"/>, or after
-/// <see cref="Appears"/> first holds (polled every millisecond), or after the start when neither is given.
+/// <see cref="Appears"/> first holds for the child's process id (polled every millisecond), or after the start when
+/// neither is given.
 /// </summary>
-public sealed record KillAt(TimeSpan Delay, string? Line = null, Func<bool>? Appears = null)
+public sealed record KillAt(TimeSpan Delay, string? Line = null, Func<int, bool>? Appears = null)
 {
     public override string ToString() =>
         $"{Delay.TotalMilliseconds:F0} ms after {(Line is not null ? $"the line '{Line}'" : Appears is not null ? "the staging folder appeared" : "the start")}";
@@ -89,6 +91,24 @@ public static class ChildRun
             return new ChildOutcome(killed, process.ExitCode, stderr.ToString(), clock.Elapsed.TotalMilliseconds, triggerMs, lines.ToList());
     }
 
+    /// <summary>
+    /// CPU time (user + system) of this process's finished children so far (getrusage RUSAGE_CHILDREN): what the child runs
+    /// cost, independent of how loaded the machine is. Zero where the call is not available.
+    /// </summary>
+    public static TimeSpan ChildrenCpu()
+    {
+        try
+        {
+            var usage = new long[18];
+            if (GetRusage(-1, usage) != 0) return TimeSpan.Zero;
+            return TimeSpan.FromMicroseconds(usage[0] * 1e6 + usage[1] + usage[2] * 1e6 + usage[3]);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return TimeSpan.Zero; }
+    }
+
+    [DllImport("libc", EntryPoint = "getrusage")]
+    private static extern int GetRusage(int who, [Out] long[] usage);
+
     /// <summary>Waits for the moment the delay counts from; false when the child exited first.</summary>
     private static bool WaitForTrigger(Process process, KillAt kill, ManualResetEventSlim triggered, Stopwatch clock, ref double? triggerMs)
     {
@@ -100,7 +120,7 @@ public static class ChildRun
         }
         if (kill.Appears is { } appears)
         {
-            while (!appears())
+            while (!appears(process.Id))
             {
                 if (process.HasExited) return false;
                 Thread.Sleep(1);

@@ -47,13 +47,17 @@ public sealed partial class FolderSnapshot
         }
     }
 
-    /// <summary>Hidden staging names beside <paramref name="target"/> (in its parent folder).</summary>
-    public static List<string> StagingBeside(string target)
+    /// <summary>Hidden staging names beside <paramref name="target"/> (in its parent folder); only process <paramref name="pid"/>'s when given.</summary>
+    public static List<string> StagingBeside(string target, int? pid = null)
     {
         var parent = Path.GetDirectoryName(Path.GetFullPath(target))!;
         if (!Directory.Exists(parent)) return [];
-        return Directory.EnumerateFileSystemEntries(parent, "." + Path.GetFileName(target) + ".*").ToList();
+        return Directory.EnumerateFileSystemEntries(parent, "." + Path.GetFileName(target) + (pid is null ? ".*" : $".{pid}.*")).ToList();
     }
+
+    /// <summary>Whether process <paramref name="pid"/> has a staging folder in <paramref name="dir"/> (for any entry).</summary>
+    public static bool StagingIn(string dir, int pid) =>
+        Directory.Exists(dir) && Directory.EnumerateDirectories(dir, $".*.{pid}.*.tmp").Any();
 
     /// <summary>How many staging or temp entries a writer left in <paramref name="dir"/> (at any depth) and beside it.</summary>
     public static int Leftovers(string dir) =>
