@@ -83,8 +83,8 @@ public class AdapterSaveKillTests(ITestOutputHelper output)
                 // last step to the save, a quarter anywhere in the run.
                 var kill = random.Next(4) switch
                 {
-                    < 2 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * stagedToSaved * 1.2), Appears: pid => FolderSnapshot.StagingBeside(dir, pid).Count > 0),
-                    2 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * lastStepToSaved * 1.2), Line: LastStep),
+                    < 2 => new KillAt(random.LogUniform(stagedToSaved * 1.2), Appears: pid => FolderSnapshot.StagingBeside(dir, pid).Count > 0),
+                    2 => new KillAt(random.LogUniform(lastStepToSaved * 1.2), Line: LastStep),
                     _ => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * calibration.Milliseconds)),
                 };
                 var run = ChildRun.Run(Args(dir), kill);

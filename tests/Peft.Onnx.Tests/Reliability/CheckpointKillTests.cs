@@ -60,12 +60,13 @@ public class CheckpointKillTests(ITestOutputHelper output)
             {
                 var random = KillSettings.For("checkpoint", i);
                 var checkpointsDir = Path.Combine(cut, FinetuneCheckpoint.Folder);
-                var kill = random.Next(10) switch
+                bool allEpochsDone = resume && done == Epochs; // such a run only writes the final adapter and plot
+                var kill = (allEpochsDone ? 4 + random.Next(6) : random.Next(10)) switch
                 {
                     // Inside a checkpoint's write: from its staging folder's appearance.
-                    < 4 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * checkpointWindow * 0.5), Appears: pid => FolderSnapshot.StagingIn(checkpointsDir, pid)),
+                    < 4 => new KillAt(random.LogUniform(checkpointWindow), Appears: pid => FolderSnapshot.StagingIn(checkpointsDir, pid)),
                     // Inside the final adapter's write (staged beside OUT) or the plot's after it.
-                    < 7 => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * endWindow * 0.5), Appears: pid => FolderSnapshot.StagingBeside(cut, pid).Count > 0),
+                    < 7 => new KillAt(random.LogUniform(endWindow), Appears: pid => FolderSnapshot.StagingBeside(cut, pid).Count > 0),
                     // Anywhere in what is left of the run: the start-up, then the epochs after the last checkpoint.
                     _ => new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * (startup + (Epochs - (resume ? done : 0)) * perEpoch))),
                 };

@@ -52,7 +52,7 @@ public class ExportKillTests(ITestOutputHelper output)
                 if (overOld) CopyFolder(olderExport, dir);
                 var before = FolderSnapshot.Of(dir);
                 var kill = random.Next(4) != 0
-                    ? new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * window * 1.1), Appears: pid => FolderSnapshot.StagingBeside(dir, pid).Count > 0)
+                    ? new KillAt(random.LogUniform(window * 1.1), Appears: pid => FolderSnapshot.StagingBeside(dir, pid).Count > 0)
                     : new KillAt(TimeSpan.FromMilliseconds(random.NextDouble() * calibration.Milliseconds));
                 var run = ChildRun.Run(Args("lora/adapter", dir), kill);
                 if (run.Killed) kills++;

@@ -29,6 +29,12 @@ public static class KillSettings
     /// <summary>The generator of kill <paramref name="i"/>'s delay: the same for a given seed, kind and index.</summary>
     public static Random For(string kind, int i) => new(Seed(kind, i));
 
+    /// <summary>
+    /// A delay between <paramref name="span"/>/500 and <paramref name="span"/>, uniform in its logarithm: writes last from
+    /// under a millisecond to a good part of the span, and every scale gets its share of kills.
+    /// </summary>
+    public static TimeSpan LogUniform(this Random random, double spanMs) => TimeSpan.FromMilliseconds(spanMs * Math.Exp(Math.Log(1.0 / 500) * random.NextDouble()));
+
     /// <summary>Kill <paramref name="i"/>'s seed (HashCode.Combine would differ between processes).</summary>
     public static int Seed(string kind, int i) => unchecked(BaseSeed * 1_000_003 + StableHash(kind) * 7919 + i);
 
