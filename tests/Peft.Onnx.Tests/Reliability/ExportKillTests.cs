@@ -52,7 +52,7 @@ public class ExportKillTests(ITestOutputHelper output)
             int kills = 0;
             foreach (int i in KillSettings.Attempts(() => kills * killsDivisor))
             {
-                var random = KillSettings.For("export", i);
+                var random = KillSettings.For("export " + adapter, i);
                 var dir = Path.Combine(work, $"kill-{i}", "onnx");
                 bool overOld = i % 2 == 1;
                 if (overOld) CopyFolder(olderExport, dir);
@@ -70,7 +70,7 @@ public class ExportKillTests(ITestOutputHelper output)
                     : after.SameAs(written) ? "new"
                     : "PARTIAL";
                 if (!run.Killed && run.ExitCode != 0) outcome = $"EXIT {run.ExitCode}";
-                output.WriteLine($"kill {i} (seed {KillSettings.Seed("export", i)}, over {(overOld ? "an older export" : "nothing")}): {kill} -> {(run.Killed ? "killed" : "exited")} at {run.Milliseconds:F0} ms, {FolderSnapshot.Leftovers(dir) + FolderSnapshot.StagingBeside(PrefillScratch(dir)).Count} staging/temp leftovers: {outcome}");
+                output.WriteLine($"kill {i} (seed {KillSettings.Seed("export " + adapter, i)}, over {(overOld ? "an older export" : "nothing")}): {kill} -> {(run.Killed ? "killed" : "exited")} at {run.Milliseconds:F0} ms, {FolderSnapshot.Leftovers(dir) + FolderSnapshot.StagingBeside(PrefillScratch(dir)).Count} staging/temp leftovers: {outcome}");
                 outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
                 if (outcome is "LOST" or "PARTIAL" || outcome.StartsWith("EXIT", StringComparison.Ordinal))
                     failures.Add($"kill {i} (PEFT_KILL_CASE={i}, {kill}): {outcome}: {after?.Describe() ?? "no folder"}");
