@@ -7,8 +7,9 @@ namespace Peft.Onnx.Core;
 /// Folders that appear complete or not at all, even when the writing process is killed (kill -9): the files go into a
 /// hidden staging folder beside the target (same file system), which is renamed into place when it is complete.
 /// Hidden names carry the writer's process id (".NAME.PID.GUID.tmp" for work in progress, ".NAME.PID.GUID.old" for a
-/// replaced folder on its way out, ".NAME.PID.GUID.del" for a deleted one), so the next writer can tell leftovers of a dead process from the work of a live one
-/// and remove them.
+/// replaced folder on its way out, ".NAME.PID.GUID.del" for a deleted one), so the next writer can tell leftovers of a
+/// dead process from the work of a live one and remove them. (A process id names a process on this machine only: on
+/// a folder shared between machines, another machine's live work would look dead.)
 /// </summary>
 public static class AtomicFolder
 {

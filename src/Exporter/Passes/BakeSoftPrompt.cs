@@ -22,13 +22,13 @@ namespace Peft.Onnx.Exporter.Passes;
 /// </summary>
 public static class BakeSoftPrompt
 {
+    /// <summary>The scratch model's folder is a hidden staging name of this one (never created itself).</summary>
+    public const string ScratchName = "prompt-prefill";
+
     /// <summary>
     /// The constant prefix of a decoder-only model: the virtual tokens' present keys/values from one ORT run of the
     /// base graph on the prompt embeddings. A scratch model is written under <paramref name="scratchParent"/> and deleted.
     /// </summary>
-    /// <summary>The scratch model's folder is a hidden staging name of this one (never created itself).</summary>
-    public const string ScratchName = "prompt-prefill";
-
     public static AttentionPrefix ForDecoder(PromptAdapter adapter, ModelConfig model, WeightSource weights, string scratchParent)
     {
         int nv = adapter.NumVirtualTokens;
