@@ -11,7 +11,8 @@ public static class AtomicFile
         var full = System.IO.Path.GetFullPath(path);
         var dir = System.IO.Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
-        var temp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        // Named after the writing process, so that AtomicFolder.RemoveLeftovers can tell a killed writer's temp file from live work.
+        var temp = AtomicFolder.Hidden(full, "tmp");
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))

@@ -211,11 +211,12 @@ public static class OnnxExport
     {
         var target = Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar));
         if (File.Exists(target)) throw new PeftOnnxException($"{outDir}: exists and is a file (expected a new or empty folder)");
+        AtomicFolder.RemoveLeftovers(target); // what an export killed earlier (kill -9) left beside the target
         if (!overwrite && Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
             throw new PeftOnnxException($"{outDir}: folder is not empty (refusing to overwrite; choose a new folder, or --force)");
         var parent = Path.GetDirectoryName(target)!;
         Directory.CreateDirectory(parent);
-        var temp = Path.Combine(parent, $".{Path.GetFileName(target)}.export-{Guid.NewGuid():N}");
+        var temp = AtomicFolder.StagingPath(target);
         Directory.CreateDirectory(temp);
         try
         {
@@ -231,13 +232,9 @@ public static class OnnxExport
             foreach (var (name, text) in extraFiles ?? new Dictionary<string, string>())
                 File.WriteAllText(Path.Combine(temp, name), text);
 
-            if (Directory.Exists(target))
-            {
-                if (!overwrite && Directory.EnumerateFileSystemEntries(target).Any())
-                    throw new PeftOnnxException($"{outDir}: folder became non-empty during the export (refusing to overwrite)");
-                Directory.Delete(target, recursive: overwrite);
-            }
-            Directory.Move(temp, target);
+            if (!overwrite && Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
+                throw new PeftOnnxException($"{outDir}: folder became non-empty during the export (refusing to overwrite)");
+            AtomicFolder.Publish(temp, target); // the old folder is renamed aside, never half-deleted under its name
             ModelWriteResult Moved(ModelWriteResult m) => m with
             {
                 ModelPath = Path.Combine(target, Path.GetFileName(m.ModelPath)),

@@ -22,6 +22,9 @@ namespace Peft.Onnx.Exporter.Passes;
 /// </summary>
 public static class BakeSoftPrompt
 {
+    /// <summary>The scratch model's folder is a hidden staging name of this one (never created itself).</summary>
+    public const string ScratchName = "prompt-prefill";
+
     /// <summary>
     /// The constant prefix of a decoder-only model: the virtual tokens' present keys/values from one ORT run of the
     /// base graph on the prompt embeddings. A scratch model is written under <paramref name="scratchParent"/> and deleted.
@@ -38,7 +41,10 @@ public static class BakeSoftPrompt
 
         var graph = PromptAdapter.BuildCausal(model, weights, new CausalLmGraphOptions { TakeInputsEmbeds = true });
         Directory.CreateDirectory(scratchParent);
-        var scratch = Path.Combine(scratchParent, $".prompt-prefill-{Guid.NewGuid():N}");
+        // Named after this process, so that the next export removes what a killed one (kill -9) left here.
+        var scratchName = Path.Combine(scratchParent, ScratchName);
+        AtomicFolder.RemoveLeftovers(scratchName);
+        var scratch = AtomicFolder.StagingPath(scratchName);
         Directory.CreateDirectory(scratch);
         try
         {

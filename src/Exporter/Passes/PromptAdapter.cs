@@ -129,7 +129,7 @@ public sealed class PromptAdapter
             }
             catch
             {
-                try { Directory.Delete(result.OutDir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+                try { AtomicFolder.Delete(result.OutDir); } catch (IOException) { } catch (UnauthorizedAccessException) { }
                 throw;
             }
         }

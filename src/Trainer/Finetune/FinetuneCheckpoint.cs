@@ -26,8 +26,8 @@ public sealed record CheckpointState
 /// <summary>
 /// One epoch's checkpoint in OUT/checkpoints/epoch-NNNN: the adapter in PEFT's format, the prompt encoder's own
 /// weights for prompt methods (trainable_state.safetensors), the AdamW state (optimizer.safetensors), torch's
-/// generator state (torch_rng_state.bin) and state.json. Written into a temporary folder that is renamed into place,
-/// so a folder named epoch-NNNN is always complete.
+/// generator state (torch_rng_state.bin) and state.json. Written into a hidden staging folder that is renamed into
+/// place (<see cref="AtomicFolder"/>), so a folder named epoch-NNNN is always complete, even after a kill -9.
 /// </summary>
 public static class FinetuneCheckpoint
 {
@@ -45,7 +45,8 @@ public static class FinetuneCheckpoint
     {
         var root = Path.Combine(outDir, Folder);
         Directory.CreateDirectory(root);
-        var temp = Path.Combine(root, $".epoch-{state.Epoch:D4}.{Guid.NewGuid():N}.tmp");
+        var final = EpochDir(outDir, state.Epoch);
+        var temp = AtomicFolder.StagingPath(final);
         try
         {
             model.Save(temp);
@@ -60,9 +61,7 @@ public static class FinetuneCheckpoint
             using (var rng = random.get_rng_state())
                 File.WriteAllBytes(Path.Combine(temp, TorchRngFile), rng.contiguous().data<byte>().ToArray());
             File.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(state, Json));
-            var final = EpochDir(outDir, state.Epoch);
-            if (Directory.Exists(final)) Directory.Delete(final, true);
-            Directory.Move(temp, final);
+            AtomicFolder.Publish(temp, final);
         }
         catch
         {

@@ -64,6 +64,10 @@ public sealed class FinetuneRun
     {
         progress ??= new NoProgress();
         Directory.CreateDirectory(_outDir);
+        // A run killed earlier (kill -9) may have left hidden staging folders and temp files: removed, or a replaced
+        // checkpoint put back, before anything is read.
+        AtomicFolder.RemoveLeftoversIn(Path.Combine(_outDir, FinetuneCheckpoint.Folder));
+        AtomicFolder.RemoveLeftoversIn(_outDir);
         var trainable = _model.Tuner.TrainableParameters;
         foreach (var (_, p) in trainable) if (!p.requires_grad) p.requires_grad_(true);
         using var optimizer = new AdamW(trainable, new AdamWOptions(_options.Lr, WeightDecay: _options.WeightDecay));
@@ -89,7 +93,8 @@ public sealed class FinetuneRun
         else if (FinetuneCheckpoint.Latest(_outDir) is not null)
         {
             // A fresh run owns the folder: stale checkpoints of an older run must not be resumed later.
-            Directory.Delete(Path.Combine(_outDir, FinetuneCheckpoint.Folder), true);
+            // Renamed aside before it is deleted: a kill mid-way must not leave half-deleted checkpoints that look complete.
+            AtomicFolder.Delete(Path.Combine(_outDir, FinetuneCheckpoint.Folder));
         }
 
         int batches = _options.BatchesPerEpoch(_data.Train.Count);

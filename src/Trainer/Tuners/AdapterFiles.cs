@@ -11,9 +11,58 @@ public static class AdapterFiles
 {
     public const string WeightsFile = "adapter_model.safetensors";
 
+    /// <summary>Other files of a plain adapter folder (a README, say) up to this size are copied along when the folder is swapped.</summary>
+    private const long MaxCopiedBytes = 64L << 20;
+
+    /// <summary>
+    /// Writes the adapter so that a reader (or a kill -9 of this process) never sees a half-written one. A new folder,
+    /// or one that holds only files (an adapter and its README), is staged beside the target and swapped in whole
+    /// (<see cref="AtomicFolder.Publish"/>): old, new, or for an instant none. A folder that holds more (a training
+    /// run's --out with its checkpoints) gets the two files renamed in, adapter_config.json last: its presence marks a
+    /// complete adapter, and an old config that does not describe the new weights is removed first.
+    /// </summary>
     public static void Save(ITuner tuner, string dir)
     {
-        Directory.CreateDirectory(dir);
+        var target = Path.GetFullPath(Path.TrimEndingDirectorySeparator(dir));
+        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        AtomicFolder.RemoveLeftovers(target);
+        if (Directory.Exists(target)) AtomicFolder.RemoveLeftoversIn(target);
+        var staged = AtomicFolder.StagingPath(target);
+        Directory.CreateDirectory(staged);
+        try
+        {
+            WriteFiles(tuner, staged);
+            if (!Directory.Exists(target) || IsPlainFolder(target))
+            {
+                if (Directory.Exists(target))
+                    foreach (var file in Directory.GetFiles(target))
+                    {
+                        var copy = Path.Combine(staged, Path.GetFileName(file));
+                        if (!File.Exists(copy)) File.Copy(file, copy);
+                    }
+                AtomicFolder.Publish(staged, target);
+                return;
+            }
+            var config = Path.Combine(target, AdapterConfig.FileName);
+            var newConfig = Path.Combine(staged, AdapterConfig.FileName);
+            if (File.Exists(config) && !File.ReadAllBytes(config).AsSpan().SequenceEqual(File.ReadAllBytes(newConfig))) File.Delete(config);
+            File.Move(Path.Combine(staged, WeightsFile), Path.Combine(target, WeightsFile), overwrite: true);
+            File.Move(newConfig, config, overwrite: true);
+            Directory.Delete(staged, recursive: true);
+        }
+        catch
+        {
+            try { if (Directory.Exists(staged)) Directory.Delete(staged, recursive: true); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    private static bool IsPlainFolder(string dir) =>
+        !Directory.EnumerateDirectories(dir).Any()
+        && Directory.EnumerateFiles(dir).Sum(f => new FileInfo(f).Length) <= MaxCopiedBytes;
+
+    private static void WriteFiles(ITuner tuner, string dir)
+    {
         var state = tuner.AdapterStateDict();
         try
         {

@@ -63,7 +63,7 @@ public class BloomExportTests(ITestOutputHelper output)
         {
             foreach (var f in new[] { OnnxExport.ModelFile, OnnxExport.DataFile, "config.json", "generation_config.json" })
                 Assert.Equal(File.ReadAllBytes(Path.Combine(a, f)), File.ReadAllBytes(Path.Combine(b, f)));
-            Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(a)!, $".{Path.GetFileName(a)}.export-*"));
+            Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(a)!, $".{Path.GetFileName(a)}.*"));
         }
         finally
         {
@@ -97,7 +97,7 @@ public class BloomExportTests(ITestOutputHelper output)
         var ex = Assert.Throws<PeftOnnxException>(() => OnnxExport.ExportBase(model, dir));
         Assert.Contains("model.safetensors", ex.Message);
         Assert.False(Directory.Exists(dir));
-        Assert.Empty(Directory.GetDirectories(Path.GetTempPath(), $".{Path.GetFileName(dir)}.export-*"));
+        Assert.Empty(Directory.GetDirectories(Path.GetTempPath(), $".{Path.GetFileName(dir)}.*"));
     }
 
     [Fact]

@@ -68,7 +68,7 @@ public class MergeExportTests(ITestOutputHelper output)
     {
         Assert.False(Directory.Exists(dir), $"{dir} was created");
         var parent = Path.GetDirectoryName(dir)!;
-        Assert.Empty(Directory.EnumerateDirectories(parent, $".{Path.GetFileName(dir)}.export-*"));
+        Assert.Empty(Directory.EnumerateDirectories(parent, $".{Path.GetFileName(dir)}.*"));
     }
 
     /// <summary>Logits on the fixture batch vs reference.safetensors[<paramref name="logitsName"/>] and one greedy generation.</summary>
