@@ -24,6 +24,9 @@ internal abstract class DecodingSession : IDisposable
     protected OrtMemoryInfo CacheMemory { get; }
     protected OrtValue? LogitsValue { get; set; }
     protected int LogitsSeq { get; set; }
+
+    /// <summary>Positions the last run computed logits for (the whole step, or 1 where the graph keeps the last only).</summary>
+    internal int LogitsPositions => LogitsSeq;
     private float[]? _logitsFloat;
 
     /// <summary>Runs the graph on the pending input (the prompt first, then the fed tokens).</summary>
@@ -85,6 +88,7 @@ internal sealed class CausalLmSession : DecodingSession
     private int _pendingSeq;
     private long[] _mask;
     private int _total;
+    private readonly OrtValue? _keepLast;
 
     public CausalLmSession(CausalLmGraph graph, int vocab, long[][] prompts, long[][] masks, long padId, OrtMemoryInfo cacheMemory)
         : base(prompts.Length, vocab, cacheMemory)
@@ -107,6 +111,12 @@ internal sealed class CausalLmSession : DecodingSession
         _binding = graph.Session.CreateIoBinding();
         var empty = EmptyCache(Batch, graph.KvHeads, graph.HeadDim, graph.CacheType);
         _past = Enumerable.Repeat(empty, graph.PastNames.Length).ToArray();
+        if (graph.KeepsLastLogits)
+        {
+            // bound once: only the last position's logits are ever read (Logits(row)), also at the prompt's prefill
+            _keepLast = OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []);
+            _binding.BindInput(CausalLmGraph.NumLogitsToKeep, _keepLast);
+        }
     }
 
     public override void Run(RunOptions runOptions)
@@ -169,6 +179,7 @@ internal sealed class CausalLmSession : DecodingSession
         base.Dispose();
         foreach (var p in _past.Distinct()) p.Dispose();
         _binding.Dispose();
+        _keepLast?.Dispose();
     }
 }
 

@@ -39,6 +39,11 @@ internal static class ExecutionProviders
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
         };
         if (options.IntraOpThreads is { } threads) o.IntraOpNumThreads = threads;
+        if (!options.AllowSpinning)
+        {
+            o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+            o.AddSessionConfigEntry("session.inter_op.allow_spinning", "0");
+        }
         if (device == Device.Cuda)
         {
             try

@@ -64,6 +64,8 @@ public sealed class Generator : IDisposable
 
     public int BatchSize => _finished.Length;
 
+    internal DecodingSession Session => _session;
+
     /// <summary>Steps run so far (new tokens per row, padding included).</summary>
     public int Step => _step;
 

@@ -31,6 +31,8 @@ internal sealed class CausalLmGraph : IDisposable
         if (!session.OutputMetadata.TryGetValue("logits", out var logits)) throw new PeftOnnxException($"{path}: the model has no output 'logits'");
         VocabSize = logits.Dimensions[^1];
         HasPositionIds = inputs.ContainsKey("position_ids");
+        // an overridable initializer (default 0: every position) in exports that have it; older exports lack it
+        KeepsLastLogits = inputs.ContainsKey(NumLogitsToKeep) || session.OverridableInitializerMetadata.ContainsKey(NumLogitsToKeep);
         VirtualTokens = session.ModelMetadata.CustomMetadataMap.TryGetValue("peft.num_virtual_tokens", out var virtualText)
             && int.TryParse(virtualText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var virtualTokens) ? virtualTokens : 0;
         PastNames = new string[2 * NumLayers];
@@ -54,6 +56,12 @@ internal sealed class CausalLmGraph : IDisposable
     public int HeadDim { get; }
     /// <summary>From the logits output (&lt;= 0 when the graph leaves it symbolic).</summary>
     public int VocabSize { get; }
+    /// <summary>
+    /// Whether the graph takes num_logits_to_keep: fed 1, the prefill computes logits for the last position only
+    /// (the output head skips every other prompt token).
+    /// </summary>
+    public bool KeepsLastLogits { get; }
+    public const string NumLogitsToKeep = "num_logits_to_keep";
     /// <summary>Whether the graph takes position_ids (baked prompt/prefix exports compute positions in-graph and have none).</summary>
     public bool HasPositionIds { get; }
     /// <summary>Element type of past_key_values / present (float, or float16 for fp16 exports).</summary>

@@ -8,7 +8,7 @@ namespace Peft.Onnx.Cli.Bench;
 public sealed record BenchSettings(
     string BaseDir, int PromptLength, int NewTokens, int[] BatchSizes, int Repeats, bool Quick,
     bool Generation, bool GenAi, bool Export, bool Trainer,
-    bool Export560m, int TrainBatch, int TrainSeq, int TrainSteps, long BandwidthBytes);
+    bool Export560m, int TrainBatch, int TrainSeq, int TrainSteps, long BandwidthBytes, string[] DecodeModels);
 
 /// <summary>
 /// `bench`: every comparison inside one run, as DESIGN §7 asks: generation of the base graph vs each adapter export,
@@ -51,24 +51,36 @@ public static class BenchRunner
             log.WriteLine($"bench: read bandwidth {bandwidth / 1e9:F2} GB/s");
             Lap("bandwidth");
 
-            List<BenchVariant> variants = [];
             var ours = new List<GenerationFigures>();
             if (s.Generation || s.GenAi)
             {
-                variants = AdapterVariants.Export(s.BaseDir, work, log);
+                var variants = AdapterVariants.Export(s.BaseDir, work, log);
                 Lap("adapters_and_exports");
+                string? genAiNote = null;
+                var baseline = s.GenAi ? GenAiBaseline.Prepare(!s.Quick, log, out genAiNote) : null;
+                var runs = new List<Dictionary<string, object?>>();
                 foreach (var v in variants)
                     foreach (var b in s.BatchSizes)
                     {
                         ours.Add(GenerationBench.Run(v, b, s.PromptLength, s.NewTokens, bandwidth, s.Repeats));
                         log.WriteLine($"bench: {v.Name} batch {b}: {ours[^1].TokensPerSecond:F1} tokens/s");
+                        // GenAI right after ours on the same folder, so both see the same load on a shared machine.
+                        // --quick: one GenAI run (base graph, first batch size) so the smoke test stays short.
+                        if (baseline != null && (!s.Quick || runs.Count == 0)) runs.Add(GenAiRun(baseline, v, ours[^1], s, log));
                     }
                 result["generation"] = ours.Select(g => GenerationJson(g, ours.FirstOrDefault(o => o.Variant == "base" && o.Batch == g.Batch))).ToList();
-                Lap("generation");
+                result["genai"] = s.GenAi
+                    ? new Dictionary<string, object?> { ["available"] = baseline != null, ["note"] = genAiNote, ["threads_note"] = GenAiThreadsNote, ["runs"] = runs }
+                    : Skipped("skipped (--no-genai or --skip genai)");
+                Lap("generation_and_genai");
             }
-            if (s.GenAi) result["genai"] = GenAiSection(s, variants, ours, log);
-            else result["genai"] = new Dictionary<string, object?> { ["available"] = false, ["note"] = "skipped (--no-genai or --skip genai)", ["runs"] = Array.Empty<object>() };
-            Lap("genai");
+            else result["genai"] = Skipped("skipped (--no-genai or --skip genai)");
+
+            if (s.DecodeModels.Length > 0)
+            {
+                result["decode_bandwidth"] = s.DecodeModels.Select(m => DecodeBandwidthBench.Run(m, s, work, log)).ToList();
+                Lap("decode_bandwidth");
+            }
 
             if (s.Export)
             {
@@ -122,30 +134,37 @@ public static class BenchRunner
         return result;
     }
 
-    private static Dictionary<string, object?> GenAiSection(BenchSettings s, List<BenchVariant> variants, List<GenerationFigures> ours, TextWriter log)
+    /// <summary>ORT GenAI's own session defaults: intra-op threads = hardware threads / 2, at least 1 (model.cpp, CreateSessionOptionsFromConfig).</summary>
+    public static string GenAiThreadsNote =>
+        $"GenAI runs with its defaults (intra-op threads = hardware threads / 2 = {Math.Max(1, Environment.ProcessorCount / 2)} here); ours with ORT's (one per physical core, idle threads sleep)";
+
+    private static Dictionary<string, object?> Skipped(string note) =>
+        new() { ["available"] = false, ["note"] = note, ["runs"] = Array.Empty<object>() };
+
+    internal static Dictionary<string, object?> GenAiRun(GenAiBaseline baseline, BenchVariant v, GenerationFigures mine, BenchSettings s, TextWriter log)
     {
-        var baseline = GenAiBaseline.Prepare(!s.Quick, log, out var note);
-        var runs = new List<Dictionary<string, object?>>();
-        if (baseline != null)
-            // --quick: one GenAI run (base graph, first batch size) so the smoke test stays short.
-            foreach (var v in s.Quick ? variants.Take(1) : variants)
-                foreach (var b in s.Quick ? s.BatchSizes.Take(1) : s.BatchSizes)
-                {
-                    var mine = ours.First(o => o.Variant == v.Name && o.Batch == b);
-                    var g = baseline.Run(v.Dir, s.PromptLength, s.NewTokens, b, s.Repeats, out var runNote);
-                    var run = new Dictionary<string, object?> { ["variant"] = v.Name, ["batch"] = b, ["ours_tokens_per_second"] = R(mine.TokensPerSecond), ["ours_ttft_seconds"] = R(mine.TtftSeconds, 6) };
-                    if (g is { } j)
-                    {
-                        var tps = j.GetProperty("tokens_per_second").GetDouble();
-                        run["genai_tokens_per_second"] = tps;
-                        run["genai_ttft_seconds"] = j.GetProperty("ttft_seconds").GetDouble();
-                        run["ours_over_genai"] = tps > 0 ? Math.Round(mine.TokensPerSecond / tps, 3) : null;
-                        log.WriteLine($"bench: genai {v.Name} batch {b}: {tps:F1} tokens/s");
-                    }
-                    else run["note"] = runNote;
-                    runs.Add(run);
-                }
-        return new Dictionary<string, object?> { ["available"] = baseline != null, ["note"] = note, ["runs"] = runs };
+        var g = baseline.Run(v.Dir, mine.PromptLength, s.NewTokens, mine.Batch, s.Repeats, out var runNote);
+        var run = new Dictionary<string, object?>
+        {
+            ["variant"] = v.Name, ["batch"] = mine.Batch,
+            ["ours_tokens_per_second"] = R(mine.TokensPerSecond), ["ours_ttft_seconds"] = R(mine.TtftSeconds, 6), ["ours_cpu_seconds"] = R(mine.CpuSeconds, 6),
+        };
+        if (g is { } j)
+        {
+            var tps = j.GetProperty("tokens_per_second").GetDouble();
+            var ttft = j.GetProperty("ttft_seconds").GetDouble();
+            var cpu = j.TryGetProperty("cpu_seconds", out var c) ? c.GetDouble() : 0;
+            run["genai_tokens_per_second"] = tps;
+            run["genai_ttft_seconds"] = ttft;
+            run["genai_cpu_seconds"] = cpu;
+            run["ours_over_genai"] = tps > 0 ? Math.Round(mine.TokensPerSecond / tps, 3) : null;
+            run["ours_ttft_over_genai"] = ttft > 0 ? Math.Round(mine.TtftSeconds / ttft, 3) : null;
+            // CPU seconds for the same tokens: the work each side did, independent of the share of cores a busy machine gave it
+            run["genai_cpu_over_ours"] = mine.CpuSeconds > 0 && cpu > 0 ? Math.Round(cpu / mine.CpuSeconds, 3) : null;
+            log.WriteLine($"bench: genai {v.Name} batch {mine.Batch}: {tps:F1} tokens/s");
+        }
+        else run["note"] = runNote;
+        return run;
     }
 
     private static Dictionary<string, object?> GenerationJson(GenerationFigures g, GenerationFigures? baseFigures) => new()
@@ -166,6 +185,7 @@ public static class BenchRunner
         ["kv_cache_bytes_per_step"] = g.KvBytesPerStep,
         ["bandwidth_limit_tokens_per_second"] = R(g.BandwidthLimitTokensPerSecond),
         ["fraction_of_bandwidth_limit"] = Math.Round(g.FractionOfBandwidthLimit, 4),
+        ["cpu_seconds"] = R(g.CpuSeconds, 6),
         ["tokens_per_second_over_base"] = baseFigures is { TokensPerSecond: > 0 } b ? Math.Round(g.TokensPerSecond / b.TokensPerSecond, 3) : null,
     };
 
@@ -177,7 +197,10 @@ public static class BenchRunner
         ["trainable_parameters"] = t.TrainableParameters,
     };
 
-    private static double R(double v, int digits = 4) => double.IsFinite(v) ? Math.Round(v, digits) : 0;
+    private static double Number(JsonElement e, string key) =>
+        e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
+
+    internal static double R(double v, int digits = 4) => double.IsFinite(v) ? Math.Round(v, digits) : 0;
 
     /// <summary>A path relative to the current folder or to a folder above it (or above the executable).</summary>
     public static string? FindUp(string relative)
@@ -210,9 +233,15 @@ public static class BenchRunner
             if (!ga.GetProperty("available").GetBoolean()) o.WriteLine($"ORT GenAI: {ga.GetProperty("note").GetString()}");
             foreach (var g in ga.GetProperty("runs").EnumerateArray())
                 o.WriteLine(g.TryGetProperty("ours_over_genai", out var ratio) && ratio.ValueKind == JsonValueKind.Number
-                    ? $"GenAI {g.GetProperty("variant").GetString(),-15} batch {g.GetProperty("batch").GetInt32()}: {g.GetProperty("genai_tokens_per_second").GetDouble():F1} tok/s, ours/GenAI {ratio.GetDouble():F2}"
+                    ? $"GenAI {g.GetProperty("variant").GetString(),-15} batch {g.GetProperty("batch").GetInt32()}: {g.GetProperty("genai_tokens_per_second").GetDouble():F1} tok/s, ours/GenAI {ratio.GetDouble():F2}, " +
+                      $"TTFT ours/GenAI {Number(g, "ours_ttft_over_genai"):F2}, CPU GenAI/ours {Number(g, "genai_cpu_over_ours"):F2}"
                     : $"GenAI {g.GetProperty("variant").GetString(),-15} batch {g.GetProperty("batch").GetInt32()}: {g.GetProperty("note").GetString()}");
         }
+        if (json.TryGetProperty("decode_bandwidth", out var db))
+            foreach (var m in db.EnumerateArray())
+                o.WriteLine($"decode {m.GetProperty("model").GetString()} batch 1 fp32: {m.GetProperty("decode_tokens_per_second").GetDouble():F2} tok/s, " +
+                    $"bandwidth limit {m.GetProperty("bandwidth_limit_tokens_per_second").GetDouble():F2} tok/s ({m.GetProperty("fraction_of_bandwidth_limit").GetDouble():P0}); " +
+                    $"GenAI {Number(m, "genai_decode_tokens_per_second"):F2} tok/s ({Number(m, "genai_fraction_of_bandwidth_limit"):P0})");
         if (json.TryGetProperty("export", out var e))
             o.WriteLine($"export {e.GetProperty("config").GetString()} ({e.GetProperty("checkpoint_bytes").GetInt64() / 1048576.0:F0} MB): {e.GetProperty("export_seconds").GetDouble():F2} s, peak RSS {e.GetProperty("export_peak_rss_mb").GetDouble():F0} MB; copy {e.GetProperty("copy_seconds").GetDouble():F2} s (x{e.GetProperty("export_over_copy").GetDouble():F1})");
         if (json.TryGetProperty("trainer", out var t))

@@ -2,11 +2,13 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
 
 namespace Peft.Onnx.Cli.Bench;
 
 /// <summary>
-/// Writes a BLOOM checkpoint with random weights (config.json + model.safetensors in Hugging Face's names), streamed in
+/// Writes a checkpoint with random weights (config.json + model.safetensors in Hugging Face's names), streamed in
 /// chunks so a 2.2 GB bloomz-560m-sized file needs little memory.
 /// </summary>
 public static class RandomCheckpoint
@@ -54,7 +56,24 @@ public static class RandomCheckpoint
         }
         tensors.Add(("transformer.ln_f.weight", [h], true));
         tensors.Add(("transformer.ln_f.bias", [h], false));
+        return WriteSafetensors(Path.Combine(dir, "model.safetensors"), tensors);
+    }
 
+    /// <summary>
+    /// Any supported family: config.json as given, and every tensor of the state dict its architecture names
+    /// (<see cref="Architecture.Parameters"/>); norm weights (1-D ".weight") are ones. Returns the safetensors size in bytes.
+    /// </summary>
+    public static long WriteAny(string dir, JsonObject config)
+    {
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        var architecture = Architecture.For(ModelConfig.Load(dir));
+        var tensors = architecture.Parameters.Select(p => (p.Name, p.Shape, p.Shape.Length == 1 && p.Name.EndsWith(".weight", StringComparison.Ordinal))).ToList();
+        return WriteSafetensors(Path.Combine(dir, "model.safetensors"), tensors);
+    }
+
+    private static long WriteSafetensors(string path, List<(string Name, long[] Shape, bool Norm)> tensors)
+    {
         var header = new JsonObject { ["__metadata__"] = new JsonObject { ["format"] = "pt" } };
         long offset = 0;
         foreach (var (name, shape, _) in tensors)
@@ -65,7 +84,6 @@ public static class RandomCheckpoint
         }
         var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
         int padded = (headerBytes.Length + 7) / 8 * 8;
-        var path = Path.Combine(dir, "model.safetensors");
         using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
         {
             stream.Write(BitConverter.GetBytes((ulong)padded));

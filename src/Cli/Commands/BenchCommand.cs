@@ -32,12 +32,16 @@ public sealed class BenchCommand : ICommand
         var trainSeq = args.Int("train-seq", min: 2) ?? (quick ? 16 : 64);
         var trainSteps = args.Int("train-steps", min: 1) ?? (quick ? 1 : 2);
         var bandwidthMb = args.Int("bandwidth-mb", min: 1) ?? (quick ? 16 : 256);
+        var decodeModels = (args.String("decode-models") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var json = args.Flag("json");
         var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
         args.EnsureAllUsed();
         if (device == "cuda") throw new PeftOnnxException("bench: measures the CPU path here (ONNX Runtime CPU provider, TorchSharp CPU); use --device cpu or auto");
         if (device == "auto") Console.Error.WriteLine("device: cpu (bench measures the CPU path)");
         var known = new[] { "generation", "genai", "export", "trainer" };
+        foreach (var m in decodeModels)
+            if (!DecodeBandwidthBench.Models.ContainsKey(m))
+                throw new PeftOnnxException($"bench: --decode-models '{m}' is not one of {string.Join(", ", DecodeBandwidthBench.Models.Keys)}");
         foreach (var k in skip) if (!known.Contains(k)) throw new PeftOnnxException($"bench: --skip '{k}' is not one of {string.Join(", ", known)}");
         int[] batches = batchText == null ? (quick ? [1, 2] : [1, 8])
             : batchText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(b =>
@@ -48,7 +52,7 @@ public sealed class BenchCommand : ICommand
         Peft.Onnx.Trainer.TorchDevice.Resolve("cpu", _ => { });
         var settings = new BenchSettings(baseDir, promptLength, newTokens, batches, repeats, quick,
             Generation: !skip.Contains("generation"), GenAi: !noGenAi && !skip.Contains("genai"), Export: !skip.Contains("export"), Trainer: !skip.Contains("trainer"),
-            export560m, trainBatch, trainSeq, trainSteps, bandwidthMb * 1048576L);
+            export560m, trainBatch, trainSeq, trainSteps, bandwidthMb * 1048576L, decodeModels);
         var result = BenchRunner.Run(settings, Console.Error);
         if (json) Console.WriteLine(JsonSerializer.Serialize(result));
         else BenchRunner.PrintTable(result, Console.Out);

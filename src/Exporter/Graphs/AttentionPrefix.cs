@@ -135,9 +135,6 @@ public sealed record CausalLmGraphOptions
     /// <summary>The token input: input_ids, or inputs_embeds [batch, seq, hidden].</summary>
     internal string Tokens => TakeInputsEmbeds ? InputsEmbeds : CausalLmInterface.InputIds;
 
-    /// <summary>1-D [batch, seq] of the token input.</summary>
-    internal string BatchSeq(GraphBuilder g) => TakeInputsEmbeds ? g.Shape(InputsEmbeds, 0, 2) : g.Shape(CausalLmInterface.InputIds);
-
     /// <summary>Whether the graph declares position_ids (families that take them, unless a prefix makes them implicit).</summary>
     internal bool DeclaresPositionIds => Prefix == null;
 
@@ -155,17 +152,7 @@ public sealed record CausalLmGraphOptions
         g.Input(InputsEmbeds, ElementType.Float, Dims.Batch, Dims.Sequence, hidden);
         g.Input(CausalLmInterface.AttentionMask, ElementType.Int64, Dims.Batch, Dims.TotalSequence);
         if (positionIds && DeclaresPositionIds) g.Input(CausalLmInterface.PositionIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
-        for (int i = 0; i < numLayers; i++)
-        {
-            g.Input(CausalLmInterface.PastKey(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.PastSequence, headDim);
-            g.Input(CausalLmInterface.PastValue(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.PastSequence, headDim);
-        }
-        g.Output(CausalLmInterface.Logits, ElementType.Float, Dims.Batch, Dims.Sequence, vocabSize);
-        for (int i = 0; i < numLayers; i++)
-        {
-            g.Output(CausalLmInterface.PresentKey(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.TotalSequence, headDim);
-            g.Output(CausalLmInterface.PresentValue(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.TotalSequence, headDim);
-        }
+        CausalLmInterface.DeclarePastAndOutputs(g, numLayers, numKvHeads, headDim, vocabSize);
     }
 
     /// <summary>

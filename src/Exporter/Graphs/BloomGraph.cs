@@ -68,11 +68,12 @@ public sealed class BloomGraph
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
         }
 
+        hidden = CausalLmInterface.LastPositions(g, hidden);
         var head = _arch.Linears[^1];
         if (_arch.HeadIsTied)
         {
             using var _ = g.Scope("/lm_head");
-            var batchSeq = _options.BatchSeq(g);
+            var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer("transformer.word_embeddings.weight", _weights.AsIs("transformer.word_embeddings.weight"));
             Layers.TiedHead(g, "/lm_head", "transformer.word_embeddings.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
         }

@@ -16,6 +16,12 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// OPTLearnedPositionalEmbedding (cumsum(mask) * mask - 1, + 2), as Optimum does for transformers &lt; 4.46.
 /// </para>
 /// <para>
+/// num_logits_to_keep (int64 scalar, optional: an overridable initializer, default 0) limits logits to the last k
+/// positions, as transformers' num_logits_to_keep: 0 keeps every position (forward, compare, ORT GenAI, which do not
+/// feed it), a generator feeds 1 so the prompt's prefill skips the output head for all but the last token (the head
+/// is a quarter to half of a small model's prefill work). logits are then [batch, k, vocab].
+/// </para>
+/// <para>
 /// kv_heads is num_key_value_heads (grouped-query attention keeps the cache un-repeated); the graph repeats
 /// the kv heads for the attention product itself.
 /// </para>
@@ -33,6 +39,7 @@ public static class CausalLmInterface
     public const string AttentionMask = "attention_mask";
     public const string PositionIds = "position_ids";
     public const string Logits = "logits";
+    public const string NumLogitsToKeep = "num_logits_to_keep";
 
     public static string PastKey(int layer) => $"past_key_values.{layer}.key";
     public static string PastValue(int layer) => $"past_key_values.{layer}.value";
@@ -52,17 +59,36 @@ public static class CausalLmInterface
         g.Input(InputIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
         g.Input(AttentionMask, ElementType.Int64, Dims.Batch, Dims.TotalSequence);
         if (positionIds) g.Input(PositionIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
+        DeclarePastAndOutputs(g, numLayers, numKvHeads, headDim, vocabSize);
+    }
+
+    /// <summary>past_key_values.{i}.key|value, num_logits_to_keep (default 0), logits and present.{i}.key|value.</summary>
+    internal static void DeclarePastAndOutputs(GraphBuilder g, int numLayers, int numKvHeads, int headDim, int vocabSize)
+    {
         for (int i = 0; i < numLayers; i++)
         {
             g.Input(PastKey(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.PastSequence, headDim);
             g.Input(PastValue(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.PastSequence, headDim);
         }
-        g.Output(Logits, ElementType.Float, Dims.Batch, Dims.Sequence, vocabSize);
+        g.Input(NumLogitsToKeep, ElementType.Int64);
+        g.Initializer(NumLogitsToKeep, InitializerData.Scalar(0L));
+        g.Output(Logits, ElementType.Float, Dims.Batch, Dims.LogitsSequence, vocabSize);
         for (int i = 0; i < numLayers; i++)
         {
             g.Output(PresentKey(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.TotalSequence, headDim);
             g.Output(PresentValue(i), ElementType.Float, Dims.Batch, numKvHeads, Dims.TotalSequence, headDim);
         }
+    }
+
+    /// <summary>
+    /// hidden [batch, seq, h] -> [batch, k, h], the last k = num_logits_to_keep positions (all of them for 0, or when k
+    /// exceeds seq): hidden[:, -k:] as transformers slices it, so the output head runs only where logits are wanted.
+    /// </summary>
+    public static string LastPositions(GraphBuilder g, string hidden)
+    {
+        using var _ = g.Scope("/num_logits_to_keep");
+        var start = g.Op("Neg", [g.Unsqueeze(NumLogitsToKeep, [0])]);
+        return g.Op("Slice", [hidden, start, g.Ints(long.MaxValue), g.Ints(1)]);
     }
 
     /// <summary>

@@ -66,10 +66,11 @@ public sealed class Gpt2Graph
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
         }
 
+        hidden = CausalLmInterface.LastPositions(g, hidden);
         if (_arch.HeadIsTied)
         {
             using var _ = g.Scope("/lm_head");
-            var batchSeq = _options.BatchSeq(g);
+            var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer("transformer.wte.weight", _weights.AsIs("transformer.wte.weight"));
             Layers.TiedHead(g, "/lm_head", "transformer.wte.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
         }

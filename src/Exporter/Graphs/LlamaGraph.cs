@@ -69,10 +69,11 @@ public sealed class LlamaGraph
             hidden = Layers.RmsNorm(g, _weights, "model.norm", hidden, _config.RmsNormEps);
         }
 
+        hidden = CausalLmInterface.LastPositions(g, hidden);
         if (_arch.HeadIsTied)
         {
             using var _ = g.Scope("/lm_head");
-            var batchSeq = _options.BatchSeq(g);
+            var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer(_arch.WordEmbeddings, _weights.AsIs(_arch.WordEmbeddings));
             Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
         }

@@ -76,10 +76,11 @@ public sealed class OptGraph
             if (_arch.HasProjections) hidden = Layers.Linear(g, _weights, Linear("model.decoder.project_out"), hidden);
         }
 
+        hidden = CausalLmInterface.LastPositions(g, hidden);
         if (_arch.HeadIsTied)
         {
             using var _ = g.Scope("/lm_head");
-            var batchSeq = _options.BatchSeq(g);
+            var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer(_arch.WordEmbeddings, _weights.AsIs(_arch.WordEmbeddings));
             Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _config.EmbedDim, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
         }

@@ -35,4 +35,6 @@ public static class Dims
     public const string Sequence = "sequence_length";
     public const string PastSequence = "past_sequence_length";
     public const string TotalSequence = "total_sequence_length";
+    /// <summary>Positions logits are computed for: sequence_length, or num_logits_to_keep when that input is fed.</summary>
+    public const string LogitsSequence = "logits_sequence_length";
 }

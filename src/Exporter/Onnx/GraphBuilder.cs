@@ -73,10 +73,14 @@ public sealed class GraphBuilder
 
     // ---------------------------------------------------------------- initializers and constants
 
-    /// <summary>Adds a named initializer (a weight); returns its name.</summary>
+    /// <summary>
+    /// Adds a named initializer (a weight); returns its name. An initializer named as a declared graph input is that
+    /// input's default value (ONNX IR >= 4: ORT lists it as an overridable initializer, callers may feed it or not).
+    /// </summary>
     public string Initializer(string name, InitializerData data)
     {
-        Define(name);
+        bool inputDefault = _inputs.Any(i => i.Name == name) && !_initializers.Any(i => i.Name == name);
+        if (!inputDefault) Define(name);
         _initializers.Add((name, data));
         return name;
     }

@@ -147,8 +147,9 @@ public class BloomExportTests(ITestOutputHelper output)
             Assert.Equal([64, 192], initializers["transformer.h.0.self_attention.query_key_value.weight"].Dims); // [in, out]
             Assert.Equal([1000, 64], initializers["transformer.word_embeddings.weight"].Dims);
             Assert.DoesNotContain("lm_head.weight", initializers.Keys); // tied: one table, Gemm(transB)
-            Assert.Equal(["input_ids", "attention_mask", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"],
+            Assert.Equal(["input_ids", "attention_mask", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value", "num_logits_to_keep"],
                 model.Graph.Input.Select(i => i.Name));
+            NumLogitsToKeepChecks.AssertDefaultsToEveryPosition(model);
             Assert.Equal(["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"], model.Graph.Output.Select(o => o.Name));
             Assert.Equal(["batch_size", "4", "past_sequence_length", "16"],
                 model.Graph.Input[2].Type.TensorType.Shape.Dim.Select(d => d.HasDimParam ? d.DimParam : d.DimValue.ToString()));

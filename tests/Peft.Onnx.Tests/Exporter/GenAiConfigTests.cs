@@ -45,7 +45,10 @@ public class GenAiConfigTests
                 for (int i = 0; i < d.NumLayers; i++) Assert.Contains(p.Value.GetString()!.Replace("%d", $"{i}"), inputs);
             foreach (var p in decoder.GetProperty("outputs").EnumerateObject())
                 for (int i = 0; i < d.NumLayers; i++) Assert.Contains(p.Value.GetString()!.Replace("%d", $"{i}"), outputs);
-            Assert.Equal(inputs.Count, 2 + (inputs.Contains("position_ids") ? 1 : 0) + 2 * d.NumLayers); // every graph input is mapped
+            // every input without a default is mapped (num_logits_to_keep has one: GenAI leaves it at 0, every position)
+            var defaulted = graph.Initializer.Select(t => t.Name).ToHashSet();
+            Assert.Equal(["num_logits_to_keep"], inputs.Where(defaulted.Contains));
+            Assert.Equal(inputs.Count - 1, 2 + (inputs.Contains("position_ids") ? 1 : 0) + 2 * d.NumLayers);
 
             var search = doc.RootElement.GetProperty("search");
             Assert.False(search.GetProperty("past_present_share_buffer").GetBoolean());

@@ -32,8 +32,9 @@ public class Gpt2ExportTests(ITestOutputHelper output)
         try
         {
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
-            Assert.Equal(["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"],
+            Assert.Equal(["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value", "num_logits_to_keep"],
                 model.Graph.Input.Select(i => i.Name));
+            NumLogitsToKeepChecks.AssertDefaultsToEveryPosition(model);
             Assert.Equal(["batch_size", "sequence_length"], model.Graph.Input[2].Type.TensorType.Shape.Dim.Select(d => d.DimParam));
             var nodes = model.Graph.Node.Select(n => n.Name).ToHashSet();
             Assert.Contains("/transformer/h.0/attn/c_attn/MatMul", nodes);

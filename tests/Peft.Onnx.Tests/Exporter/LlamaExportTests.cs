@@ -34,8 +34,9 @@ public class LlamaExportTests(ITestOutputHelper output)
         try
         {
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
-            Assert.Equal(["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"],
+            Assert.Equal(["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value", "num_logits_to_keep"],
                 model.Graph.Input.Select(i => i.Name));
+            NumLogitsToKeepChecks.AssertDefaultsToEveryPosition(model);
             var nodes = model.Graph.Node.Select(n => n.Name).ToHashSet();
             Assert.Contains("/model/rotary_emb/Cos", nodes);
             Assert.Contains("/model/layers.0/self_attn/q_proj/MatMul", nodes);

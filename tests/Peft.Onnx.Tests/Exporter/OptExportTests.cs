@@ -25,8 +25,9 @@ public class OptExportTests(ITestOutputHelper output)
         try
         {
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
-            Assert.Equal(["input_ids", "attention_mask", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"],
+            Assert.Equal(["input_ids", "attention_mask", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value", "num_logits_to_keep"],
                 model.Graph.Input.Select(i => i.Name));
+            NumLogitsToKeepChecks.AssertDefaultsToEveryPosition(model);
             var nodes = model.Graph.Node.Select(n => n.Name).ToHashSet();
             Assert.Contains("/model/decoder/embed_positions/CumSum", nodes);
             Assert.Contains("/model/decoder/layers.0/self_attn/q_proj/MatMul", nodes);
