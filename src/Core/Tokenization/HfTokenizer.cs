@@ -63,8 +63,11 @@ public sealed class HfTokenizer
         var kept = new List<int>();
         foreach (int id in ids)
         {
-            if (id < 0 || id >= _parts.VocabSize)
-                throw new PeftOnnxException($"token id {id} is outside the tokenizer's vocabulary (0..{_parts.VocabSize - 1})");
+            if (id < 0)
+                throw new PeftOnnxException($"token id {id} is negative: expected an id in 0..{_parts.VocabSize - 1}");
+            // Models often pad their embedding beyond the tokenizer (e.g. to a multiple of 64) and can
+            // generate those ids; Hugging Face's fast tokenizers decode them to nothing, so do we.
+            if (id >= _parts.VocabSize) continue;
             if (!(skipSpecialTokens && _parts.SpecialIds.Contains(id))) kept.Add(id);
         }
         string text = kept.Count == 0 ? "" : _parts.Decoder.Decode(kept);

@@ -105,4 +105,15 @@ public class SplitPreTokenizerTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public void Ids_beyond_the_tokenizer_decode_to_nothing_like_fast_tokenizers()
+    {
+        // The reference fixtures' models have 1024 embedding rows for this 363-token tokenizer.
+        var tokenizer = HfTokenizer.FromFolder(TokenizerFixtures.Dir("peft-reference-tiny"));
+        var ids = tokenizer.Encode("Classify if", addSpecialTokens: false);
+        Assert.Equal("Classify if", tokenizer.Decode([.. ids, 716, 1023]));
+        var error = Assert.Throws<Peft.Onnx.Core.PeftOnnxException>(() => tokenizer.Decode([.. ids, -1]));
+        Assert.Contains("-1", error.Message);
+    }
 }
