@@ -23,6 +23,8 @@ public abstract record PromptLearningConfig : AdapterConfig
     public int? NumAttentionHeads { get; init; }
     public int? NumLayers { get; init; }
 
+    [JsonIgnore] public override int VirtualTokensBeforeInput => NumVirtualTokens ?? 0;
+
     /// <summary>num_virtual_tokens * num_transformer_submodules: rows of the prompt embedding (filled config only).</summary>
     [JsonIgnore] public int TotalVirtualTokens => Filled(NumVirtualTokens, "num_virtual_tokens") * Filled(NumTransformerSubmodules, "num_transformer_submodules");
 
