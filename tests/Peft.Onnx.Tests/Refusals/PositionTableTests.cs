@@ -1,0 +1,67 @@
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Tests.Support;
+using Xunit;
+
+namespace Peft.Onnx.Tests.Refusals;
+
+/// <summary>
+/// Which families have a hard position limit (a learned table: GPT-2, OPT) and how sequences plus an adapter's
+/// virtual tokens are checked against it; RoPE, ALiBi and T5's buckets compute at any length, as in transformers.
+/// </summary>
+public class PositionTableTests
+{
+    private static ModelConfig Base(string arch) => ModelConfig.Load(Paths.Case(arch, "base_model"));
+
+    [Theory]
+    [InlineData("gpt2", "n_positions", 128)]
+    [InlineData("opt", "max_position_embeddings", 128)]
+    public void Learned_tables_limit_the_positions(string arch, string key, int positions)
+    {
+        var table = Base(arch).PositionTable!;
+        Assert.Equal((positions, key), (table.Positions, table.Key));
+        table.Check(positions, 0, "inputs.safetensors");
+        var ex = Assert.Throws<PeftOnnxException>(() => table.Check(positions + 1, 0, "inputs.safetensors"));
+        Assert.StartsWith($"inputs.safetensors: sequences of {positions + 1} tokens do not fit the model: ", ex.Message);
+        Assert.Contains($"{key} = {positions}", ex.Message);
+        Assert.Contains($"use at most {positions} tokens", ex.Message);
+    }
+
+    [Theory]
+    [InlineData("bloom")]
+    [InlineData("llama")]
+    [InlineData("t5")]
+    [InlineData("mt5")]
+    public void Relative_positions_have_no_table(string arch) => Assert.Null(Base(arch).PositionTable);
+
+    [Theory]
+    [InlineData("prompt_tuning_random")]
+    [InlineData("p_tuning_mlp")]
+    [InlineData("prefix")]
+    public void Virtual_tokens_take_positions(string method)
+    {
+        var adapter = AdapterConfig.Load(Paths.Case("gpt2", Path.Combine(method, "adapter")));
+        int virtualTokens = adapter.VirtualTokensBeforeInput;
+        Assert.Equal(((PromptLearningConfig)adapter).NumVirtualTokens, virtualTokens);
+        var table = Base("gpt2").PositionTable!;
+        table.Check(128 - virtualTokens, virtualTokens, "batch");
+        var ex = Assert.Throws<PeftOnnxException>(() => table.Check(129 - virtualTokens, virtualTokens, "batch"));
+        Assert.Contains($"plus the adapter's {virtualTokens} virtual tokens (129 positions)", ex.Message);
+        Assert.Contains($"use at most {128 - virtualTokens} tokens", ex.Message);
+    }
+
+    [Fact]
+    public void Lora_takes_no_positions() =>
+        Assert.Equal(0, AdapterConfig.Load(Paths.Case("gpt2", Path.Combine("lora", "adapter"))).VirtualTokensBeforeInput);
+
+    [Fact]
+    public void Generation_budget_stops_where_the_table_ends()
+    {
+        var table = Base("gpt2").PositionTable!;
+        Assert.Equal(10, table.NewTokensThatFit(100, 0, 10));
+        Assert.Equal(2, table.NewTokensThatFit(126, 0, 10));
+        Assert.Equal(0, table.NewTokensThatFit(120, 8, 10));
+        Assert.Equal(0, table.NewTokensThatFit(200, 0, 10));
+    }
+}
