@@ -37,6 +37,9 @@ public abstract record PromptLearningConfig : AdapterConfig
     /// </summary>
     public virtual PromptLearningConfig WithModelDefaults(ModelConfig model)
     {
+        // The virtual tokens come first; a learned position table they fill leaves no position for any input.
+        if (!model.IsEncoderDecoder && model.PositionTable is { } table && VirtualTokensBeforeInput >= table.Positions)
+            throw new PeftOnnxException($"{SourcePath}: num_virtual_tokens = {VirtualTokensBeforeInput} fills the model's {table.Positions} positions ({table.SourcePath}: {table.Key} = {table.Positions}), leaving none for the input (expected fewer than {table.Positions})");
         var d = model.Dimensions;
         return this with
         {

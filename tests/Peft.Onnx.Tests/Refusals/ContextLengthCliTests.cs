@@ -53,6 +53,18 @@ public class ContextLengthCliTests
                 tooLong, "129 tokens do not fit");
             Assert.False(File.Exists(Path.Combine(dir, "o.safetensors")));
             Assert.False(Directory.Exists(Path.Combine(dir, "t")));
+
+            // train --data: the longest example is measured after tokenization, before any weights are read.
+            var data = Path.Combine(dir, "long.jsonl");
+            File.WriteAllLines(data, Enumerable.Range(0, 4).Select(i =>
+                System.Text.Json.JsonSerializer.Serialize(new { text = string.Concat(Enumerable.Repeat("the company said profit rose. ", i == 2 ? 60 : 2)), label = "positive" })));
+            var r = CliRunner.Run("train", "--base", Path.Combine(Paths.Models, "tiny-gpt2-random"), "--data", data, "--validation", data,
+                "--text-column", "text", "--label-column", "label", "--method", "lora", "--lr", "1e-3", "--epochs", "1", "--out", Path.Combine(dir, "d"));
+            Assert.Equal(2, r.ExitCode);
+            var line = Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error: ")));
+            Assert.StartsWith($"error: train --data {data}: the longest example (prompt + label; --max-length cuts examples): sequences of ", line);
+            Assert.Contains("n_positions = 128", line);
+            Assert.False(Directory.Exists(Path.Combine(dir, "d")));
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -52,6 +52,18 @@ public class PositionTableTests
     }
 
     [Fact]
+    public void Virtual_tokens_that_fill_the_table_are_refused_when_the_adapter_is_attached()
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Paths.Case("gpt2", "base_model"), ModelConfig.FileName)))!.AsObject();
+        json["n_positions"] = 8;
+        var model = ModelConfig.Parse(System.Text.Encoding.UTF8.GetBytes(json.ToJsonString()), "/base/config.json");
+        var adapter = AdapterConfig.Load(Paths.Case("gpt2", Path.Combine("prompt_tuning_random", "adapter")));
+        var arch = Peft.Onnx.Core.Architectures.Architecture.For(model);
+        var ex = Assert.Throws<PeftOnnxException>(() => adapter.CountParameters(arch));
+        Assert.EndsWith("adapter_config.json: num_virtual_tokens = 8 fills the model's 8 positions (/base/config.json: n_positions = 8), leaving none for the input (expected fewer than 8)", ex.Message);
+    }
+
+    [Fact]
     public void Lora_takes_no_positions() =>
         Assert.Equal(0, AdapterConfig.Load(Paths.Case("gpt2", Path.Combine("lora", "adapter"))).VirtualTokensBeforeInput);
 
