@@ -50,7 +50,30 @@ public abstract record PromptLearningConfig : AdapterConfig
         };
     }
 
-    public override PromptLearningConfig PreparedFor(Architecture arch) => WithModelDefaults(arch.Config);
+    /// <summary>
+    /// Sizes the file states (a saved adapter's) that belong to another base: refused when the adapter is attached
+    /// (counted, prepared), before any weight is read, naming both files. <see cref="WithModelDefaults"/> alone keeps
+    /// them, as PEFT does; the tuners check them again against the loaded model. A soft prompt's rows are prepended to the input embeddings, so
+    /// token_dim is their width (hidden_size; OPT's word_embed_proj_dim also passes here and the tuner decides).
+    /// </summary>
+    protected virtual void CheckSizesFit(ModelConfig model)
+    {
+        var d = model.Dimensions;
+        int embeddingWidth = model is OptConfig opt ? opt.EmbedDim : d.HiddenSize;
+        if (TokenDim is { } dim && dim != d.HiddenSize && dim != embeddingWidth)
+            throw DoesNotFit(model, "token_dim", dim, $"{d.HiddenSize}, the width of its input embeddings");
+    }
+
+    /// <summary>A size of this adapter that the base model (<paramref name="model"/>) does not have.</summary>
+    protected PeftOnnxException DoesNotFit(ModelConfig model, string key, int value, string expected) =>
+        new($"{SourcePath}: {key} = {value} does not fit the base model {model.SourcePath} (expected {expected}): the adapter was made for another model");
+
+    /// <summary>Attaching the adapter to this base: the sizes the file states must be the base's (<see cref="CheckSizesFit"/>).</summary>
+    public override PromptLearningConfig PreparedFor(Architecture arch)
+    {
+        CheckSizesFit(arch.Config);
+        return WithModelDefaults(arch.Config);
+    }
 
     /// <summary>Parameters of the prompt encoder PEFT trains (prompt_encoder's modules), from a filled config.</summary>
     protected abstract long PromptEncoderParameters();
@@ -58,7 +81,7 @@ public abstract record PromptLearningConfig : AdapterConfig
     /// <summary>The base model is frozen; PEFT's count adds the prompt encoder to it, all of it trainable.</summary>
     public override ParameterCount CountParameters(Architecture arch)
     {
-        var trainable = WithModelDefaults(arch.Config).PromptEncoderParameters();
+        var trainable = PreparedFor(arch).PromptEncoderParameters();
         return new ParameterCount(trainable, arch.CountParameters() + trainable);
     }
 

@@ -63,6 +63,26 @@ public class PositionTableTests
         Assert.EndsWith("adapter_config.json: num_virtual_tokens = 8 fills the model's 8 positions (/base/config.json: n_positions = 8), leaving none for the input (expected fewer than 8)", ex.Message);
     }
 
+    [Theory]
+    [InlineData("prompt_tuning_random", "token_dim", 32, "expected 64, the width of its input embeddings")]
+    [InlineData("p_tuning_lstm", "token_dim", 128, "expected 64, the width of its input embeddings")]
+    [InlineData("prefix", "num_layers", 3, "expected 2, its layer count")]
+    [InlineData("prefix", "num_attention_heads", 8, "(expected 4)")]
+    [InlineData("prefix", "token_dim", 48, "expected 64, its hidden size")]
+    public void Prompt_sizes_of_another_base_are_refused_when_the_adapter_is_attached(string method, string key, int value, string expected)
+    {
+        var dir = Paths.Case("gpt2", Path.Combine(method, "adapter"));
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, AdapterConfig.FileName)))!.AsObject();
+        json[key] = value;
+        var adapter = AdapterConfig.Parse(System.Text.Encoding.UTF8.GetBytes(json.ToJsonString()), "/a/adapter_config.json");
+        var model = Base("gpt2");
+        // inspect counts from the configs alone: it is refused there too, not only when weights are read
+        var ex = Assert.Throws<PeftOnnxException>(() => adapter.CountParameters(Peft.Onnx.Core.Architectures.Architecture.For(model)));
+        Assert.StartsWith($"/a/adapter_config.json: {key} = {value} does not fit the base model {model.SourcePath} (", ex.Message);
+        Assert.Contains(expected, ex.Message);
+        Assert.EndsWith("the adapter was made for another model", ex.Message);
+    }
+
     [Fact]
     public void Lora_takes_no_positions() =>
         Assert.Equal(0, AdapterConfig.Load(Paths.Case("gpt2", Path.Combine("lora", "adapter"))).VirtualTokensBeforeInput);
