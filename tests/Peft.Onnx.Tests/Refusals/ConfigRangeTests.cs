@@ -76,6 +76,24 @@ public class ConfigRangeTests
         Assert.NotNull(config);
     }
 
+    [Theory]
+    [InlineData("{\"repetition_penalty\": 0}", "repetition_penalty = 0 is out of range (expected a positive number)")]
+    [InlineData("{\"repetition_penalty\": \"NaN\"}", "repetition_penalty = NaN is out of range (expected a positive number)")]
+    [InlineData("{\"max_new_tokens\": -1}", "max_new_tokens = -1 is out of range (expected >= 0)")]
+    [InlineData("{\"top_p\": 1.5}", "top_p = 1.5 is out of range (expected 0 < top_p <= 1)")]
+    public void Generation_config_values_out_of_range_are_refused(string json, string expected)
+    {
+        var dir = Paths.TempDir();
+        try
+        {
+            var path = Path.Combine(dir, GenerationConfig.FileName);
+            File.WriteAllText(path, json);
+            var ex = Assert.Throws<PeftOnnxException>(() => GenerationConfig.TryLoad(dir));
+            Assert.Equal($"{path}: {expected}", ex.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void Every_bundled_and_documented_config_loads()
     {
