@@ -68,4 +68,23 @@ public class ContextLengthCliTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    [Fact]
+    public void Compare_generates_only_up_to_the_end_of_the_table()
+    {
+        var dir = Paths.TempDir();
+        try
+        {
+            // 118 tokens after 8 virtual ones: the logits fit, and 2 of the 10 new tokens before the table ends.
+            var onnx = AdapterExports.Model("gpt2", "prompt_tuning_random", new Peft.Onnx.Exporter.ExportOptions { Verify = false }).Directory;
+            var r = CliRunner.Run("compare", "--base", Paths.Case("gpt2", "base_model"), "--adapter", Paths.Case("gpt2", Path.Combine("prompt_tuning_random", "adapter")),
+                "--onnx", onnx, "--inputs", Batch(dir, 118), "--max-new-tokens", "10", "--json");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            using var report = System.Text.Json.JsonDocument.Parse(r.Stdout);
+            Assert.Equal(1, report.RootElement.GetProperty("generations").GetInt32());
+            Assert.Equal(1, report.RootElement.GetProperty("generations_equal").GetInt32());
+            Assert.Equal(2, report.RootElement.GetProperty("torch_samples")[0].GetArrayLength());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
