@@ -1,4 +1,6 @@
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer;
 using Peft.Onnx.Trainer.Inference;
 using Peft.Onnx.Trainer.Modeling;
@@ -26,6 +28,8 @@ public sealed class ForwardCommand : ICommand
         if (merge && adapterDir is null) throw new PeftOnnxException("forward: --merge needs --adapter (the adapter to merge into the base weights)");
 
         var batch = ForwardBatch.Read(inputs);
+        // A learned position table (GPT-2, OPT) has no row beyond its length: refused before weights are read.
+        ModelConfig.Load(baseDir).PositionTable?.Check(batch.Shape[1], adapterDir is null ? 0 : AdapterConfig.Load(adapterDir).VirtualTokensBeforeInput, inputs);
         TorchDevice.Resolve(device, Console.Error.WriteLine);
         ForwardResult result;
         if (adapterDir is null)

@@ -43,6 +43,7 @@ public static class ForwardOnnx
         int batch = (int)shape[0];
 
         using var model = OrtForward.Open(onnxDir);
+        ModelConfig.Load(onnxDir).PositionTable?.Check(shape[1], model.VirtualTokens, inputsPath);
         int vocab = model.VocabSize;
         foreach (var id in ids)
             if (id < 0 || id >= vocab) throw new PeftOnnxException($"{inputsPath}: input_ids holds {id}, outside the vocabulary [0, {vocab})");

@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer;
 using Peft.Onnx.Trainer.Inference;
 using Peft.Onnx.Trainer.Training;
@@ -52,6 +54,7 @@ public sealed class TrainCommand : ICommand
 
         var batch = ForwardBatch.Read(batchPath);
         if (batch.Labels is null) throw new PeftOnnxException($"{batchPath}: missing tensor 'labels' (training needs targets; -100 marks ignored positions)");
+        ModelConfig.Load(baseDir).PositionTable?.Check(batch.Shape[1], AdapterConfig.Load(adapterDir ?? configPath!).VirtualTokensBeforeInput, batchPath);
         TorchDevice.Resolve(device, Console.Error.WriteLine);
 
         var clock = Stopwatch.StartNew();

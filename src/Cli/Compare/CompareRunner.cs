@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Data;
+using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.Tokenization;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Passes;
@@ -63,6 +64,12 @@ public static class CompareRunner
             source = r.DataPath!;
         }
 
+        // A learned position table (GPT-2, OPT) has no row beyond its length: refused before weights are read; the
+        // greedy runs below stop where the table ends.
+        var positions = config.PositionTable;
+        int virtualTokens = AdapterConfig.Load(r.AdapterDir).VirtualTokensBeforeInput;
+        positions?.Check(batch.Shape[1], virtualTokens, source);
+
         TorchDevice.Resolve(r.Device, log.WriteLine);
         using var peft = PeftModelSource.FromAdapter(r.BaseDir, r.AdapterDir, out var loadReport, inferenceMode: true);
         Warnings.Unexpected(loadReport);
@@ -103,14 +110,17 @@ public static class CompareRunner
         using var model = OnnxModel.Load(r.OnnxDir, DeviceOptions.Parse(r.Device) with { Report = null });
         int[] stop = (model.GenerationDefaults.EosTokenId ?? config.EosTokenId ?? []).Distinct().ToArray();
         int pad = model.GenerationDefaults.PadTokenId ?? config.PadTokenId ?? (stop.Length > 0 ? stop[0] : 0);
-        var greedy = new GreedyOptions(r.MaxNewTokens, stop.Select(s => (long)s).ToArray(), pad);
-        var runtimeOptions = new GenerationOptions { MaxNewTokens = r.MaxNewTokens, DoSample = false, StopTokenIds = stop, PadTokenId = pad };
         HfTokenizer? tokenizer = prompts.Any(p => p.Label != null) ? HfTokenizer.FromFolder(r.BaseDir) : null;
-        int equal = 0, torchCorrect = 0, onnxCorrect = 0, labelled = 0;
+        int generated = 0, equal = 0, torchCorrect = 0, onnxCorrect = 0, labelled = 0;
         var torchSamples = new List<int[]>();
         var onnxSamples = new List<int[]>();
         foreach (var p in prompts)
         {
+            int budget = positions?.NewTokensThatFit(p.Ids.Length, virtualTokens, r.MaxNewTokens) ?? r.MaxNewTokens;
+            if (budget == 0) continue;
+            generated++;
+            var greedy = new GreedyOptions(budget, stop.Select(s => (long)s).ToArray(), pad);
+            var runtimeOptions = new GenerationOptions { MaxNewTokens = budget, DoSample = false, StopTokenIds = stop, PadTokenId = pad };
             int[] torchNew;
             using (var scope = NewDisposeScope())
             {
@@ -131,7 +141,7 @@ public static class CompareRunner
             }
         }
         return new CompareReport(peft.Config.PeftType, source, (int)batch.Shape[0], stats.Positions, stats.MaxAbs, stats.MeanAbs, stats.Std,
-            tolerance, stats.Top1Agreement, prompts.Count, equal, r.MaxNewTokens,
+            tolerance, stats.Top1Agreement, generated, equal, r.MaxNewTokens,
             labelled > 0 ? (double)torchCorrect / labelled : null, labelled > 0 ? (double)onnxCorrect / labelled : null,
             torchSamples, onnxSamples, torchSeconds, onnxSeconds, stats.Differences);
     }

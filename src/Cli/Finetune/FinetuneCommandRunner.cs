@@ -105,6 +105,13 @@ public static class FinetuneCommandRunner
             : FinetuneSetup.ConfigFor(method!, methodOptions, task, baseDir, tokenizer, modelConfig.Dimensions);
         if (configPath is not null && HasMethodOptions(methodOptions))
             throw new PeftOnnxException("train: --r, --lora-alpha, --target-modules, --num-virtual-tokens ... build a config for --method; with --config the file says it all");
+        if (modelConfig.PositionTable is { } positions)
+        {
+            // Training reads whole examples; evaluation generates the label after each validation prompt.
+            long longest = data.Train.Concat(data.Validation).Select(e => (long)e.InputIds.Length)
+                .Concat(data.Validation.Select(e => (long)e.PromptIds.Length + data.MaxNewTokens)).DefaultIfEmpty(0).Max();
+            positions.Check(longest, adapterConfig.VirtualTokensBeforeInput, $"train --data {dataPath}: the longest example (prompt + label; --max-length cuts examples)");
+        }
         var baseModel = Trainer.Modeling.ModelLoader.Load(baseDir, out var report);
         PeftModel model;
         try

@@ -36,6 +36,15 @@ public abstract class Architecture
     /// <summary>Every linear module, in module order (as named_modules() would visit them), lm_head included.</summary>
     public abstract IReadOnlyList<LinearSpec> Linears { get; }
 
+    /// <summary>The linear module at <paramref name="path"/>, by a dictionary built on first use (not a scan per call).</summary>
+    public LinearSpec Linear(string path) =>
+        (_linearsByPath ??= Linears.ToDictionary(l => l.Path, StringComparer.Ordinal)).TryGetValue(path, out var linear)
+            ? linear
+            : throw new PeftOnnxException($"{Config.SourcePath}: {ClassName} has no linear module '{path}'");
+
+    /// <summary>Built once per instance; two threads that race build equal dictionaries, and either may win.</summary>
+    private Dictionary<string, LinearSpec>? _linearsByPath;
+
     /// <summary>Name of the input embedding matrix (PEFT's word_embeddings), e.g. "transformer.word_embeddings.weight".</summary>
     public abstract string WordEmbeddings { get; }
 

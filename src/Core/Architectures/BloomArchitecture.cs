@@ -10,17 +10,6 @@ public sealed class BloomArchitecture : Architecture
         Config = config;
         long h = config.Width, v = config.VocabSize;
         var linears = new List<LinearSpec>();
-        for (int i = 0; i < config.NLayer; i++)
-        {
-            var p = $"transformer.h.{i}";
-            linears.Add(new($"{p}.self_attention.query_key_value", h, 3 * h, true));
-            linears.Add(new($"{p}.self_attention.dense", h, h, true));
-            linears.Add(new($"{p}.mlp.dense_h_to_4h", h, 4 * h, true));
-            linears.Add(new($"{p}.mlp.dense_4h_to_h", 4 * h, h, true));
-        }
-        linears.Add(new("lm_head", h, v, false));
-        Linears = linears;
-
         var ps = new List<ParameterSpec>
         {
             new("transformer.word_embeddings.weight", [v, h]),
@@ -30,15 +19,23 @@ public sealed class BloomArchitecture : Architecture
         for (int i = 0; i < config.NLayer; i++)
         {
             var p = $"transformer.h.{i}";
+            LinearSpec queryKeyValue = new($"{p}.self_attention.query_key_value", h, 3 * h, true);
+            LinearSpec dense = new($"{p}.self_attention.dense", h, h, true);
+            LinearSpec up = new($"{p}.mlp.dense_h_to_4h", h, 4 * h, true);
+            LinearSpec down = new($"{p}.mlp.dense_4h_to_h", 4 * h, h, true);
+            linears.AddRange([queryKeyValue, dense, up, down]);
+
             ps.Add(new($"{p}.input_layernorm.weight", [h]));
             ps.Add(new($"{p}.input_layernorm.bias", [h]));
-            ps.AddRange(LinearParameters(linears.First(l => l.Path == $"{p}.self_attention.query_key_value")));
-            ps.AddRange(LinearParameters(linears.First(l => l.Path == $"{p}.self_attention.dense")));
+            ps.AddRange(LinearParameters(queryKeyValue));
+            ps.AddRange(LinearParameters(dense));
             ps.Add(new($"{p}.post_attention_layernorm.weight", [h]));
             ps.Add(new($"{p}.post_attention_layernorm.bias", [h]));
-            ps.AddRange(LinearParameters(linears.First(l => l.Path == $"{p}.mlp.dense_h_to_4h")));
-            ps.AddRange(LinearParameters(linears.First(l => l.Path == $"{p}.mlp.dense_4h_to_h")));
+            ps.AddRange(LinearParameters(up));
+            ps.AddRange(LinearParameters(down));
         }
+        linears.Add(new("lm_head", h, v, false));
+        Linears = linears;
         ps.Add(new("transformer.ln_f.weight", [h]));
         ps.Add(new("transformer.ln_f.bias", [h]));
         if (!config.TiesWordEmbeddings) ps.Add(new("lm_head.weight", [v, h]));

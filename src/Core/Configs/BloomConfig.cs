@@ -28,5 +28,8 @@ public sealed record BloomConfig : ModelConfig
         RequireLayerCount(NLayer, "n_layer");
         RequirePositive(NHead, "n_head");
         Require(Width % NHead == 0, "hidden_size", Width, $"a multiple of n_head = {NHead}");
+        RequireEpsilon(LayerNormEpsilon, "layer_norm_epsilon");
+        RequireProbability(HiddenDropout, "hidden_dropout");
+        RequireProbability(AttentionDropout, "attention_dropout");
     }
 }

@@ -37,6 +37,10 @@ public sealed record GenerationConfig
         if (config.Temperature <= 0 || double.IsNaN(config.Temperature)) throw new PeftOnnxException($"{path}: temperature = {config.Temperature} is out of range (expected > 0)");
         if (config.TopP is <= 0 or > 1 || double.IsNaN(config.TopP)) throw new PeftOnnxException($"{path}: top_p = {config.TopP} is out of range (expected 0 < top_p <= 1)");
         if (config.TopK < 0) throw new PeftOnnxException($"{path}: top_k = {config.TopK} is out of range (expected >= 0)");
+        // RepetitionPenaltyLogitsProcessor refuses a penalty that is not strictly positive.
+        if (!(config.RepetitionPenalty > 0) || !double.IsFinite(config.RepetitionPenalty))
+            throw new PeftOnnxException($"{path}: repetition_penalty = {config.RepetitionPenalty.ToString(System.Globalization.CultureInfo.InvariantCulture)} is out of range (expected a positive number)");
+        if (config.MaxNewTokens < 0) throw new PeftOnnxException($"{path}: max_new_tokens = {config.MaxNewTokens} is out of range (expected >= 0)");
         return config;
     }
 

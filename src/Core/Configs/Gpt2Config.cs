@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Peft.Onnx.Core.Configs;
 
 /// <summary>transformers' GPT2Config (model_type "gpt2").</summary>
@@ -32,6 +34,13 @@ public sealed record Gpt2Config : ModelConfig
         Require(NEmbd % NHead == 0, "n_embd", NEmbd, $"a multiple of n_head = {NHead}");
         RequirePositive(NPositions, "n_positions");
         RequirePositive(InnerSize, "n_inner");
-        Require(ActivationFunction is not null, "activation_function", "null", "an activation name such as 'gelu_new'");
+        RequireActivation(ActivationFunction, "activation_function");
+        RequireEpsilon(LayerNormEpsilon, "layer_norm_epsilon");
+        RequireProbability(ResidPdrop, "resid_pdrop");
+        RequireProbability(EmbdPdrop, "embd_pdrop");
+        RequireProbability(AttnPdrop, "attn_pdrop");
     }
+
+    /// <summary>wpe: one learned row per position.</summary>
+    [JsonIgnore] public override PositionTable PositionTable => new(NPositions, "n_positions", SourcePath);
 }

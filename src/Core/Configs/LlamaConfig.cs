@@ -23,6 +23,13 @@ public sealed record LlamaConfig : ModelConfig
     public int KeyValueHeads => NumKeyValueHeads ?? NumAttentionHeads;
     public override bool TiesWordEmbeddings => TieWordEmbeddings ?? false;
     public override bool IsEncoderDecoder => false;
+    /// <summary>The form transformers 4.33's _rope_scaling_validation accepts: {"type": "linear"|"dynamic", "factor": float > 1}.</summary>
+    private static bool IsRopeScalingShape(JsonElement scaling) =>
+        scaling.ValueKind == JsonValueKind.Object
+        && scaling.EnumerateObject().Count() == 2
+        && scaling.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() is "linear" or "dynamic"
+        && scaling.TryGetProperty("factor", out var factor) && factor.ValueKind == JsonValueKind.Number && factor.TryGetDouble(out var f) && f > 1;
+
     public override ModelDimensions Dimensions => new(VocabSize, HiddenSize, NumHiddenLayers, NumAttentionHeads, KeyValueHeads, NumAttentionHeads > 0 ? HiddenSize / NumAttentionHeads : 0);
 
     public override void Validate()
@@ -34,9 +41,13 @@ public sealed record LlamaConfig : ModelConfig
         Require(HiddenSize % NumAttentionHeads == 0, "hidden_size", HiddenSize, $"a multiple of num_attention_heads = {NumAttentionHeads}");
         Require(KeyValueHeads > 0 && NumAttentionHeads % KeyValueHeads == 0, "num_key_value_heads", KeyValueHeads, $"a positive divisor of num_attention_heads = {NumAttentionHeads}");
         RequirePositive(IntermediateSize, "intermediate_size");
-        Require(HiddenAct is not null, "hidden_act", "null", "an activation name such as 'silu'");
-        Require(RmsNormEps > 0, "rms_norm_eps", RmsNormEps, "a positive number");
-        Require(RopeTheta > 0, "rope_theta", RopeTheta, "a positive number");
-        Require(RopeScaling is null || RopeScaling.Value.ValueKind == JsonValueKind.Null, "rope_scaling", RopeScaling?.ToString() ?? "", "null (RoPE scaling is not supported)");
+        RequireActivation(HiddenAct, "hidden_act");
+        Require(RmsNormEps > 0 && double.IsFinite(RmsNormEps), "rms_norm_eps", RmsNormEps, "a small positive number such as 1e-06");
+        Require(RopeTheta > 0 && double.IsFinite(RopeTheta), "rope_theta", RopeTheta, "a positive number");
+        RequirePositive(MaxPositionEmbeddings, "max_position_embeddings");
+        if (RopeScaling is { ValueKind: not JsonValueKind.Null } scaling)
+            Require(false, "rope_scaling", scaling.GetRawText(), IsRopeScalingShape(scaling)
+                ? "null (RoPE scaling is not supported here)"
+                : "null, or as transformers checks it an object {\"type\": \"linear\" or \"dynamic\", \"factor\": a number > 1} (RoPE scaling is not supported here)");
     }
 }

@@ -43,8 +43,45 @@ public abstract record ModelConfig
 
     protected void Require(bool ok, string key, object value, string expected)
     {
-        if (!ok) throw new PeftOnnxException($"{SourcePath}: {key} = {value} is out of range (expected {expected})");
+        if (!ok) throw new PeftOnnxException($"{SourcePath}: {key} = {Show(value)} is out of range (expected {expected})");
     }
+
+    /// <summary>A dropout rate: torch.nn.Dropout refuses p outside [0, 1] when the model is built.</summary>
+    protected void RequireProbability(double value, string key) =>
+        Require(value is >= 0 and <= 1, key, value, "a probability in [0, 1]");
+
+    /// <summary>A norm's epsilon: NaN, infinite or negative values turn every output into NaN or worse.</summary>
+    protected void RequireEpsilon(double value, string key) =>
+        Require(double.IsFinite(value) && value >= 0, key, value, "a small non-negative number such as 1e-05");
+
+    /// <summary>A name transformers' ACT2FN knows; transformers fails with a KeyError on any other when the model is built.</summary>
+    protected void RequireActivation(string? name, string key) =>
+        Require(name is not null && ActivationNames.Contains(name), key, name is null ? "null" : MessageText.Quote(name), $"one of {string.Join(", ", ActivationNames)}");
+
+    /// <summary>A token id the model looks up in its embeddings (so it must be inside the vocabulary).</summary>
+    protected void RequireTokenId(int? id, string key, int vocabSize) =>
+        Require(id is null || (id >= 0 && id < vocabSize), key, id ?? 0, $"a token id in [0, {vocabSize}) (vocab_size = {vocabSize})");
+
+    /// <summary>transformers 4.33 ACT2FN keys (activations.py) that the trainer and the exporter both implement.</summary>
+    public static readonly IReadOnlyList<string> ActivationNames =
+    [
+        "gelu", "gelu_python", "gelu_new", "gelu_accurate", "gelu_fast", "gelu_pytorch_tanh", "gelu_10", "quick_gelu",
+        "relu", "relu2", "relu6", "leaky_relu", "silu", "swish", "mish", "sigmoid", "tanh", "linear",
+    ];
+
+    /// <summary>A value as the file spells it (invariant culture: 1E-05, NaN, -Infinity).</summary>
+    private static string Show(object value) => value switch
+    {
+        double d => d.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+        IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "null",
+    };
+
+    /// <summary>
+    /// The positions the model can compute, where a learned absolute position table limits them (GPT-2, OPT);
+    /// null for RoPE, ALiBi and relative buckets, which transformers runs at any length.
+    /// </summary>
+    [JsonIgnore] public virtual PositionTable? PositionTable => null;
 
     public static ModelConfig Load(string dirOrFile)
     {

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Peft.Onnx.Core.Configs;
 
 /// <summary>transformers' OPTConfig (model_type "opt").</summary>
@@ -9,7 +11,7 @@ public sealed record OptConfig : ModelConfig
     public int FfnDim { get; init; } = 3072;
     public int MaxPositionEmbeddings { get; init; } = 2048;
     public bool DoLayerNormBefore { get; init; } = true;
-    [System.Text.Json.Serialization.JsonPropertyName("_remove_final_layer_norm")]
+    [JsonPropertyName("_remove_final_layer_norm")]
     public bool RemoveFinalLayerNorm { get; init; }
     public int? WordEmbedProjDim { get; init; }
     public double Dropout { get; init; } = 0.1;
@@ -36,6 +38,15 @@ public sealed record OptConfig : ModelConfig
         Require(HiddenSize % NumAttentionHeads == 0, "hidden_size", HiddenSize, $"a multiple of num_attention_heads = {NumAttentionHeads}");
         RequirePositive(FfnDim, "ffn_dim");
         RequirePositive(MaxPositionEmbeddings, "max_position_embeddings");
-        Require(ActivationFunction is not null, "activation_function", "null", "an activation name such as 'relu'");
+        RequireActivation(ActivationFunction, "activation_function");
+        RequireProbability(Dropout, "dropout");
+        RequireProbability(AttentionDropout, "attention_dropout");
+        RequireProbability(Layerdrop, "layerdrop");
     }
+
+    /// <summary>
+    /// embed_positions: max_position_embeddings + 2 rows, positions shifted by 2 (OPTLearnedPositionalEmbedding), so
+    /// max_position_embeddings positions.
+    /// </summary>
+    [JsonIgnore] public override PositionTable PositionTable => new(MaxPositionEmbeddings, "max_position_embeddings", SourcePath);
 }

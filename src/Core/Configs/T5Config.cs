@@ -56,7 +56,16 @@ public record T5Config : ModelConfig
         Require(RelativeAttentionNumBuckets > 1, "relative_attention_num_buckets", RelativeAttentionNumBuckets, "an integer above 1");
         var parts = (FeedForwardProj ?? "").Split('-');
         Require(parts.Length == 1 || (parts.Length == 2 && parts[0] == "gated"), "feed_forward_proj", FeedForwardProj ?? "null", "'ACT' or 'gated-ACT', e.g. 'relu' or 'gated-gelu'");
-        Require(DenseActFn is "relu" or "gelu" or "gelu_new" or "silu" or "gelu_fast" or "gelu_pytorch_tanh", "feed_forward_proj", FeedForwardProj ?? "null", "an activation among relu, gelu, gelu_new, silu");
+        Require(ActivationNames.Contains(DenseActFn), "feed_forward_proj", FeedForwardProj ?? "null", $"'ACT' or 'gated-ACT' with ACT one of {string.Join(", ", ActivationNames)}");
+        // T5Attention._relative_position_bucket divides by log(max_distance / max_exact), max_exact = buckets / 2 in the
+        // decoder: at or below it the bucket is NaN or negative and the embedding lookup fails.
+        Require(RelativeAttentionMaxDistance > RelativeAttentionNumBuckets / 2, "relative_attention_max_distance", RelativeAttentionMaxDistance,
+            $"an integer above relative_attention_num_buckets / 2 = {RelativeAttentionNumBuckets / 2}");
+        RequireEpsilon(LayerNormEpsilon, "layer_norm_epsilon");
+        RequireProbability(DropoutRate, "dropout_rate");
+        // _shift_right feeds the decoder start token and replaces -100 in the labels with the pad token.
+        RequireTokenId(PadTokenId, "pad_token_id", VocabSize);
+        RequireTokenId(DecoderStartId, DecoderStartTokenId is null ? "pad_token_id" : "decoder_start_token_id", VocabSize);
     }
 }
 

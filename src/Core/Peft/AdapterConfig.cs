@@ -50,6 +50,12 @@ public abstract record AdapterConfig
     /// <summary>True for prompt tuning, p-tuning and prefix tuning (PEFT's is_prompt_learning).</summary>
     [JsonIgnore] public bool IsPromptLearning => this is PromptLearningConfig;
 
+    /// <summary>
+    /// Positions the adapter's virtual tokens take before the input on a decoder-only model (a soft prompt's rows or
+    /// a prefix's cached keys: PEFT's forward counts them in the position ids); 0 for LoRA and IA3.
+    /// </summary>
+    [JsonIgnore] public virtual int VirtualTokensBeforeInput => 0;
+
     /// <summary>The peft_type value of this record's method ("LORA", ...).</summary>
     protected abstract string MethodPeftType { get; }
 

@@ -23,6 +23,8 @@ public abstract record PromptLearningConfig : AdapterConfig
     public int? NumAttentionHeads { get; init; }
     public int? NumLayers { get; init; }
 
+    [JsonIgnore] public override int VirtualTokensBeforeInput => NumVirtualTokens ?? 0;
+
     /// <summary>num_virtual_tokens * num_transformer_submodules: rows of the prompt embedding (filled config only).</summary>
     [JsonIgnore] public int TotalVirtualTokens => Filled(NumVirtualTokens, "num_virtual_tokens") * Filled(NumTransformerSubmodules, "num_transformer_submodules");
 
@@ -35,6 +37,9 @@ public abstract record PromptLearningConfig : AdapterConfig
     /// </summary>
     public virtual PromptLearningConfig WithModelDefaults(ModelConfig model)
     {
+        // The virtual tokens come first; a learned position table they fill leaves no position for any input.
+        if (!model.IsEncoderDecoder && model.PositionTable is { } table && VirtualTokensBeforeInput >= table.Positions)
+            throw new PeftOnnxException($"{SourcePath}: num_virtual_tokens = {VirtualTokensBeforeInput} fills the model's {table.Positions} positions ({table.SourcePath}: {table.Key} = {table.Positions}), leaving none for the input (expected fewer than {table.Positions})");
         var d = model.Dimensions;
         return this with
         {
@@ -45,7 +50,30 @@ public abstract record PromptLearningConfig : AdapterConfig
         };
     }
 
-    public override PromptLearningConfig PreparedFor(Architecture arch) => WithModelDefaults(arch.Config);
+    /// <summary>
+    /// Sizes the file states (a saved adapter's) that belong to another base: refused when the adapter is attached
+    /// (counted, prepared), before any weight is read, naming both files. <see cref="WithModelDefaults"/> alone keeps
+    /// them, as PEFT does; the tuners check them again against the loaded model. A soft prompt's rows are prepended to the input embeddings, so
+    /// token_dim is their width (hidden_size; OPT's word_embed_proj_dim also passes here and the tuner decides).
+    /// </summary>
+    protected virtual void CheckSizesFit(ModelConfig model)
+    {
+        var d = model.Dimensions;
+        int embeddingWidth = model is OptConfig opt ? opt.EmbedDim : d.HiddenSize;
+        if (TokenDim is { } dim && dim != d.HiddenSize && dim != embeddingWidth)
+            throw DoesNotFit(model, "token_dim", dim, $"{d.HiddenSize}, the width of its input embeddings");
+    }
+
+    /// <summary>A size of this adapter that the base model (<paramref name="model"/>) does not have.</summary>
+    protected PeftOnnxException DoesNotFit(ModelConfig model, string key, int value, string expected) =>
+        new($"{SourcePath}: {key} = {value} does not fit the base model {model.SourcePath} (expected {expected}): the adapter was made for another model");
+
+    /// <summary>Attaching the adapter to this base: the sizes the file states must be the base's (<see cref="CheckSizesFit"/>).</summary>
+    public override PromptLearningConfig PreparedFor(Architecture arch)
+    {
+        CheckSizesFit(arch.Config);
+        return WithModelDefaults(arch.Config);
+    }
 
     /// <summary>Parameters of the prompt encoder PEFT trains (prompt_encoder's modules), from a filled config.</summary>
     protected abstract long PromptEncoderParameters();
@@ -53,7 +81,7 @@ public abstract record PromptLearningConfig : AdapterConfig
     /// <summary>The base model is frozen; PEFT's count adds the prompt encoder to it, all of it trainable.</summary>
     public override ParameterCount CountParameters(Architecture arch)
     {
-        var trainable = WithModelDefaults(arch.Config).PromptEncoderParameters();
+        var trainable = PreparedFor(arch).PromptEncoderParameters();
         return new ParameterCount(trainable, arch.CountParameters() + trainable);
     }
 

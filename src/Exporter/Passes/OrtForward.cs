@@ -27,6 +27,11 @@ public sealed class OrtForward : IDisposable
     /// <summary>True for an encoder-decoder folder (encoder_model.onnx + decoder_model.onnx).</summary>
     public bool IsEncoderDecoder => _encoder != null;
 
+    /// <summary>Virtual tokens of a baked soft prompt or prefix (the export's peft.num_virtual_tokens metadata), else 0.</summary>
+    public int VirtualTokens =>
+        (_decoderOnly ?? _decoder)!.ModelMetadata.CustomMetadataMap.TryGetValue("peft.num_virtual_tokens", out var text)
+        && int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count) ? count : 0;
+
     public int VocabSize => (int)(_decoderOnly ?? _decoder)!.OutputMetadata[CausalLmInterface.Logits].Dimensions[^1];
 
     /// <summary>Opens model.onnx, or encoder_model.onnx + decoder_model.onnx, in <paramref name="dir"/>.</summary>

@@ -115,6 +115,8 @@ public sealed record LoraConfig : InjectedAdapterConfig
             Require(LoftqConfig is { ValueKind: JsonValueKind.Object } l && l.EnumerateObject().Any(), "loftq_config", LoftqConfig?.GetRawText(), "a non-empty object when init_lora_weights is \"loftq\"");
         foreach (var (key, rank) in RankPattern ?? [])
             Require(rank > 0, $"rank_pattern[\"{key}\"]", rank, "a positive integer");
+        foreach (var (key, alpha) in AlphaPattern ?? [])
+            Require(double.IsFinite(alpha), $"alpha_pattern[\"{key}\"]", alpha, "a finite number");
         if (TargetModules is { IsPattern: true })
         {
             if (LayersToTransform is not null)

@@ -36,6 +36,21 @@ public sealed record PrefixTuningConfig : PromptLearningConfig
     }
 
     /// <summary>
+    /// A prefix holds keys and values for every layer: num_layers is the layer count (an encoder-decoder's prefixes
+    /// go to its decoder), num_attention_heads the attention or key/value heads, token_dim heads x head size.
+    /// </summary>
+    protected override void CheckSizesFit(ModelConfig model)
+    {
+        var d = model.Dimensions;
+        if (NumLayers is { } layers && layers != d.NumLayers && layers != d.NumDecoderLayers)
+            throw DoesNotFit(model, "num_layers", layers, d.NumLayers == d.NumDecoderLayers ? $"{d.NumLayers}, its layer count" : $"{d.NumDecoderLayers}, its decoder's layer count");
+        if (NumAttentionHeads is { } heads && heads != d.NumHeads && heads != d.NumKeyValueHeads)
+            throw DoesNotFit(model, "num_attention_heads", heads, d.NumHeads == d.NumKeyValueHeads ? $"{d.NumHeads}" : $"{d.NumHeads}, or its {d.NumKeyValueHeads} key/value heads");
+        if (TokenDim is { } dim && dim != d.HiddenSize && dim != (long)(NumAttentionHeads ?? d.NumHeads) * d.HeadDim)
+            throw DoesNotFit(model, "token_dim", dim, $"{d.HiddenSize}, its hidden size");
+    }
+
+    /// <summary>
     /// PrefixEncoder: Embedding(num_virtual_tokens, num_layers * 2 * token_dim); with prefix_projection
     /// Embedding(num_virtual_tokens, token_dim), Linear(token_dim, h), Tanh, Linear(h, num_layers * 2 * token_dim).
     /// Prefixes are per virtual token, not per submodule: T5's encoder and decoder share num_layers.

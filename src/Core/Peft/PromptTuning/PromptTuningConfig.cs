@@ -34,6 +34,7 @@ public sealed record PromptTuningConfig : PromptLearningConfig
     {
         base.Validate();
         Require(PromptTuningInit is Random or Text, "prompt_tuning_init", PromptTuningInit, "\"RANDOM\" or \"TEXT\"");
+        SafePath.RequireValidChars(TokenizerNameOrPath, "tokenizer_name_or_path", SourcePath);
         if (PromptTuningInit == Text && string.IsNullOrEmpty(PromptTuningInitText))
             throw new PeftOnnxException($"{SourcePath}: prompt_tuning_init is \"TEXT\" but prompt_tuning_init_text is {(PromptTuningInitText is null ? "missing" : "empty")} (give the text that initialises the prompt)");
         // PromptTuningConfig.__post_init__ (PEFT 0.7).
