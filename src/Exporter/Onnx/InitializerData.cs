@@ -129,6 +129,11 @@ public sealed class InitializerData
 
     private void WriteValues(Stream stream, WriteBuffers buffers)
     {
+        if (stream is ModelWriterDataFile file)
+        {
+            WriteValuesInPlace(file, buffers);
+            return;
+        }
         var values = _values!;
         int chunk = buffers.Floats.Length;
         for (long start = 0; start < ElementCount; start += chunk)
@@ -146,6 +151,40 @@ public sealed class InitializerData
                 stream.Write(MemoryMarshal.AsBytes(halves));
             }
             else stream.Write(MemoryMarshal.AsBytes(floats));
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="WriteValues"/>, producing each range straight into the data file's buffer (a transposed or merged
+    /// float32 range is computed there; float16 is converted there), so the bytes are copied once less.
+    /// </summary>
+    private void WriteValuesInPlace(ModelWriterDataFile file, WriteBuffers buffers)
+    {
+        var values = _values!;
+        int size = Type.Size();
+        for (long start = 0; start < ElementCount;)
+        {
+            var free = file.FreeSpan;
+            int n = (int)Math.Min(ElementCount - start, Math.Min(free.Length / size, buffers.Floats.Length));
+            // tensors start aligned and buffers hold whole elements, so a buffer is either full (and flushed) or has room
+            if (n == 0) throw new InvalidOperationException($"data file position {file.Position} is not aligned to {Type} elements");
+            if (Type == ElementType.Float16)
+            {
+                if (!values.TryGetSpan(start, n, out var floats))
+                {
+                    values.Read(start, buffers.Floats.AsSpan(0, n));
+                    floats = buffers.Floats.AsSpan(0, n);
+                }
+                HalfConversion.Convert(floats, MemoryMarshal.Cast<byte, Half>(free[..(2 * n)]));
+            }
+            else
+            {
+                var target = MemoryMarshal.Cast<byte, float>(free[..(4 * n)]);
+                if (values.TryGetSpan(start, n, out var floats)) floats.CopyTo(target);
+                else values.Read(start, target);
+            }
+            file.Advance(n * size);
+            start += n;
         }
     }
 

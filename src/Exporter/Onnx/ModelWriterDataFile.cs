@@ -66,6 +66,17 @@ internal sealed class ModelWriterDataFile : Stream
         }
     }
 
+    /// <summary>The free part of the current buffer, for a producer to fill in place before <see cref="Advance"/>.</summary>
+    public Span<byte> FreeSpan => _current.Span[_fill..];
+
+    /// <summary>Counts <paramref name="count"/> bytes written into <see cref="FreeSpan"/>.</summary>
+    public void Advance(int count)
+    {
+        if (count < 0 || count > BufferBytes - _fill) throw new ArgumentOutOfRangeException(nameof(count));
+        _fill += count;
+        if (_fill == BufferBytes) Submit(BufferBytes);
+    }
+
     /// <summary>Writes what is buffered and sets the file to its exact length (durability: <see cref="ModelWriter.FlushToDisk"/>).</summary>
     public void Finish()
     {

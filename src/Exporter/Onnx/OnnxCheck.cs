@@ -175,6 +175,9 @@ public static class OnnxCheck
         o.GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL;
         // two short runs: idle pool threads sleep instead of spinning (spinning only burns CPU others could use)
         o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        // freed buffers go back to the system at once: an fp16 model runs on the CPU provider through Casts of its weights
+        // to float32, which an arena would keep for the whole session
+        o.EnableCpuMemArena = false;
         return o;
     }
 
