@@ -237,7 +237,7 @@ public static class OnnxCheck
     {
         try
         {
-            using var runner = Seq2SeqRunner.Open(encoderPath, decoderPath);
+            using var runner = OpenSeq2SeqForCheck(encoderPath, decoderPath);
             const int batch = 2;
             var vocab = runner.VocabSize;
             long[] ids = [5 % vocab, 7 % vocab, 42 % vocab, 1 % vocab, 3 % vocab, 9 % vocab, 0, 0];
@@ -265,6 +265,23 @@ public static class OnnxCheck
         catch (OnnxRuntimeException ex)
         {
             throw new PeftOnnxException($"{Path.GetDirectoryName(Path.GetFullPath(decoderPath))}: ONNX Runtime rejected the encoder-decoder models: {ex.Message.Split('\n')[0]}", ex);
+        }
+    }
+
+    private static Seq2SeqRunner OpenSeq2SeqForCheck(string encoderPath, string decoderPath)
+    {
+        var encoder = CreateCheckSession(encoderPath);
+        InferenceSession? decoder = null;
+        try
+        {
+            decoder = CreateCheckSession(decoderPath);
+            return new Seq2SeqRunner(encoder, decoder);
+        }
+        catch
+        {
+            decoder?.Dispose();
+            encoder.Dispose();
+            throw;
         }
     }
 
