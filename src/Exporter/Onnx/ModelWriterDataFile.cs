@@ -140,8 +140,13 @@ internal sealed class ModelWriterDataFile : Stream
     {
         if (!OperatingSystem.IsLinux()) return;
         using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        _ = FileAdvise(handle, 0, 0, AdviseWillNeed);
+        long length = RandomAccess.GetLength(handle);
+        // the kernel reads at most its readahead window (read_ahead_kb, often 128 KB to 8 MB) per call: ask chunk by chunk
+        for (long offset = 0; offset < length; offset += PrefetchChunk)
+            if (FileAdvise(handle, offset, Math.Min(PrefetchChunk, length - offset), AdviseWillNeed) != 0) return;
     }
+
+    private const long PrefetchChunk = 128 << 10;
 
     private const int OWriteOnly = 0x1, OCreate = 0x40, OTruncate = 0x200, ODirect = 0x4000, OCloseOnExec = 0x80000;
     private const int AdviseWillNeed = 3;
