@@ -32,7 +32,17 @@ public sealed record ExportOptions
 
     /// <summary>Write genai_config.json (ORT GenAI's model description) beside the graphs.</summary>
     public bool WriteGenAiConfig { get; init; } = true;
+
+    /// <summary>
+    /// Called as each phase of the export begins: <see cref="ExportPhase.Write"/> (weights streamed to the data file),
+    /// then <see cref="ExportPhase.Check"/> (the ONNX Runtime check and the side files, until the export returns); what runs
+    /// before the first call reads the configs and builds the graph. For measuring (time and peak RSS per phase).
+    /// </summary>
+    public Action<ExportPhase>? OnPhase { get; init; }
 }
+
+/// <summary>Phases of an export, in order (see <see cref="ExportOptions.OnPhase"/>).</summary>
+public enum ExportPhase { Write, Check }
 
 /// <summary>Element type of an export's weights and compute.</summary>
 public enum ExportDType { Fp32, Fp16 }
@@ -175,10 +185,15 @@ public static class OnnxExport
     public static ExportResult WriteFolder(GraphBuilder graph, string sourceDir, string outDir, ExportOptions options, IReadOnlyDictionary<string, string>? extraFiles) =>
         WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
         {
-            var model = ModelWriter.Write(graph, Path.Combine(temp, ModelFile), options.Write with { DataFileName = DataFile });
+            options.OnPhase?.Invoke(ExportPhase.Write);
+            var model = ModelWriter.Write(graph, Path.Combine(temp, ModelFile), options.Write with { DataFileName = DataFile, FlushToDisk = false });
+            options.OnPhase?.Invoke(ExportPhase.Check);
+            var prefetch = options.Verify ? ModelWriter.Prefetch(model) : Task.CompletedTask;
             OnnxCheckReport? check = null;
             if (options.Verify && options.DType == ExportDType.Fp16) OrtForward.CheckCausal(Path.Combine(temp, ModelFile));
             else if (options.Verify) check = OnnxCheck.CausalLm(Path.Combine(temp, ModelFile));
+            prefetch.Wait();
+            ModelWriter.FlushToDisk(model);
             return new ExportResult(temp, model, [], check);
         });
 
@@ -193,13 +208,19 @@ public static class OnnxExport
     public static ExportResult WriteSeq2SeqFolder(Seq2SeqGraphs graphs, string sourceDir, string outDir, ExportOptions options, IReadOnlyDictionary<string, string>? extraFiles) =>
         WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
         {
+            options.OnPhase?.Invoke(ExportPhase.Write);
             var encoderPath = Path.Combine(temp, Seq2SeqInterface.EncoderFile);
             var decoderPath = Path.Combine(temp, Seq2SeqInterface.DecoderFile);
-            var encoder = ModelWriter.Write(graphs.Encoder, encoderPath, options.Write with { DataFileName = Seq2SeqInterface.EncoderFile + ".data" });
-            var decoder = ModelWriter.Write(graphs.Decoder, decoderPath, options.Write with { DataFileName = Seq2SeqInterface.DecoderFile + ".data" });
+            var encoder = ModelWriter.Write(graphs.Encoder, encoderPath, options.Write with { DataFileName = Seq2SeqInterface.EncoderFile + ".data", FlushToDisk = false });
+            var decoder = ModelWriter.Write(graphs.Decoder, decoderPath, options.Write with { DataFileName = Seq2SeqInterface.DecoderFile + ".data", FlushToDisk = false });
+            options.OnPhase?.Invoke(ExportPhase.Check);
+            var prefetch = options.Verify ? Task.WhenAll(ModelWriter.Prefetch(encoder), ModelWriter.Prefetch(decoder)) : Task.CompletedTask;
             Seq2SeqCheckReport? check = null;
             if (options.Verify && options.DType == ExportDType.Fp16) OrtForward.CheckSeq2Seq(temp);
             else if (options.Verify) check = OnnxCheck.Seq2Seq(encoderPath, decoderPath);
+            prefetch.Wait();
+            ModelWriter.FlushToDisk(encoder);
+            ModelWriter.FlushToDisk(decoder);
             return new ExportResult(temp, decoder, [], null) { Models = [encoder, decoder], Seq2SeqCheck = check };
         });
 

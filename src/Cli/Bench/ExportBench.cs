@@ -4,46 +4,82 @@ using Peft.Onnx.Core;
 
 namespace Peft.Onnx.Cli.Bench;
 
-/// <summary>Export of a random BLOOM checkpoint in a child `peft-onnx export` (its own peak RSS) vs copying the same bytes.</summary>
+/// <summary>
+/// One export of the random checkpoint in a child `peft-onnx export --json` (its own process, so its own peak RSS):
+/// seconds (the child's own clock, ORT check included), the child's wall time, CPU seconds, peak RSS, the ratio to the
+/// copy time, and the child's per-phase figures (read + build, write, check).
+/// </summary>
+public sealed record ExportVariant(string Name, string DType, bool LoraMerged, double Seconds, double WallSeconds, double CpuSeconds,
+    long PeakRssBytes, double OverCopy, JsonElement Phases);
+
+/// <summary>Export of a random BLOOM checkpoint (fp32, fp32 + merged LoRA, fp16) vs copying the same bytes.</summary>
 public sealed record ExportFigures(string Config, int HiddenSize, int Layers, int Vocab, long CheckpointBytes, double ExportSeconds, double ExportWallSeconds,
-    long ExportPeakRssBytes, double CopySeconds, double ExportOverCopy, double WriteCheckpointSeconds);
+    long ExportPeakRssBytes, double CopySeconds, double ExportOverCopy, double WriteCheckpointSeconds, IReadOnlyList<ExportVariant> Variants,
+    double CopySecondsBefore, double CopySecondsAfter, long LargestTensorBytes, int LoraRank);
 
 public static class ExportBench
 {
+    public const int LoraRank = 8;
+
     public static ExportFigures Run(string realConfig, string label, int? hidden, int? layers, int? heads, int? vocab, string work, TextWriter log)
     {
         var config = RandomCheckpoint.BloomConfig(realConfig, hidden, layers, heads, vocab);
         var dir = Path.Combine(work, "ckpt-" + label);
+        var adapter = Path.Combine(work, "lora-" + label);
         var clock = Stopwatch.StartNew();
         long bytes = RandomCheckpoint.WriteBloom(dir, config);
+        RandomCheckpoint.WriteBloomLora(adapter, config, LoraRank);
         var writeSeconds = clock.Elapsed.TotalSeconds;
-        log.WriteLine($"bench: wrote a random {label} checkpoint ({bytes / 1048576.0:F0} MB) in {writeSeconds:F1} s");
-
-        var outDir = Path.Combine(work, "export-" + label);
-        var psi = SelfProcess("export", "--base", dir, "--out", outDir, "--force", "--json");
-        clock.Restart();
-        using (var p = Process.Start(psi)!)
+        log.WriteLine($"bench: wrote a random {label} checkpoint ({bytes / 1048576.0:F0} MB) and a rank-{LoraRank} LoRA on every linear module in {writeSeconds:F1} s");
+        try
         {
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            p.WaitForExit();
-            var wall = clock.Elapsed.TotalSeconds;
-            if (p.ExitCode != 0) throw new PeftOnnxException($"bench: the export child failed (exit {p.ExitCode}): {stderr.Result.Trim().Split('\n')[^1]}");
-            var json = JsonDocument.Parse(stdout.Result).RootElement;
-            var exportSeconds = json.GetProperty("seconds").GetDouble();
-            var peak = json.GetProperty("peak_rss_bytes").GetInt64();
-
-            var copy = Path.Combine(work, "copy-" + label + ".safetensors");
-            clock.Restart();
-            File.Copy(Path.Combine(dir, "model.safetensors"), copy, true);
-            using (var f = new FileStream(copy, FileMode.Open, FileAccess.ReadWrite)) f.Flush(true);
-            var copySeconds = clock.Elapsed.TotalSeconds;
-            File.Delete(copy);
-            Directory.Delete(outDir, true);
-            Directory.Delete(dir, true);
-            return new ExportFigures(label, config["hidden_size"]!.GetValue<int>(), config["n_layer"]!.GetValue<int>(), config["vocab_size"]!.GetValue<int>(),
-                bytes, exportSeconds, wall, peak, copySeconds, exportSeconds / copySeconds, writeSeconds);
+            var copyBefore = Copy(dir, work, label);
+            var runs = new List<(string Name, string DType, bool Merged, double Seconds, double Wall, double Cpu, long Peak, JsonElement Phases)>();
+            foreach (var (name, dtype, withAdapter) in new[] { ("fp32", "fp32", false), ("fp32+lora", "fp32", true), ("fp16", "fp16", false) })
+            {
+                var outDir = Path.Combine(work, "export-" + label);
+                var args = new List<string> { "export", "--base", dir, "--out", outDir, "--force", "--json", "--dtype", dtype };
+                if (withAdapter) args.AddRange(["--adapter", adapter]);
+                var psi = SelfProcess([.. args]);
+                clock.Restart();
+                using var p = Process.Start(psi)!;
+                var stdout = p.StandardOutput.ReadToEndAsync();
+                var stderr = p.StandardError.ReadToEndAsync();
+                p.WaitForExit();
+                var wall = clock.Elapsed.TotalSeconds;
+                if (p.ExitCode != 0) throw new PeftOnnxException($"bench: the {name} export child failed (exit {p.ExitCode}): {stderr.Result.Trim().Split('\n')[^1]}");
+                var json = JsonDocument.Parse(stdout.Result).RootElement;
+                runs.Add((name, dtype, withAdapter, json.GetProperty("seconds").GetDouble(), wall, json.GetProperty("cpu_seconds").GetDouble(),
+                    json.GetProperty("peak_rss_bytes").GetInt64(), json.GetProperty("phases").Clone()));
+                log.WriteLine($"bench: export {name}: {runs[^1].Seconds:F1} s ({runs[^1].Cpu:F1} s CPU), peak RSS {runs[^1].Peak / 1048576.0:F0} MB");
+                Directory.Delete(outDir, true);
+            }
+            var copyAfter = Copy(dir, work, label);
+            var copySeconds = (copyBefore + copyAfter) / 2;
+            log.WriteLine($"bench: copying the checkpoint took {copyBefore:F1} s before and {copyAfter:F1} s after the exports");
+            var variants = runs.Select(r => new ExportVariant(r.Name, r.DType, r.Merged, r.Seconds, r.Wall, r.Cpu, r.Peak, r.Seconds / copySeconds, r.Phases)).ToList();
+            var fp32 = variants[0];
+            int h = config["hidden_size"]!.GetValue<int>(), v = config["vocab_size"]!.GetValue<int>();
+            return new ExportFigures(label, h, config["n_layer"]!.GetValue<int>(), v, bytes, fp32.Seconds, fp32.WallSeconds, fp32.PeakRssBytes,
+                copySeconds, fp32.OverCopy, writeSeconds, variants, copyBefore, copyAfter, (long)v * h * 4, LoraRank);
         }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(adapter, true);
+        }
+    }
+
+    /// <summary>Seconds to copy the checkpoint's safetensors file and fsync the copy (what writing the same bytes costs).</summary>
+    private static double Copy(string dir, string work, string label)
+    {
+        var copy = Path.Combine(work, "copy-" + label + ".safetensors");
+        var clock = Stopwatch.StartNew();
+        File.Copy(Path.Combine(dir, "model.safetensors"), copy, true);
+        using (var f = new FileStream(copy, FileMode.Open, FileAccess.ReadWrite)) f.Flush(true);
+        var seconds = clock.Elapsed.TotalSeconds;
+        File.Delete(copy);
+        return seconds;
     }
 
     /// <summary>This executable again (apphost, or `dotnet peft-onnx.dll`) with the given arguments.</summary>

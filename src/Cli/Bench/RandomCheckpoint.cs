@@ -109,4 +109,47 @@ public static class RandomCheckpoint
         }
         return new FileInfo(path).Length;
     }
+
+    /// <summary>BLOOM's four linear modules per block (LoRA on all of them: every block weight is merged).</summary>
+    public static readonly string[] BloomLinears = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"];
+
+    /// <summary>
+    /// Writes a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors, PEFT 0.7's key names) for a BLOOM
+    /// <paramref name="config"/>: rank <paramref name="r"/> on every <see cref="BloomLinears"/> module of every block,
+    /// random A and B (B non-zero, so the merge changes every targeted weight). Returns the safetensors size in bytes.
+    /// </summary>
+    public static long WriteBloomLora(string dir, JsonObject config, int r = 8, int alpha = 16)
+    {
+        Directory.CreateDirectory(dir);
+        int h = config["hidden_size"]!.GetValue<int>(), layers = config["n_layer"]!.GetValue<int>();
+        var adapterConfig = new JsonObject
+        {
+            ["peft_type"] = "LORA", ["task_type"] = "CAUSAL_LM", ["r"] = r, ["lora_alpha"] = alpha, ["lora_dropout"] = 0.0,
+            ["target_modules"] = new JsonArray(BloomLinears.Select(m => (JsonNode)m).ToArray()), ["fan_in_fan_out"] = false, ["bias"] = "none",
+            ["inference_mode"] = true, ["modules_to_save"] = null, ["base_model_name_or_path"] = "random-bloom",
+        };
+        File.WriteAllText(Path.Combine(dir, "adapter_config.json"), adapterConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        uint state = 0x2545F491;
+        float[] Random(long count)
+        {
+            var values = new float[count];
+            for (long i = 0; i < count; i++)
+            {
+                state ^= state << 13; state ^= state >> 17; state ^= state << 5;
+                values[i] = ((state & 0xFFFF) / 65535f - 0.5f) * 0.02f;
+            }
+            return values;
+        }
+        var tensors = new List<Core.SafeTensors.TensorData>();
+        for (int i = 0; i < layers; i++)
+            foreach (var (module, inF, outF) in new[] { ("self_attention.query_key_value", h, 3 * h), ("self_attention.dense", h, h), ("mlp.dense_h_to_4h", h, 4 * h), ("mlp.dense_4h_to_h", 4 * h, h) })
+            {
+                var key = $"base_model.model.transformer.h.{i}.{module}";
+                tensors.Add(Core.SafeTensors.TensorData.FromFloat32(key + ".lora_A.weight", [r, inF], Random((long)r * inF)));
+                tensors.Add(Core.SafeTensors.TensorData.FromFloat32(key + ".lora_B.weight", [outF, r], Random((long)outF * r)));
+            }
+        var path = Path.Combine(dir, "adapter_model.safetensors");
+        Core.SafeTensors.SafeTensorsWriter.Write(path, tensors);
+        return new FileInfo(path).Length;
+    }
 }

@@ -34,9 +34,11 @@ public sealed class ExportCommand : ICommand
             Overwrite = force,
         };
         var clock = Stopwatch.StartNew();
-        var result = OnnxExport.Export(baseDir, adapterDir, outDir, options);
+        var phases = new ExportPhases(clock);
+        var result = OnnxExport.Export(baseDir, adapterDir, outDir, options with { OnPhase = phases.Begin });
         var seconds = clock.Elapsed.TotalSeconds;
-        var peak = PeakRssBytes();
+        phases.End();
+        var peak = phases.Peak;
         var files = Directory.EnumerateFiles(result.OutDir).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
         long bytes = result.Models.Sum(m => m.ModelBytes + m.DataBytes);
         if (json)
@@ -52,15 +54,18 @@ public sealed class ExportCommand : ICommand
                 ["adapter"] = adapterDir,
                 ["checked_with_ort"] = true,
                 ["seconds"] = Math.Round(seconds, 3),
+                ["cpu_seconds"] = Math.Round(phases.CpuSeconds, 3),
                 ["peak_rss_bytes"] = peak,
                 ["peak_rss_mb"] = Math.Round(peak / 1048576.0, 1),
+                ["phases"] = phases.Figures,
             }));
         }
         else
         {
             Console.WriteLine($"exported {string.Join(" + ", result.Models.Select(m => Path.GetFileName(m.ModelPath)))} ({bytes / 1048576.0:F1} MB, {dtype}{(adapterDir is null ? "" : noMerge ? ", adapter unmerged" : ", adapter merged")}) to {result.OutDir}, checked with ONNX Runtime");
         }
-        Console.Error.WriteLine($"export: {seconds:F2} s, peak RSS {peak / 1048576.0:F1} MB");
+        Console.Error.WriteLine($"export: {seconds:F2} s ({phases.CpuSeconds:F2} s CPU), peak RSS {peak / 1048576.0:F1} MB; "
+            + string.Join(", ", phases.Figures.Select(f => $"{f["phase"]} {f["seconds"]} s, peak {f["peak_rss_mb"]} MB")));
         return 0;
     }
 
@@ -77,5 +82,56 @@ public sealed class ExportCommand : ICommand
         catch (UnauthorizedAccessException) { }
         using var p = Process.GetCurrentProcess();
         return p.PeakWorkingSet64;
+    }
+}
+
+/// <summary>
+/// Seconds, CPU seconds and peak RSS of each export phase (read + build, write, check), from
+/// <see cref="ExportOptions.OnPhase"/>: VmHWM is read at each boundary and reset (/proc/self/clear_refs) where the
+/// kernel allows, so each phase reports its own peak; <see cref="Peak"/> is the largest.
+/// </summary>
+internal sealed class ExportPhases(Stopwatch clock)
+{
+    private readonly List<Dictionary<string, object>> _figures = [];
+    private readonly double _startCpu = Cpu();
+    private string _phase = "read";
+    private double _phaseStart;
+    private double _phaseCpu = Cpu();
+
+    public IReadOnlyList<Dictionary<string, object>> Figures => _figures;
+    public long Peak { get; private set; }
+    public double CpuSeconds { get; private set; }
+
+    public void Begin(ExportPhase next)
+    {
+        Close();
+        _phase = next.ToString().ToLowerInvariant();
+    }
+
+    public void End()
+    {
+        Close();
+        CpuSeconds = Cpu() - _startCpu;
+    }
+
+    private void Close()
+    {
+        double now = clock.Elapsed.TotalSeconds, cpu = Cpu();
+        long peak = ExportCommand.PeakRssBytes();
+        Peak = Math.Max(Peak, peak);
+        _figures.Add(new Dictionary<string, object>
+        {
+            ["phase"] = _phase, ["seconds"] = Math.Round(now - _phaseStart, 3), ["cpu_seconds"] = Math.Round(cpu - _phaseCpu, 3),
+            ["peak_rss_bytes"] = peak, ["peak_rss_mb"] = Math.Round(peak / 1048576.0, 1),
+        });
+        _phaseStart = now;
+        _phaseCpu = cpu;
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static double Cpu()
+    {
+        using var p = Process.GetCurrentProcess();
+        return p.TotalProcessorTime.TotalSeconds;
     }
 }

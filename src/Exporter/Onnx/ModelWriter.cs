@@ -41,6 +41,13 @@ public sealed record ModelWriteOptions
 
     /// <summary>Extra metadata_props (written in key order).</summary>
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>
+    /// fsync model and data before returning (default). An export turns it off and calls
+    /// <see cref="ModelWriter.FlushToDisk"/> after its ONNX Runtime check, so the disk writes (started as each tensor
+    /// is written) overlap the check instead of preceding it.
+    /// </summary>
+    public bool FlushToDisk { get; init; } = true;
 }
 
 /// <summary>What <see cref="ModelWriter.Write"/> produced.</summary>
@@ -74,7 +81,8 @@ public static class ModelWriter
 
         int inline = 0, external = 0;
         long dataBytes = 0;
-        FileStream? data = null;
+        ModelWriterDataFile? data = null;
+        var buffers = new InitializerData.WriteBuffers();
         try
         {
             foreach (var (name, tensor) in graph.Initializers)
@@ -88,11 +96,11 @@ public static class ModelWriter
                 }
                 else
                 {
-                    data ??= new FileStream(dataPath, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
+                    data ??= ModelWriterDataFile.Create(dataPath);
                     var align = tensor.ByteLength >= options.PageAlignThreshold ? options.PageAlignment : options.MinAlignment;
                     Pad(data, align);
                     long offset = data.Position;
-                    tensor.WriteTo(data);
+                    tensor.WriteTo(data, buffers);
                     if (data.Position - offset != tensor.ByteLength)
                         throw new InvalidOperationException($"initializer '{name}': wrote {data.Position - offset} bytes, expected {tensor.ByteLength}");
                     proto.DataLocation = TensorProto.Types.DataLocation.External;
@@ -106,13 +114,14 @@ public static class ModelWriter
             if (data != null)
             {
                 dataBytes = data.Length;
-                data.Flush(flushToDisk: true);
+                data.Finish();
             }
         }
         finally
         {
             data?.Dispose();
         }
+        if (data != null && options.FlushToDisk) Sync(dataPath);
         if (data == null && File.Exists(dataPath)) File.Delete(dataPath); // a stale file from an earlier write
 
         var model = new ModelProto
@@ -135,9 +144,29 @@ public static class ModelWriter
         using (var stream = new FileStream(modelPath, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
         {
             model.WriteTo(stream);
-            stream.Flush(flushToDisk: true);
+            stream.Flush(flushToDisk: options.FlushToDisk);
         }
         return new ModelWriteResult(modelPath, data != null ? dataPath : null, size, dataBytes, inline, external);
+    }
+
+    /// <summary>fsyncs the files of a model written with <see cref="ModelWriteOptions.FlushToDisk"/> off.</summary>
+    public static void FlushToDisk(ModelWriteResult written)
+    {
+        if (written.DataPath != null) Sync(written.DataPath);
+        Sync(written.ModelPath);
+    }
+
+    /// <summary>
+    /// Starts reading a written model's data file into the page cache in the background, for a reader that maps it
+    /// next (the export's ONNX Runtime check): the data file is written past the page cache where the OS allows.
+    /// </summary>
+    public static Task Prefetch(ModelWriteResult written) =>
+        written.DataPath == null ? Task.CompletedTask : Task.Run(() => ModelWriterDataFile.Prefetch(written.DataPath));
+
+    private static void Sync(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        f.Flush(flushToDisk: true);
     }
 
     private static StringStringEntryProto Entry(string key, string value) => new() { Key = key, Value = value };

@@ -161,6 +161,33 @@ public static class OnnxCheck
         return new InferenceSession(modelPath, options);
     }
 
+    /// <summary>
+    /// Session options for the check an export runs before reporting success: the CPU provider without weight
+    /// pre-packing (MLAS would copy every MatMul weight into a packed buffer: the model's size again in memory, and most
+    /// of the session's start-up time) and without graph optimizations (the check runs our graph as written; serving
+    /// sessions optimize), so ONNX Runtime uses the memory-mapped external data in place: a float32 check holds the
+    /// model's weights once (as page-cache pages of the data file just written) plus activations.
+    /// </summary>
+    public static SessionOptions CheckOptions(string externalDataFolder)
+    {
+        var o = CpuOptions(externalDataFolder);
+        o.AddSessionConfigEntry("session.disable_prepacking", "1");
+        o.GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL;
+        // two short runs: idle pool threads sleep instead of spinning (spinning only burns CPU others could use)
+        o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        // freed buffers go back to the system at once: an fp16 model runs on the CPU provider through Casts of its weights
+        // to float32, which an arena would keep for the whole session
+        o.EnableCpuMemArena = false;
+        return o;
+    }
+
+    /// <summary>A session for the export check (<see cref="CheckOptions"/>) on a model file.</summary>
+    public static InferenceSession CreateCheckSession(string modelPath)
+    {
+        using var options = CheckOptions(Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        return new InferenceSession(modelPath, options);
+    }
+
     /// <summary>Loads a model from bytes, its external data from <paramref name="externalDataFolder"/>.</summary>
     public static InferenceSession CreateSession(byte[] model, string externalDataFolder)
     {
@@ -177,7 +204,7 @@ public static class OnnxCheck
     {
         try
         {
-            using var runner = CausalLmRunner.Open(modelPath);
+            using var runner = new CausalLmRunner(CreateCheckSession(modelPath));
             const int batch = 2, seq = 3;
             var vocab = runner.VocabSize;
             long[] ids = [1 % vocab, 7 % vocab, 42 % vocab, 3 % vocab, 5 % vocab, 0];
@@ -210,7 +237,7 @@ public static class OnnxCheck
     {
         try
         {
-            using var runner = Seq2SeqRunner.Open(encoderPath, decoderPath);
+            using var runner = OpenSeq2SeqForCheck(encoderPath, decoderPath);
             const int batch = 2;
             var vocab = runner.VocabSize;
             long[] ids = [5 % vocab, 7 % vocab, 42 % vocab, 1 % vocab, 3 % vocab, 9 % vocab, 0, 0];
@@ -238,6 +265,23 @@ public static class OnnxCheck
         catch (OnnxRuntimeException ex)
         {
             throw new PeftOnnxException($"{Path.GetDirectoryName(Path.GetFullPath(decoderPath))}: ONNX Runtime rejected the encoder-decoder models: {ex.Message.Split('\n')[0]}", ex);
+        }
+    }
+
+    private static Seq2SeqRunner OpenSeq2SeqForCheck(string encoderPath, string decoderPath)
+    {
+        var encoder = CreateCheckSession(encoderPath);
+        InferenceSession? decoder = null;
+        try
+        {
+            decoder = CreateCheckSession(decoderPath);
+            return new Seq2SeqRunner(encoder, decoder);
+        }
+        catch
+        {
+            decoder?.Dispose();
+            encoder.Dispose();
+            throw;
         }
     }
 

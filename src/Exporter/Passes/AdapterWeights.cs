@@ -113,7 +113,8 @@ public sealed class AdapterWeights : IDisposable
 
 /// <summary>
 /// A pass over the base weights: delegates to the wrapped source and changes the tensors it names (merged LoRA,
-/// scaled IA3, replaced modules_to_save). Untouched tensors stream straight from the checkpoint.
+/// scaled IA3, replaced modules_to_save), range by range as the writer streams them. Untouched tensors stream
+/// straight from the checkpoint.
 /// </summary>
 public abstract class WeightPass(WeightSource inner) : WeightSource
 {
@@ -126,19 +127,25 @@ public abstract class WeightPass(WeightSource inner) : WeightSource
     /// <summary>True when this pass changes <paramref name="name"/>.</summary>
     protected abstract bool Changes(string name);
 
-    /// <summary>The changed tensor (float32, in the checkpoint's layout).</summary>
-    protected abstract float[] Compute(string name);
+    /// <summary>Elements [start, start + destination.Length) of a changed tensor (float32, in the checkpoint's layout).</summary>
+    protected abstract void ReadChanged(string name, long start, Span<float> destination);
 
-    public override float[] ReadFloat32(string name) => Changes(name) ? Compute(name) : Inner.ReadFloat32(name);
-
-    public override void WriteFloat32(string name, Stream stream)
+    public override void Read(string name, long start, Span<float> destination)
     {
-        if (Changes(name)) InitializerData.WriteChunked<float>(stream, Compute(name));
-        else Inner.WriteFloat32(name, stream);
+        if (Changes(name)) ReadChanged(name, start, destination);
+        else Inner.Read(name, start, destination);
     }
 
-    public override string? LinearBranch(GraphBuilder g, LinearSpec spec, string x) => Inner.LinearBranch(g, spec, x);
+    public override bool TryGetSpan(string name, long start, int count, out ReadOnlySpan<float> values)
+    {
+        if (!Changes(name)) return Inner.TryGetSpan(name, start, count, out values);
+        values = default;
+        return false;
+    }
 
+    public override void Release(string name) => Inner.Release(name);
+
+    public override string? LinearBranch(GraphBuilder g, LinearSpec spec, string x) => Inner.LinearBranch(g, spec, x);
 }
 
 /// <summary>Base tensors the adapter replaces whole (modules_to_save copies, trained biases); see <see cref="AdapterWeights.Replacements"/>.</summary>
@@ -148,5 +155,6 @@ public sealed class ReplaceSavedModules(WeightSource inner, IReadOnlyDictionary<
 
     protected override bool Changes(string name) => replacements.ContainsKey(name);
 
-    protected override float[] Compute(string name) => replacements[name];
+    protected override void ReadChanged(string name, long start, Span<float> destination) =>
+        replacements[name].AsSpan(checked((int)start), destination.Length).CopyTo(destination);
 }

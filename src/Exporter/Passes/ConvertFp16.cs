@@ -23,7 +23,7 @@ public static class ConvertFp16
     /// <summary>Node-name fragments whose nodes keep float32.</summary>
     public static readonly string[] Float32Scopes = ["/rotary_emb/", "/alibi/"];
 
-    public const float MaxHalf = 65504f;
+    public const float MaxHalf = HalfConversion.MaxHalf;
 
     public static GraphBuilder Convert(GraphBuilder source, IReadOnlyCollection<string> keepFloat32)
     {
@@ -145,73 +145,9 @@ public static class ConvertFp16
         };
     }
 
-    /// <summary>A float32 initializer as float16, converted as it streams (saturating at ±65504).</summary>
-    public static InitializerData ToHalf(InitializerData data)
-    {
-        if (data.IsMaterialized || data.ByteLength <= 1 << 20)
-        {
-            var floats = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data.ToArray());
-            var bytes = new byte[floats.Length * 2];
-            for (int i = 0; i < floats.Length; i++)
-                System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(2 * i), ToHalf(floats[i]));
-            return InitializerData.FromBytes(ElementType.Float16, data.Dims, bytes);
-        }
-        return InitializerData.Deferred(ElementType.Float16, data.Dims, s =>
-        {
-            using var converter = new HalfStream(s);
-            data.WriteTo(converter);
-        });
-    }
+    /// <summary>A float32 initializer as float16 (saturating at ±65504), converted as it streams to the data file.</summary>
+    public static InitializerData ToHalf(InitializerData data) => data.ToFloat16();
 
-    public static Half ToHalf(float f) => float.IsFinite(f) ? (Half)Math.Clamp(f, -MaxHalf, MaxHalf) : (Half)f;
-
-    /// <summary>Takes float32 little-endian bytes, writes float16 ones.</summary>
-    private sealed class HalfStream(Stream inner) : Stream
-    {
-        private readonly byte[] _pending = new byte[4];
-        private int _pendingCount;
-        private byte[] _out = new byte[1 << 16];
-
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
-
-        public override void Write(ReadOnlySpan<byte> buffer)
-        {
-            Span<byte> two = stackalloc byte[2];
-            while (_pendingCount > 0 && _pendingCount < 4 && buffer.Length > 0)
-            {
-                _pending[_pendingCount++] = buffer[0];
-                buffer = buffer[1..];
-                if (_pendingCount == 4)
-                {
-                    System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(two, ToHalf(BitConverter.ToSingle(_pending)));
-                    inner.Write(two);
-                    _pendingCount = 0;
-                }
-            }
-            int whole = buffer.Length / 4;
-            if (_out.Length < whole * 2) _out = new byte[whole * 2];
-            var floats = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(buffer[..(whole * 4)]);
-            for (int i = 0; i < whole; i++)
-                System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(_out.AsSpan(2 * i), ToHalf(floats[i]));
-            inner.Write(_out.AsSpan(0, whole * 2));
-            var rest = buffer[(whole * 4)..];
-            rest.CopyTo(_pending);
-            _pendingCount = rest.Length;
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            if (_pendingCount != 0) throw new InvalidOperationException("float32 stream ended mid-value");
-            base.Dispose(disposing);
-        }
-    }
+    /// <summary>One value as the conversion writes it (<see cref="HalfConversion"/>).</summary>
+    public static Half ToHalf(float f) => HalfConversion.ToHalf(f);
 }

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Peft;
@@ -38,30 +39,40 @@ public sealed class MergeIa3 : WeightPass
 
     protected override bool Changes(string name) => _byWeight.ContainsKey(name) || _byBias.ContainsKey(name);
 
-    protected override float[] Compute(string name)
+    protected override void ReadChanged(string name, long start, Span<float> destination)
     {
-        var w = Inner.ReadFloat32(name);
+        Inner.Read(name, start, destination);
         if (_byBias.TryGetValue(name, out var b))
         {
-            for (int o = 0; o < w.Length; o++) w[o] *= b.L[o];
-            return w;
+            TensorPrimitives.Multiply(destination, b.L.AsSpan(checked((int)start), destination.Length), destination);
+            return;
         }
         var (t, l) = _byWeight[name];
-        Scale(w, l, checked((int)t.Linear.InFeatures), checked((int)t.Linear.OutFeatures), t.IsFeedforward, t.Linear.IsConv1D);
-        return w;
+        Scale(destination, start, l, checked((int)t.Linear.InFeatures), checked((int)t.Linear.OutFeatures), t.IsFeedforward, t.Linear.IsConv1D);
     }
 
     /// <summary>
     /// Scales w ([out, in], or [in, out] for <paramref name="conv1D"/>) by l along the input features
     /// (<paramref name="feedforward"/>) or the output features.
     /// </summary>
-    public static void Scale(float[] w, float[] l, int inFeatures, int outFeatures, bool feedforward, bool conv1D)
+    public static void Scale(float[] w, float[] l, int inFeatures, int outFeatures, bool feedforward, bool conv1D) =>
+        Scale(w, 0, l, inFeatures, outFeatures, feedforward, conv1D);
+
+    /// <summary>As above for the weight's elements [start, start + w.Length): float32 products, element by element as torch.mul.</summary>
+    public static void Scale(Span<float> w, long start, float[] l, int inFeatures, int outFeatures, bool feedforward, bool conv1D)
     {
-        for (int o = 0; o < outFeatures; o++)
-            for (int i = 0; i < inFeatures; i++)
-            {
-                long at = conv1D ? (long)i * outFeatures + o : (long)o * inFeatures + i;
-                w[at] *= feedforward ? l[i] : l[o];
-            }
+        int rowLength = conv1D ? outFeatures : inFeatures;
+        // the scaled features run along the stored rows when they are the rows' own index (outputs of [out, in], inputs of [in, out])
+        bool perRow = conv1D == feedforward;
+        for (long e = start, end = start + w.Length; e < end;)
+        {
+            long row = e / rowLength;
+            int col = (int)(e % rowLength);
+            int n = (int)Math.Min(rowLength - col, end - e);
+            var segment = w.Slice((int)(e - start), n);
+            if (perRow) TensorPrimitives.Multiply(segment, l[row], segment);
+            else TensorPrimitives.Multiply(segment, l.AsSpan(col, n), segment);
+            e += n;
+        }
     }
 }

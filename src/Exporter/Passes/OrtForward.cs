@@ -34,18 +34,22 @@ public sealed class OrtForward : IDisposable
 
     public int VocabSize => (int)(_decoderOnly ?? _decoder)!.OutputMetadata[CausalLmInterface.Logits].Dimensions[^1];
 
-    /// <summary>Opens model.onnx, or encoder_model.onnx + decoder_model.onnx, in <paramref name="dir"/>.</summary>
-    public static OrtForward Open(string dir)
+    /// <summary>
+    /// Opens model.onnx, or encoder_model.onnx + decoder_model.onnx, in <paramref name="dir"/>; <paramref name="forCheck"/>:
+    /// with the export check's session options (<see cref="OnnxCheck.CheckOptions"/>).
+    /// </summary>
+    public static OrtForward Open(string dir, bool forCheck = false)
     {
+        Func<string, InferenceSession> session = forCheck ? OnnxCheck.CreateCheckSession : OnnxCheck.CreateSession;
         try
         {
-            if (File.Exists(Path.Combine(dir, OnnxExport.ModelFile))) return new(OnnxCheck.CreateSession(Path.Combine(dir, OnnxExport.ModelFile)), null, null);
+            if (File.Exists(Path.Combine(dir, OnnxExport.ModelFile))) return new(session(Path.Combine(dir, OnnxExport.ModelFile)), null, null);
             var enc = Path.Combine(dir, Seq2SeqInterface.EncoderFile);
             var dec = Path.Combine(dir, Seq2SeqInterface.DecoderFile);
             if (File.Exists(enc) && File.Exists(dec))
             {
-                var encoder = OnnxCheck.CreateSession(enc);
-                try { return new(null, encoder, OnnxCheck.CreateSession(dec)); }
+                var encoder = session(enc);
+                try { return new(null, encoder, session(dec)); }
                 catch { encoder.Dispose(); throw; }
             }
         }
@@ -158,7 +162,7 @@ public sealed class OrtForward : IDisposable
     /// </summary>
     public static void CheckCausal(string modelPath)
     {
-        using var f = Open(Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        using var f = Open(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, forCheck: true);
         int vocab = f.VocabSize;
         var (prefill, present) = f.Causal([1 % vocab, 7 % vocab, 42 % vocab, 3 % vocab, 5 % vocab, 0], [1, 1, 1, 1, 1, 0], 2);
         using (present)
@@ -173,7 +177,7 @@ public sealed class OrtForward : IDisposable
     /// <summary>Checks an encoder-decoder export of any float type with a teacher-forced pass (finite logits of the right size).</summary>
     public static void CheckSeq2Seq(string dir)
     {
-        using var f = Open(dir);
+        using var f = Open(dir, forCheck: true);
         int vocab = f.VocabSize;
         var logits = f.Seq2Seq([5 % vocab, 7 % vocab, 42 % vocab, 1 % vocab, 3 % vocab, 9 % vocab, 0, 0], [1, 1, 1, 1, 1, 1, 0, 0], [0, 11 % vocab, 0, 13 % vocab], 2);
         Finite(logits, 2 * 2 * vocab, "decoder logits");

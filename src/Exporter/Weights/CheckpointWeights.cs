@@ -1,4 +1,6 @@
-using System.Buffers.Binary;
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.SafeTensors;
@@ -7,12 +9,14 @@ using Peft.Onnx.Exporter.Onnx;
 namespace Peft.Onnx.Exporter.Weights;
 
 /// <summary>
-/// A checkpoint's tensors (memory-mapped safetensors) as a <see cref="WeightSource"/>. Streaming a tensor
-/// goes slice by slice, so single tensors over 2 GB export too.
+/// A checkpoint's tensors (memory-mapped safetensors) as a <see cref="WeightSource"/>. F32 tensors are handed out as
+/// spans of the mapping (no copy); others are converted range by range. <see cref="Release"/> drops a tensor's pages
+/// from this process once it is written, so streaming a whole checkpoint keeps only the tensor at hand resident.
 /// </summary>
 public sealed class CheckpointWeights(CheckpointTensors tensors) : WeightSource
 {
-    private const int SliceElements = 4 << 20;
+    /// <summary>Bytes converted per span taken from the mapping (spans are int-indexed).</summary>
+    private const int SliceBytes = 1 << 30;
 
     public CheckpointTensors Tensors { get; } = tensors;
 
@@ -20,27 +24,82 @@ public sealed class CheckpointWeights(CheckpointTensors tensors) : WeightSource
 
     public override long[] Shape(string name) => Tensors[name].Shape;
 
-    public override float[] ReadFloat32(string name)
+    public override bool TryGetSpan(string name, long start, int count, out ReadOnlySpan<float> values)
     {
         var e = Tensors[name];
-        if (e.ElementCount > Array.MaxLength) throw new PeftOnnxException($"tensor '{name}' has {e.ElementCount} elements, too many for one array");
-        if (e.ByteLength <= int.MaxValue) return Tensors.ReadFloat32(name);
-        var result = new float[e.ElementCount];
-        Convert(e, (start, values) => values.CopyTo(result.AsSpan(checked((int)start))));
-        return result;
+        if (e.DType != DType.F32 || (long)count * 4 > int.MaxValue)
+        {
+            values = default;
+            return false;
+        }
+        if (start < 0 || count < 0 || start > e.ElementCount - count) throw new ArgumentOutOfRangeException(nameof(start));
+        values = MemoryMarshal.Cast<byte, float>(Tensors.FileOf(name).GetBytes(name, start * 4, count * 4));
+        return true;
     }
 
-    public override void WriteFloat32(string name, Stream stream)
+    public override void Read(string name, long start, Span<float> destination)
     {
         var e = Tensors[name];
-        Convert(e, (_, values) => InitializerData.WriteChunked<float>(stream, values));
+        if (start < 0 || start > e.ElementCount - destination.Length) throw new ArgumentOutOfRangeException(nameof(start));
+        var file = Tensors.FileOf(name);
+        int size = e.DType.Size();
+        int per = SliceBytes / size;
+        for (int done = 0; done < destination.Length; done += per)
+        {
+            int n = Math.Min(per, destination.Length - done);
+            var bytes = file.GetBytes(name, (start + done) * size, n * size);
+            var dst = destination.Slice(done, n);
+            switch (e.DType)
+            {
+                case DType.F32:
+                    MemoryMarshal.Cast<byte, float>(bytes).CopyTo(dst);
+                    break;
+                case DType.F16:
+                    TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(bytes), dst);
+                    break;
+                case DType.BF16:
+                    // bfloat16 is the top half of a float32: widen and shift
+                    var halves = MemoryMarshal.Cast<byte, ushort>(bytes);
+                    var bits = MemoryMarshal.Cast<float, uint>(dst);
+                    for (int i = 0; i < n; i++) bits[i] = (uint)halves[i] << 16;
+                    break;
+                case DType.F64:
+                    var doubles = MemoryMarshal.Cast<byte, double>(bytes);
+                    for (int i = 0; i < n; i++) dst[i] = (float)doubles[i];
+                    break;
+                default:
+                    throw new PeftOnnxException($"tensor '{e.Name}' has dtype {e.DType}, expected a floating-point type");
+            }
+        }
     }
+
+    /// <summary>
+    /// Drops the tensor's pages from this process's mapping (madvise MADV_DONTNEED on Linux; elsewhere nothing): the
+    /// file stays mapped and the page cache keeps the data, so a later read simply faults the pages back in.
+    /// </summary>
+    public override unsafe void Release(string name)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var e = Tensors[name];
+        if (e.ByteLength == 0) return;
+        var first = Tensors.FileOf(name).GetBytes(name, 0, 1);
+        long page = Environment.SystemPageSize;
+        long begin = (long)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first));
+        long from = begin / page * page, to = (begin + e.ByteLength + page - 1) / page * page;
+        // Pages shared with a neighbouring tensor are dropped too: harmless, they fault back in from the page cache.
+        _ = Madvise((nint)from, (nuint)(to - from), MadviseDontNeed);
+    }
+
+    private const int MadviseDontNeed = 4;
+
+    [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    private static extern int Madvise(nint address, nuint length, int advice);
 
     /// <summary>
     /// Checks that the checkpoint has every tensor the architecture expects, with the expected shape and a
     /// floating-point dtype, so a mismatched folder fails before anything is written.
     /// </summary>
-    public void Validate(Architecture architecture, string dir)
+    public void Validate(Core.Architectures.Architecture architecture, string dir)
     {
         foreach (var p in architecture.Parameters)
         {
@@ -50,38 +109,6 @@ public sealed class CheckpointWeights(CheckpointTensors tensors) : WeightSource
                 throw new PeftOnnxException($"{dir}: tensor '{p.Name}' has shape [{string.Join(", ", e.Shape)}], config.json implies [{string.Join(", ", p.Shape)}]");
             if (e.DType is not (DType.F32 or DType.F16 or DType.BF16 or DType.F64))
                 throw new PeftOnnxException($"{dir}: tensor '{p.Name}' has dtype {e.DType}, expected F32, F16, BF16 or F64");
-        }
-    }
-
-    /// <summary>Calls <paramref name="sink"/> with consecutive float32 slices of the tensor (start element, values).</summary>
-    private void Convert(TensorEntry e, Action<long, ReadOnlySpan<float>> sink)
-    {
-        var file = Tensors.FileOf(e.Name);
-        int size = e.DType.Size();
-        var buffer = new float[(int)Math.Min(SliceElements, Math.Max(1, e.ElementCount))];
-        for (long start = 0; start < e.ElementCount; start += SliceElements)
-        {
-            int n = (int)Math.Min(SliceElements, e.ElementCount - start);
-            var bytes = file.GetBytes(e.Name, start * size, n * size);
-            var dst = buffer.AsSpan(0, n);
-            switch (e.DType)
-            {
-                case DType.F32:
-                    System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(dst);
-                    break;
-                case DType.F16:
-                    for (int i = 0; i < n; i++) dst[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(bytes[(2 * i)..]);
-                    break;
-                case DType.BF16:
-                    for (int i = 0; i < n; i++) dst[i] = TensorConvert.BFloat16ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes[(2 * i)..]));
-                    break;
-                case DType.F64:
-                    for (int i = 0; i < n; i++) dst[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(bytes[(8 * i)..]);
-                    break;
-                default:
-                    throw new PeftOnnxException($"tensor '{e.Name}' has dtype {e.DType}, expected a floating-point type");
-            }
-            sink(start, dst);
         }
     }
 }

@@ -3,10 +3,10 @@ using Peft.Onnx.Exporter.Onnx;
 namespace Peft.Onnx.Exporter.Weights;
 
 /// <summary>
-/// The weights a graph is built from, by Hugging Face state-dict name, read as float32. The checkpoint is one
-/// source; passes (LoRA / IA3 merge, ...) wrap a source and change the tensors they touch. Graphs ask for
-/// <see cref="AsIs"/> or <see cref="Transposed"/> initializers, which read the tensor only when the model
-/// writer streams it.
+/// The weights a graph is built from, by Hugging Face state-dict name, read as float32 range by range. The checkpoint
+/// is one source; passes (LoRA / IA3 merge, ...) wrap a source and change the tensors they touch. Graphs ask for
+/// <see cref="AsIs"/> or <see cref="Transposed"/> initializers, which read the tensor only while the model writer
+/// streams it, one buffer at a time, and then <see cref="Release"/> it.
 /// </summary>
 public abstract class WeightSource
 {
@@ -14,11 +14,36 @@ public abstract class WeightSource
 
     public abstract long[] Shape(string name);
 
-    /// <summary>The whole tensor as float32 (converted from F16/BF16/F64 where stored so).</summary>
-    public abstract float[] ReadFloat32(string name);
+    public long ElementCount(string name) => Shape(name).Aggregate(1L, (a, b) => checked(a * b));
 
-    /// <summary>Streams the tensor's float32 little-endian bytes; sources that can avoid one big array override it.</summary>
-    public virtual void WriteFloat32(string name, Stream stream) => InitializerData.WriteChunked<float>(stream, ReadFloat32(name));
+    /// <summary>
+    /// Elements [start, start + destination.Length) of the tensor in its stored row-major layout, as float32 (converted
+    /// from F16/BF16/F64 where stored so, changed by the passes that touch it).
+    /// </summary>
+    public abstract void Read(string name, long start, Span<float> destination);
+
+    /// <summary>
+    /// Elements [start, start + count) where they already lie in memory as float32, unchanged by any pass (a
+    /// memory-mapped F32 checkpoint), so they can be written or transposed without a copy; false otherwise.
+    /// </summary>
+    public virtual bool TryGetSpan(string name, long start, int count, out ReadOnlySpan<float> values)
+    {
+        values = default;
+        return false;
+    }
+
+    /// <summary>The writer is done with the tensor: a memory-mapped source drops its pages from this process. Passes forward it.</summary>
+    public virtual void Release(string name) { }
+
+    /// <summary>The whole tensor as float32 in one array (small tensors; streaming goes through <see cref="Read"/>).</summary>
+    public float[] ReadFloat32(string name)
+    {
+        long count = ElementCount(name);
+        if (count > Array.MaxLength) throw new Core.PeftOnnxException($"tensor '{name}' has {count} elements, too many for one array");
+        var values = new float[count];
+        Read(name, 0, values);
+        return values;
+    }
 
     /// <summary>
     /// An extra term added to a linear module's output, built into the graph next to its MatMul (e.g. an unmerged
@@ -27,36 +52,35 @@ public abstract class WeightSource
     /// </summary>
     public virtual string? LinearBranch(GraphBuilder g, Core.Architectures.LinearSpec spec, string x) => null;
 
-    /// <summary>The tensor unchanged, as a deferred float32 initializer.</summary>
-    public InitializerData AsIs(string name) => InitializerData.Deferred(ElementType.Float, Shape(name), s => WriteFloat32(name, s));
+    /// <summary>The tensor unchanged, as a float32 initializer streamed from this source.</summary>
+    public InitializerData AsIs(string name) => InitializerData.Streamed(ElementType.Float, Shape(name), new TensorValues(this, name));
 
-    /// <summary>A 2-D tensor [rows, cols] stored as [cols, rows] (nn.Linear's [out, in] -> MatMul's [in, out]).</summary>
+    /// <summary>A 2-D tensor [rows, cols] stored as [cols, rows] (nn.Linear's [out, in] -> MatMul's [in, out]), streamed.</summary>
     public InitializerData Transposed(string name)
     {
         var shape = Shape(name);
         if (shape.Length != 2) throw new ArgumentException($"'{name}' has shape [{string.Join(", ", shape)}]; only 2-D tensors can be transposed");
-        return InitializerData.DeferredFloats([shape[1], shape[0]], () => Transpose(ReadFloat32(name), checked((int)shape[0]), checked((int)shape[1])));
+        return InitializerData.Streamed(ElementType.Float, [shape[1], shape[0]], new TransposedValues(this, name, shape[0], shape[1]));
     }
 
-    /// <summary>Row-major [rows, cols] -> [cols, rows], in blocks for cache locality.</summary>
+    /// <summary>Row-major [rows, cols] -> [cols, rows].</summary>
     public static float[] Transpose(float[] a, int rows, int cols)
     {
         if ((long)rows * cols != a.LongLength) throw new ArgumentException("size mismatch");
         var t = new float[a.Length];
-        const int B = 32;
-        for (int r0 = 0; r0 < rows; r0 += B)
-        {
-            int r1 = Math.Min(rows, r0 + B);
-            for (int c0 = 0; c0 < cols; c0 += B)
-            {
-                int c1 = Math.Min(cols, c0 + B);
-                for (int r = r0; r < r1; r++)
-                {
-                    long src = (long)r * cols;
-                    for (int c = c0; c < c1; c++) t[(long)c * rows + r] = a[src + c];
-                }
-            }
-        }
+        TransposedValues.Transpose(a, rows, cols, 0, t);
         return t;
+    }
+
+    /// <summary>One tensor of a source, as the writer streams it.</summary>
+    private sealed class TensorValues(WeightSource source, string name) : FloatValues
+    {
+        public override long Count { get; } = source.ElementCount(name);
+
+        public override void Read(long start, Span<float> destination) => source.Read(name, start, destination);
+
+        public override bool TryGetSpan(long start, int count, out ReadOnlySpan<float> values) => source.TryGetSpan(name, start, count, out values);
+
+        public override void Release() => source.Release(name);
     }
 }
