@@ -23,6 +23,12 @@ internal static class TokenizerFolder
             : Has("tokenizer.model") ? SlowTokenizerLoader.LoadSentencePiece(dir, "tokenizer.model")
             : throw new PeftOnnxException(
                 $"{dir}: no tokenizer found (expected tokenizer.json, vocab.json + merges.txt, spiece.model or tokenizer.model)");
+        // Ids near int.MaxValue wrap the vocabulary size (largest id + 1) negative; no real vocabulary comes near the cap.
+        if (parts.VocabSize < 0 || parts.VocabSize > MaxVocabularySize)
+            throw new PeftOnnxException(
+                $"{dir}: the tokenizer's largest token id is beyond {MaxVocabularySize - 1:N0} (expected ids below {MaxVocabularySize:N0})");
         return new HfTokenizer(parts);
     }
+
+    private const int MaxVocabularySize = 1 << 26;
 }
