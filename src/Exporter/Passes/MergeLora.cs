@@ -1,4 +1,4 @@
-using System.Runtime.Intrinsics;
+using System.Numerics;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Exporter.Graphs;
@@ -164,45 +164,29 @@ public sealed class LoraDelta
 
     /// <summary>
     /// w[j] += (float)(scaling * sum over the used ranks k, in order, of factor_k * basis[k, col + j]) for j below
-    /// <paramref name="n"/>: each sum is kept in a register across the ranks (8 doubles at a time where the CPU has
-    /// AVX-512, 4 with AVX2), the same additions in the same order as the element-by-element sum.
+    /// <paramref name="n"/>: each sum is kept in a register across the ranks (Vector&lt;double&gt;'s width at a time), the same additions in the same order as the element-by-element sum.
     /// </summary>
     private unsafe void AddRow(float* w, int col, int n, double[] factors, int[] ranks, int used)
     {
         fixed (double* basis = _basis)
         {
             int j = 0;
-            if (Vector512.IsHardwareAccelerated)
-                for (; j + 16 <= n; j += 16)
+            int width = Vector<double>.Count;
+            if (Vector.IsHardwareAccelerated)
+                for (; j + 2 * width <= n; j += 2 * width)
                 {
-                    var lo = Vector512<double>.Zero;
-                    var hi = Vector512<double>.Zero;
+                    var lo = Vector<double>.Zero;
+                    var hi = Vector<double>.Zero;
                     for (int u = 0; u < used; u++)
                     {
-                        var f = Vector512.Create(factors[u]);
+                        var f = new Vector<double>(factors[u]);
                         double* b = basis + (long)ranks[u] * _rowLength + col + j;
-                        lo += f * Vector512.Load(b);
-                        hi += f * Vector512.Load(b + 8);
+                        lo += f * Vector.Load(b);
+                        hi += f * Vector.Load(b + width);
                     }
-                    var scale = Vector512.Create(_scaling);
-                    var delta = Vector512.Narrow(lo * scale, hi * scale);
-                    Vector512.Store(Vector512.Load(w + j) + delta, w + j);
-                }
-            if (Vector256.IsHardwareAccelerated)
-                for (; j + 8 <= n; j += 8)
-                {
-                    var lo = Vector256<double>.Zero;
-                    var hi = Vector256<double>.Zero;
-                    for (int u = 0; u < used; u++)
-                    {
-                        var f = Vector256.Create(factors[u]);
-                        double* b = basis + (long)ranks[u] * _rowLength + col + j;
-                        lo += f * Vector256.Load(b);
-                        hi += f * Vector256.Load(b + 4);
-                    }
-                    var scale = Vector256.Create(_scaling);
-                    var delta = Vector256.Narrow(lo * scale, hi * scale);
-                    Vector256.Store(Vector256.Load(w + j) + delta, w + j);
+                    var scale = new Vector<double>(_scaling);
+                    var delta = Vector.Narrow(lo * scale, hi * scale);
+                    Vector.Store(Vector.Load(w + j) + delta, w + j);
                 }
             for (; j < n; j++)
             {
