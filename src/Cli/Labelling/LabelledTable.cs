@@ -24,7 +24,6 @@ public sealed class LabelledTable
 
     public string LabelColumn { get; }
     public int Count => _table.Count;
-    public DataTable Source => _table;
 
     /// <summary>Reads the file (empty files and missing columns fail, listing the columns there are).</summary>
     public static LabelledTable Read(LabellingOptions options)

@@ -52,9 +52,9 @@ public static class LabellingCommandRunner
         using var model = OnnxModel.Load(onnxDir, device);
         var labeller = new DataLabeller(model, options.Template, options.MaxLength);
         Console.Error.WriteLine($"labelling {table.Count} rows of {dataPath} with {onnxDir} ({model.DeviceName}): prompt \"{labeller.Template?.Template ?? PromptTemplate.Placeholder}\", " +
-            $"greedy, {(maxNewTokens?.ToString(CultureInfo.InvariantCulture) ?? "generation_config's")} new tokens at most, batches of {batchSize}");
+            $"greedy, {(options.MaxNewTokens?.ToString(CultureInfo.InvariantCulture) ?? "generation_config's")} new tokens at most, batches of {options.BatchSize}");
         var progress = new LabellingProgress(Console.Error, TimeSpan.FromSeconds(5));
-        var labels = labeller.Label(table.Texts, batchSize, maxNewTokens, progress.Report);
+        var labels = labeller.Label(table.Texts, options.BatchSize, options.MaxNewTokens, progress.Report);
         AtomicFile.WriteAllText(outPath, table.ToCsv(labels));
         var seconds = progress.Elapsed.TotalSeconds;
 
