@@ -13,7 +13,7 @@ namespace Peft.Onnx.Cli.Commands;
 public sealed class GenerateCommand : ICommand
 {
     public string Name => "generate";
-    public string Summary => "generate from an exported ONNX folder (greedy or sampling) with ONNX Runtime";
+    public string Summary => "generate from an exported ONNX folder (greedy or sampling) with ONNX Runtime; --data labels a file";
 
     public int Run(ArgReader args)
     {
