@@ -1,19 +1,25 @@
 using System.Globalization;
 using System.Text.Json;
+using Peft.Onnx.Cli.Labelling;
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Cli.Commands;
 
-/// <summary>`generate`: text or ids in, ids and text out, from an exported folder with ONNX Runtime alone.</summary>
+/// <summary>
+/// `generate`: text or ids in, ids and text out, from an exported folder with ONNX Runtime alone; with --data, a
+/// label for every row of a CSV/JSONL file (see <see cref="LabellingCommandRunner"/>).
+/// </summary>
 public sealed class GenerateCommand : ICommand
 {
     public string Name => "generate";
-    public string Summary => "generate from an exported ONNX folder (greedy or sampling) with ONNX Runtime";
+    public string Summary => "generate from an exported ONNX folder (greedy or sampling) with ONNX Runtime; --data labels a file";
 
     public int Run(ArgReader args)
     {
         var dir = args.ExistingDir("onnx", "the folder written by peft-onnx export");
+        var data = args.String("data");
+        if (data != null) return LabellingCommandRunner.Run(args, dir, data);
         var prompt = args.String("prompt");
         var inputIds = args.String("input-ids");
         var maxNewTokens = args.Int("max-new-tokens", min: 0);
@@ -27,7 +33,7 @@ public sealed class GenerateCommand : ICommand
         var json = args.Flag("json");
         args.EnsureAllUsed();
 
-        if ((prompt == null) == (inputIds == null)) throw new PeftOnnxException("generate: give exactly one of --prompt TEXT or --input-ids 1,2,3");
+        if ((prompt == null) == (inputIds == null)) throw new PeftOnnxException("generate: give exactly one of --prompt TEXT, --input-ids 1,2,3 or --data F.csv|F.jsonl");
         bool sampling = temperature != null || topK != null || topP != null || seed != null;
         if (greedy && sampling) throw new PeftOnnxException("generate: --greedy cannot be combined with --temperature, --top-k, --top-p or --seed");
         ulong? seedValue = null;
