@@ -1,3 +1,4 @@
+using Peft.Onnx.Trainer.Modeling;
 using System.Diagnostics;
 using System.Globalization;
 using Peft.Onnx.Core;
@@ -177,7 +178,7 @@ public sealed class FinetuneRun
                         ?? throw new PeftOnnxException("the model returned no loss for a batch with labels");
                     value = loss.to(float64).item<double>();
                     if (!double.IsFinite(value)) throw new PeftOnnxException($"epoch {epoch}, batch {b + 1}: the loss is {value} (diverged; try a lower --lr)");
-                    (accum == 1 ? loss : loss / accum).backward();
+                    (accum == 1 ? loss : loss.Over(accum)).backward();
                 }
                 sum += value;
                 // The last group of an epoch may be short: its gradients are still applied (no carry-over across epochs).
