@@ -29,10 +29,11 @@ internal static class ScalarOperands
         return left.add(right, a);
     }
 
-    public static Tensor Plus(this Tensor left, double right) => AddScalar(left, right.ToScalar());
-    public static Tensor Plus(this Tensor left, float right) => AddScalar(left, right.ToScalar());
-    public static Tensor Plus(this Tensor left, int right) => AddScalar(left, right.ToScalar());
-    public static Tensor Plus(this Tensor left, long right) => AddScalar(left, right.ToScalar());
+    // Tensor.add(Scalar) would also make its alpha of 1 itself, so both Scalars are held here.
+    public static Tensor Plus(this Tensor left, double right) { using var s = right.ToScalar(); using var one = 1.ToScalar(); return left.add(s, one); }
+    public static Tensor Plus(this Tensor left, float right) { using var s = right.ToScalar(); using var one = 1.ToScalar(); return left.add(s, one); }
+    public static Tensor Plus(this Tensor left, int right) { using var s = right.ToScalar(); using var one = 1.ToScalar(); return left.add(s, one); }
+    public static Tensor Plus(this Tensor left, long right) { using var s = right.ToScalar(); using var one = 1.ToScalar(); return left.add(s, one); }
 
     /// <summary>In-place <c>add_(other)</c> with its alpha of 1 held here.</summary>
     public static Tensor PlusInPlace(this Tensor target, Tensor other)
@@ -123,14 +124,5 @@ internal static class ScalarOperands
         using var end = stop.ToScalar();
         using var stride = step.ToScalar();
         return arange(first, end, stride, dtype, device);
-    }
-
-    private static Tensor AddScalar(Tensor left, Scalar right)
-    {
-        using (right)
-        {
-            using var one = 1.ToScalar();
-            return left.add(right, one);
-        }
     }
 }
