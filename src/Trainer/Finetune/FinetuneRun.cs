@@ -1,9 +1,9 @@
-using Peft.Onnx.Trainer.Modeling;
 using System.Diagnostics;
 using System.Globalization;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Tokenization;
 using Peft.Onnx.Trainer.Inference;
+using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Training;
 using Peft.Onnx.Trainer.Tuners;
 using static TorchSharp.torch;

@@ -1,6 +1,6 @@
-using TorchSharp;
-using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Core;
+using Peft.Onnx.Trainer.Modeling;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Training;

@@ -1,5 +1,5 @@
-using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Core;
+using Peft.Onnx.Trainer.Modeling;
 using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Training;

@@ -1,5 +1,5 @@
-using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Tuners.PromptLearning;
 using TorchSharp;
 using static TorchSharp.torch;
