@@ -3,6 +3,7 @@ using System.Globalization;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Tokenization;
 using Peft.Onnx.Trainer.Inference;
+using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Training;
 using Peft.Onnx.Trainer.Tuners;
 using static TorchSharp.torch;
@@ -177,7 +178,7 @@ public sealed class FinetuneRun
                         ?? throw new PeftOnnxException("the model returned no loss for a batch with labels");
                     value = loss.to(float64).item<double>();
                     if (!double.IsFinite(value)) throw new PeftOnnxException($"epoch {epoch}, batch {b + 1}: the loss is {value} (diverged; try a lower --lr)");
-                    (accum == 1 ? loss : loss / accum).backward();
+                    (accum == 1 ? loss : loss.Over(accum)).backward();
                 }
                 sum += value;
                 // The last group of an epoch may be short: its gradients are still applied (no carry-over across epochs).

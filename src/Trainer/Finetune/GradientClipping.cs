@@ -1,3 +1,4 @@
+using Peft.Onnx.Trainer.Modeling;
 using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Finetune;
@@ -15,7 +16,7 @@ public static class GradientClipping
         double total = norms.norm().item<float>();
         double coef = maxNorm / (total + 1e-6);
         if (coef < 1)
-            foreach (var g in grads) g.mul_(coef);
+            foreach (var g in grads) g.TimesInPlace(coef);
         return total;
     }
 }

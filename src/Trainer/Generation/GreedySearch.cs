@@ -36,15 +36,15 @@ public static class GreedySearch
             for (int step = 0; step < options.MaxNewTokens; step++)
             {
                 using var scope = NewDisposeScope();
-                var positions = mask.cumsum(-1) - 1;
-                positions = positions.masked_fill(mask.eq(0), 1);
+                var positions = mask.cumsum(-1).Minus(1);
+                positions = positions.MaskedFill(mask.Equal(0), 1);
                 positions = positions[.., (int)(positions.shape[1] - next.shape[1])..];
                 var output = forward(new CausalLmInput(next, mask, PastKeyValues: cache, PositionIds: positions, UseCache: true));
                 var previous = cache;
                 cache = output.PresentKeyValues?.MoveToOuterScope();
                 if (previous != null && !ReferenceEquals(previous, cache)) previous.Dispose();
                 var token = output.Logits[.., -1, ..].argmax(-1);
-                token = token * unfinished + options.PadTokenId * (1 - unfinished);
+                token = (token * unfinished).Plus(unfinished.SubtractedFrom(1).Times(options.PadTokenId));
                 unfinished = unfinished * IsNotEos(token, options.EosTokenIds);
                 sequences = cat([sequences, token.unsqueeze(1)], 1);
                 mask = cat([mask, ones_like(token).unsqueeze(1)], 1);
@@ -75,7 +75,8 @@ public static class GreedySearch
             var mask = attentionMask ?? ones_like(inputIds);
             var batch = inputIds.shape[0];
             var encoded = model.Encode(inputsEmbeds is null ? inputIds : null, mask, inputsEmbeds);
-            var sequences = full(batch, 1, model.DecoderStartTokenId, dtype: int64);
+            Tensor sequences;
+            using (var start = model.DecoderStartTokenId.ToScalar()) sequences = full(batch, 1, start, dtype: int64);
             var unfinished = ones(batch, dtype: int64);
             KvCache? cache = null;
             var next = sequences;
@@ -88,7 +89,7 @@ public static class GreedySearch
                 cache = output.PresentKeyValues?.MoveToOuterScope();
                 if (previous != null && !ReferenceEquals(previous, cache)) previous.Dispose();
                 var token = output.Logits[.., -1, ..].argmax(-1);
-                token = token * unfinished + options.PadTokenId * (1 - unfinished);
+                token = (token * unfinished).Plus(unfinished.SubtractedFrom(1).Times(options.PadTokenId));
                 unfinished = unfinished * IsNotEos(token, options.EosTokenIds);
                 sequences = cat([sequences, token.unsqueeze(1)], 1);
                 next = token.unsqueeze(1);
@@ -104,7 +105,7 @@ public static class GreedySearch
     private static Tensor IsNotEos(Tensor token, IReadOnlyCollection<long> eos)
     {
         var notEos = ones_like(token);
-        foreach (var e in eos) notEos = notEos * token.ne(e).to(int64);
+        foreach (var e in eos) notEos = notEos * token.NotEqual(e).to(int64);
         return notEos;
     }
 }

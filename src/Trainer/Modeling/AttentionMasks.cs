@@ -37,14 +37,14 @@ public static class AttentionMasks
         if (length > 1)
         {
             var blocked = ones(length, keyLength, dtype: @bool, device: device).triu(pastLength + 1);
-            combined = zeros(length, keyLength, dtype: dtype, device: device).masked_fill(blocked, min).view(1, 1, length, keyLength);
+            combined = zeros(length, keyLength, dtype: dtype, device: device).MaskedFill(blocked, min).view(1, 1, length, keyLength);
         }
         if (attentionMask is not null)
         {
             CheckMask(attentionMask, batch, keyLength);
-            var inverted = 1.0 - attentionMask.reshape(batch, 1, 1, keyLength).to(dtype);
-            var expanded = inverted.masked_fill(inverted.to(@bool), min);
-            combined = combined is null ? expanded : expanded + combined;
+            var inverted = attentionMask.reshape(batch, 1, 1, keyLength).to(dtype).SubtractedFrom(1.0);
+            var expanded = inverted.MaskedFill(inverted.to(@bool), min);
+            combined = combined is null ? expanded : expanded.Plus(combined);
         }
         return combined;
     }

@@ -94,10 +94,10 @@ public sealed class BloomForCausalLM(BloomArchitecture architecture, ParameterSt
         var kT = key.reshape(batch * Heads, total, HeadDim).transpose(1, 2);
         // alibi.baddbmm(q, kT, beta: 1, alpha: 1/sqrt(head_dim)) spelled out: TorchSharp 0.107's baddbmm hands its
         // operands to libtorch in the wrong order (it computes batch2 + self @ batch1).
-        var scores = (bmm(q, kT) * (1.0 / Math.Sqrt(HeadDim)) + alibi).view(batch, Heads, length, total);
+        var scores = bmm(q, kT).Times(1.0 / Math.Sqrt(HeadDim)).Plus(alibi).view(batch, Heads, length, total);
         var inputType = scores.dtype;
         if (inputType == ScalarType.Float16) scores = scores.to(float32);
-        scores = scores.masked_fill(blocked, finfo(scores.dtype).min);
+        scores = scores.MaskedFill(blocked, finfo(scores.dtype).min);
         var probs = nn.functional.softmax(scores, -1, ScalarType.Float32).to(inputType);
         probs = Dropout(probs, Bloom.AttentionDropout);
 
@@ -105,7 +105,7 @@ public sealed class BloomForCausalLM(BloomArchitecture architecture, ParameterSt
             .transpose(1, 2).reshape(batch, length, Heads * HeadDim); // _merge_heads
         // pretraining_tp > 1 with slow_but_exact only re-associates the same sum; one dense is what 4.33 runs otherwise.
         var output = Linears.Forward($"{p}.self_attention.dense", context);
-        return residual + Dropout(output, Bloom.HiddenDropout);
+        return residual.Plus(Dropout(output, Bloom.HiddenDropout));
     }
 
     /// <summary>BloomMLP: dense_h_to_4h -> bloom_gelu -> dense_4h_to_h, then dropout + residual.</summary>
@@ -113,12 +113,12 @@ public sealed class BloomForCausalLM(BloomArchitecture architecture, ParameterSt
     {
         var h = BloomGelu(Linears.Forward($"{p}.mlp.dense_h_to_4h", x));
         var output = Linears.Forward($"{p}.mlp.dense_4h_to_h", h);
-        return residual + Dropout(output, Bloom.HiddenDropout);
+        return residual.Plus(Dropout(output, Bloom.HiddenDropout));
     }
 
     /// <summary>bloom_gelu_forward: the tanh approximation with BLOOM's own rounded constants, in its operation order.</summary>
     private static Tensor BloomGelu(Tensor x) =>
-        x * 0.5 * (1.0 + tanh(0.79788456 * x * (1 + 0.044715 * x * x)));
+        x.Times(0.5) * tanh(x.Times(0.79788456) * (x.Times(0.044715) * x).Plus(1)).Plus(1.0);
 
     private Tensor LayerNorm(Tensor x, string path) =>
         nn.functional.layer_norm(x, [x.shape[^1]], Parameters[path + ".weight"], Parameters[path + ".bias"], Bloom.LayerNormEpsilon);
@@ -135,16 +135,16 @@ public sealed class BloomForCausalLM(BloomArchitecture architecture, ParameterSt
         var device = attentionMask.device;
         int closest = 1 << (int)Math.Floor(Math.Log2(heads));
         var basis = tensor(Math.Pow(2, -Math.Pow(2, -(Math.Log2(closest) - 3))), float32, device);
-        var slopes = pow(basis, arange(1, 1 + closest, int32, device));
+        var slopes = pow(basis, ScalarOperands.Arange(1, 1 + closest, dtype: int32, device: device));
         if (closest != heads)
         {
             var extraBasis = tensor(Math.Pow(2, -Math.Pow(2, -(Math.Log2(2 * closest) - 3))), float32, device);
             int remaining = Math.Min(closest, heads - closest);
-            var extraPowers = arange(1, 1 + 2 * remaining, 2, int32, device);
+            var extraPowers = ScalarOperands.Arange(1, 1 + 2 * remaining, 2, int32, device);
             slopes = cat([slopes, pow(extraBasis, extraPowers)], 0);
         }
         var mask = attentionMask.to(int64);
-        var positions = ((mask.cumsum(-1) - 1) * mask).unsqueeze(1);   // [B, 1, S]
+        var positions = (mask.cumsum(-1).Minus(1) * mask).unsqueeze(1);   // [B, 1, S]
         var alibi = slopes.unsqueeze(-1) * positions;                   // [B, heads, S]
         return alibi.reshape(batch * heads, 1, length).MoveToOuterDisposeScope();
     }
@@ -156,10 +156,10 @@ public sealed class BloomForCausalLM(BloomArchitecture architecture, ParameterSt
     private static Tensor BlockedPositions(Tensor mask, long length, long past)
     {
         long total = past + length;
-        var padding = mask.eq(0).view(mask.shape[0], 1, 1, total);
+        var padding = mask.Equal(0).view(mask.shape[0], 1, 1, total);
         if (length == 1) return padding;
-        var queryPositions = arange(past, total, device: mask.device).view(length, 1);
-        var keyPositions = arange(total, device: mask.device).view(1, total);
+        var queryPositions = ScalarOperands.Arange(past, total, device: mask.device).view(length, 1);
+        var keyPositions = ScalarOperands.Arange(0, total, device: mask.device).view(1, total);
         return padding.logical_or(keyPositions.gt(queryPositions));
     }
 }

@@ -37,9 +37,9 @@ public sealed class Gpt2LmHeadModel : CausalLm
         var inputsEmbeds = TokenEmbeddings(input);
         long batch = inputsEmbeds.shape[0], length = inputsEmbeds.shape[1];
         var positionIds = input.PositionIds?.reshape(-1, length)
-            ?? arange(pastLength, pastLength + length, dtype: int64, device: inputsEmbeds.device).unsqueeze(0);
+            ?? ScalarOperands.Arange(pastLength, pastLength + length, dtype: int64, device: inputsEmbeds.device).unsqueeze(0);
         var positionEmbeds = Lookup(Parameters["transformer.wpe.weight"], positionIds);
-        var hidden = Dropout(inputsEmbeds + positionEmbeds, _config.EmbdPdrop);
+        var hidden = Dropout(inputsEmbeds.Plus(positionEmbeds), _config.EmbdPdrop);
 
         // The mask the blocks share: [1, 1, T, past+T] "may attend" (GPT2Attention's sliced bias buffer) and the
         // padding mask turned additive, (1 - mask) * finfo.min, broadcast over heads and queries.
@@ -50,7 +50,7 @@ public sealed class Gpt2LmHeadModel : CausalLm
         {
             AttentionMasks.CheckMask(input.AttentionMask, batch, keyLength);
             var mask = input.AttentionMask.reshape(batch, 1, 1, -1).to(hidden.dtype);
-            padding = (1.0 - mask) * AttentionMasks.MinValue(hidden.dtype);
+            padding = mask.SubtractedFrom(1.0).Times(AttentionMasks.MinValue(hidden.dtype));
         }
 
         var presents = input.UseCache ? new KvCache() : null;
@@ -78,11 +78,11 @@ public sealed class Gpt2LmHeadModel : CausalLm
         var p = $"transformer.h.{layer}";
         var residual = hidden;
         var (attnOutput, key, value) = Attention(layer, LayerNorm(hidden, $"{p}.ln_1"), past, causal, padding);
-        hidden = attnOutput + residual;
+        hidden = attnOutput.Plus(residual);
 
         residual = hidden;
         var feedForward = Mlp(layer, LayerNorm(hidden, $"{p}.ln_2"));
-        return (residual + feedForward, key, value);
+        return (residual.Plus(feedForward), key, value);
     }
 
     /// <summary>
@@ -104,10 +104,10 @@ public sealed class Gpt2LmHeadModel : CausalLm
 
         // _attn (and _upcast_and_reordered_attn, which computes the same in float32, as we always do).
         var weights = query.matmul(key.transpose(-1, -2));
-        if (_config.ScaleAttnWeights) weights = weights / Math.Sqrt(HeadDim);
-        if (_config.ScaleAttnByInverseLayerIdx) weights = weights / (double)(layer + 1);
-        weights = weights.masked_fill(causal.logical_not(), AttentionMasks.MinValue(weights.dtype));
-        if (padding is not null) weights = weights + padding;
+        if (_config.ScaleAttnWeights) weights = weights.Over(Math.Sqrt(HeadDim));
+        if (_config.ScaleAttnByInverseLayerIdx) weights = weights.Over((double)(layer + 1));
+        weights = weights.MaskedFill(causal.logical_not(), AttentionMasks.MinValue(weights.dtype));
+        if (padding is not null) weights = weights.Plus(padding);
         weights = nn.functional.softmax(weights, -1);
         weights = Dropout(weights, _config.AttnPdrop);
 

@@ -39,7 +39,7 @@ public sealed class LlamaForCausalLM : CausalLm
         var hidden = input.InputsEmbeds ?? EmbedTokens(input.InputIds!);
         long batch = hidden.shape[0], length = hidden.shape[1];
         var positionIds = input.PositionIds?.reshape(-1, length).to(int64)
-            ?? arange(pastLength, pastLength + length, dtype: int64, device: hidden.device).unsqueeze(0);
+            ?? ScalarOperands.Arange(pastLength, pastLength + length, dtype: int64, device: hidden.device).unsqueeze(0);
         var (cos, sin) = Rope(positionIds, hidden.dtype);
         var mask = AttentionMasks.Decoder(input.AttentionMask, batch, length, pastLength, hidden.dtype, hidden.device);
 
@@ -69,10 +69,10 @@ public sealed class LlamaForCausalLM : CausalLm
         var p = $"model.layers.{layer}";
         var residual = hidden;
         var (attnOutput, key, value) = Attention(layer, RmsNorm(hidden, $"{p}.input_layernorm"), past, cos, sin, mask);
-        hidden = residual + attnOutput;
+        hidden = residual.Plus(attnOutput);
 
         residual = hidden;
-        return (residual + Mlp(layer, RmsNorm(hidden, $"{p}.post_attention_layernorm")), key, value);
+        return (residual.Plus(Mlp(layer, RmsNorm(hidden, $"{p}.post_attention_layernorm"))), key, value);
     }
 
     /// <summary>
@@ -97,8 +97,8 @@ public sealed class LlamaForCausalLM : CausalLm
         }
 
         var groups = NumHeads / NumKeyValueHeads;
-        var weights = query.matmul(RepeatKv(key, groups).transpose(2, 3)) / Math.Sqrt(HeadDim);
-        if (mask is not null) weights = weights + mask;
+        var weights = query.matmul(RepeatKv(key, groups).transpose(2, 3)).Over(Math.Sqrt(HeadDim));
+        if (mask is not null) weights = weights.Plus(mask);
         weights = nn.functional.softmax(weights, -1, float32).to(query.dtype);
 
         var output = weights.matmul(RepeatKv(value, groups)).transpose(1, 2).contiguous().reshape(batch, length, NumHeads * HeadDim);
@@ -118,8 +118,8 @@ public sealed class LlamaForCausalLM : CausalLm
     {
         var inputDtype = x.dtype;
         var h = x.to(float32);
-        var variance = h.pow(2).mean([-1], keepdim: true);
-        h = h * rsqrt(variance + _config.RmsNormEps);
+        var variance = h.Pow(2).mean([-1], keepdim: true);
+        h = h * rsqrt(variance.Plus(_config.RmsNormEps));
         return Parameters[$"{path}.weight"] * h.to(inputDtype);
     }
 
@@ -131,15 +131,15 @@ public sealed class LlamaForCausalLM : CausalLm
     private (Tensor Cos, Tensor Sin) Rope(Tensor positionIds, ScalarType dtype)
     {
         var device = positionIds.device;
-        var exponents = arange(0, HeadDim, 2, dtype: int64, device: device).to(float32) / HeadDim;
-        var invFreq = 1.0 / pow(tensor(_config.RopeTheta, float32, device), exponents);
+        var exponents = ScalarOperands.Arange(0, HeadDim, 2, dtype: int64, device: device).to(float32).Over(HeadDim);
+        var invFreq = pow(tensor(_config.RopeTheta, float32, device), exponents).DividedInto(1.0);
         var freqs = positionIds.to(float32).unsqueeze(-1) * invFreq;
         var emb = cat([freqs, freqs], -1).unsqueeze(1);
         return (emb.cos().to(dtype), emb.sin().to(dtype));
     }
 
     /// <summary>apply_rotary_pos_emb for one of q, k: x * cos + rotate_half(x) * sin.</summary>
-    private static Tensor ApplyRotary(Tensor x, Tensor cos, Tensor sin) => x * cos + RotateHalf(x) * sin;
+    private static Tensor ApplyRotary(Tensor x, Tensor cos, Tensor sin) => (x * cos).Plus(RotateHalf(x) * sin);
 
     /// <summary>rotate_half: (x1, x2) -> (-x2, x1) over the two halves of the last dimension.</summary>
     private static Tensor RotateHalf(Tensor x)

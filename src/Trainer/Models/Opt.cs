@@ -39,7 +39,7 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
         var positions = EmbedPositions(mask, past);
 
         if (_arch.HasProjections) embeds = Linears.Forward("model.decoder.project_in", embeds);
-        var hidden = embeds + positions;
+        var hidden = embeds.Plus(positions);
 
         var presents = input.UseCache ? new KvCache() : null;
         for (int i = 0; i < Opt.NumHiddenLayers; i++)
@@ -73,7 +73,7 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
         var residual = hidden;
         if (pre) hidden = LayerNorm(hidden, $"{p}.self_attn_layer_norm");
         hidden = Attention(p, hidden, mask, past, presents);
-        hidden = residual + Dropout(hidden, Opt.Dropout);
+        hidden = residual.Plus(Dropout(hidden, Opt.Dropout));
         if (!pre) hidden = LayerNorm(hidden, $"{p}.self_attn_layer_norm");
 
         residual = hidden;
@@ -81,7 +81,7 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
         hidden = Linears.Forward($"{p}.fc1", hidden);
         hidden = Activations.Get(Opt.ActivationFunction)(hidden);
         hidden = Linears.Forward($"{p}.fc2", hidden);
-        hidden = residual + Dropout(hidden, Opt.Dropout);
+        hidden = residual.Plus(Dropout(hidden, Opt.Dropout));
         if (!pre) hidden = LayerNorm(hidden, $"{p}.final_layer_norm");
         return hidden;
     }
@@ -93,7 +93,7 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
     private Tensor Attention(string p, Tensor x, Tensor mask, (Tensor Key, Tensor Value)? past, KvCache? presents)
     {
         long batch = x.shape[0], length = x.shape[1];
-        var query = SplitHeads(Linears.Forward($"{p}.self_attn.q_proj", x) * Math.Pow(HeadDim, -0.5), batch);
+        var query = SplitHeads(Linears.Forward($"{p}.self_attn.q_proj", x).Times(Math.Pow(HeadDim, -0.5)), batch);
         var key = SplitHeads(Linears.Forward($"{p}.self_attn.k_proj", x), batch);
         var value = SplitHeads(Linears.Forward($"{p}.self_attn.v_proj", x), batch);
         if (past is { } kv)
@@ -103,8 +103,8 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
         }
         presents?.Self.Add((key, value));
 
-        var scores = matmul(query, key.transpose(-1, -2)) + mask;   // [B, heads, T, S]
-        scores = scores.clamp_min(finfo(scores.dtype).min);
+        var scores = matmul(query, key.transpose(-1, -2)).Plus(mask);   // [B, heads, T, S]
+        using (var floor = finfo(scores.dtype).min.ToScalar()) scores = scores.clamp_min(floor);
         var probs = scores.dtype == ScalarType.Float16
             ? nn.functional.softmax(scores, -1, ScalarType.Float32).to(ScalarType.Float16)
             : nn.functional.softmax(scores, -1);
@@ -123,8 +123,8 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
     /// </summary>
     private Tensor EmbedPositions(Tensor mask, long past)
     {
-        var positions = mask.cumsum(1) * mask - 1;
-        positions = positions[.., (int)past..] + OptArchitecture.PositionOffset;
+        var positions = (mask.cumsum(1) * mask).Minus(1);
+        positions = positions[.., (int)past..].Plus(OptArchitecture.PositionOffset);
         var table = Parameters["model.decoder.embed_positions.weight"];
         return table.index_select(0, positions.reshape(-1)).reshape(positions.shape[0], positions.shape[1], table.shape[1]);
     }

@@ -74,7 +74,7 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
             encoderHiddenStates, InvertMask(encoderMask)[.., TensorIndex.None, TensorIndex.None, ..], present);
 
         // Mesh TensorFlow rescales before the tied projection (t5); mT5's separate head is not rescaled.
-        if (Architecture.HeadIsTied) sequenceOutput = sequenceOutput * Math.Pow(_config.DModel, -0.5);
+        if (Architecture.HeadIsTied) sequenceOutput = sequenceOutput.Times(Math.Pow(_config.DModel, -0.5));
         var logits = Linears.Forward("lm_head", sequenceOutput);
 
         var loss = input.Labels is { } l ? LmLoss.Aligned(logits, l) : null;
@@ -84,9 +84,10 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
     /// <summary>_shift_right: prepend decoder_start_token_id, drop the last label, and turn -100 into the pad token.</summary>
     public Tensor ShiftRight(Tensor labels)
     {
-        var start = full(labels.shape[0], 1, DecoderStartTokenId, dtype: labels.dtype, device: labels.device);
+        using var startId = DecoderStartTokenId.ToScalar();
+        var start = full(labels.shape[0], 1, startId, dtype: labels.dtype, device: labels.device);
         var shifted = cat([start, labels[.., ..^1]], 1);
-        return shifted.masked_fill(shifted.eq(LmLoss.IgnoreIndex), _config.PadTokenId ?? 0);
+        return shifted.MaskedFill(shifted.Equal(LmLoss.IgnoreIndex), _config.PadTokenId ?? 0);
     }
 
     // ---------------------------------------------------------------- T5Stack
@@ -106,7 +107,7 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
         var table = Parameters[$"{prefix}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"];
         var positionBias = ComputeBias(table, pastLength + length, pastLength + length, bidirectional: !isDecoder);
         if (pastLength > 0) positionBias = positionBias[.., .., (int)pastLength.., ..];
-        positionBias = positionBias + extendedMask;
+        positionBias = positionBias.Plus(extendedMask);
 
         // Cross-attention has no position bias (transformers adds zeros), only the encoder mask.
         var crossBias = encoderMask;
@@ -140,7 +141,7 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
         // T5LayerSelfAttention
         var normed = LayerNorm($"{path}.layer.0.layer_norm.weight", hidden);
         var (attention, selfPresent) = Attention($"{path}.layer.0.SelfAttention", normed, keyValueStates: null, positionBias, selfPast);
-        hidden = hidden + Dropout(attention, _config.DropoutRate);
+        hidden = hidden.Plus(Dropout(attention, _config.DropoutRate));
 
         (Tensor, Tensor)? crossPresent = null;
         if (encoderHiddenStates is not null)
@@ -148,7 +149,7 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
             // T5LayerCrossAttention: queries from the decoder, keys/values from the encoder output.
             normed = LayerNorm($"{path}.layer.1.layer_norm.weight", hidden);
             (attention, var cross) = Attention($"{path}.layer.1.EncDecAttention", normed, encoderHiddenStates, crossBias!, crossPast);
-            hidden = hidden + Dropout(attention, _config.DropoutRate);
+            hidden = hidden.Plus(Dropout(attention, _config.DropoutRate));
             crossPresent = cross;
         }
 
@@ -198,7 +199,7 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
         }
 
         var scores = matmul(query, key.transpose(3, 2));
-        scores = scores + positionBias;
+        scores = scores.Plus(positionBias);
         var weights = nn.functional.softmax(scores.to(float32), -1).type_as(scores);
         weights = Dropout(weights, _config.DropoutRate);
 
@@ -212,8 +213,8 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
     /// </summary>
     private Tensor ComputeBias(Tensor table, long queryLength, long keyLength, bool bidirectional)
     {
-        var context = arange(queryLength, dtype: int64, device: table.device)[.., TensorIndex.None];
-        var memory = arange(keyLength, dtype: int64, device: table.device)[TensorIndex.None, ..];
+        var context = ScalarOperands.Arange(0, queryLength, dtype: int64, device: table.device)[.., TensorIndex.None];
+        var memory = ScalarOperands.Arange(0, keyLength, dtype: int64, device: table.device)[TensorIndex.None, ..];
         var buckets = RelativePositionBucket(memory - context, bidirectional,
             _config.RelativeAttentionNumBuckets, _config.RelativeAttentionMaxDistance);
         var values = table.index_select(0, buckets.reshape(-1)).reshape(queryLength, keyLength, table.shape[1]);
@@ -233,7 +234,7 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
         if (bidirectional)
         {
             numBuckets /= 2;
-            buckets = buckets + relativePosition.gt(0).to(int64) * numBuckets;
+            buckets = buckets.Plus(relativePosition.Greater(0).to(int64).Times(numBuckets));
             relativePosition = relativePosition.abs();
         }
         else
@@ -241,12 +242,12 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
             relativePosition = -minimum(relativePosition, zeros_like(relativePosition));
         }
         int maxExact = numBuckets / 2;
-        var isSmall = relativePosition.lt(maxExact);
+        var isSmall = relativePosition.Less(maxExact);
         // Float32 arithmetic in the order transformers uses, so the truncation lands on the same bucket.
-        var ifLarge = maxExact + (log(relativePosition.to(float32) / maxExact) / Math.Log((double)maxDistance / maxExact)
-            * (numBuckets - maxExact)).to(int64);
-        ifLarge = minimum(ifLarge, full_like(ifLarge, numBuckets - 1));
-        return buckets + where(isSmall, relativePosition, ifLarge);
+        var ifLarge = log(relativePosition.to(float32).Over(maxExact)).Over(Math.Log((double)maxDistance / maxExact))
+            .Times(numBuckets - maxExact).to(int64).Plus(maxExact);
+        using (var lastBucket = (numBuckets - 1).ToScalar()) ifLarge = minimum(ifLarge, full_like(ifLarge, lastBucket));
+        return buckets.Plus(where(isSmall, relativePosition, ifLarge));
     }
 
     // ---------------------------------------------------------------- T5LayerFF, T5LayerNorm, masks
@@ -261,19 +262,19 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
             : Activations.Get(_config.DenseActFn)(Linears.Forward($"{ff}.wi", x));
         x = Dropout(x, _config.DropoutRate);
         x = Linears.Forward($"{ff}.wo", x);
-        return hidden + Dropout(x, _config.DropoutRate);
+        return hidden.Plus(Dropout(x, _config.DropoutRate));
     }
 
     /// <summary>T5LayerNorm: RMS norm without mean subtraction or bias, the variance taken in float32.</summary>
     private Tensor LayerNorm(string weightName, Tensor hidden)
     {
-        var variance = hidden.to(float32).pow(2).mean([-1], keepdim: true);
-        hidden = hidden * rsqrt(variance + _config.LayerNormEpsilon);
+        var variance = hidden.to(float32).Pow(2).mean([-1], keepdim: true);
+        hidden = hidden * rsqrt(variance.Plus(_config.LayerNormEpsilon));
         return Parameters[weightName] * hidden;
     }
 
     /// <summary>invert_attention_mask: 1 -> 0, 0 -> float32 min, to be added to the scores.</summary>
-    private static Tensor InvertMask(Tensor mask) => (1.0 - mask.to(float32)) * float.MinValue;
+    private static Tensor InvertMask(Tensor mask) => mask.to(float32).SubtractedFrom(1.0).Times(float.MinValue);
 
     /// <summary>
     /// The decoder's extended mask [B, 1, T, past + T]: causal among the current positions, every past position
@@ -285,6 +286,6 @@ public sealed class T5ForConditionalGeneration(T5Architecture architecture, Para
         var causal = ones(length, length, dtype: float32, device: mask.device).tril();
         if (pastLength > 0) causal = cat([ones(length, pastLength, dtype: float32, device: mask.device), causal], 1);
         var extended = causal[TensorIndex.None, TensorIndex.None, .., ..] * mask.to(float32)[.., TensorIndex.None, TensorIndex.None, ..];
-        return (1.0 - extended) * float.MinValue;
+        return extended.SubtractedFrom(1.0).Times(float.MinValue);
     }
 }

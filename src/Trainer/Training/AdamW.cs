@@ -1,4 +1,6 @@
 using Peft.Onnx.Core;
+using Peft.Onnx.Trainer.Modeling;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Training;
@@ -56,15 +58,15 @@ public sealed class AdamW : Optimizer
         s.Step++;
         var (beta1, beta2) = (Options.Beta1, Options.Beta2);
 
-        parameter.mul_(1 - Lr * Options.WeightDecay);
-        s.ExpAvg.mul_(beta1).add_(grad, alpha: 1 - beta1);
-        s.ExpAvgSq.mul_(beta2).addcmul_(grad, grad, value: 1 - beta2);
+        parameter.TimesInPlace(1 - Lr * Options.WeightDecay);
+        s.ExpAvg.TimesInPlace(beta1).PlusInPlace(grad, alpha: 1 - beta1);
+        using (var weight = (1 - beta2).ToScalar()) s.ExpAvgSq.TimesInPlace(beta2).addcmul_(grad, grad, value: weight);
 
         double biasCorrection1 = 1 - Math.Pow(beta1, s.Step);
         double biasCorrection2 = 1 - Math.Pow(beta2, s.Step);
         double stepSize = Lr / biasCorrection1;
-        var denom = (s.ExpAvgSq.sqrt() / Math.Sqrt(biasCorrection2)).add_(Options.Eps);
-        parameter.addcdiv_(s.ExpAvg, denom, value: -stepSize);
+        var denom = s.ExpAvgSq.sqrt().Over(Math.Sqrt(biasCorrection2)).PlusInPlace(Options.Eps);
+        using (var step = (-stepSize).ToScalar()) parameter.addcdiv_(s.ExpAvg, denom, value: step);
     }
 
     public override IReadOnlyDictionary<string, Tensor> StateDict()

@@ -1,4 +1,5 @@
 using Peft.Onnx.Core;
+using Peft.Onnx.Trainer.Modeling;
 using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Training;
@@ -33,7 +34,7 @@ public sealed class Sgd : Optimizer
     protected override void Update(string name, Tensor parameter, Tensor grad)
     {
         var d = grad;
-        if (Options.WeightDecay != 0) d = d.add(parameter, alpha: Options.WeightDecay);
+        if (Options.WeightDecay != 0) d = d.Plus(parameter, alpha: Options.WeightDecay);
         if (Options.Momentum != 0)
         {
             if (!_momentum.TryGetValue(name, out var buf))
@@ -42,10 +43,10 @@ public sealed class Sgd : Optimizer
                 buf.DetachFromDisposeScope();
                 _momentum[name] = buf;
             }
-            else buf.mul_(Options.Momentum).add_(d, alpha: 1 - Options.Dampening);
-            d = Options.Nesterov ? d.add(buf, alpha: Options.Momentum) : buf;
+            else buf.TimesInPlace(Options.Momentum).PlusInPlace(d, alpha: 1 - Options.Dampening);
+            d = Options.Nesterov ? d.Plus(buf, alpha: Options.Momentum) : buf;
         }
-        parameter.add_(d, alpha: -Lr);
+        parameter.PlusInPlace(d, alpha: -Lr);
     }
 
     public override IReadOnlyDictionary<string, Tensor> StateDict() =>

@@ -22,7 +22,7 @@ public sealed class Ia3Layer : InjectedLayer
             Scale = target.IsFeedforward
                 ? randn(1, target.Linear.InFeatures, device: device)
                 : randn(target.Linear.OutFeatures, 1, device: device);
-            if (initIa3Weights) Scale.fill_(1.0);
+            if (initIa3Weights) Scale.FillWith(1.0);
         }
         // The layer owns its vector for the model's lifetime, whatever dispose scope the caller is in.
         Scale.DetachFromDisposeScope().requires_grad_(true);
@@ -52,7 +52,7 @@ public sealed class Ia3Layer : InjectedLayer
 
     protected override void UnmergeFrom(LinearLayer layer)
     {
-        using var divisor = Scale + UnmergeEpsilon;
+        using var divisor = Scale.Plus(UnmergeEpsilon);
         layer.Weight.div_(divisor);
         if (!IsFeedforward && layer.Bias is { } bias) bias.div_(divisor.reshape(bias.shape));
     }

@@ -61,16 +61,16 @@ public sealed class LoraLayer : InjectedLayer
     {
         var result = layer.BaseForward(x);
         var input = _training() && Dropout > 0 ? nn.functional.dropout(x, Dropout, true) : x;
-        return result + nn.functional.linear(nn.functional.linear(input, A), B) * Scaling;
+        return result.Plus(nn.functional.linear(nn.functional.linear(input, A), B).Times(Scaling));
     }
 
     /// <summary>get_delta_weight: B @ A * scaling, [out, in] like the trainer's weight.</summary>
-    public Tensor DeltaWeight() => B.matmul(A) * Scaling;
+    public Tensor DeltaWeight() => B.matmul(A).Times(Scaling);
 
     protected override void MergeInto(LinearLayer layer)
     {
         using var delta = DeltaWeight();
-        layer.Weight.add_(delta);
+        layer.Weight.PlusInPlace(delta);
     }
 
     protected override void UnmergeFrom(LinearLayer layer)

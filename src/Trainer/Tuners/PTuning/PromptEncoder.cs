@@ -1,4 +1,5 @@
 using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Tuners.PromptLearning;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -103,13 +104,13 @@ public sealed class PromptEncoder : IPromptModule
                 for (long s = 0; s < steps; s++)
                 {
                     long t = d == 0 ? s : steps - 1 - s;
-                    var gates = inputProjection[.., t, ..] + nn.functional.linear(h, weightHh, biasHh);
+                    var gates = inputProjection[.., t, ..].Plus(nn.functional.linear(h, weightHh, biasHh));
                     var chunks = gates.chunk(4, -1);
                     var i = sigmoid(chunks[0]);
                     var f = sigmoid(chunks[1]);
                     var g = tanh(chunks[2]);
                     var o = sigmoid(chunks[3]);
-                    c = f * c + i * g;
+                    c = (f * c).Plus(i * g);
                     h = o * tanh(c);
                     outputs[t] = h;
                 }

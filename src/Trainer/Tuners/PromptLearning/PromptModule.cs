@@ -1,3 +1,4 @@
+using Peft.Onnx.Trainer.Modeling;
 using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Tuners.PromptLearning;
@@ -53,7 +54,7 @@ public static class PromptParameter
     public static Tensor Lookup(Tensor weight, long batch)
     {
         long rows = weight.shape[0];
-        using var indices = arange(rows, dtype: int64, device: weight.device).repeat(batch);
+        using var indices = ScalarOperands.Arange(0, rows, dtype: int64, device: weight.device).repeat(batch);
         return weight.index_select(0, indices).view(batch, rows, weight.shape[1]);
     }
 

@@ -2,6 +2,7 @@ using Peft.Onnx.Core;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Generation;
 using Peft.Onnx.Trainer.Modeling;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Tuners.PromptLearning;
@@ -40,7 +41,8 @@ public abstract class SoftPromptTuner : PromptLearningTuner
         Tensor? labels = null;
         if (input.Labels is { } l)
         {
-            var ignored = full(batch, NumVirtualTokens, LmLoss.IgnoreIndex, dtype: l.dtype, device: l.device);
+            using var ignoreIndex = LmLoss.IgnoreIndex.ToScalar();
+            var ignored = full(batch, NumVirtualTokens, ignoreIndex, dtype: l.dtype, device: l.device);
             labels = cat([ignored, l], 1);
         }
         return input with
