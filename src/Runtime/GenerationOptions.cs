@@ -9,7 +9,7 @@ namespace Peft.Onnx.Runtime;
 /// </summary>
 public sealed record GenerationOptions
 {
-    /// <summary>New tokens per row at most (null: generation_config max_new_tokens, else 20).</summary>
+    /// <summary>New tokens per row at most (null: generation_config.json's max_new_tokens, else its max_length, 20 by default, bounds prompt + new tokens as in transformers).</summary>
     public int? MaxNewTokens { get; init; }
 
     /// <summary>false: greedy (arg-max); true: sample from the temperature / top-k / top-p filtered distribution.</summary>
@@ -44,12 +44,15 @@ public sealed record GenerationOptions
 }
 
 /// <summary>Options with every default filled in and checked.</summary>
-internal sealed record ResolvedOptions(int MaxNewTokens, bool DoSample, double Temperature, int TopK, double TopP, ulong Seed,
+/// <param name="MaxNewTokens">The request's or generation_config.json's max_new_tokens; null: <paramref name="MaxLength"/> bounds the sequence.</param>
+/// <param name="MaxLength">generation_config.json's max_length (transformers' default 20), used when no max_new_tokens is set.</param>
+internal sealed record ResolvedOptions(int? MaxNewTokens, int MaxLength, bool DoSample, double Temperature, int TopK, double TopP, ulong Seed,
     double RepetitionPenalty, int[] StopTokenIds, int PadTokenId)
 {
     public static ResolvedOptions Resolve(GenerationOptions o, Core.Configs.GenerationConfig defaults)
     {
-        int maxNew = o.MaxNewTokens ?? defaults.MaxNewTokens ?? 20;
+        int? maxNew = o.MaxNewTokens ?? defaults.MaxNewTokens;
+        int maxLength = defaults.MaxLength ?? 20;
         if (maxNew < 0) throw new PeftOnnxException($"max_new_tokens = {maxNew} is out of range (expected >= 0)");
         double temperature = o.Temperature ?? defaults.Temperature;
         if (!(temperature > 0) || !double.IsFinite(temperature)) throw new PeftOnnxException($"temperature = {temperature} is out of range (expected > 0)");
@@ -62,6 +65,6 @@ internal sealed record ResolvedOptions(int MaxNewTokens, bool DoSample, double T
         var stop = (o.StopTokenIds ?? defaults.EosTokenId ?? []).Distinct().ToArray();
         int pad = o.PadTokenId ?? defaults.PadTokenId ?? (stop.Length > 0 ? stop[0] : 0);
         ulong seed = o.Seed ?? (ulong)Random.Shared.NextInt64();
-        return new ResolvedOptions(maxNew, o.DoSample ?? defaults.DoSample, temperature, topK, topP, seed, penalty, stop, pad);
+        return new ResolvedOptions(maxNew, maxLength, o.DoSample ?? defaults.DoSample, temperature, topK, topP, seed, penalty, stop, pad);
     }
 }

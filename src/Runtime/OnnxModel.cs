@@ -228,7 +228,9 @@ public sealed class OnnxModel : IDisposable
         if (options.PadTokenId < 0 || options.PadTokenId >= VocabSize)
             throw new PeftOnnxException($"pad token id {options.PadTokenId} is outside the vocabulary (0..{VocabSize - 1}); set GenerationOptions.PadTokenId");
 
-        int maxSteps = options.MaxNewTokens;
+        // As transformers: without max_new_tokens, max_length bounds the whole sequence, i.e. the (padded) prompt of a
+        // decoder-only model or the decoder start token of an encoder-decoder one, and at least one token is generated.
+        int maxSteps = options.MaxNewTokens ?? Math.Max(1, options.MaxLength - (CausalLm != null ? prompts.Max(p => p.Length) : 1));
         if (CausalLm != null && ContextLength is { } context)
         {
             // a baked soft prompt / prefix takes the first positions (its virtual tokens come before every prompt)

@@ -8,7 +8,7 @@ namespace Peft.Onnx.Tests.Runtime;
 public class TokenChooserTests
 {
     private static ResolvedOptions Options(bool sample = true, double temperature = 1, int topK = 0, double topP = 1, double penalty = 1, ulong seed = 1) =>
-        new(10, sample, temperature, topK, topP, seed, penalty, [], 0);
+        new(10, 20, sample, temperature, topK, topP, seed, penalty, [], 0);
 
     private static HashSet<int> Drawn(ResolvedOptions options, float[] logits, int draws = 400)
     {
