@@ -22,7 +22,9 @@ public static class LabellingCommandRunner
         var outPath = args.Required("out", "the CSV to write");
         var labelColumn = args.String("label-column") ?? "label";
         var idColumn = args.String("id-column");
-        var maxNewTokens = args.Int("max-new-tokens", min: 1);
+        // The PEFT guides label with generate(..., max_new_tokens=10); transformers' own default (max_length 20 with the
+        // prompt counted) would leave a templated prompt one token.
+        var maxNewTokens = args.Int("max-new-tokens", min: 1) ?? 10;
         var batchSize = args.Int("batch-size", min: 1) ?? 32;
         var maxLength = args.Int("max-length", min: 1);
         var device = DeviceOptions.Parse(args.Choice("device", "auto", "cpu", "cuda", "auto"));
