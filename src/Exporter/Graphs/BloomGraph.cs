@@ -136,5 +136,5 @@ public sealed class BloomGraph
         return g.Add(h, residual, name: "residual/Add");
     }
 
-    private LinearSpec Linear(string path) => _arch.Linears.First(l => l.Path == path);
+    private LinearSpec Linear(string path) => _arch.Linear(path);
 }

@@ -145,5 +145,5 @@ public sealed class Gpt2Graph
         return Layers.Linear(g, _weights, Linear($"{p}.c_proj"), h);
     }
 
-    private LinearSpec Linear(string path) => _arch.Linears.First(l => l.Path == path);
+    private LinearSpec Linear(string path) => _arch.Linear(path);
 }

@@ -138,5 +138,5 @@ public sealed class LlamaGraph
         return Layers.Linear(g, _weights, Linear($"{p}.down_proj"), g.Mul(gate, up));
     }
 
-    private LinearSpec Linear(string path) => _arch.Linears.First(l => l.Path == path);
+    private LinearSpec Linear(string path) => _arch.Linear(path);
 }

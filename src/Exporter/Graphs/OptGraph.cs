@@ -164,5 +164,5 @@ public sealed class OptGraph
     private string LayerNorm(string path, string x) =>
         Layers.LayerNorm(_g, _weights, path, x, LayerNormEpsilon, _hidden, _config.LayerNormElementwiseAffine);
 
-    private LinearSpec Linear(string path) => _arch.Linears.First(l => l.Path == path);
+    private LinearSpec Linear(string path) => _arch.Linear(path);
 }

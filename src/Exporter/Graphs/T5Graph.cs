@@ -101,7 +101,7 @@ internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource wei
     public int HeadDim => config.DKv;
     public long Inner => (long)config.NumHeads * config.DKv;
 
-    public LinearSpec Linear(string path) => _arch.Linears.First(l => l.Path == path);
+    public LinearSpec Linear(string path) => _arch.Linear(path);
 
     public string Project(string path, string x, string? output = null) => Layers.Linear(g, weights, Linear(path), x, output);
 
