@@ -36,7 +36,7 @@ public static class BenchGoals
                 ["comparison"] = goal.Comparison,
                 ["met"] = goal.Comparison == ">=" ? worst.Value >= goal.Target : worst.Value <= goal.Target,
                 ["worst_at"] = worst.At,
-                ["values"] = values.ToDictionary(v => v.At, v => Math.Round(v.Value, 4)),
+                ["values"] = values.DistinctBy(v => v.At).ToDictionary(v => v.At, v => Math.Round(v.Value, 4)),
                 ["description"] = goal.Description,
             };
         }
