@@ -16,9 +16,9 @@ public static class BenchGoals
     private static readonly Goal GenAiBatch8 = new("ours_over_genai_batch_8", "tokens/s ours / ORT GenAI at batch 8, every variant", ">=", 1.2);
     private static readonly Goal Ttft = new("ttft_ours_over_genai", "time to first token ours / ORT GenAI, every run", "<=", 1.0);
     private static readonly Goal Merged = new("merged_paired_over_base",
-        "lora_merged and ia3_merged: median over rounds of tokens/s over base's in the same round, every batch size", ">=", 0.97);
+        "lora_merged and ia3_merged: median over rounds of tokens/s over base's in the same round, every batch size (control_values: a second base session's, the noise floor)", ">=", 0.97);
     private static readonly Goal Prompt = new("prompt_prefix_paired_decode_over_base",
-        "prompt_tuning and prefix: median over rounds of decode tokens/s over base's in the same round, every batch size", ">=", 0.95);
+        "prompt_tuning and prefix: median over rounds of decode tokens/s over base's in the same round, every batch size (control_values: a second base session's)", ">=", 0.95);
     private static readonly Goal Export = new("export_over_copy", "export seconds over the copy of the same bytes, every export variant", "<=", 2.0);
 
     public static Dictionary<string, object?> Judge(JsonElement result)
@@ -62,6 +62,13 @@ public static class BenchGoals
                 .Select(g => ($"{Text(g, "variant")} batch {g.GetProperty("batch").GetInt32()}", Number(g, key))).ToList();
             Add(Merged, Paired("paired_over_base", "lora_merged", "ia3_merged"));
             Add(Prompt, Paired("paired_decode_over_base", "prompt_tuning", "prefix"));
+            // The same ratio of a second base session: how far noise alone moved it in this run.
+            if (result.TryGetProperty("generation_control", out var controls))
+                foreach (var (goal, key) in new[] { (Merged, "paired_over_base"), (Prompt, "paired_decode_over_base") })
+                    if (goals.TryGetValue(goal.Name, out var entry) && entry is Dictionary<string, object?> judged)
+                        judged["control_values"] = controls.EnumerateArray()
+                            .Select(c => ($"batch {c.GetProperty("batch").GetInt32()}", Number(c, key))).Where(c => double.IsFinite(c.Item2))
+                            .ToDictionary(c => c.Item1, c => Math.Round(c.Item2, 4));
         }
 
         if (result.TryGetProperty("export", out var export))
@@ -79,7 +86,9 @@ public static class BenchGoals
     public static IEnumerable<string> Lines(JsonElement goals) =>
         goals.EnumerateObject().Select(g =>
             $"goal {g.Name,-38} {g.Value.GetProperty("measured").GetDouble(),7:F3} {g.Value.GetProperty("comparison").GetString()} {g.Value.GetProperty("target").GetDouble():F2}: " +
-            $"{(g.Value.GetProperty("met").GetBoolean() ? "met" : "NOT met")} (worst: {g.Value.GetProperty("worst_at").GetString()})");
+            $"{(g.Value.GetProperty("met").GetBoolean() ? "met" : "NOT met")} (worst: {g.Value.GetProperty("worst_at").GetString()})" +
+            (g.Value.TryGetProperty("control_values", out var control) && control.EnumerateObject().Any()
+                ? $"; control base session: {string.Join(", ", control.EnumerateObject().Select(c => $"{c.Name} {c.Value.GetDouble():F3}"))}" : ""));
 
     private static string Text(JsonElement e, string key) => e.TryGetProperty(key, out var v) ? v.GetString() ?? "" : "";
 

@@ -59,9 +59,15 @@ public static class BenchRunner
                 string? genAiNote = null;
                 var baseline = s.GenAi ? GenAiBaseline.Prepare(!s.Quick, log, out genAiNote) : null;
                 var runs = new List<Dictionary<string, object?>>();
+                var controls = new List<GenerationFigures>();
                 foreach (var b in s.BatchSizes)
                 {
-                    var figures = GenerationBench.RunInterleaved(variants, b, s.PromptLength, s.NewTokens, bandwidth, s.Repeats);
+                    // A second session of the base graph runs in the rounds as a control: identical graphs, so its
+                    // ratios to base show how far this run's noise alone moves them.
+                    var control = new BenchVariant(ControlVariant, variants.Single(v => v.Name == "base").Dir, 0);
+                    var timed = GenerationBench.RunInterleaved([.. variants, control], b, s.PromptLength, s.NewTokens, bandwidth, s.Repeats);
+                    controls.Add(timed[^1]);
+                    var figures = timed[..^1];
                     foreach (var f in figures) log.WriteLine($"bench: {f.Variant} batch {b}: {f.TokensPerSecond:F1} tokens/s best, {f.MedianTokensPerSecond:F1} median");
                     ours.AddRange(figures);
                     // GenAI after the rounds of this batch size, each variant's run right after the next: its figures
@@ -73,6 +79,7 @@ public static class BenchRunner
                 }
                 ours = ours.OrderBy(g => variants.FindIndex(v => v.Name == g.Variant)).ThenBy(g => Array.IndexOf(s.BatchSizes, g.Batch)).ToList();
                 result["generation"] = ours.Select(g => GenerationJson(g, ours.FirstOrDefault(o => o.Variant == "base" && o.Batch == g.Batch))).ToList();
+                result["generation_control"] = controls.Select(g => GenerationJson(g, ours.FirstOrDefault(o => o.Variant == "base" && o.Batch == g.Batch))).ToList();
                 result["generation_note"] = GenerationNote(s.Repeats);
                 result["genai"] = s.GenAi
                     ? new Dictionary<string, object?> { ["available"] = baseline != null, ["note"] = genAiNote, ["threads_note"] = GenAiThreadsNote, ["runs"] = runs }
@@ -188,8 +195,12 @@ public static class BenchRunner
         "the order rotated by one each round. seconds, ttft_seconds, tokens_per_second, decode_tokens_per_second and cpu_seconds are the fastest round's; " +
         "median_* are medians over rounds; tokens_per_second_over_base compares best rounds, median_tokens_per_second_over_base medians; " +
         "paired_over_base is the median over rounds of base seconds / variant seconds in the same round (= tokens/s over base's, same tokens), " +
-        "paired_decode_over_base the same for decode tokens/s; their *_spread give min, quartiles and max over rounds. " +
-        "The paired ratios cancel the machine's drift between rounds: they are the figures for the merged / baked vs base goals";
+        "paired_decode_over_base the same for decode tokens/s, paired_cpu_over_base for this process's CPU seconds (base / variant: the work done, " +
+        "less sensitive than wall time to the share of cores a busy machine gives); their *_spread give min, quartiles and max over rounds. " +
+        "The paired ratios cancel the machine's drift between rounds: they are the figures for the merged / baked vs base goals. " +
+        $"generation_control holds a second session of the base graph ({ControlVariant}) timed in the same rounds: its ratios to base are this run's noise floor";
+
+    public const string ControlVariant = "base_control";
 
     private static Dictionary<string, object?> GenerationJson(GenerationFigures g, GenerationFigures? baseFigures)
     {
@@ -212,6 +223,10 @@ public static class BenchRunner
             json["paired_over_base_spread"] = SpreadJson(paired);
             json["paired_decode_over_base"] = pairedDecode != null ? Math.Round(pairedDecode.Median, 4) : null;
             json["paired_decode_over_base_spread"] = pairedDecode != null ? SpreadJson(pairedDecode) : null;
+            var cpuRatios = rounds.Select(p => p.Second.CpuSeconds / p.First.CpuSeconds).ToList();
+            var pairedCpu = cpuRatios.All(double.IsFinite) ? Spread.Of(cpuRatios) : null;
+            json["paired_cpu_over_base"] = pairedCpu != null ? Math.Round(pairedCpu.Median, 4) : null;
+            json["paired_cpu_over_base_spread"] = pairedCpu != null ? SpreadJson(pairedCpu) : null;
         }
         else
         {
@@ -219,10 +234,13 @@ public static class BenchRunner
             json["paired_over_base_spread"] = null;
             json["paired_decode_over_base"] = null;
             json["paired_decode_over_base_spread"] = null;
+            json["paired_cpu_over_base"] = null;
+            json["paired_cpu_over_base_spread"] = null;
         }
         json["process_peak_rss_bytes"] = g.ProcessPeakRssBytes;
         json["round_seconds"] = g.Rounds.Select(r => R(r.Seconds, 6)).ToList();
         json["round_ttft_seconds"] = g.Rounds.Select(r => R(r.TtftSeconds, 6)).ToList();
+        json["round_cpu_seconds"] = g.Rounds.Select(r => R(r.CpuSeconds, 6)).ToList();
         return json;
     }
 
@@ -298,6 +316,12 @@ public static class BenchRunner
             }
             o.WriteLine("(tok/s, decode, ttft, vs base: best round; paired: median over rounds of tok/s over base's in the same round, range min-max; dec-pair: the same for decode)");
         }
+        if (json.TryGetProperty("generation_control", out var controls))
+            foreach (var c in controls.EnumerateArray())
+                if (c.TryGetProperty("paired_over_base_spread", out var sp) && sp.ValueKind == JsonValueKind.Object)
+                    o.WriteLine($"control (base graph, second session) batch {c.GetProperty("batch").GetInt32()}: paired {Number(c, "paired_over_base"):F3} " +
+                        $"(IQR {sp.GetProperty("q1").GetDouble():F3}-{sp.GetProperty("q3").GetDouble():F3}, range {sp.GetProperty("min").GetDouble():F3}-{sp.GetProperty("max").GetDouble():F3}), " +
+                        $"dec-pair {Number(c, "paired_decode_over_base"):F3}, cpu-pair {Number(c, "paired_cpu_over_base"):F3}: noise floor of the paired ratios");
         if (json.TryGetProperty("genai", out var ga))
         {
             if (!ga.GetProperty("available").GetBoolean()) o.WriteLine($"ORT GenAI: {ga.GetProperty("note").GetString()}");

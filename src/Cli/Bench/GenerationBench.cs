@@ -55,7 +55,6 @@ public static class GenerationBench
             Collect();
             long processRss = MemoryProbe.CurrentRss();
             foreach (var v in variants) loaded.Add(LoadedVariant.Load(v, batch, promptLength, newTokens));
-            using var self = Process.GetCurrentProcess();
             for (int r = 0; r < rounds; r++)
             {
                 // The previous round's garbage goes now rather than inside someone's timed run.
@@ -63,7 +62,7 @@ public static class GenerationBench
                 for (int i = 0; i < loaded.Count; i++)
                 {
                     var lv = loaded[(r + i) % loaded.Count];
-                    lv.Rounds.Add(lv.TimeOnce(self));
+                    lv.Rounds.Add(lv.TimeOnce());
                 }
             }
             return loaded.Select(lv => lv.Figures(processRss, bandwidth)).ToList();
@@ -151,19 +150,17 @@ public static class GenerationBench
             } while (clock.Elapsed < WarmUpTime);
         }
 
-        public TimedRun TimeOnce(Process self)
+        public TimedRun TimeOnce()
         {
             using var g = _model.CreateGenerator(_request);
-            self.Refresh();
-            var cpu = self.TotalProcessorTime;
+            var cpu = ProcessCpuClock.Seconds();
             var clock = Stopwatch.StartNew();
             g.GenerateNextToken();
             var ttft = clock.Elapsed.TotalSeconds;
             int steps = 1;
             while (!g.IsDone) { g.GenerateNextToken(); steps++; }
             var seconds = clock.Elapsed.TotalSeconds;
-            self.Refresh();
-            return new TimedRun(seconds, ttft, steps, (self.TotalProcessorTime - cpu).TotalSeconds);
+            return new TimedRun(seconds, ttft, steps, ProcessCpuClock.Seconds() - cpu);
         }
 
         public GenerationFigures Figures(long processRss, double bandwidth)

@@ -29,6 +29,11 @@ public class BenchCommandTests
         }
         Assert.Equal([1, 2], generation.Select(g => g.GetProperty("batch").GetInt32()).Distinct());
         AssertRoundsConsistent(generation);
+        // The control (a second session of the base graph) ran in the same rounds; its ratios are judged against base's rounds too.
+        var control = json.GetProperty("generation_control").EnumerateArray().ToList();
+        Assert.Equal([1, 2], control.Select(c => c.GetProperty("batch").GetInt32()));
+        Assert.All(control, c => Assert.Equal("base_control", c.GetProperty("variant").GetString()));
+        AssertRoundsConsistent([.. generation.Where(g => g.GetProperty("variant").GetString() == "base"), .. control]);
 
         var genai = json.GetProperty("genai");
         Assert.True(genai.TryGetProperty("available", out _));
@@ -56,6 +61,7 @@ public class BenchCommandTests
         Assert.Equal(["ia3_merged batch 1", "ia3_merged batch 2", "lora_merged batch 1", "lora_merged batch 2"],
             goals.GetProperty("merged_paired_over_base").GetProperty("values").EnumerateObject().Select(v => v.Name).Order());
         Assert.Equal(0.97, goals.GetProperty("merged_paired_over_base").GetProperty("target").GetDouble());
+        Assert.Equal(["batch 1", "batch 2"], goals.GetProperty("merged_paired_over_base").GetProperty("control_values").EnumerateObject().Select(v => v.Name));
 
         var trainer = json.GetProperty("trainer");
         Assert.True(trainer.GetProperty("base_forward_backward").GetProperty("step_seconds").GetDouble() > 0);
@@ -94,7 +100,8 @@ public class BenchCommandTests
             var ratios = baseRounds.Zip(seconds, (b, v) => b / v).Order().ToList();
             double paired = g.GetProperty("paired_over_base").GetDouble();
             Assert.True(Math.Abs(ratios[1] - paired) <= 1e-3 * paired, $"{label}: paired {paired} vs rounds' {ratios[1]}");
-            foreach (var key in new[] { "paired_over_base_spread", "paired_decode_over_base_spread" })
+            Assert.Equal(rounds, g.GetProperty("round_cpu_seconds").GetArrayLength());
+            foreach (var key in new[] { "paired_over_base_spread", "paired_decode_over_base_spread", "paired_cpu_over_base_spread" })
             {
                 var spread = g.GetProperty(key);
                 var order = new[] { "min", "q1", "median", "q3", "max" }.Select(k => spread.GetProperty(k).GetDouble()).ToList();
@@ -106,6 +113,7 @@ public class BenchCommandTests
             {
                 Assert.Equal(1.0, paired);
                 Assert.Equal(1.0, g.GetProperty("paired_decode_over_base").GetDouble());
+                Assert.Equal(1.0, g.GetProperty("paired_cpu_over_base").GetDouble());
                 Assert.Equal(1.0, g.GetProperty("paired_over_base_spread").GetProperty("min").GetDouble());
                 Assert.Equal(1.0, g.GetProperty("paired_over_base_spread").GetProperty("max").GetDouble());
             }

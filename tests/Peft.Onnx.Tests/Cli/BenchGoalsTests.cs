@@ -22,6 +22,10 @@ public class BenchGoalsTests
             { "variant": "prompt_tuning", "batch": 1, "paired_over_base": 0.5, "paired_decode_over_base": 0.96 },
             { "variant": "prefix", "batch": 8, "paired_over_base": 0.5, "paired_decode_over_base": 0.955 }
           ],
+          "generation_control": [
+            { "variant": "base_control", "batch": 1, "paired_over_base": 1.01, "paired_decode_over_base": 0.99 },
+            { "variant": "base_control", "batch": 8, "paired_over_base": 0.98, "paired_decode_over_base": 1.02 }
+          ],
           "genai": { "available": true, "runs": [
             { "variant": "base", "batch": 1, "ours_over_genai": 1.1, "ours_ttft_over_genai": 0.8 },
             { "variant": "prefix", "batch": 8, "ours_over_genai": 1.19, "ours_ttft_over_genai": 1.05 },
@@ -55,9 +59,15 @@ public class BenchGoalsTests
         Assert.Equal(0.95, goals.GetProperty("prompt_prefix_paired_decode_over_base").GetProperty("target").GetDouble());
         Assert.Equal("<=", goals.GetProperty("export_over_copy").GetProperty("comparison").GetString());
 
+        var control = goals.GetProperty("merged_paired_over_base").GetProperty("control_values");
+        Assert.Equal(1.01, control.GetProperty("batch 1").GetDouble());
+        Assert.Equal(0.98, control.GetProperty("batch 8").GetDouble());
+        Assert.Equal(1.02, goals.GetProperty("prompt_prefix_paired_decode_over_base").GetProperty("control_values").GetProperty("batch 8").GetDouble());
+        Assert.False(goals.GetProperty("export_over_copy").TryGetProperty("control_values", out _));
+
         var lines = BenchGoals.Lines(goals).ToList();
         Assert.Equal(7, lines.Count);
-        Assert.Contains(lines, l => l.Contains("merged_paired_over_base") && l.Contains("0.960 >= 0.97: NOT met (worst: ia3_merged batch 8)"));
+        Assert.Contains(lines, l => l.Contains("merged_paired_over_base") && l.Contains("0.960 >= 0.97: NOT met (worst: ia3_merged batch 8); control base session: batch 1 1.010, batch 8 0.980"));
     }
 
     [Fact]
