@@ -33,8 +33,9 @@ public static class GenerationBench
     public const string MemoryNote =
         "per variant, measured while it loads and warms up (one full-length generation among the warm-up runs): rss_increase is the VmHWM peak " +
         "over that time (reset through /proc/self/clear_refs right before the load) minus RSS before the load; peak_rss is the process RSS " +
-        "before the first variant of that batch size loaded plus this variant's rss_increase, i.e. the peak of a process serving this variant " +
-        "alone; process_peak_rss is the VmHWM actually reached, with the variants loaded before it still resident";
+        "before the first variant of that batch size loaded plus this variant's rss_increase, about the peak of a process serving this variant " +
+        "alone (the first one loaded can reuse heap the process freed earlier, so its rss_increase may read low); " +
+        "process_peak_rss is the VmHWM actually reached, with the variants loaded before it still resident";
 
     /// <summary>One variant on its own (decode-bandwidth runs): the same rounds with nobody to interleave.</summary>
     public static GenerationFigures Run(BenchVariant variant, int batch, int promptLength, int newTokens, double bandwidth, int rounds) =>
