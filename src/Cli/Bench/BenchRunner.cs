@@ -59,16 +59,28 @@ public static class BenchRunner
                 string? genAiNote = null;
                 var baseline = s.GenAi ? GenAiBaseline.Prepare(!s.Quick, log, out genAiNote) : null;
                 var runs = new List<Dictionary<string, object?>>();
-                foreach (var v in variants)
-                    foreach (var b in s.BatchSizes)
-                    {
-                        ours.Add(GenerationBench.Run(v, b, s.PromptLength, s.NewTokens, bandwidth, s.Repeats));
-                        log.WriteLine($"bench: {v.Name} batch {b}: {ours[^1].TokensPerSecond:F1} tokens/s");
-                        // GenAI right after ours on the same folder, so both see the same load on a shared machine.
-                        // --quick: one GenAI run (base graph, first batch size) so the smoke test stays short.
-                        if (baseline != null && (!s.Quick || runs.Count == 0)) runs.Add(GenAiRun(baseline, v, ours[^1], s, log));
-                    }
+                var controls = new List<GenerationFigures>();
+                foreach (var b in s.BatchSizes)
+                {
+                    // A second session of the base graph runs in the rounds as a control: identical graphs, so its
+                    // ratios to base show how far this run's noise alone moves them.
+                    var control = new BenchVariant(ControlVariant, variants.Single(v => v.Name == "base").Dir, 0);
+                    var timed = GenerationBench.RunInterleaved([.. variants, control], b, s.PromptLength, s.NewTokens, bandwidth, s.Repeats);
+                    controls.Add(timed[^1]);
+                    var figures = timed[..^1];
+                    foreach (var f in figures) log.WriteLine($"bench: {f.Variant} batch {b}: {f.TokensPerSecond:F1} tokens/s best, {f.MedianTokensPerSecond:F1} median");
+                    ours.AddRange(figures);
+                    // GenAI after the rounds of this batch size, each variant's run right after the next: its figures
+                    // are compared with our best round. --quick: one GenAI run (base graph, first batch size) so the
+                    // smoke test stays short.
+                    if (baseline != null)
+                        foreach (var (v, f) in variants.Zip(figures))
+                            if (!s.Quick || runs.Count == 0) runs.Add(GenAiRun(baseline, v, f, s, log));
+                }
+                ours = ours.OrderBy(g => variants.FindIndex(v => v.Name == g.Variant)).ThenBy(g => Array.IndexOf(s.BatchSizes, g.Batch)).ToList();
                 result["generation"] = ours.Select(g => GenerationJson(g, ours.FirstOrDefault(o => o.Variant == "base" && o.Batch == g.Batch))).ToList();
+                result["generation_control"] = controls.Select(g => GenerationJson(g, ours.FirstOrDefault(o => o.Variant == "base" && o.Batch == g.Batch))).ToList();
+                result["generation_note"] = GenerationNote(s.Repeats);
                 result["genai"] = s.GenAi
                     ? new Dictionary<string, object?> { ["available"] = baseline != null, ["note"] = genAiNote, ["threads_note"] = GenAiThreadsNote, ["runs"] = runs }
                     : Skipped("skipped (--no-genai or --skip genai)");
@@ -140,7 +152,8 @@ public static class BenchRunner
         result["seconds"] = R(total.Elapsed.TotalSeconds);
         result["section_seconds"] = sections;
         result["peak_rss_bytes"] = MemoryProbe.PeakRss();
-        result["peak_rss_note"] = "generation peaks are the VmHWM of this process, reset before each model load (/proc/self/clear_refs); rss_increase is that peak minus RSS before the load. export peak RSS comes from the export child process";
+        result["peak_rss_note"] = "generation: " + GenerationBench.MemoryNote + ". export peak RSS comes from the export child process";
+        result["goals"] = BenchGoals.Judge(JsonSerializer.SerializeToElement(result));
         return result;
     }
 
@@ -177,7 +190,66 @@ public static class BenchRunner
         return run;
     }
 
-    private static Dictionary<string, object?> GenerationJson(GenerationFigures g, GenerationFigures? baseFigures) => new()
+    private static string GenerationNote(int rounds) =>
+        $"every variant of one batch size is loaded and warmed up, then {rounds} rounds run in which each variant generates once, " +
+        "the order rotated by one each round. seconds, ttft_seconds, tokens_per_second, decode_tokens_per_second and cpu_seconds are the fastest round's; " +
+        "median_* are medians over rounds; tokens_per_second_over_base compares best rounds, median_tokens_per_second_over_base medians; " +
+        "paired_over_base is the median over rounds of base seconds / variant seconds in the same round (= tokens/s over base's, same tokens), " +
+        "paired_decode_over_base the same for decode tokens/s, paired_cpu_over_base for this process's CPU seconds (base / variant: the work done, " +
+        "less sensitive than wall time to the share of cores a busy machine gives); their *_spread give min, quartiles and max over rounds. " +
+        "The paired ratios cancel the machine's drift between rounds: they are the figures for the merged / baked vs base goals. " +
+        $"generation_control holds a second session of the base graph ({ControlVariant}) timed in the same rounds: its ratios to base are this run's noise floor";
+
+    public const string ControlVariant = "base_control";
+
+    private static Dictionary<string, object?> GenerationJson(GenerationFigures g, GenerationFigures? baseFigures)
+    {
+        var json = GenerationJsonBest(g, baseFigures);
+        json["rounds"] = g.Rounds.Count;
+        json["median_seconds"] = R(g.MedianSeconds);
+        json["median_tokens_per_second"] = R(g.MedianTokensPerSecond);
+        json["min_tokens_per_second"] = R(g.MinTokensPerSecond);
+        json["median_ttft_seconds"] = R(g.MedianTtftSeconds, 6);
+        json["median_decode_tokens_per_second"] = R(g.MedianDecodeTokensPerSecond);
+        json["median_tokens_per_second_over_base"] = baseFigures is { MedianTokensPerSecond: > 0 } b ? Math.Round(g.MedianTokensPerSecond / b.MedianTokensPerSecond, 3) : null;
+        if (baseFigures != null && baseFigures.Rounds.Count == g.Rounds.Count)
+        {
+            var rounds = g.Rounds.Zip(baseFigures.Rounds).ToList();
+            var paired = Spread.Of(rounds.Select(p => p.Second.Seconds / p.First.Seconds));
+            var decodeRatios = rounds.Select(p => GenerationBench.DecodeTokensPerSecond(p.First, g.Batch) / GenerationBench.DecodeTokensPerSecond(p.Second, g.Batch)).ToList();
+            // One-token runs have no decode phase: no decode ratio then.
+            var pairedDecode = decodeRatios.All(double.IsFinite) ? Spread.Of(decodeRatios) : null;
+            json["paired_over_base"] = Math.Round(paired.Median, 4);
+            json["paired_over_base_spread"] = SpreadJson(paired);
+            json["paired_decode_over_base"] = pairedDecode != null ? Math.Round(pairedDecode.Median, 4) : null;
+            json["paired_decode_over_base_spread"] = pairedDecode != null ? SpreadJson(pairedDecode) : null;
+            var cpuRatios = rounds.Select(p => p.Second.CpuSeconds / p.First.CpuSeconds).ToList();
+            var pairedCpu = cpuRatios.All(double.IsFinite) ? Spread.Of(cpuRatios) : null;
+            json["paired_cpu_over_base"] = pairedCpu != null ? Math.Round(pairedCpu.Median, 4) : null;
+            json["paired_cpu_over_base_spread"] = pairedCpu != null ? SpreadJson(pairedCpu) : null;
+        }
+        else
+        {
+            json["paired_over_base"] = null;
+            json["paired_over_base_spread"] = null;
+            json["paired_decode_over_base"] = null;
+            json["paired_decode_over_base_spread"] = null;
+            json["paired_cpu_over_base"] = null;
+            json["paired_cpu_over_base_spread"] = null;
+        }
+        json["process_peak_rss_bytes"] = g.ProcessPeakRssBytes;
+        json["round_seconds"] = g.Rounds.Select(r => R(r.Seconds, 6)).ToList();
+        json["round_ttft_seconds"] = g.Rounds.Select(r => R(r.TtftSeconds, 6)).ToList();
+        json["round_cpu_seconds"] = g.Rounds.Select(r => R(r.CpuSeconds, 6)).ToList();
+        return json;
+    }
+
+    private static Dictionary<string, object?> SpreadJson(Spread s) => new()
+    {
+        ["median"] = Math.Round(s.Median, 4), ["min"] = Math.Round(s.Min, 4), ["q1"] = Math.Round(s.Q1, 4), ["q3"] = Math.Round(s.Q3, 4), ["max"] = Math.Round(s.Max, 4),
+    };
+
+    private static Dictionary<string, object?> GenerationJsonBest(GenerationFigures g, GenerationFigures? baseFigures) => new()
     {
         ["variant"] = g.Variant,
         ["batch"] = g.Batch,
@@ -232,12 +304,24 @@ public static class BenchRunner
         if (json.TryGetProperty("bandwidth", out var bw)) o.WriteLine($"read bandwidth {bw.GetProperty("read_gb_per_second").GetDouble():F2} GB/s");
         if (json.TryGetProperty("generation", out var gen))
         {
-            o.WriteLine($"{"variant",-15} {"batch",5} {"tok/s",9} {"decode",9} {"ttft ms",8} {"vs base",7} {"bw-lim",7} {"rss MB",7} {"+rss MB",7}");
+            o.WriteLine($"{"variant",-15} {"batch",5} {"tok/s",9} {"median",9} {"decode",9} {"ttft ms",8} {"vs base",7} {"paired",7} {"paired range",13} {"dec-pair",8} {"bw-lim",7} {"rss MB",7} {"+rss MB",7}");
             foreach (var g in gen.EnumerateArray())
-                o.WriteLine($"{g.GetProperty("variant").GetString(),-15} {g.GetProperty("batch").GetInt32(),5} {g.GetProperty("tokens_per_second").GetDouble(),9:F1} {g.GetProperty("decode_tokens_per_second").GetDouble(),9:F1} " +
-                    $"{g.GetProperty("ttft_seconds").GetDouble() * 1000,8:F2} {(g.GetProperty("tokens_per_second_over_base").ValueKind == JsonValueKind.Number ? g.GetProperty("tokens_per_second_over_base").GetDouble() : 0),7:F2} " +
+            {
+                var range = g.TryGetProperty("paired_over_base_spread", out var sp) && sp.ValueKind == JsonValueKind.Object
+                    ? $"{sp.GetProperty("min").GetDouble():F3}-{sp.GetProperty("max").GetDouble():F3}" : "";
+                o.WriteLine($"{g.GetProperty("variant").GetString(),-15} {g.GetProperty("batch").GetInt32(),5} {g.GetProperty("tokens_per_second").GetDouble(),9:F1} {Number(g, "median_tokens_per_second"),9:F1} " +
+                    $"{g.GetProperty("decode_tokens_per_second").GetDouble(),9:F1} {g.GetProperty("ttft_seconds").GetDouble() * 1000,8:F2} {Number(g, "tokens_per_second_over_base"),7:F2} " +
+                    $"{Number(g, "paired_over_base"),7:F3} {range,13} {Number(g, "paired_decode_over_base"),8:F3} " +
                     $"{g.GetProperty("fraction_of_bandwidth_limit").GetDouble(),7:P0} {g.GetProperty("peak_rss_mb").GetDouble(),7:F0} {g.GetProperty("rss_increase_mb").GetDouble(),7:F0}");
+            }
+            o.WriteLine("(tok/s, decode, ttft, vs base: best round; paired: median over rounds of tok/s over base's in the same round, range min-max; dec-pair: the same for decode)");
         }
+        if (json.TryGetProperty("generation_control", out var controls))
+            foreach (var c in controls.EnumerateArray())
+                if (c.TryGetProperty("paired_over_base_spread", out var sp) && sp.ValueKind == JsonValueKind.Object)
+                    o.WriteLine($"control (base graph, second session) batch {c.GetProperty("batch").GetInt32()}: paired {Number(c, "paired_over_base"):F3} " +
+                        $"(IQR {sp.GetProperty("q1").GetDouble():F3}-{sp.GetProperty("q3").GetDouble():F3}, range {sp.GetProperty("min").GetDouble():F3}-{sp.GetProperty("max").GetDouble():F3}), " +
+                        $"dec-pair {Number(c, "paired_decode_over_base"):F3}, cpu-pair {Number(c, "paired_cpu_over_base"):F3}: noise floor of the paired ratios");
         if (json.TryGetProperty("genai", out var ga))
         {
             if (!ga.GetProperty("available").GetBoolean()) o.WriteLine($"ORT GenAI: {ga.GetProperty("note").GetString()}");
@@ -264,5 +348,7 @@ public static class BenchRunner
             foreach (var m in t.GetProperty("methods").EnumerateArray())
                 o.WriteLine($"  {m.GetProperty("method").GetString(),-14} {m.GetProperty("step_seconds").GetDouble() * 1000,8:F1} ms/step {m.GetProperty("samples_per_second").GetDouble(),8:F1} samples/s  x{m.GetProperty("step_over_base_forward_backward").GetDouble():F2} of base");
         }
+        if (json.TryGetProperty("goals", out var goals))
+            foreach (var line in BenchGoals.Lines(goals)) o.WriteLine(line);
     }
 }

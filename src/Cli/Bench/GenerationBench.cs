@@ -4,10 +4,19 @@ using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Cli.Bench;
 
-/// <summary>Greedy generation figures of one exported folder at one batch size (ONNX Runtime through our Runtime).</summary>
+/// <summary>One timed greedy generation: whole run, first token, tokens each row produced, this process's CPU time.</summary>
+public sealed record TimedRun(double Seconds, double TtftSeconds, int Produced, double CpuSeconds);
+
+/// <summary>
+/// Greedy generation figures of one exported folder at one batch size (ONNX Runtime through our Runtime). Seconds, TTFT,
+/// tokens/s, decode tokens/s and CPU seconds are those of the fastest round; the Median* figures are medians over
+/// rounds; <see cref="Rounds"/> holds every round in round order (round i of every variant ran in the same round).
+/// </summary>
 public sealed record GenerationFigures(string Variant, int Batch, int PromptLength, int NewTokens, double Seconds, double TtftSeconds,
     double TokensPerSecond, double DecodeTokensPerSecond, long PeakRssBytes, long RssIncreaseBytes, long WeightBytes, long KvBytesPerStep,
-    double BandwidthLimitTokensPerSecond, double FractionOfBandwidthLimit, double CpuSeconds);
+    double BandwidthLimitTokensPerSecond, double FractionOfBandwidthLimit, double CpuSeconds,
+    double MedianSeconds, double MedianTokensPerSecond, double MinTokensPerSecond, double MedianTtftSeconds, double MedianDecodeTokensPerSecond,
+    long ProcessPeakRssBytes, IReadOnlyList<TimedRun> Rounds);
 
 public static class GenerationBench
 {
@@ -21,55 +30,163 @@ public static class GenerationBench
 
     private static readonly TimeSpan WarmUpTime = TimeSpan.FromMilliseconds(600);
 
-    public static GenerationFigures Run(BenchVariant variant, int batch, int promptLength, int newTokens, double bandwidth, int repeats)
+    public const string MemoryNote =
+        "per variant, measured while it loads and warms up (one full-length generation among the warm-up runs): rss_increase is the VmHWM peak " +
+        "over that time (reset through /proc/self/clear_refs right before the load) minus RSS before the load; peak_rss is the process RSS " +
+        "before the first variant of that batch size loaded plus this variant's rss_increase, about the peak of a process serving this variant " +
+        "alone (the first one loaded can reuse heap the process freed earlier, so its rss_increase may read low); " +
+        "process_peak_rss is the VmHWM actually reached, with the variants loaded before it still resident";
+
+    /// <summary>One variant on its own (decode-bandwidth runs): the same rounds with nobody to interleave.</summary>
+    public static GenerationFigures Run(BenchVariant variant, int batch, int promptLength, int newTokens, double bandwidth, int rounds) =>
+        RunInterleaved([variant], batch, promptLength, newTokens, bandwidth, rounds)[0];
+
+    /// <summary>
+    /// Loads and warms up every variant, then times <paramref name="rounds"/> rounds in which each variant generates once,
+    /// the order rotated by one each round. On a shared machine speed drifts by more than the differences between
+    /// graphs over the seconds one variant's repeats take; inside a round every variant sees about the same machine,
+    /// so per-round ratios against base cancel the drift. Figures come back in <paramref name="variants"/>' order.
+    /// </summary>
+    public static List<GenerationFigures> RunInterleaved(IReadOnlyList<BenchVariant> variants, int batch, int promptLength, int newTokens,
+        double bandwidth, int rounds)
     {
-        var config = ModelConfig.Load(variant.Dir);
-        var d = config.Dimensions;
+        var loaded = new List<LoadedVariant>();
+        try
+        {
+            Collect();
+            long processRss = MemoryProbe.CurrentRss();
+            foreach (var v in variants) loaded.Add(LoadedVariant.Load(v, batch, promptLength, newTokens));
+            for (int r = 0; r < rounds; r++)
+            {
+                // The previous round's garbage goes now rather than inside someone's timed run.
+                Collect();
+                for (int i = 0; i < loaded.Count; i++)
+                {
+                    var lv = loaded[(r + i) % loaded.Count];
+                    lv.Rounds.Add(lv.TimeOnce());
+                }
+            }
+            return loaded.Select(lv => lv.Figures(processRss, bandwidth)).ToList();
+        }
+        finally
+        {
+            foreach (var lv in loaded) lv.Dispose();
+        }
+    }
+
+    private static void Collect()
+    {
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        MemoryProbe.ResetPeak();
-        long before = MemoryProbe.CurrentRss();
-        using var model = OnnxModel.Load(variant.Dir, DeviceOptions.Cpu with { Report = null });
-        var prompts = Prompts(batch, promptLength, model.VocabSize);
-        // No stop token: every row produces exactly newTokens tokens.
-        var options = new GenerationOptions { MaxNewTokens = newTokens, DoSample = false, StopTokenIds = [] };
-        var request = GenerationRequest.FromIds(prompts.Select(p => (IReadOnlyList<int>)p).ToList(), options);
-        // Warm-up as long as .NET needs to move the per-token methods to optimized code and ORT to size its arena, so
-        // the timed runs measure neither (ORT GenAI's baseline likewise runs once untimed). Tiering promotes a method
-        // after 30 calls but only once no new tier-0 code has appeared for ~100 ms, so a count alone left the first
-        // variant of a run (base) on tier-0 code: warm for at least WarmUpTime as well.
-        var warmOptions = options with { MaxNewTokens = Math.Min(32, newTokens) };
-        var warmClock = Stopwatch.StartNew();
-        do
+    }
+
+    /// <summary>One variant's session, its request, what its load cost in memory, and its timed rounds so far.</summary>
+    private sealed class LoadedVariant : IDisposable
+    {
+        private readonly BenchVariant _variant;
+        private readonly OnnxModel _model;
+        private readonly GenerationRequest _request;
+        private readonly int _batch;
+        private readonly int _promptLength;
+        private readonly ModelDimensions _dimensions;
+        private long _rssIncrease;
+        private long _processPeak;
+
+        public List<TimedRun> Rounds { get; } = [];
+
+        private LoadedVariant(BenchVariant variant, OnnxModel model, GenerationRequest request, int batch, int promptLength, ModelDimensions dimensions)
         {
-            using var warm = model.CreateGenerator(request with { Options = warmOptions });
-            while (!warm.IsDone) warm.GenerateNextToken();
-        } while (warmClock.Elapsed < WarmUpTime);
-        double best = double.MaxValue, bestTtft = 0, bestCpu = 0;
-        int produced = 0;
-        using var self = Process.GetCurrentProcess();
-        for (int r = 0; r < repeats; r++)
+            _variant = variant;
+            _model = model;
+            _request = request;
+            _batch = batch;
+            _promptLength = promptLength;
+            _dimensions = dimensions;
+        }
+
+        public static LoadedVariant Load(BenchVariant variant, int batch, int promptLength, int newTokens)
         {
-            using var g = model.CreateGenerator(request);
-            self.Refresh();
-            var cpu = self.TotalProcessorTime;
+            var dimensions = ModelConfig.Load(variant.Dir).Dimensions;
+            Collect();
+            MemoryProbe.ResetPeak();
+            long before = MemoryProbe.CurrentRss();
+            var model = OnnxModel.Load(variant.Dir, DeviceOptions.Cpu with { Report = null });
+            try
+            {
+                var prompts = Prompts(batch, promptLength, model.VocabSize);
+                // No stop token: every row produces exactly newTokens tokens.
+                var options = new GenerationOptions { MaxNewTokens = newTokens, DoSample = false, StopTokenIds = [] };
+                var request = GenerationRequest.FromIds(prompts.Select(p => (IReadOnlyList<int>)p).ToList(), options);
+                var loaded = new LoadedVariant(variant, model, request, batch, promptLength, dimensions);
+                loaded.WarmUp(newTokens);
+                long peak = MemoryProbe.PeakRss();
+                loaded._processPeak = peak;
+                loaded._rssIncrease = Math.Max(0, peak - before);
+                return loaded;
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// As long as .NET needs to move the per-token methods to optimized code and ORT to size its arena, so the
+        /// timed rounds measure neither (ORT GenAI's baseline likewise runs once untimed). Tiering promotes a method
+        /// after 30 calls but only once no new tier-0 code has appeared for ~100 ms, so a count alone is not enough:
+        /// at least WarmUpTime as well. The first run is full length, so the memory peak taken after the warm-up
+        /// holds a timed run's KV cache.
+        /// </summary>
+        private void WarmUp(int newTokens)
+        {
+            var shortRequest = _request with { Options = _request.Options with { MaxNewTokens = Math.Min(32, newTokens) } };
+            var clock = Stopwatch.StartNew();
+            var request = _request;
+            do
+            {
+                using var warm = _model.CreateGenerator(request);
+                while (!warm.IsDone) warm.GenerateNextToken();
+                request = shortRequest;
+            } while (clock.Elapsed < WarmUpTime);
+        }
+
+        public TimedRun TimeOnce()
+        {
+            using var g = _model.CreateGenerator(_request);
+            var cpu = ProcessCpuClock.Seconds();
             var clock = Stopwatch.StartNew();
             g.GenerateNextToken();
             var ttft = clock.Elapsed.TotalSeconds;
             int steps = 1;
             while (!g.IsDone) { g.GenerateNextToken(); steps++; }
             var seconds = clock.Elapsed.TotalSeconds;
-            self.Refresh();
-            if (seconds < best) { best = seconds; bestTtft = ttft; produced = steps; bestCpu = (self.TotalProcessorTime - cpu).TotalSeconds; }
+            return new TimedRun(seconds, ttft, steps, ProcessCpuClock.Seconds() - cpu);
         }
-        var peak = MemoryProbe.PeakRss();
-        long weights = WeightBytes(variant.Dir);
-        // One decode step reads every weight once and each row's K and V cache at the mean context length.
-        double context = variant.VirtualTokens + promptLength + produced / 2.0;
-        long kv = (long)(2L * d.NumLayers * d.NumKeyValueHeads * d.HeadDim * 4 * context * batch);
-        double limit = batch * bandwidth / (weights + kv);
-        double decodeTps = produced > 1 ? batch * (produced - 1) / (best - bestTtft) : 0;
-        return new GenerationFigures(variant.Name, batch, promptLength, produced, best, bestTtft, batch * produced / best, decodeTps, peak, Math.Max(0, peak - before),
-            weights, kv, limit, limit > 0 ? decodeTps / limit : 0, bestCpu);
+
+        public GenerationFigures Figures(long processRss, double bandwidth)
+        {
+            var best = Rounds.MinBy(r => r.Seconds)!;
+            int produced = best.Produced;
+            long weights = WeightBytes(_variant.Dir);
+            var d = _dimensions;
+            // One decode step reads every weight once and each row's K and V cache at the mean context length.
+            double context = _variant.VirtualTokens + _promptLength + produced / 2.0;
+            long kv = (long)(2L * d.NumLayers * d.NumKeyValueHeads * d.HeadDim * 4 * context * _batch);
+            double limit = _batch * bandwidth / (weights + kv);
+            double decodeTps = DecodeTokensPerSecond(best, _batch);
+            var tokensPerSecond = Rounds.Select(r => _batch * r.Produced / r.Seconds).ToList();
+            return new GenerationFigures(_variant.Name, _batch, _promptLength, produced, best.Seconds, best.TtftSeconds, _batch * produced / best.Seconds,
+                decodeTps, processRss + _rssIncrease, _rssIncrease, weights, kv, limit, limit > 0 ? decodeTps / limit : 0, best.CpuSeconds,
+                Spread.Of(Rounds.Select(r => r.Seconds)).Median, Spread.Of(tokensPerSecond).Median, tokensPerSecond.Min(),
+                Spread.Of(Rounds.Select(r => r.TtftSeconds)).Median, Spread.Of(Rounds.Select(r => DecodeTokensPerSecond(r, _batch))).Median,
+                _processPeak, Rounds.ToList());
+        }
+
+        public void Dispose() => _model.Dispose();
     }
+
+    /// <summary>Tokens after the first over the time after the first (0 for a one-token run).</summary>
+    public static double DecodeTokensPerSecond(TimedRun r, int batch) =>
+        r.Produced > 1 && r.Seconds > r.TtftSeconds ? batch * (r.Produced - 1) / (r.Seconds - r.TtftSeconds) : 0;
 }

@@ -28,6 +28,12 @@ public class BenchCommandTests
             Assert.True(g.GetProperty("tokens_per_second").GetDouble() > 0);
         }
         Assert.Equal([1, 2], generation.Select(g => g.GetProperty("batch").GetInt32()).Distinct());
+        AssertRoundsConsistent(generation);
+        // The control (a second session of the base graph) ran in the same rounds; its ratios are judged against base's rounds too.
+        var control = json.GetProperty("generation_control").EnumerateArray().ToList();
+        Assert.Equal([1, 2], control.Select(c => c.GetProperty("batch").GetInt32()));
+        Assert.All(control, c => Assert.Equal("base_control", c.GetProperty("variant").GetString()));
+        AssertRoundsConsistent([.. generation.Where(g => g.GetProperty("variant").GetString() == "base"), .. control]);
 
         var genai = json.GetProperty("genai");
         Assert.True(genai.TryGetProperty("available", out _));
@@ -39,12 +45,79 @@ public class BenchCommandTests
             Assert.True(export.TryGetProperty(key, out _), $"export lacks {key}");
         Assert.True(export.GetProperty("export_peak_rss_bytes").GetInt64() > 0);
 
+        // Goals of the sections that ran (no decode_bandwidth: --decode-models not given), each judged on its worst value.
+        var goals = json.GetProperty("goals");
+        Assert.False(goals.TryGetProperty("decode_fraction_of_bandwidth_limit", out _));
+        foreach (var name in new[] { "merged_paired_over_base", "prompt_prefix_paired_decode_over_base", "export_over_copy" })
+        {
+            var goal = goals.GetProperty(name);
+            var values = goal.GetProperty("values").EnumerateObject().Select(v => v.Value.GetDouble()).ToList();
+            var measured = goal.GetProperty("measured").GetDouble();
+            bool higherIsBetter = goal.GetProperty("comparison").GetString() == ">=";
+            Assert.Equal(higherIsBetter ? values.Min() : values.Max(), measured);
+            Assert.Equal(higherIsBetter ? measured >= goal.GetProperty("target").GetDouble() : measured <= goal.GetProperty("target").GetDouble(),
+                goal.GetProperty("met").GetBoolean());
+        }
+        Assert.Equal(["ia3_merged batch 1", "ia3_merged batch 2", "lora_merged batch 1", "lora_merged batch 2"],
+            goals.GetProperty("merged_paired_over_base").GetProperty("values").EnumerateObject().Select(v => v.Name).Order());
+        Assert.Equal(0.97, goals.GetProperty("merged_paired_over_base").GetProperty("target").GetDouble());
+        Assert.Equal(["batch 1", "batch 2"], goals.GetProperty("merged_paired_over_base").GetProperty("control_values").EnumerateObject().Select(v => v.Name));
+
         var trainer = json.GetProperty("trainer");
         Assert.True(trainer.GetProperty("base_forward_backward").GetProperty("step_seconds").GetDouble() > 0);
         var methods = trainer.GetProperty("methods").EnumerateArray().Select(m => m.GetProperty("method").GetString()).ToList();
         Assert.Equal(["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning"], methods);
         foreach (var m in trainer.GetProperty("methods").EnumerateArray())
             Assert.True(m.GetProperty("samples_per_second").GetDouble() > 0);
+    }
+
+    /// <summary>Interleaved rounds: best, median and worst agree with the rounds listed, and paired ratios with base's rounds.</summary>
+    private static void AssertRoundsConsistent(List<JsonElement> generation)
+    {
+        foreach (var g in generation)
+        {
+            var label = $"{g.GetProperty("variant").GetString()} batch {g.GetProperty("batch").GetInt32()}";
+            int rounds = g.GetProperty("rounds").GetInt32();
+            Assert.Equal(3, rounds); // --quick's default
+            var seconds = g.GetProperty("round_seconds").EnumerateArray().Select(e => e.GetDouble()).ToList();
+            var ttfts = g.GetProperty("round_ttft_seconds").EnumerateArray().Select(e => e.GetDouble()).ToList();
+            Assert.Equal(rounds, seconds.Count);
+            Assert.Equal(rounds, ttfts.Count);
+            // seconds are rounded to 0.1 ms, round_seconds to 1 us
+            Assert.True(Math.Abs(seconds.Min() - g.GetProperty("seconds").GetDouble()) <= 1.01e-4, label);
+            Assert.True(Math.Abs(seconds.Order().ElementAt(1) - g.GetProperty("median_seconds").GetDouble()) <= 1.01e-4, label);
+            double best = g.GetProperty("tokens_per_second").GetDouble(), median = g.GetProperty("median_tokens_per_second").GetDouble();
+            double worst = g.GetProperty("min_tokens_per_second").GetDouble();
+            Assert.True(worst <= median && median <= best, $"{label}: min {worst} <= median {median} <= best {best}");
+            double medianTtft = g.GetProperty("median_ttft_seconds").GetDouble();
+            Assert.True(ttfts.Min() <= medianTtft && medianTtft <= ttfts.Max(), label);
+            Assert.True(g.GetProperty("median_decode_tokens_per_second").GetDouble() > 0, label);
+            Assert.True(g.GetProperty("peak_rss_bytes").GetInt64() >= g.GetProperty("rss_increase_bytes").GetInt64(), label);
+            Assert.True(g.GetProperty("process_peak_rss_bytes").GetInt64() > 0, label);
+
+            var baseRounds = generation.Single(b => b.GetProperty("variant").GetString() == "base" && b.GetProperty("batch").GetInt32() == g.GetProperty("batch").GetInt32())
+                .GetProperty("round_seconds").EnumerateArray().Select(e => e.GetDouble()).ToList();
+            var ratios = baseRounds.Zip(seconds, (b, v) => b / v).Order().ToList();
+            double paired = g.GetProperty("paired_over_base").GetDouble();
+            Assert.True(Math.Abs(ratios[1] - paired) <= 1e-3 * paired, $"{label}: paired {paired} vs rounds' {ratios[1]}");
+            Assert.Equal(rounds, g.GetProperty("round_cpu_seconds").GetArrayLength());
+            foreach (var key in new[] { "paired_over_base_spread", "paired_decode_over_base_spread", "paired_cpu_over_base_spread" })
+            {
+                var spread = g.GetProperty(key);
+                var order = new[] { "min", "q1", "median", "q3", "max" }.Select(k => spread.GetProperty(k).GetDouble()).ToList();
+                Assert.Equal(order.Order(), order);
+            }
+            Assert.Equal(paired, g.GetProperty("paired_over_base_spread").GetProperty("median").GetDouble());
+            Assert.True(Math.Abs(ratios[0] - g.GetProperty("paired_over_base_spread").GetProperty("min").GetDouble()) <= 1e-3 * ratios[0], label);
+            if (g.GetProperty("variant").GetString() == "base")
+            {
+                Assert.Equal(1.0, paired);
+                Assert.Equal(1.0, g.GetProperty("paired_decode_over_base").GetDouble());
+                Assert.Equal(1.0, g.GetProperty("paired_cpu_over_base").GetDouble());
+                Assert.Equal(1.0, g.GetProperty("paired_over_base_spread").GetProperty("min").GetDouble());
+                Assert.Equal(1.0, g.GetProperty("paired_over_base_spread").GetProperty("max").GetDouble());
+            }
+        }
     }
 
     [Fact]
