@@ -19,7 +19,7 @@ public static class BenchGoals
         "lora_merged and ia3_merged: median over rounds of tokens/s over base's in the same round, every batch size (control_values: a second base session's, the noise floor)", ">=", 0.97);
     private static readonly Goal Prompt = new("prompt_prefix_paired_decode_over_base",
         "prompt_tuning and prefix: median over rounds of decode tokens/s over base's in the same round, every batch size (control_values: a second base session's)", ">=", 0.95);
-    private static readonly Goal Export = new("export_over_copy", "export seconds over the copy of the same bytes, every export variant", "<=", 2.0);
+    private static readonly Goal Export = new("export_over_copy", "export seconds over the copy of the same bytes, every export variant of the bloomz-560m-sized checkpoint (bench --export-560m)", "<=", 2.0);
 
     public static Dictionary<string, object?> Judge(JsonElement result)
     {
@@ -71,7 +71,9 @@ public static class BenchGoals
                             .ToDictionary(c => c.Item1, c => Math.Round(c.Item2, 4));
         }
 
-        if (result.TryGetProperty("export", out var export))
+        // The goal is about a bloomz-560m-sized checkpoint (--export-560m); the smaller default sizes pay ONNX
+        // Runtime's fixed check cost on a copy of a few MB, so their ratio says nothing about it.
+        if (result.TryGetProperty("export", out var export) && Text(export, "config") == "bloomz-560m")
         {
             // The top-level figures are the fp32 export, one of the variants; older results have only those.
             var values = export.TryGetProperty("variants", out var variants)
