@@ -111,10 +111,9 @@ public sealed class Gpt2Graph
 
         k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
-        k = _options.AttentionKeys(g, i, k, value: false);
-        v = _options.AttentionKeys(g, i, v, value: true);
+        var prefix = _options.PrefixConstants(g, i, _heads);
 
-        var scores = Attention.Scores(g, q, k);
+        var scores = Attention.Scores(g, q, k, prefix);
         if (_config.ReorderAndUpcastAttn)
         {
             // _upcast_and_reordered_attn: one float32 baddbmm with alpha = the product of both scale factors
@@ -129,7 +128,7 @@ public sealed class Gpt2Graph
             if (_config.ScaleAttnWeights) scores = g.Div(scores, g.Constant((float)Math.Sqrt(_headDim)));
             if (_config.ScaleAttnByInverseLayerIdx) scores = g.Div(scores, g.Constant((float)(i + 1)));
         }
-        var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed);
+        var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed, prefix);
         var merged = Attention.MergeHeads(g, context, _hidden);
         return Layers.Linear(g, _weights, Linear($"{p}.c_proj"), merged);
     }
