@@ -68,7 +68,7 @@ public static class Attention
     /// </summary>
     public static string ScaledDotProduct(GraphBuilder g, string q, string k, string v, float scale, string? bias, string allowed, PrefixKv? prefix = null)
     {
-        var scores = g.Mul(Scores(g, q, k, prefix), g.Constant(scale));
+        var scores = Scores(g, q, k, prefix, s => g.Mul(s, g.Constant(scale)));
         if (bias != null) scores = g.Add(scores, bias);
         scores = g.Where(allowed, scores, g.Constant(float.MinValue));
         var probs = g.Softmax(scores, -1);
@@ -87,16 +87,19 @@ public static class Attention
     }
 
     /// <summary>
-    /// Raw attention scores q @ k^T over [batch, heads, *, head_dim] (scaling is the family's business). With a
-    /// <paramref name="prefix"/>: [q @ prefix_k^T, q @ k^T] along the key axis, the scores a concatenation of the
-    /// prefix's keys before k would give, without copying k.
+    /// Attention scores q @ k^T over [batch, heads, *, head_dim], each product passed through the family's elementwise
+    /// <paramref name="scale"/> (none: raw scores). With a <paramref name="prefix"/>: [scale(q @ prefix_k^T),
+    /// scale(q @ k^T)] along the key axis, the scores a concatenation of the prefix's keys before k would give,
+    /// without copying k; scaling each product before the concat lets ONNX Runtime fold it into the MatMul as in
+    /// the base graph.
     /// </summary>
-    public static string Scores(GraphBuilder g, string q, string k, PrefixKv? prefix = null)
+    public static string Scores(GraphBuilder g, string q, string k, PrefixKv? prefix = null, Func<string, string>? scale = null)
     {
-        var scores = g.MatMul(q, g.Transpose(k, [0, 1, 3, 2]));
+        string Scaled(string scores) => scale == null ? scores : scale(scores);
+        var scores = Scaled(g.MatMul(q, g.Transpose(k, [0, 1, 3, 2])));
         if (prefix == null) return scores;
         using var _ = g.Scope("prompt");
-        return g.Concat(-1, [g.MatMul(q, prefix.KeysTransposed), scores]);
+        return g.Concat(-1, [Scaled(g.MatMul(q, prefix.KeysTransposed)), scores]);
     }
 
     /// <summary>

@@ -121,7 +121,7 @@ public sealed class LlamaGraph
         // the prefix's constants come repeated to the query heads already (and, as past keys, unrotated)
         var prefix = _options.PrefixConstants(g, i, _heads);
 
-        var scores = g.Div(Attention.Scores(g, q, k, prefix), g.Constant((float)Math.Sqrt(_headDim)));
+        var scores = Attention.Scores(g, q, k, prefix, s => g.Div(s, g.Constant((float)Math.Sqrt(_headDim))));
         var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed, prefix);
         var merged = Attention.MergeHeads(g, context, (long)_heads * _headDim);
         return Layers.Linear(g, _weights, Linear($"{p}.o_proj"), merged);
