@@ -66,13 +66,14 @@ public sealed class AttentionPrefix
             throw new PeftOnnxException($"prompt prefix of {NumLayers} layers x [{Heads} heads, {Length}, {HeadDim}] does not fit a model of {numLayers} layers with {kvHeads} key/value heads of {HeadDim} (head_dim {headDim})");
     }
 
-    /// <summary>[batch, Length] ones (int64) followed by <paramref name="mask"/> [batch, n] along axis 1.</summary>
+    /// <summary>
+    /// [batch, Length] ones (int64) followed by <paramref name="mask"/> [batch, n] along axis 1: one Pad with 1s, as
+    /// it runs at every decode step.
+    /// </summary>
     public string ExtendMask(GraphBuilder g, string mask)
     {
         using var _ = g.Scope("prompt_mask");
-        var ones = g.Constant(InitializerData.FromInt64(Enumerable.Repeat(1L, Length).ToArray(), 1, Length));
-        var shape = g.Concat(0, [g.Shape(mask, 0, 1), g.Ints(Length)]);
-        return g.Concat(1, [g.Op("Expand", [ones, shape]), mask]);
+        return g.Op("Pad", [mask, g.Ints(0, Length, 0, 0), g.Constant(1L)]);
     }
 
     /// <summary>
