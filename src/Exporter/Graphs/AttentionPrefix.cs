@@ -79,8 +79,8 @@ public sealed class AttentionPrefix
     /// <summary>
     /// The constants of <paramref name="layer"/> as initializers for an attention of <paramref name="queryHeads"/>
     /// heads: keys transposed [1, queryHeads, head_dim, Length], values [1, queryHeads, Length, head_dim]. Query head
-    /// h reads kv head h / (queryHeads / kv_heads), as repeat_kv pairs them. Batch 1: MatMul broadcasts them over the
-    /// batch, so the graph never expands them. Prefix keys are used as stored (no rotary embedding: transformers
+    /// h reads kv head h / (queryHeads / kv_heads), as repeat_kv pairs them. Their batch dimension is 1: MatMul
+    /// broadcasts them over the batch, so the graph never expands them. Prefix keys are used as stored (no rotary embedding: transformers
     /// hands them to the attention as past keys, which are never rotated again).
     /// </summary>
     public PrefixKv Constants(GraphBuilder g, int layer, int queryHeads)
