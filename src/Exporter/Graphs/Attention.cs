@@ -64,14 +64,15 @@ public static class Attention
     /// <summary>
     /// softmax(q @ k^T * scale + bias, masked) @ v over [batch, heads, *, head_dim]. Masked scores are set to
     /// float.MinValue (torch.finfo(float32).min, like masked_fill), so a fully masked row is uniform, not NaN.
+    /// With a <paramref name="prefix"/>, the keys are the prefix's and then k's (see <see cref="Scores"/>).
     /// </summary>
-    public static string ScaledDotProduct(GraphBuilder g, string q, string k, string v, float scale, string? bias, string allowed)
+    public static string ScaledDotProduct(GraphBuilder g, string q, string k, string v, float scale, string? bias, string allowed, PrefixKv? prefix = null)
     {
-        var scores = g.Mul(g.MatMul(q, g.Transpose(k, [0, 1, 3, 2])), g.Constant(scale));
+        var scores = Scores(g, q, k, prefix, s => g.Mul(s, g.Constant(scale)));
         if (bias != null) scores = g.Add(scores, bias);
         scores = g.Where(allowed, scores, g.Constant(float.MinValue));
         var probs = g.Softmax(scores, -1);
-        return g.MatMul(probs, v);
+        return Context(g, probs, v, prefix);
     }
 
     /// <summary>[batch, heads, seq, head_dim] -> [batch, seq, heads * head_dim].</summary>
@@ -85,18 +86,49 @@ public static class Attention
         return g.Transpose(g.Reshape(x, [0, 0, heads, headDim]), [0, 2, 1, 3]);
     }
 
-    /// <summary>Raw attention scores q @ k^T over [batch, heads, *, head_dim] (scaling is the family's business).</summary>
-    public static string Scores(GraphBuilder g, string q, string k) => g.MatMul(q, g.Transpose(k, [0, 1, 3, 2]));
+    /// <summary>
+    /// Attention scores q @ k^T over [batch, heads, *, head_dim], each product passed through the family's elementwise
+    /// <paramref name="scale"/> (none: raw scores). With a <paramref name="prefix"/>: [scale(q @ prefix_k^T),
+    /// scale(q @ k^T)] along the key axis, the scores a concatenation of the prefix's keys before k would give,
+    /// without copying k; scaling each product before the concat lets ONNX Runtime fold it into the MatMul as in
+    /// the base graph.
+    /// </summary>
+    public static string Scores(GraphBuilder g, string q, string k, PrefixKv? prefix = null, Func<string, string>? scale = null)
+    {
+        string Scaled(string scores) => scale == null ? scores : scale(scores);
+        var scores = Scaled(g.MatMul(q, g.Transpose(k, [0, 1, 3, 2])));
+        if (prefix == null) return scores;
+        using var _ = g.Scope("prompt");
+        return g.Concat(-1, [Scaled(g.MatMul(q, prefix.KeysTransposed)), scores]);
+    }
+
+    /// <summary>
+    /// probs @ v over [batch, heads, *, keys]. With a <paramref name="prefix"/> the first Length keys are the
+    /// prefix's: probs[..., :Length] @ prefix_v + probs[..., Length:] @ v.
+    /// </summary>
+    public static string Context(GraphBuilder g, string probs, string v, PrefixKv? prefix = null)
+    {
+        if (prefix == null) return g.MatMul(probs, v);
+        string prefixProbs, cacheProbs;
+        using (g.Scope("prompt"))
+        {
+            prefixProbs = g.Op("Slice", [probs, g.Ints(0), g.Ints(prefix.Length), g.Ints(-1)]);
+            cacheProbs = g.Op("Slice", [probs, g.Ints(prefix.Length), g.Ints(long.MaxValue), g.Ints(-1)]);
+        }
+        var context = g.MatMul(cacheProbs, v);
+        using (g.Scope("prompt")) return g.Add(g.MatMul(prefixProbs, prefix.Values), context);
+    }
 
     /// <summary>
     /// softmax(scores, masked) @ v: scores where <paramref name="allowed"/> is false become float.MinValue
     /// (torch.finfo(float32).min) before the softmax. On every row with a visible key this equals transformers'
-    /// additive masks (finfo.min added, clamped or not), since masked keys get exactly zero weight.
+    /// additive masks (finfo.min added, clamped or not), since masked keys get exactly zero weight. With a
+    /// <paramref name="prefix"/>, the scores cover its keys first (<see cref="Scores"/>).
     /// </summary>
-    public static string MaskedSoftmaxContext(GraphBuilder g, string scores, string v, string allowed)
+    public static string MaskedSoftmaxContext(GraphBuilder g, string scores, string v, string allowed, PrefixKv? prefix = null)
     {
         var masked = g.Where(allowed, scores, g.Constant(float.MinValue));
-        return g.MatMul(g.Softmax(masked, -1), v);
+        return Context(g, g.Softmax(masked, -1), v, prefix);
     }
 
     /// <summary>

@@ -6,13 +6,17 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// <summary>
 /// Constant keys and values every self-attention layer attends to before the real tokens: the baked form of a PEFT
 /// prefix (prefix tuning) or of soft-prompt tokens whose keys/values were computed at export time (prompt tuning,
-/// p-tuning on decoder-only models). Per layer [kv_heads, length, head_dim], stored as initializers
-/// <c>prompt.past.{i}.key|value</c> [1, kv_heads, length, head_dim] and broadcast to the batch in the graph.
+/// p-tuning on decoder-only models). Per layer [kv_heads, length, head_dim]; the graph stores them as initializers
+/// <c>prompt.past.{i}.key_t</c> [1, heads, head_dim, length] (keys transposed) and <c>prompt.past.{i}.value</c>
+/// [1, heads, length, head_dim], with kv heads already repeated to the query heads for grouped-query attention.
 /// <para>
 /// The graph contract stays the base model's: past_key_values / present hold only the real tokens and
 /// attention_mask covers only the real tokens; the graph prepends <see cref="Length"/> ones to the mask (so ALiBi,
-/// OPT's learned positions and the causal mask see the prefix as a past that is always there) and the constant keys
-/// and values to the attention's keys and values. Decoding feeds present back as past as usual.
+/// OPT's learned positions and the causal mask see the prefix as a past that is always there). The attention reads
+/// the constants and the cache separately (<see cref="PrefixKv"/>): scores against the prefix come before the
+/// scores against present, and the probabilities are split again for the two weighted sums. No per-step op copies
+/// the prefix or the cache (a Concat of prefix and present would copy the whole cache twice per layer and step).
+/// Decoding feeds present back as past as usual.
 /// </para>
 /// </summary>
 public sealed class AttentionPrefix
@@ -49,7 +53,8 @@ public sealed class AttentionPrefix
     public float[][]? CrossKeys { get; init; }
     public float[][]? CrossValues { get; init; }
 
-    public static string KeyName(int layer) => $"prompt.past.{layer}.key";
+    /// <summary>The transposed keys [1, heads, head_dim, length] of a self-attention layer.</summary>
+    public static string KeyName(int layer) => $"prompt.past.{layer}.key_t";
     public static string ValueName(int layer) => $"prompt.past.{layer}.value";
     public static string CrossKeyName(int layer) => $"prompt.past.{layer}.cross_key";
     public static string CrossValueName(int layer) => $"prompt.past.{layer}.cross_value";
@@ -61,27 +66,51 @@ public sealed class AttentionPrefix
             throw new PeftOnnxException($"prompt prefix of {NumLayers} layers x [{Heads} heads, {Length}, {HeadDim}] does not fit a model of {numLayers} layers with {kvHeads} key/value heads of {HeadDim} (head_dim {headDim})");
     }
 
-    /// <summary>[batch, Length] ones (int64) followed by <paramref name="mask"/> [batch, n] along axis 1.</summary>
+    /// <summary>
+    /// [batch, Length] ones (int64) followed by <paramref name="mask"/> [batch, n] along axis 1: one Pad with 1s, as
+    /// it runs at every decode step.
+    /// </summary>
     public string ExtendMask(GraphBuilder g, string mask)
     {
         using var _ = g.Scope("prompt_mask");
-        var ones = g.Constant(InitializerData.FromInt64(Enumerable.Repeat(1L, Length).ToArray(), 1, Length));
-        var shape = g.Concat(0, [g.Shape(mask, 0, 1), g.Ints(Length)]);
-        return g.Concat(1, [g.Op("Expand", [ones, shape]), mask]);
+        return g.Op("Pad", [mask, g.Ints(0, Length, 0, 0), g.Constant(1L)]);
     }
 
     /// <summary>
-    /// The constant keys (or values) of <paramref name="layer"/> broadcast to the batch of <paramref name="current"/>
-    /// [batch, heads, n, head_dim] and placed before it: [batch, heads, Length + n, head_dim].
+    /// The constants of <paramref name="layer"/> as initializers for an attention of <paramref name="queryHeads"/>
+    /// heads: keys transposed [1, queryHeads, head_dim, Length], values [1, queryHeads, Length, head_dim]. Query head
+    /// h reads kv head h / (queryHeads / kv_heads), as repeat_kv pairs them. Their batch dimension is 1: MatMul
+    /// broadcasts them over the batch, so the graph never expands them. Prefix keys are used as stored (no rotary embedding: transformers
+    /// hands them to the attention as past keys, which are never rotated again).
     /// </summary>
-    public string Prepend(GraphBuilder g, int layer, string current, bool value)
+    public PrefixKv Constants(GraphBuilder g, int layer, int queryHeads)
     {
-        var name = value ? ValueName(layer) : KeyName(layer);
-        var data = value ? Values[layer] : Keys[layer];
-        using var _ = g.Scope(value ? "value/prompt" : "key/prompt");
-        var constant = g.Initializer(name, InitializerData.FromFloats(data, 1, Heads, Length, HeadDim));
-        var shape = g.Concat(0, [g.Shape(current, 0, 1), g.Ints(Heads, Length, HeadDim)]);
-        return g.Concat(2, [g.Op("Expand", [constant, shape]), current]);
+        if (queryHeads % Heads != 0) throw new ArgumentException($"{queryHeads} query heads are not a multiple of the prefix's {Heads} key/value heads");
+        int groups = queryHeads / Heads;
+        var keys = g.Initializer(KeyName(layer), InitializerData.FromFloats(Repeated(Keys[layer], groups, transpose: true), 1, queryHeads, HeadDim, Length));
+        var values = g.Initializer(ValueName(layer), InitializerData.FromFloats(Repeated(Values[layer], groups, transpose: false), 1, queryHeads, Length, HeadDim));
+        return new PrefixKv(keys, values, Length);
+    }
+
+    /// <summary>[heads, Length, head_dim] -> [heads * groups, Length, head_dim] or, transposed, [heads * groups, head_dim, Length].</summary>
+    private float[] Repeated(float[] data, int groups, bool transpose)
+    {
+        int per = Length * HeadDim;
+        var result = new float[data.Length * groups];
+        for (int h = 0; h < Heads * groups; h++)
+        {
+            var source = data.AsSpan((h / groups) * per, per);
+            var target = result.AsSpan(h * per, per);
+            if (!transpose)
+            {
+                source.CopyTo(target);
+                continue;
+            }
+            for (int t = 0; t < Length; t++)
+                for (int d = 0; d < HeadDim; d++)
+                    target[d * Length + t] = source[t * HeadDim + d];
+        }
+        return result;
     }
 
     /// <summary>
@@ -169,7 +198,12 @@ public sealed record CausalLmGraphOptions
         return g.Unsqueeze(g.Range(start, g.Add(start, seq), g.Constant(1L)), [0]);
     }
 
-    /// <summary>Keys or values the attention uses: the layer's present, with the prefix's constants in front.</summary>
-    internal string AttentionKeys(GraphBuilder g, int layer, string present, bool value) =>
-        Prefix == null ? present : Prefix.Prepend(g, layer, present, value);
+    /// <summary>The layer's constant prefix for an attention of <paramref name="queryHeads"/> heads; null without one.</summary>
+    internal PrefixKv? PrefixConstants(GraphBuilder g, int layer, int queryHeads) => Prefix?.Constants(g, layer, queryHeads);
 }
+
+/// <summary>
+/// One layer's baked prefix as the attention reads it (<see cref="AttentionPrefix.Constants"/>): keys transposed
+/// [1, heads, head_dim, Length], values [1, heads, Length, head_dim].
+/// </summary>
+public sealed record PrefixKv(string KeysTransposed, string Values, int Length);

@@ -113,11 +113,10 @@ public sealed class BloomGraph
 
         k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
-        k = _options.AttentionKeys(g, i, k, value: false);
-        v = _options.AttentionKeys(g, i, v, value: true);
+        var prefix = _options.PrefixConstants(g, i, _heads);
 
         var scale = (float)(1.0 / Math.Sqrt(_headDim));
-        var context = Attention.ScaledDotProduct(g, q, k, v, scale, alibi, allowed);
+        var context = Attention.ScaledDotProduct(g, q, k, v, scale, alibi, allowed, prefix);
         var merged = Attention.MergeHeads(g, context, _hidden);
 
         var output = Layers.Linear(g, _weights, Linear($"{p}.dense"), merged);

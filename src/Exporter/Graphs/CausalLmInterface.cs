@@ -28,9 +28,10 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// <para>
 /// Exports with a baked prompt-learning adapter (prompt tuning, p-tuning, prefix tuning; <see cref="AttentionPrefix"/>)
 /// keep this interface: past/present and attention_mask cover only the real tokens, logits are [batch, seq, vocab] for
-/// the real tokens; the graph holds the virtual tokens' keys/values as initializers prompt.past.{i}.key|value and
-/// prepends nv ones to the mask. GPT-2 and LLaMA graphs then take no position_ids: as in PEFT 0.7.1 (which drops
-/// position_ids, so transformers uses arange(past, past + seq)), real tokens sit at nv + past + t regardless of padding.
+/// the real tokens; the graph holds the virtual tokens' keys/values as initializers prompt.past.{i}.key_t|value
+/// (attended apart from the cache, never copied into it) and prepends nv ones to the mask. GPT-2 and LLaMA graphs
+/// then take no position_ids: as in PEFT 0.7.1 (which drops position_ids, so transformers uses
+/// arange(past, past + seq)), real tokens sit at nv + past + t regardless of padding.
 /// </para>
 /// </summary>
 public static class CausalLmInterface

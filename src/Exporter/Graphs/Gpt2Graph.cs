@@ -111,27 +111,30 @@ public sealed class Gpt2Graph
 
         k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
-        k = _options.AttentionKeys(g, i, k, value: false);
-        v = _options.AttentionKeys(g, i, v, value: true);
+        var prefix = _options.PrefixConstants(g, i, _heads);
 
-        var scores = Attention.Scores(g, q, k);
+        var scores = Attention.Scores(g, q, k, prefix, s => Scale(s, i));
+        var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed, prefix);
+        var merged = Attention.MergeHeads(g, context, _hidden);
+        return Layers.Linear(g, _weights, Linear($"{p}.c_proj"), merged);
+    }
+
+    /// <summary>The scaling of GPT2Attention's scores for layer <paramref name="i"/>.</summary>
+    private string Scale(string scores, int i)
+    {
+        var g = _g;
         if (_config.ReorderAndUpcastAttn)
         {
             // _upcast_and_reordered_attn: one float32 baddbmm with alpha = the product of both scale factors
             double factor = 1.0;
             if (_config.ScaleAttnWeights) factor /= Math.Sqrt(_headDim);
             if (_config.ScaleAttnByInverseLayerIdx) factor /= i + 1;
-            if (factor != 1.0) scores = g.Mul(scores, g.Constant((float)factor));
+            return factor == 1.0 ? scores : g.Mul(scores, g.Constant((float)factor));
         }
-        else
-        {
-            // _attn: attn_weights / full([], head_dim ** 0.5), then / float(layer_idx + 1)
-            if (_config.ScaleAttnWeights) scores = g.Div(scores, g.Constant((float)Math.Sqrt(_headDim)));
-            if (_config.ScaleAttnByInverseLayerIdx) scores = g.Div(scores, g.Constant((float)(i + 1)));
-        }
-        var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed);
-        var merged = Attention.MergeHeads(g, context, _hidden);
-        return Layers.Linear(g, _weights, Linear($"{p}.c_proj"), merged);
+        // _attn: attn_weights / full([], head_dim ** 0.5), then / float(layer_idx + 1)
+        if (_config.ScaleAttnWeights) scores = g.Div(scores, g.Constant((float)Math.Sqrt(_headDim)));
+        if (_config.ScaleAttnByInverseLayerIdx) scores = g.Div(scores, g.Constant((float)(i + 1)));
+        return scores;
     }
 
     /// <summary>GPT2MLP: c_fc -> ACT2FN[activation_function] -> c_proj.</summary>

@@ -114,15 +114,15 @@ public sealed class LlamaGraph
 
         k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
-        k = _options.AttentionKeys(g, i, k, value: false);
-        v = _options.AttentionKeys(g, i, v, value: true);
 
         long groups = _heads / _kvHeads;
         k = Attention.RepeatKv(g, k, _kvHeads, groups, _headDim, "key/repeat_kv");
         v = Attention.RepeatKv(g, v, _kvHeads, groups, _headDim, "value/repeat_kv");
+        // the prefix's constants come repeated to the query heads already (and, as past keys, unrotated)
+        var prefix = _options.PrefixConstants(g, i, _heads);
 
-        var scores = g.Div(Attention.Scores(g, q, k), g.Constant((float)Math.Sqrt(_headDim)));
-        var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed);
+        var scores = Attention.Scores(g, q, k, prefix, s => g.Div(s, g.Constant((float)Math.Sqrt(_headDim))));
+        var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed, prefix);
         var merged = Attention.MergeHeads(g, context, (long)_heads * _headDim);
         return Layers.Linear(g, _weights, Linear($"{p}.o_proj"), merged);
     }

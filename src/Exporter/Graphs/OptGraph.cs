@@ -152,10 +152,9 @@ public sealed class OptGraph
 
         k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
-        k = _options.AttentionKeys(g, i, k, value: false);
-        v = _options.AttentionKeys(g, i, v, value: true);
+        var prefix = _options.PrefixConstants(g, i, _heads);
 
-        var context = Attention.MaskedSoftmaxContext(g, Attention.Scores(g, q, k), v, allowed);
+        var context = Attention.MaskedSoftmaxContext(g, Attention.Scores(g, q, k, prefix), v, allowed, prefix);
         var merged = Attention.MergeHeads(g, context, _hidden);
         return Layers.Linear(g, _weights, Linear($"{p}.out_proj"), merged);
     }

@@ -114,12 +114,8 @@ public sealed class T5DecoderGraph
             var v = _t5.SplitHeads(_t5.Project($"{a}.v", normed));
             k = Attention.AppendToCache(g, PastSelfKey(i), k, PresentSelfKey(i), "key/Concat");
             v = Attention.AppendToCache(g, PastSelfValue(i), v, PresentSelfValue(i), "value/Concat");
-            if (_options.DecoderPrefix != null)
-            {
-                k = _options.DecoderPrefix.Prepend(g, i, k, value: false);
-                v = _options.DecoderPrefix.Prepend(g, i, v, value: true);
-            }
-            hidden = g.Add(hidden, _t5.Attend(a, q, k, v, selfBias), name: "residual/Add");
+            var prefix = _options.DecoderPrefix?.Constants(g, i, _t5.Heads);
+            hidden = g.Add(hidden, _t5.Attend(a, q, k, v, selfBias, prefix), name: "residual/Add");
         }
 
         normed = _t5.LayerNorm($"{p}.layer.1.layer_norm", hidden);

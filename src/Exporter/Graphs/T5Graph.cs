@@ -126,13 +126,14 @@ internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource wei
 
     /// <summary>
     /// The rest of T5Attention.forward once q, k, v are in heads layout: softmax(q @ k^T + bias) @ v (no scaling),
-    /// heads merged, then the output projection o.
+    /// heads merged, then the output projection o. With a decoder <paramref name="prefix"/>, its constant keys and
+    /// values come before k and v (<see cref="Attention.Scores"/>) and <paramref name="bias"/> covers them.
     /// </summary>
-    public string Attend(string modulePath, string q, string k, string v, string bias)
+    public string Attend(string modulePath, string q, string k, string v, string bias, PrefixKv? prefix = null)
     {
-        var scores = g.Add(g.MatMul(q, g.Transpose(k, [0, 1, 3, 2])), bias);
+        var scores = g.Add(Attention.Scores(g, q, k, prefix), bias);
         var probs = g.Softmax(scores, -1);
-        var context = Attention.MergeHeads(g, g.MatMul(probs, v), Inner);
+        var context = Attention.MergeHeads(g, Attention.Context(g, probs, v, prefix), Inner);
         return Project($"{modulePath}.o", context);
     }
 

@@ -156,7 +156,7 @@ public class BakePromptTests(ITestOutputHelper output)
     [InlineData("gpt2", "prefix")]
     [InlineData("llama", "p_tuning_mlp")]
     [InlineData("bloom", "prompt_tuning_text")]
-    public void Baked_prompt_is_constant_initializers_and_the_decode_path_adds_only_a_concat_per_cache(string arch, string method)
+    public void Baked_prompt_is_constant_initializers_that_no_decode_step_copies(string arch, string method)
     {
         var baked = Export(arch, method);
         var base_ = BloomExportTests.Export(Paths.Case(arch, "base_model"));
@@ -171,18 +171,30 @@ public class BakePromptTests(ITestOutputHelper output)
             Assert.Equal(reference.Graph.Input.Select(i => i.Name).Where(n => n != CausalLmInterface.PositionIds), model.Graph.Input.Select(i => i.Name));
             Assert.Equal(reference.Graph.Output.Select(o => o.Name), model.Graph.Output.Select(o => o.Name));
 
-            // the prefix is initializers [1, kv_heads, nv, head_dim], never an input
+            // the prefix is initializers (keys transposed [1, heads, head_dim, nv], values [1, heads, nv, head_dim]), never an input
+            var dims = config.Dimensions;
             var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
             for (int i = 0; i < layers; i++)
-                foreach (var name in new[] { AttentionPrefix.KeyName(i), AttentionPrefix.ValueName(i) })
-                    Assert.Equal([1, config.Dimensions.NumKeyValueHeads, nv, config.Dimensions.HeadDim], initializers[name].Dims);
+            {
+                Assert.Equal([1, dims.NumHeads, dims.HeadDim, nv], initializers[AttentionPrefix.KeyName(i)].Dims);
+                Assert.Equal([1, dims.NumHeads, nv, dims.HeadDim], initializers[AttentionPrefix.ValueName(i)].Dims);
+            }
 
-            // per step the graph does the base work plus, per layer, a broadcast + concat of the constant keys and values,
-            // and once a mask extension (and the implied positions): a constant number of nodes
+            // per step the graph does the base work plus, per layer, two small products with the constants (scores
+            // against the prefix, then their share of the weighted sum), and once a mask extension (and the implied
+            // positions): a constant number of nodes
             var added = model.Graph.Node.Select(n => n.Name).Except(reference.Graph.Node.Select(n => n.Name)).ToList();
             Assert.All(added, n => Assert.True(n.Contains("/prompt", StringComparison.Ordinal) || n.Contains("prompt_mask", StringComparison.Ordinal) || n.Contains("position_ids", StringComparison.Ordinal), n));
             Assert.True(added.Count <= 8 * layers + 12, $"{added.Count} nodes added");
-            Assert.Equal(2 * layers, model.Graph.Node.Count(n => n.OpType == "Expand" && n.Name.Contains("/prompt/", StringComparison.Ordinal)));
+            // nothing copies the cache or the constants: only MatMuls read the constants (broadcast over the batch, no
+            // Expand), and the caches feed no Concat beyond the one appending this step's keys/values
+            var prompt = initializers.Keys.Where(n => n.StartsWith("prompt.past.", StringComparison.Ordinal)).ToHashSet();
+            Assert.Equal(2 * layers, prompt.Count);
+            Assert.All(model.Graph.Node.Where(n => n.Input.Any(prompt.Contains)), n => Assert.Equal("MatMul", n.OpType));
+            Assert.DoesNotContain(model.Graph.Node, n => n.OpType == "Expand" && n.Name.Contains("/prompt/", StringComparison.Ordinal));
+            var caches = model.Graph.Output.Select(o => o.Name).Where(n => n.StartsWith("present.", StringComparison.Ordinal)).ToHashSet();
+            Assert.Equal(2 * layers, caches.Count);
+            Assert.DoesNotContain(model.Graph.Node, n => n.OpType == "Concat" && n.Input.Any(caches.Contains));
         }
         finally
         {
