@@ -263,7 +263,8 @@ def main():
         make_reference()
         return 0
     os.makedirs(OUT, exist_ok=True)
-    LOG = open(os.path.join(OUT, "check.log"), "a")
+    if not os.environ.get("CHECK_SH"):  # check.sh already copies stdout to $OUT/check.log
+        LOG = open(os.path.join(OUT, "check.log"), "a")
     scratch = os.environ.get("SCRATCH", "/tmp/peft-onnx-check")
     shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(scratch)

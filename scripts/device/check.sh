@@ -11,8 +11,9 @@ if [ $# -ge 2 ]; then
   if [ "$want" != "$got" ]; then echo "check: sha256 of $archive is $got, expected $want (a chunk is missing or damaged)"; exit 3; fi
   echo "check: sha256 ok ($got)"
   rm -rf "$root"; mkdir -p "$root"
-  if command -v xz >/dev/null 2>&1; then tar -C "$root" -xJf "$archive"
-  else python3 -c "import sys,tarfile; tarfile.open(sys.argv[1],'r:xz').extractall(sys.argv[2])" "$archive" "$root"; fi
+  # two xz streams, each a tar archive: tar -i reads on past the first archive's end
+  if command -v xz >/dev/null 2>&1; then xz -dc "$archive" | tar -C "$root" -xif -
+  else python3 -c "import sys,tarfile; tarfile.open(sys.argv[1],'r:xz',ignore_zeros=True).extractall(sys.argv[2])" "$archive" "$root"; fi
   rc=$?; [ $rc -ne 0 ] && { echo "check: unpacking failed (rc $rc)"; exit 3; }
   exec "$root/pkg/check.sh"
 fi
@@ -34,7 +35,7 @@ if [ "$DEVICE" != cpu ]; then
 fi
 export LD_LIBRARY_PATH="$pkg/cli${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_gcServer=0
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_gcServer=0 CHECK_SH=1
 py=$(command -v python3 || echo /opt/torch/.venv/bin/python3)
 "$py" "$pkg/check.py"
 rc=$?

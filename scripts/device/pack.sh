@@ -3,7 +3,8 @@
 # self-contained for linux-x64 without TorchSharp's libtorch natives (the ONNX verbs never load them), ORT's CUDA
 # natives, a test set of exported folders with CPU reference outputs, and the check scripts; tarred, xz-compressed
 # and split into chunks of at most 58 MiB (one per device call: a call carries at most 64 MiB).
-# usage: scripts/device/pack.sh [OUTDIR]   (default /work/main/.devcarry; chunks OUTDIR/part1..N, pkg.sha256, chunks.txt)
+# usage: scripts/device/pack.sh [OUTDIR [--rearchive]]   (default /work/main/.devcarry; writes OUTDIR/part1..N,
+#        pkg.sha256 (whole archive), parts.sha256, chunks.txt (sizes), check.sh (verifies + unpacks there))
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-/work/main/.devcarry}
@@ -11,8 +12,10 @@ work=${PACK_WORK:-/tmp/devpack-build}
 chunk_mib=58
 fixtures=$repo/tests/fixtures/peft-reference
 
-rm -rf "$work"; mkdir -p "$work/pkg"
 pkg=$work/pkg
+# --rearchive: keep the published CLI, exports and references of the last run; refresh the scripts, archive again
+if [ "${2:-}" != --rearchive ]; then
+rm -rf "$work"; mkdir -p "$work/pkg"
 
 echo "== publish (self-contained linux-x64, Release)"
 dotnet publish "$repo/src/Cli" -c Release -r linux-x64 --self-contained true -o "$work/publish" -v q -nologo >/dev/null
@@ -68,14 +71,29 @@ echo "== CPU references"
 cp "$repo/scripts/device/check.sh" "$repo/scripts/device/check.py" "$repo/scripts/device/make_gpt2_124m.py" "$pkg/"
 cp "$cases" "$pkg/cases.tsv"
 ( cd "$pkg" && DEVICE=cpu python3 check.py --make-reference )
+fi
+cp "$repo/scripts/device/check.sh" "$repo/scripts/device/check.py" "$repo/scripts/device/make_gpt2_124m.py" "$pkg/"
+rm -rf "$pkg/out"
 
 echo "== archive"
-tar -C "$work" -cf - pkg | xz -9 -T2 > "$work/pkg.tar.xz"
-mkdir -p "$out"; rm -f "$out"/part* "$out/pkg.sha256" "$out/chunks.txt"
+# Two xz streams back to back, each a tar archive (unpack with tar -i / tarfile ignore_zeros): ORT's natives
+# (~316 MB, minutes of xz -9) are compressed once and cached by their checksum; the rest is compressed every time.
+natives=(pkg/cli/libonnxruntime.so pkg/cli/libonnxruntime_providers_shared.so pkg/cli/libonnxruntime_providers_cuda.so)
+key=$(cd "$work" && sha256sum "${natives[@]}" | sha256sum | cut -c1-16)
+cache=${PACK_CACHE:-/tmp/devpack-cache}/natives-$key.tar.xz
+if [ ! -s "$cache" ]; then
+  mkdir -p "$(dirname "$cache")"
+  tar -C "$work" -cf - "${natives[@]}" | xz -9 -T2 > "$cache.tmp" && mv "$cache.tmp" "$cache"
+fi
+tar -C "$work" -cf - --exclude="${natives[0]}" --exclude="${natives[1]}" --exclude="${natives[2]}" pkg | xz -9 -T2 > "$work/rest.tar.xz"
+cat "$cache" "$work/rest.tar.xz" > "$work/pkg.tar.xz"
+mkdir -p "$out"; rm -f "$out"/part* "$out/pkg.sha256" "$out/chunks.txt" "$out/parts.sha256"
 ( cd "$work" && sha256sum pkg.tar.xz > "$out/pkg.sha256" )
 split -b ${chunk_mib}m -d -a 1 --numeric-suffixes=1 "$work/pkg.tar.xz" "$out/part"
 ( cd "$out" && ls -l part* | awk '{print $NF, $5}' && echo "total $(stat -c %s "$work/pkg.tar.xz") bytes (xz), unpacked $(du -sb "$pkg" | cut -f1) bytes" ) | tee "$out/chunks.txt"
-( cd "$out" && sha256sum part* >> "$out/chunks.txt" )
+( cd "$out" && sha256sum part* > parts.sha256 && cat parts.sha256 >> chunks.txt )
+# the device needs check.sh before the archive is unpacked (it verifies and unpacks it): it travels beside the chunks
+cp "$repo/scripts/device/check.sh" "$out/check.sh"
 main=$(git -C "$repo" rev-parse --git-common-dir)
 grep -qx '/.devcarry/' "$main/info/exclude" 2>/dev/null || echo '/.devcarry/' >> "$main/info/exclude"
 echo "wrote $(ls "$out" | tr '\n' ' ') to $out"
