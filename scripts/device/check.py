@@ -214,7 +214,7 @@ def big_speed(scratch):
     if p.returncode != 0:
         return {"skipped": f"checkpoint: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}"}
     res["checkpoint_seconds"] = round(time.time() - t, 1)
-    rc, so, se, secs = run(["export", "--base", hf, "--out", onnx, "--force", "--json"], timeout=180)
+    rc, so, se, secs = run(["export", "--base", hf, "--out", onnx, "--force", "--json"], timeout=100)
     if rc != 0:
         return {"skipped": f"export rc {rc}: {se.strip().splitlines()[-1] if se.strip() else ''}"}
     res["export_seconds"] = round(secs, 1)
@@ -229,7 +229,7 @@ def big_speed(scratch):
             res[dev] = "skipped: time budget"
             continue
         rc, so, se, secs = run(["generate", "--onnx", onnx, "--input-ids", prompt, "--max-new-tokens", "128",
-                                "--greedy", "--device", dev, "--json"], timeout=120)
+                                "--greedy", "--device", dev, "--json"], timeout=60)
         j = last_json(so) if rc == 0 else None
         b1 = {"rc": rc, "tokens_per_second": j and j["tokens_per_second"], "new_tokens": j and j["new_tokens"],
               "seconds": j and j["seconds"], "sequence": j and j["sequences"][0]}
@@ -237,7 +237,7 @@ def big_speed(scratch):
             b1["error"] = se.strip().splitlines()[-1] if se.strip() else ""
         rc, so, se, secs = run(["generate", "--onnx", onnx, "--data", rows, "--text-column", "text",
                                 "--out", os.path.join(scratch, f"big8-{dev}.csv"), "--batch-size", "8",
-                                "--max-new-tokens", "128", "--device", dev, "--json"], timeout=120)
+                                "--max-new-tokens", "128", "--device", dev, "--json"], timeout=60)
         j = last_json(so) if rc == 0 else None
         b8 = {"rc": rc, "rows": j and j["rows"], "seconds": j and j["seconds"],
               "note": "labelling seconds for 8 rows x up to 128 new tokens (stops early only at eos)"}
@@ -302,10 +302,14 @@ def main():
             tps = ",".join(str(g.get("tokens_per_second")) for g in r["generations"])
             log(f"{'PASS' if r['ok'] else 'FAIL'} {r['case']:22s} gen {gens}{fws}{ds} tok/s[{tps}] {'; '.join(r['errors'])}")
 
+    save(summary)  # partial results survive a timeout of the whole command
+
     # 4. speed, one process at a time
     names = [c["name"] for c in all_cases]
     pick = [n for n in names if n.endswith("-base") or n.endswith("-lora-unmerged")]
     summary["speed"] = speed(pick, all_cases)
+
+    save(summary)
 
     # 5. the 124M check
     if DEVICE != "cpu" or os.environ.get("BIG", "0") == "1":
@@ -325,9 +329,14 @@ def main():
     summary["verdict"] = ("PASS" if not failed else "FAIL") + f": {len(summary['cases']) - len(failed)}/{len(summary['cases'])} cases' generations match on {DEVICE}; " \
         f"logits max|diff| {summary['logits_max_abs_diff']}; over 1e-4: {summary['logits_cases_over_1e-4'] or 'none'}; forward errors: {summary['forward_errors'] or 'none'}"
     log(summary["verdict"])
-    with open(os.path.join(OUT, "check.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    save(summary)
     return 0 if not failed else 1
+
+
+def save(summary):
+    with open(os.path.join(OUT, "check.json.tmp"), "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(os.path.join(OUT, "check.json.tmp"), os.path.join(OUT, "check.json"))
 
 
 if __name__ == "__main__":

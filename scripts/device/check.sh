@@ -13,7 +13,7 @@ if [ $# -ge 2 ]; then
   rm -rf "$root"; mkdir -p "$root"
   # two xz streams, each a tar archive: tar -i reads on past the first archive's end
   if command -v xz >/dev/null 2>&1; then xz -dc "$archive" | tar -C "$root" -xif -
-  else python3 -c "import sys,tarfile; tarfile.open(sys.argv[1],'r:xz',ignore_zeros=True).extractall(sys.argv[2])" "$archive" "$root"; fi
+  else python3 -c "import sys,tarfile; tarfile.open(sys.argv[1],'r:xz',ignore_zeros=True).extractall(sys.argv[2],filter='tar')" "$archive" "$root"; fi
   rc=$?; [ $rc -ne 0 ] && { echo "check: unpacking failed (rc $rc)"; exit 3; }
   exec "$root/pkg/check.sh"
 fi
@@ -25,7 +25,7 @@ echo "== check of $pkg on $DEVICE ($(date -u +%FT%TZ))"
 if [ "$DEVICE" != cpu ]; then
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv || echo "nvidia-smi: not found"
   # CUDA 13 + cuDNN 9 are the pip nvidia-* packages of the device's Python; the driver may sit outside ldconfig
-  libdirs=$(find /opt /usr/local /usr/lib /root/.local -xdev \( -name 'libcudnn.so.9*' -o -name 'libcublas.so.13*' -o -name 'libcublasLt.so.13*' \
+  libdirs=$(find /opt /usr/local /usr/lib /usr/lib64 /root/.local \( -name 'libcudnn.so.9*' -o -name 'libcublas.so.13*' -o -name 'libcublasLt.so.13*' \
             -o -name 'libcudart.so.13*' -o -name 'libcurand.so.10*' -o -name 'libcuda.so.1' \) 2>/dev/null \
             | grep -v -e /compat/ -e /stubs/ | xargs -r -n1 dirname | awk '{print (index($0,"site-packages/nvidia")?0:1) "\t" $0}' | sort -u | sort -s -k1,1 | cut -f2 | awk '!seen[$0]++')
   echo "CUDA libraries found:"
