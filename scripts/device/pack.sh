@@ -14,7 +14,9 @@ fixtures=$repo/tests/fixtures/peft-reference
 
 pkg=$work/pkg
 # --rearchive: keep the published CLI, exports and references of the last run; refresh the scripts, archive again
-if [ "${2:-}" != --rearchive ]; then
+if [ "${2:-}" = --rearchive ]; then
+  ( cd "$pkg/cli" && rm -f libSkiaSharp.so libHarfBuzzSharp.so libclrgc.so libclrgcexp.so libcoreclrtraceptprovider.so )
+else
 rm -rf "$work"; mkdir -p "$work/pkg"
 
 echo "== publish (self-contained linux-x64, Release)"
@@ -26,7 +28,8 @@ cp -a "$work/publish" "$pkg/cli"
     libjitbackend_test.so libbackend_with_compiler.so libaoti_custom_ops.so libonnxruntime_providers_tensorrt.so \
     createdump libmscordaccore.so libmscordbi.so && rm -rf cpu cuda )
 # SkiaSharp/HarfBuzz draw the plots of compare/train/load only; without them the payload fits 4 chunks
-( cd "$pkg/cli" && rm -f libSkiaSharp.so libHarfBuzzSharp.so )
+# (and the alternative GCs and the LTTng trace provider, which the CLI never asks for)
+( cd "$pkg/cli" && rm -f libSkiaSharp.so libHarfBuzzSharp.so libclrgc.so libclrgcexp.so libcoreclrtraceptprovider.so )
 # ORT's natives must be the Gpu.Linux package's (the CUDA provider is only there); copy them explicitly.
 ort=$(ls -d ~/.nuget/packages/microsoft.ml.onnxruntime.gpu.linux/1.31.0/runtimes/linux-x64/native)
 for f in libonnxruntime.so libonnxruntime_providers_shared.so libonnxruntime_providers_cuda.so; do cp "$ort/$f" "$pkg/cli/$f"; done
@@ -48,16 +51,16 @@ for arch in bloom gpt2 llama opt t5 mt5; do
   p0=$(python3 -c "import json;print(','.join(map(str,json.load(open('$f/inputs.json'))['gen_input_ids'][0])))")
   p1=$(python3 -c "import json;print(','.join(map(str,json.load(open('$f/inputs.json'))['input_ids'][0][:3])))")
   export_case "$arch-base" "$f/base_model" -
-  export_case "$arch-lora" "$f/base_model" "$f/lora/adapter"
   export_case "$arch-lora-unmerged" "$f/base_model" "$f/lora/adapter" --no-merge
-  export_case "$arch-ia3" "$f/base_model" "$f/ia3/adapter"
   export_case "$arch-prefix" "$f/base_model" "$f/prefix_proj/adapter"
-  names="base lora lora-unmerged ia3 prefix"
-  # mT5's soft prompts take the T5 path; leaving them out keeps the payload at 4 chunks
+  names="base lora-unmerged prefix"
+  # mT5 merges and soft prompts take T5's paths; leaving them out keeps the payload at 4 chunks
   if [ "$arch" != mt5 ]; then
+    export_case "$arch-lora" "$f/base_model" "$f/lora/adapter"
+    export_case "$arch-ia3" "$f/base_model" "$f/ia3/adapter"
     export_case "$arch-prompt" "$f/base_model" "$f/prompt_tuning_random/adapter"
     export_case "$arch-ptuning" "$f/base_model" "$f/p_tuning_mlp/adapter"
-    names="$names prompt ptuning"
+    names="$names lora ia3 prompt ptuning"
   fi
   for name in $names; do
     printf '%s\t%s\t%s\t%s\t-\n' "$arch-$name" "inputs/$arch.safetensors" "$p0" "$p1" >> "$cases"
