@@ -6,9 +6,9 @@ set -u
 carry=${1:-/work/main/.devcarry}
 scratch=${SCRATCH_ROOT:-/tmp/devcheck-local}
 rm -rf "$scratch"; mkdir -p "$scratch/stage"
-cp "$carry"/part* "$scratch/stage/"
-( cd "$scratch/stage" && sha256sum -c "$carry/parts.sha256" ) || { echo "local-test: a chunk differs from parts.sha256"; exit 1; }
-cat "$scratch"/stage/part* > "$scratch/pkg.tar.xz"
+cp "$carry"/part[0-9]* "$scratch/stage/"
+( cd "$scratch/stage" && sha256sum -c "$carry/chunks.sha256" ) || { echo "local-test: a chunk differs from chunks.sha256"; exit 1; }
+cat "$scratch"/stage/part[0-9]* > "$scratch/pkg.tar.xz"
 PKGROOT=$scratch/root OUT=$scratch/out-cpu DEVICE=cpu BUDGET_S=${BUDGET_S:-150} bash "$carry/check.sh" "$scratch/pkg.tar.xz" "$carry/pkg.sha256"
 cpu=$?
 OUT=$scratch/out-cuda DEVICE=cuda bash "$scratch/root/pkg/check.sh"

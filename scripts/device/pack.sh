@@ -4,7 +4,7 @@
 # natives, a test set of exported folders with CPU reference outputs, and the check scripts; tarred, xz-compressed
 # and split into chunks of at most 58 MiB (one per device call: a call carries at most 64 MiB).
 # usage: scripts/device/pack.sh [OUTDIR [--rearchive]]   (default /work/main/.devcarry; writes OUTDIR/part1..N,
-#        pkg.sha256 (whole archive), parts.sha256, chunks.txt (sizes), check.sh (verifies + unpacks there))
+#        pkg.sha256 (whole archive), chunks.sha256, chunks.txt (sizes), check.sh (verifies + unpacks there))
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-/work/main/.devcarry}
@@ -99,11 +99,11 @@ fi
 # window then stores once (halves the exports)
 tar -C "$work" --sort=name -cf - --exclude="${natives[0]}" --exclude="${natives[1]}" --exclude="${natives[2]}" pkg | xz -9 -T1 > "$work/rest.tar.xz"
 cat "$cache" "$work/rest.tar.xz" > "$work/pkg.tar.xz"
-mkdir -p "$out"; rm -f "$out"/part* "$out/pkg.sha256" "$out/chunks.txt" "$out/parts.sha256"
+mkdir -p "$out"; rm -f "$out"/part[0-9]* "$out/pkg.sha256" "$out/chunks.txt" "$out/chunks.sha256"
 ( cd "$work" && sha256sum pkg.tar.xz > "$out/pkg.sha256" )
 split -b ${chunk_mib}m -d -a 1 --numeric-suffixes=1 "$work/pkg.tar.xz" "$out/part"
-( cd "$out" && ls -l part* | awk '{print $NF, $5}' && echo "total $(stat -c %s "$work/pkg.tar.xz") bytes (xz), unpacked $(du -sb "$pkg" | cut -f1) bytes" ) | tee "$out/chunks.txt"
-( cd "$out" && sha256sum part* > parts.sha256 && cat parts.sha256 >> chunks.txt )
+( cd "$out" && ls -l part[0-9]* | awk '{print $NF, $5}' && echo "total $(stat -c %s "$work/pkg.tar.xz") bytes (xz), unpacked $(du -sb "$pkg" | cut -f1) bytes" ) | tee "$out/chunks.txt"
+( cd "$out" && sha256sum part[0-9]* > chunks.sha256 && cat chunks.sha256 >> chunks.txt )
 # the device needs check.sh before the archive is unpacked (it verifies and unpacks it): it travels beside the chunks
 cp "$repo/scripts/device/check.sh" "$out/check.sh"
 main=$(git -C "$repo" rev-parse --git-common-dir)
