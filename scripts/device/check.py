@@ -6,7 +6,7 @@ Run in the unpacked pkg folder. Modes:
   (default)          run every case on $DEVICE (cuda), compare with ref/: generations token for token, logits max
                      abs diff; --device auto must pick cuda; tokens/s on $DEVICE and cpu; a GPT-2-124M-sized speed
                      check. Writes $OUT/check.json; exit 0 only when every generation matches.
-No numpy needed except for the 124M checkpoint (make_gpt2_124m.py), which is skipped without it.
+No numpy needed.
 """
 import concurrent.futures as cf
 import json

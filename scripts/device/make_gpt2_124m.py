@@ -1,19 +1,30 @@
 #!/usr/bin/env python3
 """Writes a GPT-2-124M-sized random checkpoint (HF layout: config.json + model.safetensors, fp32, N(0, 0.02)
-weights, unit LayerNorms, zero biases) for the device speed check, with the tokenizer files of TOKENIZER_DIR
+weights cut from one pool of 1M draws at varying offsets (no numpy needed; a speed model needs no fresh draws),
+unit LayerNorms, zero biases) for the device speed check, with the tokenizer files of TOKENIZER_DIR
 (any byte-level BPE whose ids fit the 50257-token vocabulary) so `generate --data` can batch it.
 usage: make_gpt2_124m.py OUTDIR TOKENIZER_DIR"""
 import json
 import os
+import random
 import shutil
 import struct
 import sys
-
-import numpy as np
+from array import array
 
 out, tok = sys.argv[1], sys.argv[2]
 d, layers, heads, vocab, positions = 768, 12, 12, 50257, 1024
-rng = np.random.default_rng(0)
+rng = random.Random(0)
+POOL = 1 << 20
+pool = array("f", (rng.gauss(0.0, 0.02) for _ in range(POOL))).tobytes()
+pool += pool  # any offset < POOL can read POOL floats on
+
+
+def count(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 shapes = {"transformer.wte.weight": [vocab, d], "transformer.wpe.weight": [positions, d],
           "transformer.ln_f.weight": [d], "transformer.ln_f.bias": [d]}
 for i in range(layers):
@@ -25,7 +36,7 @@ for i in range(layers):
                    p + "mlp.c_proj.weight": [4 * d, d], p + "mlp.c_proj.bias": [d]})
 header, offset = {"__metadata__": {"format": "pt"}}, 0
 for name in sorted(shapes):
-    n = int(np.prod(shapes[name])) * 4
+    n = count(shapes[name]) * 4
     header[name] = {"dtype": "F32", "shape": shapes[name], "data_offsets": [offset, offset + n]}
     offset += n
 raw = json.dumps(header).encode()
@@ -36,13 +47,18 @@ with open(os.path.join(out, "model.safetensors"), "wb") as f:
     f.write(raw)
     for name in sorted(shapes):
         shape = shapes[name]
+        n = count(shape)
         if name.endswith("bias"):
-            a = np.zeros(shape, np.float32)
+            f.write(bytes(4 * n))
         elif len(shape) == 1:
-            a = np.ones(shape, np.float32)
+            f.write(array("f", [1.0]).tobytes() * n)
         else:
-            a = (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
-        f.write(a.tobytes())
+            left = n
+            while left:
+                take = min(left, POOL)
+                start = rng.randrange(POOL)
+                f.write(pool[4 * start:4 * (start + take)])
+                left -= take
 config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
           "n_embd": d, "n_head": heads, "n_layer": layers, "n_positions": positions, "n_inner": None,
           "vocab_size": vocab, "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256,
