@@ -7,7 +7,7 @@ using Peft.Onnx.Exporter.Passes;
 namespace Peft.Onnx.Cli.Commands;
 
 /// <summary>
-/// `forward --onnx DIR`: the exported graphs run with ONNX Runtime (CPU) on a batch from safetensors. Decoder-only:
+/// `forward --onnx DIR`: the exported graphs run with ONNX Runtime (CPU; CUDA with --device cuda) on a batch from safetensors. Decoder-only:
 /// position_ids from the mask (the graphs' contract); encoder-decoder: the decoder input is labels shifted right
 /// with the decoder start token (-100 -> pad), so labels are required. Writes logits float32 ([B, T, V] or
 /// [B, L, V]) and, with labels, loss = mean cross-entropy over labels != -100 (causal: token t predicts label t+1).
@@ -21,7 +21,6 @@ public static class ForwardOnnx
         var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
         args.EnsureAllUsed();
         if (!Directory.Exists(onnxDir)) throw new PeftOnnxException($"forward: --onnx {onnxDir}: folder not found");
-        if (device == "cuda") throw new PeftOnnxException("forward: --onnx runs on ONNX Runtime's CPU provider here; use --device cpu or auto (peft-onnx generate serves on CUDA)");
         if (device == "auto") Console.Error.WriteLine("device: cpu (ONNX Runtime CPU provider)");
 
         long[] ids, mask;
@@ -42,7 +41,7 @@ public static class ForwardOnnx
         }
         int batch = (int)shape[0];
 
-        using var model = OrtForward.Open(onnxDir);
+        using var model = OrtForward.Open(onnxDir, cuda: device == "cuda");
         ModelConfig.Load(onnxDir).PositionTable?.Check(shape[1], model.VirtualTokens, inputsPath);
         int vocab = model.VocabSize;
         foreach (var id in ids)

@@ -162,6 +162,25 @@ public static class OnnxCheck
     }
 
     /// <summary>
+    /// A session on the CUDA execution provider (device 0) for `forward --onnx --device cuda`: inputs and outputs stay
+    /// on the host (ORT copies them), so callers are the CPU ones. Throws <see cref="PeftOnnxException"/> ("cuda: ...")
+    /// when the provider or its CUDA libraries cannot load.
+    /// </summary>
+    public static InferenceSession CreateCudaSession(string modelPath)
+    {
+        using var options = CpuOptions(Path.GetDirectoryName(Path.GetFullPath(modelPath)));
+        try
+        {
+            options.AppendExecutionProvider_CUDA(0);
+        }
+        catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            throw new PeftOnnxException($"cuda: the CUDA execution provider cannot start: {ex.Message.Split('\n')[0].Trim()}", ex);
+        }
+        return new InferenceSession(modelPath, options);
+    }
+
+    /// <summary>
     /// Session options for the check an export runs before reporting success: the CPU provider without weight
     /// pre-packing (MLAS would copy every MatMul weight into a packed buffer: the model's size again in memory, and most
     /// of the session's start-up time) and without graph optimizations (the check runs our graph as written; serving

@@ -36,11 +36,12 @@ public sealed class OrtForward : IDisposable
 
     /// <summary>
     /// Opens model.onnx, or encoder_model.onnx + decoder_model.onnx, in <paramref name="dir"/>; <paramref name="forCheck"/>:
-    /// with the export check's session options (<see cref="OnnxCheck.CheckOptions"/>).
+    /// with the export check's session options (<see cref="OnnxCheck.CheckOptions"/>); <paramref name="cuda"/>: on the
+    /// CUDA execution provider (<see cref="OnnxCheck.CreateCudaSession"/>).
     /// </summary>
-    public static OrtForward Open(string dir, bool forCheck = false)
+    public static OrtForward Open(string dir, bool forCheck = false, bool cuda = false)
     {
-        Func<string, InferenceSession> session = forCheck ? OnnxCheck.CreateCheckSession : OnnxCheck.CreateSession;
+        Func<string, InferenceSession> session = cuda ? OnnxCheck.CreateCudaSession : forCheck ? OnnxCheck.CreateCheckSession : OnnxCheck.CreateSession;
         try
         {
             if (File.Exists(Path.Combine(dir, OnnxExport.ModelFile))) return new(session(Path.Combine(dir, OnnxExport.ModelFile)), null, null);

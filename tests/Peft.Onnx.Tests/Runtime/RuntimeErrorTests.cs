@@ -92,6 +92,17 @@ public class RuntimeErrorTests
     }
 
     [Fact]
+    public void Forward_onnx_on_cuda_where_it_cannot_start_says_so_in_one_line()
+    {
+        if (Environment.GetEnvironmentVariable("PEFT_ONNX_EXPECT_CUDA") == "1") return;
+        if (new[] { "libcuda.so.1", "libcudart.so.13", "libcudnn.so.9" }.All(l => System.Runtime.InteropServices.NativeLibrary.TryLoad(l, out _)))
+            return; // a CUDA host: the device check (scripts/device) compares its logits with the CPU's
+        var ex = Assert.Throws<PeftOnnxException>(() => Peft.Onnx.Exporter.Passes.OrtForward.Open(ExportedModels.Folder("bloom"), cuda: true));
+        Assert.StartsWith("cuda: the CUDA execution provider cannot start: ", ex.Message);
+        OneLine(ex);
+    }
+
+    [Fact]
     public void Auto_reports_its_choice()
     {
         var report = new StringWriter();
