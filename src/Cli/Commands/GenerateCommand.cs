@@ -29,7 +29,7 @@ public sealed class GenerateCommand : ICommand
         var topP = args.Double("top-p");
         var seed = args.String("seed");
         var repetitionPenalty = args.Double("repetition-penalty");
-        var device = DeviceOptions.Parse(args.Choice("device", "auto", "cpu", "cuda", "auto"));
+        var device = DeviceArgument.Read(args);
         var json = args.Flag("json");
         args.EnsureAllUsed();
 

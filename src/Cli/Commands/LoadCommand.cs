@@ -32,7 +32,7 @@ public sealed class LoadCommand : ICommand
         var naturalGc = args.Flag("natural-gc");
         var plot = args.String("plot");
         var json = args.Flag("json");
-        var device = DeviceOptions.Parse(args.Choice("device", "auto", "cpu", "cuda", "auto"));
+        var device = DeviceArgument.Read(args);
         args.EnsureAllUsed();
 
         if (!(duration > 0)) throw new PeftOnnxException($"load: --duration {duration} must be > 0 (seconds)");

@@ -27,7 +27,7 @@ public static class LabellingCommandRunner
         var maxNewTokens = args.Int("max-new-tokens", min: 1) ?? 10;
         var batchSize = args.Int("batch-size", min: 1) ?? 32;
         var maxLength = args.Int("max-length", min: 1);
-        var device = DeviceOptions.Parse(args.Choice("device", "auto", "cpu", "cuda", "auto"));
+        var device = DeviceArgument.Read(args);
         var json = args.Flag("json");
         args.Flag("greedy"); // what data mode does anyway
         var given = PromptModeOptions.Where(o => args.String(o) is not null).ToList();

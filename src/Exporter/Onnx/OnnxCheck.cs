@@ -171,7 +171,10 @@ public static class OnnxCheck
         using var options = CpuOptions(Path.GetDirectoryName(Path.GetFullPath(modelPath)));
         try
         {
-            options.AppendExecutionProvider_CUDA(0);
+            // TF32 off, as the Runtime's default: this session checks logits against the CPU's and the fixtures.
+            using var cuda = new OrtCUDAProviderOptions();
+            cuda.UpdateOptions(new Dictionary<string, string> { ["device_id"] = "0", ["use_tf32"] = "0" });
+            options.AppendExecutionProvider_CUDA(cuda);
         }
         catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
         {
