@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Rehearses the device flow here (no GPU): join the chunks, verify, unpack, run the check on the CPU (must pass)
 # and on CUDA (must stop early with the "cannot start" line and exit non-zero).
-# usage: scripts/device/local-test.sh [CARRYDIR]   (default /work/main/.devcarry)
+# usage: scripts/device/local-test.sh [CARRYDIR]   (default REPO/.devcarry)
 set -u
-carry=${1:-/work/main/.devcarry}
+carry=${1:-$(cd "$(dirname "$0")/../.." && pwd)/.devcarry}
 scratch=${SCRATCH_ROOT:-/tmp/devcheck-local}
 rm -rf "$scratch"; mkdir -p "$scratch/stage"
 cp "$carry"/part[0-9]* "$scratch/stage/"

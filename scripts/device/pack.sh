@@ -3,11 +3,11 @@
 # self-contained for linux-x64 without TorchSharp's libtorch natives (the ONNX verbs never load them), ORT's CUDA
 # natives, a test set of exported folders with CPU reference outputs, and the check scripts; tarred, xz-compressed
 # and split into chunks of at most 58 MiB (one per device call: a call carries at most 64 MiB).
-# usage: scripts/device/pack.sh [OUTDIR [--rearchive]]   (default /work/main/.devcarry; writes OUTDIR/part1..N,
+# usage: scripts/device/pack.sh [OUTDIR [--rearchive]]   (default REPO/.devcarry, git-ignored through .git/info/exclude; writes OUTDIR/part1..N,
 #        pkg.sha256 (whole archive), chunks.sha256, chunks.txt (sizes), check.sh (verifies + unpacks there))
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-out=${1:-/work/main/.devcarry}
+out=${1:-$repo/.devcarry}
 work=${PACK_WORK:-/tmp/devpack-build}
 chunk_mib=58
 fixtures=$repo/tests/fixtures/peft-reference
