@@ -188,12 +188,12 @@ public static class OnnxExport
             options.OnPhase?.Invoke(ExportPhase.Write);
             var model = ModelWriter.Write(graph, Path.Combine(temp, ModelFile), options.Write with { DataFileName = DataFile, FlushToDisk = false });
             options.OnPhase?.Invoke(ExportPhase.Check);
-            var prefetch = options.Verify ? ModelWriter.Prefetch(model) : Task.CompletedTask;
             OnnxCheckReport? check = null;
-            if (options.Verify && options.DType == ExportDType.Fp16) OrtForward.CheckCausal(Path.Combine(temp, ModelFile));
-            else if (options.Verify) check = OnnxCheck.CausalLm(Path.Combine(temp, ModelFile));
-            prefetch.Wait();
-            ModelWriter.FlushToDisk(model);
+            CheckWhileFlushing(options.Verify, [model], () =>
+            {
+                if (options.DType == ExportDType.Fp16) OrtForward.CheckCausal(Path.Combine(temp, ModelFile));
+                else check = OnnxCheck.CausalLm(Path.Combine(temp, ModelFile));
+            });
             return new ExportResult(temp, model, [], check);
         });
 
@@ -214,15 +214,34 @@ public static class OnnxExport
             var encoder = ModelWriter.Write(graphs.Encoder, encoderPath, options.Write with { DataFileName = Seq2SeqInterface.EncoderFile + ".data", FlushToDisk = false });
             var decoder = ModelWriter.Write(graphs.Decoder, decoderPath, options.Write with { DataFileName = Seq2SeqInterface.DecoderFile + ".data", FlushToDisk = false });
             options.OnPhase?.Invoke(ExportPhase.Check);
-            var prefetch = options.Verify ? Task.WhenAll(ModelWriter.Prefetch(encoder), ModelWriter.Prefetch(decoder)) : Task.CompletedTask;
             Seq2SeqCheckReport? check = null;
-            if (options.Verify && options.DType == ExportDType.Fp16) OrtForward.CheckSeq2Seq(temp);
-            else if (options.Verify) check = OnnxCheck.Seq2Seq(encoderPath, decoderPath);
-            prefetch.Wait();
-            ModelWriter.FlushToDisk(encoder);
-            ModelWriter.FlushToDisk(decoder);
+            CheckWhileFlushing(options.Verify, [encoder, decoder], () =>
+            {
+                if (options.DType == ExportDType.Fp16) OrtForward.CheckSeq2Seq(temp);
+                else check = OnnxCheck.Seq2Seq(encoderPath, decoderPath);
+            });
             return new ExportResult(temp, decoder, [], null) { Models = [encoder, decoder], Seq2SeqCheck = check };
         });
+
+    /// <summary>
+    /// Runs the ORT check (when <paramref name="verify"/>) while the written files are flushed to disk: the check reads
+    /// the page cache, the flush waits for the disk, so neither waits for the other.
+    /// </summary>
+    private static void CheckWhileFlushing(bool verify, IReadOnlyList<ModelWriteResult> models, Action check)
+    {
+        var flush = Task.Run(() => { foreach (var m in models) ModelWriter.FlushToDisk(m); });
+        try
+        {
+            if (verify) check();
+        }
+        catch
+        {
+            // the folder is about to be removed: let the flush end first; its own failure adds nothing to the check's
+            try { flush.Wait(); } catch (AggregateException) { }
+            throw;
+        }
+        flush.GetAwaiter().GetResult();
+    }
 
     /// <summary>
     /// The folder appears complete or not at all: <paramref name="write"/> fills a temporary folder beside

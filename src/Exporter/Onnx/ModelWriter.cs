@@ -156,13 +156,6 @@ public static class ModelWriter
         Sync(written.ModelPath);
     }
 
-    /// <summary>
-    /// Starts reading a written model's data file into the page cache in the background, for a reader that maps it
-    /// next (the export's ONNX Runtime check): the data file is written past the page cache where the OS allows.
-    /// </summary>
-    public static Task Prefetch(ModelWriteResult written) =>
-        written.DataPath == null ? Task.CompletedTask : Task.Run(() => ModelWriterDataFile.Prefetch(written.DataPath));
-
     private static void Sync(string path)
     {
         using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
