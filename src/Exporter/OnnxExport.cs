@@ -52,7 +52,10 @@ public sealed record ExportResult(string OutDir, ModelWriteResult Model, IReadOn
 {
     private readonly IReadOnlyList<ModelWriteResult>? _models;
 
-    /// <summary>Every model written: [model.onnx], or [encoder_model.onnx, decoder_model.onnx] (then <see cref="Model"/> is the decoder).</summary>
+    /// <summary>
+    /// Every model written: [model.onnx] (with a baked prompt also the prefix-in-cache graph, <see cref="CausalLmInterface.PrefixInCacheFile"/>),
+    /// or [encoder_model.onnx, decoder_model.onnx] (then <see cref="Model"/> is the decoder).
+    /// </summary>
     public IReadOnlyList<ModelWriteResult> Models { get => _models ?? [Model]; init => _models = value; }
 
     /// <summary>The ORT check of an encoder-decoder export (<see cref="Check"/> is the causal-LM one).</summary>
@@ -183,18 +186,38 @@ public static class OnnxExport
 
     /// <summary>As above, with extra text files (name -> content) written into the folder.</summary>
     public static ExportResult WriteFolder(GraphBuilder graph, string sourceDir, string outDir, ExportOptions options, IReadOnlyDictionary<string, string>? extraFiles) =>
+        WriteFolder(graph, null, sourceDir, outDir, options, extraFiles);
+
+    /// <summary>
+    /// As above; <paramref name="prefixInCache"/>, when given, is written beside model.onnx as
+    /// <see cref="CausalLmInterface.PrefixInCacheFile"/>, reading its weights from model.onnx.data (one copy on disk),
+    /// and checked too.
+    /// </summary>
+    public static ExportResult WriteFolder(GraphBuilder graph, GraphBuilder? prefixInCache, string sourceDir, string outDir, ExportOptions options,
+        IReadOnlyDictionary<string, string>? extraFiles) =>
         WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
         {
             options.OnPhase?.Invoke(ExportPhase.Write);
-            var model = ModelWriter.Write(graph, Path.Combine(temp, ModelFile), options.Write with { DataFileName = DataFile, FlushToDisk = false });
+            var write = options.Write with { DataFileName = DataFile, FlushToDisk = false };
+            var model = ModelWriter.Write(graph, Path.Combine(temp, ModelFile), write);
+            List<ModelWriteResult> models = [model];
+            if (prefixInCache != null)
+                models.Add(ModelWriter.Write(prefixInCache, Path.Combine(temp, CausalLmInterface.PrefixInCacheFile), write with { SharedData = model.External }));
             options.OnPhase?.Invoke(ExportPhase.Check);
             OnnxCheckReport? check = null;
-            CheckWhileFlushing(options.Verify, [model], () =>
+            CheckWhileFlushing(options.Verify, models, () =>
             {
-                if (options.DType == ExportDType.Fp16) OrtForward.CheckCausal(Path.Combine(temp, ModelFile));
-                else check = OnnxCheck.CausalLm(Path.Combine(temp, ModelFile));
+                foreach (var m in models)
+                {
+                    if (options.DType == ExportDType.Fp16) OrtForward.CheckCausal(m.ModelPath);
+                    else
+                    {
+                        var report = OnnxCheck.CausalLm(m.ModelPath);
+                        check ??= report;
+                    }
+                }
             });
-            return new ExportResult(temp, model, [], check);
+            return new ExportResult(temp, model, [], check) { Models = models };
         });
 
     /// <summary>

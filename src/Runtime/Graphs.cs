@@ -12,6 +12,17 @@ namespace Peft.Onnx.Runtime;
 internal sealed class CausalLmGraph : IDisposable
 {
     public const string File = "model.onnx";
+
+    /// <summary>
+    /// Written beside model.onnx by exports with a baked prompt or prefix: the same interface with the virtual tokens
+    /// carried in the KV cache (present holds them from the first step on; attention_mask still covers only the real
+    /// tokens), so each step runs the base model's attention. The Runtime prefers it; model.onnx keeps the cache contract
+    /// ORT GenAI expects.
+    /// </summary>
+    public const string PrefixInCacheFile = "model_prefix_in_cache.onnx";
+
+    /// <summary>The graph file the Runtime runs in an exported decoder-only folder.</summary>
+    public static string FileIn(string dir) => System.IO.File.Exists(Path.Combine(dir, PrefixInCacheFile)) ? PrefixInCacheFile : File;
     private static readonly Regex PastKey = new(@"^past_key_values\.(\d+)\.key$", RegexOptions.CultureInvariant);
 
     public CausalLmGraph(InferenceSession session, string path)

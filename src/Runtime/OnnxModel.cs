@@ -190,7 +190,8 @@ public sealed class OnnxModel : IDisposable
 
             if (causal)
             {
-                var graph = new CausalLmGraph(Open(CausalLmGraph.File), Path.Combine(dir, CausalLmGraph.File));
+                var file = CausalLmGraph.FileIn(dir);
+                var graph = new CausalLmGraph(Open(file), Path.Combine(dir, file));
                 return new OnnxModel(dir, config, generation, graph, null, device, options.CudaDeviceId);
             }
             var seq2seq = new Seq2SeqGraph(Open(Seq2SeqGraph.EncoderFile), Open(Seq2SeqGraph.DecoderFile), dir);

@@ -10,13 +10,22 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// <c>prompt.past.{i}.key_t</c> [1, heads, head_dim, length] (keys transposed) and <c>prompt.past.{i}.value</c>
 /// [1, heads, length, head_dim], with kv heads already repeated to the query heads for grouped-query attention.
 /// <para>
-/// The graph contract stays the base model's: past_key_values / present hold only the real tokens and
-/// attention_mask covers only the real tokens; the graph prepends <see cref="Length"/> ones to the mask (so ALiBi,
-/// OPT's learned positions and the causal mask see the prefix as a past that is always there). The attention reads
-/// the constants and the cache separately (<see cref="PrefixKv"/>): scores against the prefix come before the
-/// scores against present, and the probabilities are split again for the two weighted sums. No per-step op copies
-/// the prefix or the cache (a Concat of prefix and present would copy the whole cache twice per layer and step).
-/// Decoding feeds present back as past as usual.
+/// Two forms of decoder-only graph, both with attention_mask covering only the real tokens (the graph prepends
+/// <see cref="Length"/> ones to it, so ALiBi, OPT's learned positions and the causal mask see the prefix as a past
+/// that is always there):
+/// </para>
+/// <para>
+/// model.onnx keeps the base model's cache contract (what ORT GenAI expects): past_key_values / present hold only the
+/// real tokens. The attention reads the constants and the cache separately (<see cref="PrefixKv"/>): scores against
+/// the prefix come before the scores against present, and the probabilities are split again for the two weighted sums,
+/// so no per-step op copies the prefix or the cache; that costs ~5 small kernels per layer and step.
+/// </para>
+/// <para>
+/// The prefix-in-cache graph (<see cref="CausalLmGraphOptions.PrefixInCache"/>, the one the Runtime runs) carries the
+/// prefix in the KV cache, as PEFT hands it to transformers as past_key_values: the first step (past length 0) writes
+/// present = [prefix, new], later steps present = [past, new], so present and past_key_values hold Length + the real
+/// tokens and the attention is the base graph's. Its constants are one initializer <see cref="CacheName"/>
+/// [2 * layers, 1, kv_heads, Length, head_dim] (<see cref="CacheHeads"/>). T5 has the first form only.
 /// </para>
 /// </summary>
 public sealed class AttentionPrefix
@@ -92,6 +101,34 @@ public sealed class AttentionPrefix
         return new PrefixKv(keys, values, Length);
     }
 
+    /// <summary>Every decoder layer's keys and values stacked [2 * layers, 1, heads, Length, head_dim] (layer i: key 2i, value 2i + 1).</summary>
+    public const string CacheName = "prompt.past.cache";
+
+    /// <summary>
+    /// The prefix as it enters the KV cache, per self-attention layer i: key at 2i, value at 2i + 1, each [batch,
+    /// heads, n0, head_dim] with n0 = Length on the first step (past length 0) and 0 afterwards, when present already
+    /// carries it. Once per step: one Slice of the stacked constants to n0, one Expand to the batch, one Split; per
+    /// layer a Squeeze (no copy).
+    /// </summary>
+    public IReadOnlyList<string> CacheHeads(GraphBuilder g, string tokens, string pastKey0, int numLayers)
+    {
+        using var _ = g.Scope("prompt_cache");
+        long per = (long)Heads * Length * HeadDim;
+        var stacked = new float[2 * numLayers * per];
+        for (int i = 0; i < numLayers; i++)
+        {
+            Keys[i].CopyTo(stacked, 2 * i * per);
+            Values[i].CopyTo(stacked, (2 * i + 1) * per);
+        }
+        var constants = g.Initializer(CacheName, InitializerData.FromFloats(stacked, 2 * numLayers, 1, Heads, Length, HeadDim));
+        var isFirst = g.Cast(g.Op("Equal", [g.Shape(pastKey0, 2, 3), g.Ints(0)]), ElementType.Int64);     // [1]
+        var n0 = g.Mul(isFirst, g.Ints(Length));
+        var sliced = g.Op("Slice", [constants, g.Ints(0), n0, g.Ints(3)]);
+        var batchShape = g.Concat(0, [g.Ints(1), g.Shape(tokens, 0, 1), g.Ints(1, 1, 1)]);
+        var expanded = g.Op("Expand", [sliced, batchShape]);                                          // [2L, B, heads, n0, d]
+        return g.Split(expanded, 0, 2 * numLayers).Select(part => g.Squeeze(part, [0])).ToList();
+    }
+
     /// <summary>[heads, Length, head_dim] -> [heads * groups, Length, head_dim] or, transposed, [heads * groups, head_dim, Length].</summary>
     private float[] Repeated(float[] data, int groups, bool transpose)
     {
@@ -155,6 +192,12 @@ public sealed record CausalLmGraphOptions
     /// </summary>
     public AttentionPrefix? Prefix { get; init; }
 
+    /// <summary>
+    /// Carry <see cref="Prefix"/> in the KV cache (present = [prefix, past, new] on the first step) instead of attending
+    /// to it beside the cache: the graph the Runtime runs, written beside model.onnx (<see cref="CausalLmInterface.PrefixInCacheFile"/>).
+    /// </summary>
+    public bool PrefixInCache { get; init; }
+
     public static readonly CausalLmGraphOptions Default = new();
 
     /// <summary>The mask the attention, ALiBi and positions use: attention_mask, with the prefix's ones prepended.</summary>
@@ -186,20 +229,32 @@ public sealed record CausalLmGraphOptions
 
     /// <summary>
     /// position_ids [batch or 1, seq]: the input when declared, else Length + past .. Length + past + seq - 1
-    /// (transformers' arange(past_length, past_length + seq) with the prefix counted in the past).
+    /// (transformers' arange(past_length, past_length + seq) with the prefix counted in the past). A prefix-in-cache
+    /// graph starts at max(past, Length): Length on the first step, past afterwards (the cache then counts the prefix).
     /// </summary>
     internal string PositionIds(GraphBuilder g)
     {
         if (DeclaresPositionIds) return CausalLmInterface.PositionIds;
         using var _ = g.Scope("position_ids");
         var past = g.Squeeze(g.Shape(CausalLmInterface.PastKey(0), 2, 3), [0]);
-        var start = g.Add(past, g.Constant((long)Prefix!.Length));
+        var length = g.Constant((long)Prefix!.Length);
+        var start = PrefixInCache ? g.Op("Max", [past, length]) : g.Add(past, length);
         var seq = g.Squeeze(g.Shape(Tokens, 1, 2), [0]);
         return g.Unsqueeze(g.Range(start, g.Add(start, seq), g.Constant(1L)), [0]);
     }
 
-    /// <summary>The layer's constant prefix for an attention of <paramref name="queryHeads"/> heads; null without one.</summary>
-    internal PrefixKv? PrefixConstants(GraphBuilder g, int layer, int queryHeads) => Prefix?.Constants(g, layer, queryHeads);
+    /// <summary>The layer's constant prefix, attended beside the cache by an attention of <paramref name="queryHeads"/> heads; null without one or when the cache carries it.</summary>
+    internal PrefixKv? PrefixConstants(GraphBuilder g, int layer, int queryHeads) => PrefixInCache ? null : Prefix?.Constants(g, layer, queryHeads);
+
+    /// <summary>Per layer the prefix keys (2i) and values (2i + 1) that go in front of the cache (<see cref="AttentionPrefix.CacheHeads"/>); null unless the cache carries a prefix.</summary>
+    internal IReadOnlyList<string>? PrefixCache(GraphBuilder g, int numLayers) =>
+        PrefixInCache ? Prefix?.CacheHeads(g, Tokens, CausalLmInterface.PastKey(0), numLayers) : null;
+
+    /// <summary>present = [prefix (first step only), past, current] along the sequence axis; [past, current] without a cache-carried prefix.</summary>
+    internal static string AppendToCache(GraphBuilder g, IReadOnlyList<string>? prefixCache, int index, string past, string current, string present, string name) =>
+        prefixCache == null
+            ? Attention.AppendToCache(g, past, current, present, name)
+            : g.Concat(2, [prefixCache[index], past, current], name: name, output: present);
 }
 
 /// <summary>

@@ -21,6 +21,8 @@ public sealed class BloomGraph
     private readonly int _headDim;
     private readonly int _hidden;
     private readonly CausalLmGraphOptions _options;
+    /// <summary>Per layer the baked prefix keys/values that start the cache on the first step; null unless the cache carries a prefix.</summary>
+    private IReadOnlyList<string>? _prefixCache;
 
     private BloomGraph(BloomConfig config, WeightSource weights, CausalLmGraphOptions options)
     {
@@ -63,6 +65,7 @@ public sealed class BloomGraph
             var alibi = Attention.Alibi(g, mask, _heads);
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, mask);
 
+            _prefixCache = _options.PrefixCache(g, _config.NLayer);
             for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, alibi, allowed);
 
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
@@ -111,8 +114,8 @@ public sealed class BloomGraph
         var k = g.Squeeze(parts[1], [0], name: "key/Squeeze");
         var v = g.Squeeze(parts[2], [0], name: "value/Squeeze");
 
-        k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
-        v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
+        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
         var prefix = _options.PrefixConstants(g, i, _heads);
 
         var scale = (float)(1.0 / Math.Sqrt(_headDim));

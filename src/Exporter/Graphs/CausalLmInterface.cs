@@ -36,6 +36,12 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// </summary>
 public static class CausalLmInterface
 {
+    /// <summary>
+    /// The prefix-in-cache graph an export with a baked prompt writes beside model.onnx (<see cref="AttentionPrefix"/>):
+    /// same inputs and outputs, its present also holding the virtual tokens; it reads its weights from model.onnx.data.
+    /// </summary>
+    public const string PrefixInCacheFile = "model_prefix_in_cache.onnx";
+
     public const string InputIds = "input_ids";
     public const string AttentionMask = "attention_mask";
     public const string PositionIds = "position_ids";

@@ -22,6 +22,8 @@ public sealed class Gpt2Graph
     private readonly int _headDim;
     private readonly int _hidden;
     private readonly CausalLmGraphOptions _options;
+    /// <summary>Per layer the baked prefix keys/values that start the cache on the first step; null unless the cache carries a prefix.</summary>
+    private IReadOnlyList<string>? _prefixCache;
 
     private Gpt2Graph(Gpt2Config config, WeightSource weights, CausalLmGraphOptions options)
     {
@@ -61,6 +63,7 @@ public sealed class Gpt2Graph
             hidden = g.Add(inputsEmbeds, positionEmbeds, name: "embeddings/Add");
 
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _options.AttentionMask(g));
+            _prefixCache = _options.PrefixCache(g, _config.NLayer);
             for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, allowed);
 
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
@@ -109,8 +112,8 @@ public sealed class Gpt2Graph
         var k = Attention.SplitHeads(g, parts[1], _heads, _headDim, "key");
         var v = Attention.SplitHeads(g, parts[2], _heads, _headDim, "value");
 
-        k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
-        v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
+        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
         var prefix = _options.PrefixConstants(g, i, _heads);
 
         var scores = Attention.Scores(g, q, k, prefix, s => Scale(s, i));

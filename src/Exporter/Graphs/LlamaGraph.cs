@@ -24,6 +24,8 @@ public sealed class LlamaGraph
     private readonly int _headDim;
     private readonly int _hidden;
     private readonly CausalLmGraphOptions _options;
+    /// <summary>Per layer the baked prefix keys/values that start the cache on the first step; null unless the cache carries a prefix.</summary>
+    private IReadOnlyList<string>? _prefixCache;
 
     private LlamaGraph(LlamaConfig config, WeightSource weights, CausalLmGraphOptions options)
     {
@@ -64,6 +66,7 @@ public sealed class LlamaGraph
                 Attention.RotaryInverseFrequencies(_headDim, _config.RopeTheta));
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _options.AttentionMask(g));
 
+            _prefixCache = _options.PrefixCache(g, _config.NumHiddenLayers);
             for (int i = 0; i < _config.NumHiddenLayers; i++) hidden = DecoderLayer(i, hidden, cos, sin, allowed);
 
             hidden = Layers.RmsNorm(g, _weights, "model.norm", hidden, _config.RmsNormEps);
@@ -112,13 +115,13 @@ public sealed class LlamaGraph
         q = Attention.ApplyRotary(g, q, cos, sin, "query/rotary");
         k = Attention.ApplyRotary(g, k, cos, sin, "key/rotary");
 
-        k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
-        v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
+        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
 
         long groups = _heads / _kvHeads;
         k = Attention.RepeatKv(g, k, _kvHeads, groups, _headDim, "key/repeat_kv");
         v = Attention.RepeatKv(g, v, _kvHeads, groups, _headDim, "value/repeat_kv");
-        // the prefix's constants come repeated to the query heads already (and, as past keys, unrotated)
+        // beside the cache, the prefix's constants come repeated to the query heads already (and, as past keys, unrotated)
         var prefix = _options.PrefixConstants(g, i, _heads);
 
         var scores = Attention.Scores(g, q, k, prefix, s => g.Div(s, g.Constant((float)Math.Sqrt(_headDim))));

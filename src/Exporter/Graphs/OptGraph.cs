@@ -26,6 +26,8 @@ public sealed class OptGraph
     private readonly int _headDim;
     private readonly int _hidden;
     private readonly CausalLmGraphOptions _options;
+    /// <summary>Per layer the baked prefix keys/values that start the cache on the first step; null unless the cache carries a prefix.</summary>
+    private IReadOnlyList<string>? _prefixCache;
     private string _mask = CausalLmInterface.AttentionMask;
 
     private OptGraph(OptConfig config, WeightSource weights, CausalLmGraphOptions options)
@@ -70,6 +72,7 @@ public sealed class OptGraph
             if (_arch.HasProjections) inputsEmbeds = Layers.Linear(g, _weights, Linear("model.decoder.project_in"), inputsEmbeds);
             hidden = g.Add(inputsEmbeds, posEmbeds, name: "embeddings/Add");
 
+            _prefixCache = _options.PrefixCache(g, _config.NumHiddenLayers);
             for (int i = 0; i < _config.NumHiddenLayers; i++) hidden = DecoderLayer(i, hidden, allowed);
 
             if (_arch.HasFinalLayerNorm) hidden = LayerNorm("model.decoder.final_layer_norm", hidden);
@@ -150,8 +153,8 @@ public sealed class OptGraph
         var k = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.k_proj"), x), _heads, _headDim, "key");
         var v = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.v_proj"), x), _heads, _headDim, "value");
 
-        k = Attention.AppendToCache(g, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
-        v = Attention.AppendToCache(g, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
+        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
         var prefix = _options.PrefixConstants(g, i, _heads);
 
         var context = Attention.MaskedSoftmaxContext(g, Attention.Scores(g, q, k, prefix), v, allowed, prefix);

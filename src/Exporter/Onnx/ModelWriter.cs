@@ -48,10 +48,24 @@ public sealed record ModelWriteOptions
     /// is written) overlap the check instead of preceding it.
     /// </summary>
     public bool FlushToDisk { get; init; } = true;
+
+    /// <summary>
+    /// Initializers already stored in another model's data file in this folder (<see cref="ModelWriteResult.External"/>):
+    /// each one of the same name, type and shape is written as a reference to those bytes; every other initializer goes
+    /// inline, and no data file is written. Two graphs over the same weights so share one copy of them.
+    /// </summary>
+    public IReadOnlyDictionary<string, ExternalTensor>? SharedData { get; init; }
 }
 
+/// <summary>Where an initializer's bytes are in an external data file (ONNX external_data: location, offset, length).</summary>
+public sealed record ExternalTensor(string Location, long Offset, long Length, int DataType, long[] Dims);
+
 /// <summary>What <see cref="ModelWriter.Write"/> produced.</summary>
-public sealed record ModelWriteResult(string ModelPath, string? DataPath, long ModelBytes, long DataBytes, int InlineTensors, int ExternalTensors);
+public sealed record ModelWriteResult(string ModelPath, string? DataPath, long ModelBytes, long DataBytes, int InlineTensors, int ExternalTensors)
+{
+    /// <summary>The initializers this write stored in (or referenced from) a data file, by name.</summary>
+    public IReadOnlyDictionary<string, ExternalTensor> External { get; init; } = new Dictionary<string, ExternalTensor>();
+}
 
 /// <summary>
 /// Writes a <see cref="GraphBuilder"/> as model.onnx with its large initializers in one external data file.
@@ -81,6 +95,7 @@ public static class ModelWriter
 
         int inline = 0, external = 0;
         long dataBytes = 0;
+        var stored = new Dictionary<string, ExternalTensor>(StringComparer.Ordinal);
         ModelWriterDataFile? data = null;
         var buffers = new InitializerData.WriteBuffers();
         try
@@ -89,7 +104,15 @@ public static class ModelWriter
             {
                 var proto = new TensorProto { Name = name, DataType = (int)tensor.Type };
                 proto.Dims.AddRange(tensor.Dims);
-                if (tensor.ByteLength < options.InlineThreshold)
+                if (options.SharedData != null && options.SharedData.TryGetValue(name, out var shared)
+                    && shared.DataType == (int)tensor.Type && shared.Dims.SequenceEqual(tensor.Dims) && shared.Length == tensor.ByteLength)
+                {
+                    proto.DataLocation = TensorProto.Types.DataLocation.External;
+                    AddLocation(proto, shared.Location, shared.Offset, shared.Length);
+                    stored[name] = shared;
+                    external++;
+                }
+                else if (tensor.ByteLength < options.InlineThreshold || options.SharedData != null)
                 {
                     proto.RawData = ByteString.CopyFrom(tensor.ToArray());
                     inline++;
@@ -104,9 +127,8 @@ public static class ModelWriter
                     if (data.Position - offset != tensor.ByteLength)
                         throw new InvalidOperationException($"initializer '{name}': wrote {data.Position - offset} bytes, expected {tensor.ByteLength}");
                     proto.DataLocation = TensorProto.Types.DataLocation.External;
-                    proto.ExternalData.Add(Entry("location", dataName));
-                    proto.ExternalData.Add(Entry("offset", offset.ToString(CultureInfo.InvariantCulture)));
-                    proto.ExternalData.Add(Entry("length", tensor.ByteLength.ToString(CultureInfo.InvariantCulture)));
+                    AddLocation(proto, dataName, offset, tensor.ByteLength);
+                    stored[name] = new ExternalTensor(dataName, offset, tensor.ByteLength, (int)tensor.Type, tensor.Dims.ToArray());
                     external++;
                 }
                 g.Initializer.Add(proto);
@@ -122,7 +144,7 @@ public static class ModelWriter
             data?.Dispose();
         }
         if (data != null && options.FlushToDisk) Sync(dataPath);
-        if (data == null && File.Exists(dataPath)) File.Delete(dataPath); // a stale file from an earlier write
+        if (data == null && options.SharedData == null && File.Exists(dataPath)) File.Delete(dataPath); // a stale file from an earlier write
 
         var model = new ModelProto
         {
@@ -146,7 +168,7 @@ public static class ModelWriter
             model.WriteTo(stream);
             stream.Flush(flushToDisk: options.FlushToDisk);
         }
-        return new ModelWriteResult(modelPath, data != null ? dataPath : null, size, dataBytes, inline, external);
+        return new ModelWriteResult(modelPath, data != null ? dataPath : null, size, dataBytes, inline, external) { External = stored };
     }
 
     /// <summary>fsyncs the files of a model written with <see cref="ModelWriteOptions.FlushToDisk"/> off.</summary>
@@ -160,6 +182,13 @@ public static class ModelWriter
     {
         using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
         f.Flush(flushToDisk: true);
+    }
+
+    private static void AddLocation(TensorProto proto, string location, long offset, long length)
+    {
+        proto.ExternalData.Add(Entry("location", location));
+        proto.ExternalData.Add(Entry("offset", offset.ToString(CultureInfo.InvariantCulture)));
+        proto.ExternalData.Add(Entry("length", length.ToString(CultureInfo.InvariantCulture)));
     }
 
     private static StringStringEntryProto Entry(string key, string value) => new() { Key = key, Value = value };

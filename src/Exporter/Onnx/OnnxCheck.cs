@@ -79,8 +79,9 @@ public sealed class CausalLmRunner : IDisposable
         if (past.Batch != batch) throw new ArgumentException($"cache batch {past.Batch} != {batch}");
         if (inputIds.Length % batch != 0) throw new ArgumentException("input_ids length is not a multiple of batch");
         int seq = inputIds.Length / batch;
-        int total = past.Length + seq;
-        if (attentionMask.Length != batch * total) throw new ArgumentException($"attention_mask must be [{batch}, {total}]");
+        // attention_mask covers the real tokens; a baked prompt's cache also holds its virtual tokens (from the first step on)
+        if (attentionMask.Length % batch != 0 || attentionMask.Length / batch < seq) throw new ArgumentException($"attention_mask must be [{batch}, >= {seq}]");
+        int total = attentionMask.Length / batch;
 
         var names = new List<string> { "input_ids", "attention_mask" };
         var values = new List<OrtValue>();
@@ -112,13 +113,16 @@ public sealed class CausalLmRunner : IDisposable
             var logitsShape = logits.GetTensorTypeAndShape().Shape;
             var keys = new float[NumLayers][];
             var vals = new float[NumLayers][];
-            long[] presentShape = [batch, NumHeads, total, HeadDim];
+            long presentLength = outputs[1].GetTensorTypeAndShape().Shape[2];
+            if (past.Length > 0 ? presentLength != past.Length + seq : presentLength < seq)
+                throw new PeftOnnxException($"output 'present.0.key' holds {presentLength} positions after a past of {past.Length} and {seq} new tokens");
+            long[] presentShape = [batch, NumHeads, presentLength, HeadDim];
             for (int i = 0; i < NumLayers; i++)
             {
                 keys[i] = Read(outputs[1 + 2 * i], presentShape, $"present.{i}.key");
                 vals[i] = Read(outputs[2 + 2 * i], presentShape, $"present.{i}.value");
             }
-            return new CausalLmStep(Seq2SeqRunner.ToFloat(logits), logitsShape, new CausalLmCache(batch, total, keys, vals));
+            return new CausalLmStep(Seq2SeqRunner.ToFloat(logits), logitsShape, new CausalLmCache(batch, (int)presentLength, keys, vals));
         }
         finally
         {

@@ -61,6 +61,19 @@ public sealed class OrtForward : IDisposable
         throw new PeftOnnxException($"{dir}: no {OnnxExport.ModelFile} (decoder-only) or {Seq2SeqInterface.EncoderFile} + {Seq2SeqInterface.DecoderFile} (encoder-decoder) found");
     }
 
+    /// <summary>One decoder-only model file (model.onnx or the prefix-in-cache graph beside it); options as <see cref="Open"/>.</summary>
+    public static OrtForward OpenCausal(string modelPath, bool forCheck = false)
+    {
+        try
+        {
+            return new(forCheck ? OnnxCheck.CreateCheckSession(modelPath) : OnnxCheck.CreateSession(modelPath), null, null);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            throw new PeftOnnxException($"{modelPath}: ONNX Runtime could not load the exported model: {ex.Message.Split('\n')[0]}", ex);
+        }
+    }
+
     /// <summary>
     /// Decoder-only prefill with an empty cache: logits [batch, seq, vocab] for input_ids / attention_mask [batch, seq];
     /// position_ids (where the graph takes them) from the mask, as <see cref="CausalLmInterface.PositionIdsFromMask"/>.
@@ -163,7 +176,7 @@ public sealed class OrtForward : IDisposable
     /// </summary>
     public static void CheckCausal(string modelPath)
     {
-        using var f = Open(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, forCheck: true);
+        using var f = OpenCausal(modelPath, forCheck: true);
         int vocab = f.VocabSize;
         var (prefill, present) = f.Causal([1 % vocab, 7 % vocab, 42 % vocab, 3 % vocab, 5 % vocab, 0], [1, 1, 1, 1, 1, 0], 2);
         using (present)

@@ -137,11 +137,17 @@ public sealed class PromptAdapter
         var prefix = adapter.IsPrefix
             ? BakePrefix.ForDecoder(adapter, config)
             : BakeSoftPrompt.ForDecoder(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
+        // model.onnx keeps the base cache contract (ORT GenAI's); the Runtime runs the prefix-in-cache graph beside it
         var graph = BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix });
-        if (fp16) graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
+        var inCache = BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix, PrefixInCache = true });
+        if (fp16)
+        {
+            graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
+            inCache = ConvertFp16.Convert(inCache, keepFloat32: [CausalLmInterface.Logits]);
+        }
         if (extraFiles != null && extraFiles.TryGetValue(GenAiConfig.FileName, out var genai))
             extraFiles = new Dictionary<string, string>(extraFiles) { [GenAiConfig.FileName] = GenAiConfig.MatchInputs(genai, graph.Inputs.Select(i => i.Name)) };
-        return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extraFiles);
+        return OnnxExport.WriteFolder(graph, inCache, modelDir, outDir, options, extraFiles);
     }
 
     /// <summary>The decoder-only family graph with <paramref name="options"/>.</summary>

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
+using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Passes;
 using Peft.Onnx.Tests.Support;
@@ -12,7 +13,9 @@ namespace Peft.Onnx.Tests.Exporter;
 /// <summary>
 /// A baked prefix is what transformers does with a past of nv tokens: the baked graph equals the base graph fed the
 /// prefix as past_key_values, with nv ones before the mask and positions nv + t (PEFT drops position_ids). Also on a
-/// grouped-query LLaMA (prefix sized with num_key_value_heads), and with a right-padded row.
+/// grouped-query LLaMA (prefix sized with num_key_value_heads), and with a right-padded row. The prefix-in-cache graph
+/// written beside model.onnx (the Runtime's) gives the same logits with the prefix in its present, and its second step,
+/// fed that present, equals the base graph's second step and model.onnx's.
 /// </summary>
 public class BakePrefixEquivalenceTests
 {
@@ -70,12 +73,56 @@ public class BakePrefixEquivalenceTests
                 Assert.Equal(real.Count, actual.Present.Keys[i].Length);
                 Assert.True(real.Zip(actual.Present.Keys[i]).All(p => Math.Abs(p.First - p.Second) < 1e-5f), $"present.{i}.key");
             }
+
+            // the prefix-in-cache graph: same logits; present = [prefix constants, the base graph's real positions]
+            using var inCacheRunner = CausalLmRunner.Open(Path.Combine(baked, CausalLmInterface.PrefixInCacheFile));
+            var inCache = inCacheRunner.Run(ids, mask, batch);
+            Tolerance.AssertLogits(expected.Logits, inCache.Logits, inCacheRunner.VocabSize, Tolerance.RowsFromMask(mask), $"{arch} prefix in cache");
+            Assert.Equal(nv + seq, inCache.Present.Length);
+            for (int i = 0; i < d.NumLayers; i++)
+            {
+                AssertClose(expected.Present.Keys[i], inCache.Present.Keys[i], $"in-cache present.{i}.key");
+                AssertClose(expected.Present.Values[i], inCache.Present.Values[i], $"in-cache present.{i}.value");
+                for (int r = 0; r < batch * rowsPerBatch; r++)
+                {
+                    var stored = prefix.Keys[i].AsSpan((r % rowsPerBatch) * nv * d.HeadDim, nv * d.HeadDim).ToArray();
+                    Assert.Equal(stored, inCache.Present.Keys[i].AsSpan(r * (nv + seq) * d.HeadDim, nv * d.HeadDim).ToArray());
+                }
+            }
+
+            // a second step fed each graph's own present (mask over the real tokens only) equals the base graph's
+            long[] next = [11, 23];
+            var nextMask = new long[batch * (seq + 1)];
+            var nextFullMask = new long[batch * (nv + seq + 1)];
+            for (int b = 0; b < batch; b++)
+            {
+                Array.Copy(mask, b * seq, nextMask, b * (seq + 1), seq);
+                nextMask[b * (seq + 1) + seq] = 1;
+                Array.Copy(fullMask, b * (nv + seq), nextFullMask, b * (nv + seq + 1), nv + seq);
+                nextFullMask[b * (nv + seq + 1) + nv + seq] = 1;
+            }
+            var expectedNext = baseRunner.Run(next, nextFullMask, batch, expected.Present, [nv + seq, nv + seq]);
+            var inCacheNext = inCacheRunner.Run(next, nextMask, batch, inCache.Present);
+            var bakedNext = bakedRunner.Run(next, nextMask, batch, actual.Present);
+            Tolerance.AssertLogits(expectedNext.Logits, inCacheNext.Logits, inCacheRunner.VocabSize, null, $"{arch} prefix in cache, second step");
+            Tolerance.AssertLogits(expectedNext.Logits, bakedNext.Logits, bakedRunner.VocabSize, null, $"{arch} baked prefix, second step");
+            Assert.Equal(nv + seq + 1, inCacheNext.Present.Length);
+            Assert.Equal(seq + 1, bakedNext.Present.Length);
+            for (int i = 0; i < d.NumLayers; i++)
+                AssertClose(expectedNext.Present.Keys[i], inCacheNext.Present.Keys[i], $"second step in-cache present.{i}.key");
         }
         finally
         {
             foreach (var dir in new[] { adapterDir, baked, base_ }) if (Directory.Exists(dir)) Directory.Delete(dir, true);
             if (kvHeads != 0) Directory.Delete(model, true);
         }
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int j = 0; j < expected.Length; j++)
+            Assert.True(Math.Abs(expected[j] - actual[j]) < 1e-5f, $"{what}[{j}]: {expected[j]} vs {actual[j]}");
     }
 
     /// <summary>A PREFIX_TUNING adapter with random prompt_embeddings [nv, layers * 2 * kv_heads * head_dim] (as newer PEFT sizes it under GQA).</summary>

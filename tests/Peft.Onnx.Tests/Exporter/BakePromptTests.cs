@@ -195,11 +195,55 @@ public class BakePromptTests(ITestOutputHelper output)
             var caches = model.Graph.Output.Select(o => o.Name).Where(n => n.StartsWith("present.", StringComparison.Ordinal)).ToHashSet();
             Assert.Equal(2 * layers, caches.Count);
             Assert.DoesNotContain(model.Graph.Node, n => n.OpType == "Concat" && n.Input.Any(caches.Contains));
+
+            AssertPrefixInCacheGraph(baked, reference, model, dims, layers, nv);
         }
         finally
         {
             Directory.Delete(baked, true);
             Directory.Delete(base_, true);
+        }
+    }
+
+    /// <summary>
+    /// The prefix-in-cache graph beside model.onnx: the same interface; the prefix is one initializer [2 * layers, 1,
+    /// kv_heads, nv, head_dim] inline in it, which enters present on the first step only; its attention is the base
+    /// graph's (no MatMul reads the prefix); each present is one Concat of [prefix, past, new]; every weight is a
+    /// reference into model.onnx.data (no second copy on disk, no data file of its own).
+    /// </summary>
+    private static void AssertPrefixInCacheGraph(string baked, ModelProto reference, ModelProto model, ModelDimensions dims, int layers, int nv)
+    {
+        var path = Path.Combine(baked, CausalLmInterface.PrefixInCacheFile);
+        var inCache = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
+        Assert.Equal(model.Graph.Input.Select(i => i.Name), inCache.Graph.Input.Select(i => i.Name));
+        Assert.Equal(model.Graph.Output.Select(o => o.Name), inCache.Graph.Output.Select(o => o.Name));
+        Assert.Equal(model.MetadataProps.Select(p => (p.Key, p.Value)), inCache.MetadataProps.Select(p => (p.Key, p.Value)));
+
+        var initializers = inCache.Graph.Initializer.ToDictionary(t => t.Name);
+        var cache = initializers[AttentionPrefix.CacheName];
+        Assert.Equal([2 * layers, 1, dims.NumKeyValueHeads, nv, dims.HeadDim], cache.Dims);
+        Assert.Empty(cache.ExternalData);
+        Assert.DoesNotContain(initializers.Keys, n => n.StartsWith("prompt.past.", StringComparison.Ordinal) && n != AttentionPrefix.CacheName);
+        var stored = model.Graph.Initializer.Where(t => t.ExternalData.Count > 0).ToDictionary(t => t.Name, t => t.ExternalData.Select(e => (e.Key, e.Value)).ToList());
+        Assert.NotEmpty(stored);
+        foreach (var t in inCache.Graph.Initializer.Where(t => stored.ContainsKey(t.Name)))
+            Assert.Equal(stored[t.Name], t.ExternalData.Select(e => (e.Key, e.Value)).ToList());
+        Assert.All(inCache.Graph.Initializer.Where(t => t.ExternalData.Count > 0), t => Assert.True(stored.ContainsKey(t.Name), t.Name));
+        Assert.Equal([OnnxExport.DataFile], Directory.GetFiles(baked, "*.data").Select(Path.GetFileName));
+
+        var added = inCache.Graph.Node.Select(n => n.Name).Except(reference.Graph.Node.Select(n => n.Name)).ToList();
+        Assert.All(added, n => Assert.True(n.Contains("prompt_cache", StringComparison.Ordinal) || n.Contains("prompt_mask", StringComparison.Ordinal) || n.Contains("position_ids", StringComparison.Ordinal), n));
+        Assert.True(added.Count <= 4 * layers + 16, $"{added.Count} nodes added");
+        Assert.DoesNotContain(inCache.Graph.Node, n => n.OpType == "MatMul" && n.Input.Any(i => i.Contains("prompt", StringComparison.Ordinal)));
+        var caches = inCache.Graph.Output.Select(o => o.Name).Where(n => n.StartsWith("present.", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2 * layers, caches.Count);
+        foreach (var present in caches)
+        {
+            var concat = inCache.Graph.Node.Single(n => n.Output.Contains(present));
+            Assert.Equal("Concat", concat.OpType);
+            Assert.Equal(3, concat.Input.Count);
+            Assert.Contains("prompt_cache", concat.Input[0], StringComparison.Ordinal);
+            Assert.Equal(present.Replace("present.", "past_key_values."), concat.Input[1]);
         }
     }
 

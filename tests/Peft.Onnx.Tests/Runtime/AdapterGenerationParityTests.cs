@@ -102,6 +102,37 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     [Theory]
     [InlineData("gpt2", "prompt_tuning_text")]
     [InlineData("llama", "prefix")]
+    [InlineData("bloom", "p_tuning_mlp")]
+    [InlineData("opt", "prefix")]
+    public void Runtime_runs_the_prefix_in_cache_graph_and_model_onnx_alone_generates_the_same(string arch, string method)
+    {
+        var model = AdapterExports.Model(arch, method, new ExportOptions { Verify = false });
+        Assert.Equal(CausalLmGraph.PrefixInCacheFile, CausalLmGraph.FileIn(model.Directory));
+        // the folder as ORT GenAI reads it: model.onnx (real tokens only in the cache) and its data file
+        var alone = Path.Combine(Path.GetTempPath(), $"peft-onnx-genai-graph-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(alone);
+        try
+        {
+            foreach (var f in Directory.GetFiles(model.Directory).Where(f => Path.GetFileName(f) != CausalLmGraph.PrefixInCacheFile))
+                File.Copy(f, Path.Combine(alone, Path.GetFileName(f)));
+            Assert.Equal(CausalLmGraph.File, CausalLmGraph.FileIn(alone));
+            using var genaiGraph = OnnxModel.Load(alone, DeviceOptions.Cpu);
+            var prompt = GenInput(arch);
+            // two rows of different lengths (the shorter left-padded), greedy, 8 new tokens
+            var request = GenerationRequest.FromIds([prompt, prompt[..^2]], GenerationOptions.Greedy(8));
+            var expected = model.Generate(request);
+            var actual = genaiGraph.Generate(request);
+            Assert.Equal(expected.Sequences, actual.Sequences);
+        }
+        finally
+        {
+            Directory.Delete(alone, true);
+        }
+    }
+
+    [Theory]
+    [InlineData("gpt2", "prompt_tuning_text")]
+    [InlineData("llama", "prefix")]
     public void Baked_virtual_tokens_take_their_positions_of_the_context(string arch, string method)
     {
         var model = AdapterExports.Model(arch, method, new ExportOptions { Verify = false });
