@@ -65,7 +65,8 @@ public static class BenchRunner
                     // A second session of the base graph runs in the rounds as a control: identical graphs, so its
                     // ratios to base show how far this run's noise alone moves them.
                     var control = new BenchVariant(ControlVariant, variants.Single(v => v.Name == "base").Dir, 0);
-                    var timed = GenerationBench.RunInterleaved([.. variants, control], b, s.PromptLength, s.NewTokens, bandwidth, s.Repeats);
+                    var timed = GenerationBench.RunInterleaved([.. variants, control], b, s.PromptLength, s.NewTokens, bandwidth, s.Repeats,
+                        s.Quick ? TimeSpan.Zero : GenerationBench.MinTurn);
                     controls.Add(timed[^1]);
                     var figures = timed[..^1];
                     foreach (var f in figures) log.WriteLine($"bench: {f.Variant} batch {b}: {f.TokensPerSecond:F1} tokens/s best, {f.MedianTokensPerSecond:F1} median");
@@ -114,11 +115,11 @@ public static class BenchRunner
                     ["variants"] = e.Variants.Select(v => new Dictionary<string, object?>
                     {
                         ["name"] = v.Name, ["dtype"] = v.DType, ["lora_merged"] = v.LoraMerged, ["export_seconds"] = R(v.Seconds),
-                        ["export_wall_seconds"] = R(v.WallSeconds), ["export_cpu_seconds"] = R(v.CpuSeconds), ["export_over_copy"] = Math.Round(v.OverCopy, 2),
+                        ["export_wall_seconds"] = R(v.WallSeconds), ["export_cpu_seconds"] = R(v.CpuSeconds), ["export_over_copy"] = Math.Round(v.OverCopy, 2), ["copy_seconds"] = R(v.CopySeconds),
                         ["peak_rss_bytes"] = v.PeakRssBytes, ["peak_rss_mb"] = Math.Round(v.PeakRssBytes / 1048576.0, 1), ["phases"] = v.Phases,
                     }).ToList(),
                     ["note"] = (s.Export560m ? "real bloomz-560m config, random weights" : "bloomz-560m config with smaller sizes (--export-560m for the real size)")
-                        + "; each export includes the ONNX Runtime check; top-level export_* figures are the fp32 base export; copy_seconds is the mean of a copy + fsync of the checkpoint before and after the exports; memory goal = 1.5 GB + largest tensor",
+                        + "; each export includes the ONNX Runtime check; top-level export_* figures are the fp32 base export; a copy + fsync of the checkpoint runs before each export and after the last: each variant's export_over_copy divides by the mean of the two copies beside it (its copy_seconds), the top-level copy_seconds is the mean of all; memory goal = 1.5 GB + largest tensor",
                 };
                 Lap("export");
             }
@@ -191,8 +192,9 @@ public static class BenchRunner
     }
 
     private static string GenerationNote(int rounds) =>
-        $"every variant of one batch size is loaded and warmed up, then {rounds} rounds run in which each variant generates once, " +
-        "the order rotated by one each round. seconds, ttft_seconds, tokens_per_second, decode_tokens_per_second and cpu_seconds are the fastest round's; " +
+        $"every variant of one batch size is loaded and warmed up, then {rounds} rounds run in which each variant takes one turn, " +
+        "the order rotated by one each round; a turn is generations_per_turn generations back to back (as many as the base graph needs for ~0.3 s, " +
+        "the same for every variant), timed as their mean. seconds, ttft_seconds, tokens_per_second, decode_tokens_per_second and cpu_seconds are the fastest round's; " +
         "median_* are medians over rounds; tokens_per_second_over_base compares best rounds, median_tokens_per_second_over_base medians; " +
         "paired_over_base is the median over rounds of base seconds / variant seconds in the same round (= tokens/s over base's, same tokens), " +
         "paired_decode_over_base the same for decode tokens/s, paired_cpu_over_base for this process's CPU seconds (base / variant: the work done, " +
@@ -206,6 +208,7 @@ public static class BenchRunner
     {
         var json = GenerationJsonBest(g, baseFigures);
         json["rounds"] = g.Rounds.Count;
+        json["generations_per_turn"] = g.Rounds.Count > 0 ? g.Rounds[0].Generations : 0;
         json["median_seconds"] = R(g.MedianSeconds);
         json["median_tokens_per_second"] = R(g.MedianTokensPerSecond);
         json["min_tokens_per_second"] = R(g.MinTokensPerSecond);

@@ -7,10 +7,11 @@ namespace Peft.Onnx.Cli.Bench;
 /// <summary>
 /// One export of the random checkpoint in a child `peft-onnx export --json` (its own process, so its own peak RSS):
 /// seconds (the child's own clock, ORT check included), the child's wall time, CPU seconds, peak RSS, the ratio to the
-/// copy time, and the child's per-phase figures (read + build, write, check).
+/// copy time (the mean of the copies right before and right after it), and the child's per-phase figures (read + build,
+/// write, check).
 /// </summary>
 public sealed record ExportVariant(string Name, string DType, bool LoraMerged, double Seconds, double WallSeconds, double CpuSeconds,
-    long PeakRssBytes, double OverCopy, JsonElement Phases);
+    long PeakRssBytes, double OverCopy, JsonElement Phases, double CopySeconds);
 
 /// <summary>Export of a random BLOOM checkpoint (fp32, fp32 + merged LoRA, fp16) vs copying the same bytes.</summary>
 public sealed record ExportFigures(string Config, int HiddenSize, int Layers, int Vocab, long CheckpointBytes, double ExportSeconds, double ExportWallSeconds,
@@ -33,10 +34,13 @@ public static class ExportBench
         log.WriteLine($"bench: wrote a random {label} checkpoint ({bytes / 1048576.0:F0} MB) and a rank-{LoraRank} LoRA on every linear module in {writeSeconds:F1} s");
         try
         {
-            var copyBefore = Copy(dir, work, label);
+            // a copy right before each export and one after the last: each export is compared with the copies beside it
+            // (the disk and the page cache drift by tens of percent over a minute on a shared machine)
+            var copies = new List<double> { Copy(dir, work, label) };
             var runs = new List<(string Name, string DType, bool Merged, double Seconds, double Wall, double Cpu, long Peak, JsonElement Phases)>();
             foreach (var (name, dtype, withAdapter) in new[] { ("fp32", "fp32", false), ("fp32+lora", "fp32", true), ("fp16", "fp16", false) })
             {
+                if (runs.Count > 0) copies.Add(Copy(dir, work, label));
                 var outDir = Path.Combine(work, "export-" + label);
                 var args = new List<string> { "export", "--base", dir, "--out", outDir, "--force", "--json", "--dtype", dtype };
                 if (withAdapter) args.AddRange(["--adapter", adapter]);
@@ -51,13 +55,14 @@ public static class ExportBench
                 var json = JsonDocument.Parse(stdout.Result).RootElement;
                 runs.Add((name, dtype, withAdapter, json.GetProperty("seconds").GetDouble(), wall, json.GetProperty("cpu_seconds").GetDouble(),
                     json.GetProperty("peak_rss_bytes").GetInt64(), json.GetProperty("phases").Clone()));
-                log.WriteLine($"bench: export {name}: {runs[^1].Seconds:F1} s ({runs[^1].Cpu:F1} s CPU), peak RSS {runs[^1].Peak / 1048576.0:F0} MB");
+                log.WriteLine($"bench: export {name}: {runs[^1].Seconds:F1} s ({runs[^1].Cpu:F1} s CPU), peak RSS {runs[^1].Peak / 1048576.0:F0} MB (copy before it {copies[^1]:F1} s)");
                 Directory.Delete(outDir, true);
             }
-            var copyAfter = Copy(dir, work, label);
-            var copySeconds = (copyBefore + copyAfter) / 2;
-            log.WriteLine($"bench: copying the checkpoint took {copyBefore:F1} s before and {copyAfter:F1} s after the exports");
-            var variants = runs.Select(r => new ExportVariant(r.Name, r.DType, r.Merged, r.Seconds, r.Wall, r.Cpu, r.Peak, r.Seconds / copySeconds, r.Phases)).ToList();
+            copies.Add(Copy(dir, work, label));
+            double copyBefore = copies[0], copyAfter = copies[^1], copySeconds = copies.Average();
+            log.WriteLine($"bench: copying the checkpoint took {string.Join(", ", copies.Select(c => c.ToString("F1")))} s around the exports");
+            var variants = runs.Select((r, i) => new ExportVariant(r.Name, r.DType, r.Merged, r.Seconds, r.Wall, r.Cpu, r.Peak,
+                r.Seconds / ((copies[i] + copies[i + 1]) / 2), r.Phases, (copies[i] + copies[i + 1]) / 2)).ToList();
             var fp32 = variants[0];
             int h = config["hidden_size"]!.GetValue<int>(), v = config["vocab_size"]!.GetValue<int>();
             return new ExportFigures(label, h, config["n_layer"]!.GetValue<int>(), v, bytes, fp32.Seconds, fp32.WallSeconds, fp32.PeakRssBytes,

@@ -4,8 +4,11 @@ using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Cli.Bench;
 
-/// <summary>One timed greedy generation: whole run, first token, tokens each row produced, this process's CPU time.</summary>
-public sealed record TimedRun(double Seconds, double TtftSeconds, int Produced, double CpuSeconds);
+/// <summary>
+/// One variant's turn in a round: <see cref="Generations"/> greedy generations back to back, and per generation the mean
+/// whole-run seconds, first-token seconds and this process's CPU seconds; tokens each row produced per generation.
+/// </summary>
+public sealed record TimedRun(double Seconds, double TtftSeconds, int Produced, double CpuSeconds, int Generations = 1);
 
 /// <summary>
 /// Greedy generation figures of one exported folder at one batch size (ONNX Runtime through our Runtime). Seconds, TTFT,
@@ -30,6 +33,17 @@ public static class GenerationBench
 
     private static readonly TimeSpan WarmUpTime = TimeSpan.FromMilliseconds(600);
 
+    /// <summary>
+    /// Each variant's turn in a round lasts at least about this long (as many generations as the base graph needs): a
+    /// single 64-token generation of a small model takes ~60 ms, which one scheduler hiccup on a shared machine moves
+    /// by 10-20 %.
+    /// </summary>
+    public static readonly TimeSpan MinTurn = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>Generations per turn so that a turn of a variant taking <paramref name="secondsPerGeneration"/> lasts about <paramref name="minTurn"/> (1 to 16).</summary>
+    public static int GenerationsPerTurn(double secondsPerGeneration, TimeSpan minTurn) =>
+        secondsPerGeneration <= 0 ? 1 : Math.Clamp((int)Math.Ceiling(minTurn.TotalSeconds / secondsPerGeneration), 1, 16);
+
     public const string MemoryNote =
         "per variant, measured while it loads and warms up (one full-length generation among the warm-up runs): rss_increase is the VmHWM peak " +
         "over that time (reset through /proc/self/clear_refs right before the load) minus RSS before the load; peak_rss is the process RSS " +
@@ -39,16 +53,17 @@ public static class GenerationBench
 
     /// <summary>One variant on its own (decode-bandwidth runs): the same rounds with nobody to interleave.</summary>
     public static GenerationFigures Run(BenchVariant variant, int batch, int promptLength, int newTokens, double bandwidth, int rounds) =>
-        RunInterleaved([variant], batch, promptLength, newTokens, bandwidth, rounds)[0];
+        RunInterleaved([variant], batch, promptLength, newTokens, bandwidth, rounds, TimeSpan.Zero)[0];
 
     /// <summary>
-    /// Loads and warms up every variant, then times <paramref name="rounds"/> rounds in which each variant generates once,
-    /// the order rotated by one each round. On a shared machine speed drifts by more than the differences between
+    /// Loads and warms up every variant, then times <paramref name="rounds"/> rounds in which each variant takes one turn,
+    /// the order rotated by one each round; a turn is as many generations as the first variant needs to last
+    /// <paramref name="minTurn"/> (<see cref="MinTurn"/>; zero: one). On a shared machine speed drifts by more than the differences between
     /// graphs over the seconds one variant's repeats take; inside a round every variant sees about the same machine,
     /// so per-round ratios against base cancel the drift. Figures come back in <paramref name="variants"/>' order.
     /// </summary>
     public static List<GenerationFigures> RunInterleaved(IReadOnlyList<BenchVariant> variants, int batch, int promptLength, int newTokens,
-        double bandwidth, int rounds)
+        double bandwidth, int rounds, TimeSpan minTurn)
     {
         var loaded = new List<LoadedVariant>();
         try
@@ -56,6 +71,8 @@ public static class GenerationBench
             Collect();
             long processRss = MemoryProbe.CurrentRss();
             foreach (var v in variants) loaded.Add(LoadedVariant.Load(v, batch, promptLength, newTokens));
+            // every variant gets the same number of generations per turn, sized on the first (the base graph)
+            int generations = minTurn > TimeSpan.Zero ? GenerationsPerTurn(loaded[0].TimeTurn(1).Seconds, minTurn) : 1;
             for (int r = 0; r < rounds; r++)
             {
                 // The previous round's garbage goes now rather than inside someone's timed run.
@@ -63,7 +80,7 @@ public static class GenerationBench
                 for (int i = 0; i < loaded.Count; i++)
                 {
                     var lv = loaded[(r + i) % loaded.Count];
-                    lv.Rounds.Add(lv.TimeOnce());
+                    lv.Rounds.Add(lv.TimeTurn(generations));
                 }
             }
             return loaded.Select(lv => lv.Figures(processRss, bandwidth)).ToList();
@@ -151,17 +168,24 @@ public static class GenerationBench
             } while (clock.Elapsed < WarmUpTime);
         }
 
-        public TimedRun TimeOnce()
+        /// <summary><paramref name="generations"/> timed generations back to back, as one turn (means per generation).</summary>
+        public TimedRun TimeTurn(int generations)
         {
-            using var g = _model.CreateGenerator(_request);
-            var cpu = ProcessCpuClock.Seconds();
-            var clock = Stopwatch.StartNew();
-            g.GenerateNextToken();
-            var ttft = clock.Elapsed.TotalSeconds;
-            int steps = 1;
-            while (!g.IsDone) { g.GenerateNextToken(); steps++; }
-            var seconds = clock.Elapsed.TotalSeconds;
-            return new TimedRun(seconds, ttft, steps, ProcessCpuClock.Seconds() - cpu);
+            double seconds = 0, ttft = 0, cpuSeconds = 0;
+            int steps = 0;
+            for (int n = 0; n < generations; n++)
+            {
+                using var g = _model.CreateGenerator(_request);
+                var cpu = ProcessCpuClock.Seconds();
+                var clock = Stopwatch.StartNew();
+                g.GenerateNextToken();
+                ttft += clock.Elapsed.TotalSeconds;
+                steps = 1;
+                while (!g.IsDone) { g.GenerateNextToken(); steps++; }
+                seconds += clock.Elapsed.TotalSeconds;
+                cpuSeconds += ProcessCpuClock.Seconds() - cpu;
+            }
+            return new TimedRun(seconds / generations, ttft / generations, steps, cpuSeconds / generations, generations);
         }
 
         public GenerationFigures Figures(long processRss, double bandwidth)

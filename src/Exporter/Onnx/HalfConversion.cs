@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 
@@ -18,6 +19,8 @@ public static class HalfConversion
     /// <summary>One value, as <see cref="Convert(ReadOnlySpan{float}, Span{Half})"/> converts each element.</summary>
     public static Half ToHalf(float f) => float.IsFinite(f) ? (Half)Math.Clamp(f, -MaxHalf, MaxHalf) : (Half)f;
 
+    // optimized at first call: these loops run a few times on gigabytes, too few calls for tiered compilation to reach them in time
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Convert(ReadOnlySpan<float> source, Span<Half> destination)
     {
         if (destination.Length != source.Length) throw new ArgumentException("source and destination lengths differ");

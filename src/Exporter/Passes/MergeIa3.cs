@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
@@ -59,6 +60,8 @@ public sealed class MergeIa3 : WeightPass
         Scale(w, 0, l, inFeatures, outFeatures, feedforward, conv1D);
 
     /// <summary>As above for the weight's elements [start, start + w.Length): float32 products, element by element as torch.mul.</summary>
+    // optimized at first call: these loops run a few times on gigabytes, too few calls for tiered compilation to reach them in time
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scale(Span<float> w, long start, float[] l, int inFeatures, int outFeatures, bool feedforward, bool conv1D)
     {
         int rowLength = conv1D ? outFeatures : inFeatures;

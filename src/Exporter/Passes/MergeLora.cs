@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Peft;
@@ -43,12 +44,16 @@ public sealed class MergeLora : WeightPass
 {
     private readonly Dictionary<string, LoraTarget> _byWeight;
     private readonly Dictionary<string, LoraDelta> _deltas;
+    private readonly Dictionary<string, LoraDelta> _transposedDeltas;
 
     private MergeLora(WeightSource inner, IReadOnlyList<LoraTarget> targets) : base(inner)
     {
         _byWeight = targets.ToDictionary(t => t.Linear.WeightName, StringComparer.Ordinal);
         _deltas = targets.ToDictionary(t => t.Linear.WeightName, t => new LoraDelta(t.A, t.B, t.Rank, checked((int)t.Linear.InFeatures),
             checked((int)t.Linear.OutFeatures), t.Match.Scaling, t.Linear.IsConv1D), StringComparer.Ordinal);
+        // an nn.Linear weight [out, in] is written transposed, [in, out]: Conv1D's layout, so the same delta in that layout
+        _transposedDeltas = targets.Where(t => !t.Linear.IsConv1D).ToDictionary(t => t.Linear.WeightName, t => new LoraDelta(t.A, t.B, t.Rank,
+            checked((int)t.Linear.InFeatures), checked((int)t.Linear.OutFeatures), t.Match.Scaling, conv1D: true), StringComparer.Ordinal);
     }
 
     public IReadOnlyCollection<LoraTarget> Targets => _byWeight.Values;
@@ -63,6 +68,13 @@ public sealed class MergeLora : WeightPass
     {
         Inner.Read(name, start, destination);
         _deltas[name].AddTo(destination, start);
+    }
+
+    /// <summary>A merged nn.Linear weight read transposed: the weight below, transposed where it lies, plus the delta in [in, out] (same values as <see cref="ReadChanged"/> transposed).</summary>
+    public override TransposedTerm? TransposedAddend(string name)
+    {
+        if (!_transposedDeltas.TryGetValue(name, out var delta)) return base.TransposedAddend(name);
+        return Inner.TransposedAddend(name) == null ? new TransposedTerm(Inner, delta) : null;
     }
 
     /// <summary>
@@ -82,7 +94,7 @@ public sealed class MergeLora : WeightPass
 /// exact in double), scaled, rounded to float32 once and added, so the result does not depend on how the weight is
 /// cut into ranges or rows into vectors.
 /// </summary>
-public sealed class LoraDelta
+public sealed class LoraDelta : ITransposedTerm
 {
     private const long ParallelElements = 1 << 16;
 
@@ -140,6 +152,8 @@ public sealed class LoraDelta
         }
     }
 
+    // optimized at first call: these loops run a few times on gigabytes, too few calls for tiered compilation to reach them in time
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void AddRange(float* w, long start, int length)
     {
         var factors = new double[_rank];
@@ -166,6 +180,7 @@ public sealed class LoraDelta
     /// w[j] += (float)(scaling * sum over the used ranks k, in order, of factor_k * basis[k, col + j]) for j below
     /// <paramref name="n"/>: each sum is kept in a register across the ranks (Vector&lt;double&gt;'s width at a time), the same additions in the same order as the element-by-element sum.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void AddRow(float* w, int col, int n, double[] factors, int[] ranks, int used)
     {
         fixed (double* basis = _basis)

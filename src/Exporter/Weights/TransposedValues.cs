@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Runtime.Intrinsics.X86;
 using Peft.Onnx.Exporter.Onnx;
@@ -6,8 +7,9 @@ namespace Peft.Onnx.Exporter.Weights;
 
 /// <summary>
 /// The transpose [cols, rows] of a source tensor [rows, cols], produced range by range in output order. It reads
-/// straight from the memory-mapped checkpoint when the tensor lies there as float32; otherwise (merged, scaled,
-/// converted from F16/BF16) the source tensor is computed once into one array, which goes on <see cref="Release"/>.
+/// straight from the memory-mapped checkpoint when the tensor lies there as float32, also under a merged LoRA delta,
+/// which is added after transposing (<see cref="WeightSource.TransposedAddend"/>); otherwise (scaled, converted from
+/// F16/BF16) the source tensor is computed once into one array, which goes on <see cref="Release"/>.
 /// </summary>
 internal sealed class TransposedValues(WeightSource source, string name, long rows, long cols) : FloatValues
 {
@@ -18,6 +20,7 @@ internal sealed class TransposedValues(WeightSource source, string name, long ro
     private const int PooledElements = 16 << 20;
 
     private float[]? _copy;
+    private readonly TransposedTerm? _addend = source.TransposedAddend(name);
 
     public override long Count { get; } = checked(rows * cols);
 
@@ -28,6 +31,7 @@ internal sealed class TransposedValues(WeightSource source, string name, long ro
         fixed (float* s = src)
         fixed (float* d = destination)
             Transpose(s, rows, cols, start, d, destination.Length);
+        _addend?.Term.AddTo(destination, start);
     }
 
     public override void Release()
@@ -39,12 +43,13 @@ internal sealed class TransposedValues(WeightSource source, string name, long ro
 
     private ReadOnlySpan<float> Source()
     {
-        if (Count <= int.MaxValue && source.TryGetSpan(name, 0, (int)Count, out var mapped)) return mapped;
+        var below = _addend?.Below ?? source;
+        if (Count <= int.MaxValue && below.TryGetSpan(name, 0, (int)Count, out var mapped)) return mapped;
         if (_copy == null)
         {
             if (Count > Array.MaxLength) throw new Core.PeftOnnxException($"tensor '{name}' has {Count} elements, too many to transpose in one array");
             _copy = Count <= PooledElements ? ArrayPool<float>.Shared.Rent((int)Count) : GC.AllocateUninitializedArray<float>((int)Count);
-            source.Read(name, 0, _copy.AsSpan(0, (int)Count));
+            below.Read(name, 0, _copy.AsSpan(0, (int)Count));
         }
         return _copy.AsSpan(0, (int)Count);
     }
@@ -90,6 +95,8 @@ internal sealed class TransposedValues(WeightSource source, string name, long ro
     }
 
     /// <summary>Output rows [c0, c1) into <paramref name="dst"/>, which holds output rows from <paramref name="dstRow"/> on.</summary>
+    // optimized at first call: these loops run a few times on gigabytes, too few calls for tiered compilation to reach them in time
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Tiles(float* src, long rows, long cols, long c0, long c1, float* dst, long dstRow)
     {
         for (long r0 = 0; r0 < rows; r0 += Tile)
@@ -155,6 +162,7 @@ internal sealed class TransposedValues(WeightSource source, string name, long ro
     }
 
     /// <summary>Output elements [from, to) one by one (at most a row's worth at either end of a range).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Gather(float* src, long rows, long cols, long from, long to, float* dst)
     {
         for (long e = from; e < to; e++, dst++)

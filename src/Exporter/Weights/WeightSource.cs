@@ -32,6 +32,13 @@ public abstract class WeightSource
         return false;
     }
 
+    /// <summary>
+    /// When <paramref name="name"/> is another source's tensor plus a term (a merged LoRA delta), that source and the term
+    /// laid out as the tensor's transpose, so a transposed read transposes the untouched tensor where it lies (mapped)
+    /// and adds the term after, instead of computing the whole sum into a copy first; null otherwise.
+    /// </summary>
+    public virtual TransposedTerm? TransposedAddend(string name) => null;
+
     /// <summary>The writer is done with the tensor: a memory-mapped source drops its pages from this process. Passes forward it.</summary>
     public virtual void Release(string name) { }
 
@@ -84,3 +91,13 @@ public abstract class WeightSource
         public override void Release() => source.Release(name);
     }
 }
+
+/// <summary>A term added to elements of a 2-D tensor's transpose ([cols, rows] row-major), range by range.</summary>
+public interface ITransposedTerm
+{
+    /// <summary>Adds the term to <paramref name="values"/>, elements [start, start + values.Length) of the transpose.</summary>
+    void AddTo(Span<float> values, long start);
+}
+
+/// <summary>A tensor as <paramref name="Below"/>'s plus <paramref name="Term"/> (see <see cref="WeightSource.TransposedAddend"/>).</summary>
+public sealed record TransposedTerm(WeightSource Below, ITransposedTerm Term);

@@ -135,6 +135,13 @@ public class StreamingWeightsTests
                 loraFile.ReadFloat32(AdapterWeights.KeyOf(t.Path, "lora_B.weight")), t.Rank, inF, outF, t.Scaling, t.Linear.IsConv1D);
             var streamed = ReadInChunks(merged.AsIs(name).Values!, 777);
             Assert.True(expected.AsSpan().SequenceEqual(streamed), $"{arch} {name}: streamed merge differs from the reference merge");
+            if (!t.Linear.IsConv1D)
+            {
+                // as the graph stores it ([in, out]): the mapped base weight transposed, then the delta added in that layout
+                Assert.NotNull(merged.TransposedAddend(name));
+                var transposed = ReadInChunks(merged.Transposed(name).Values!, 333);
+                Assert.True(WeightSource.Transpose(expected, outF, inF).AsSpan().SequenceEqual(transposed), $"{arch} {name}: transposed merge differs from the reference merge");
+            }
             // and it is PEFT's merge (float32 matmul there, so close rather than equal)
             var peft = peftMerged.ReadFloat32(name);
             Assert.True(expected.Zip(peft).Max(p => Math.Abs(p.First - p.Second)) < 1e-6, $"{arch} {name}: merge differs from PEFT's merged model");
