@@ -125,6 +125,7 @@ internal sealed class TransposedValues(WeightSource source, string name, long ro
     }
 
     /// <summary>An 8 x 8 block: rows of <paramref name="src"/> <paramref name="srcStride"/> apart to rows of <paramref name="dst"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Transpose8x8(float* src, long srcStride, float* dst, long dstStride)
     {
         var r0 = Avx.LoadVector256(src);

@@ -72,21 +72,17 @@ public class StreamingWeightsTests
         Assert.Equal(4, source.Released.Count(n => n == "w"));
     }
 
-    /// <summary>PEFT's merge written plainly (the exporter's original whole-array form): double sums over the rank in order.</summary>
+    /// <summary>PEFT's merge written plainly, element by element: float32 sums over the rank in order, each term a fused multiply-add, times the scaling.</summary>
     private static float[] ReferenceMerge(float[] w, float[] a, float[] b, int rank, int inF, int outF, double scaling, bool conv1D)
     {
         var merged = (float[])w.Clone();
         for (int o = 0; o < outF; o++)
-        {
-            var delta = new double[inF];
-            for (int k = 0; k < rank; k++)
+            for (int i = 0; i < inF; i++)
             {
-                double bk = b[o * rank + k];
-                if (bk == 0) continue;
-                for (int i = 0; i < inF; i++) delta[i] += bk * a[k * inF + i];
+                float delta = 0;
+                for (int k = 0; k < rank; k++) delta = MathF.FusedMultiplyAdd(b[o * rank + k], a[k * inF + i], delta);
+                merged[conv1D ? i * outF + o : o * inF + i] += delta * (float)scaling;
             }
-            for (int i = 0; i < inF; i++) merged[conv1D ? i * outF + o : o * inF + i] += (float)(delta[i] * scaling);
-        }
         return merged;
     }
 
