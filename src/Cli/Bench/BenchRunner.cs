@@ -193,8 +193,9 @@ public static class BenchRunner
 
     private static string GenerationNote(int rounds) =>
         $"every variant of one batch size is loaded and warmed up, then {rounds} rounds run in which each variant takes one turn, " +
-        "the order rotated by one each round; a turn is generations_per_turn generations back to back (as many as the base graph needs for ~0.3 s, " +
-        "the same for every variant), timed as their mean. seconds, ttft_seconds, tokens_per_second, decode_tokens_per_second and cpu_seconds are the fastest round's; " +
+        "the order rotated by one each round; a turn is generations_per_turn generations (as many as the base graph needs for ~0.3 s, " +
+        "the same for every variant), taken one at a time in turn with the other variants' and timed as their mean; every variant's session is loaded anew (and warmed up) " +
+        $"before each third of the rounds ({GenerationBench.Loads} loads), since where a session's buffers land moves its speed by up to ~10 %. seconds, ttft_seconds, tokens_per_second, decode_tokens_per_second and cpu_seconds are the fastest round's; " +
         "median_* are medians over rounds; tokens_per_second_over_base compares best rounds, median_tokens_per_second_over_base medians; " +
         "paired_over_base is the median over rounds of base seconds / variant seconds in the same round (= tokens/s over base's, same tokens), " +
         "paired_decode_over_base the same for decode tokens/s, paired_cpu_over_base for this process's CPU seconds (base / variant: the work done, " +

@@ -8,7 +8,12 @@ namespace Peft.Onnx.Cli.Bench;
 /// One variant's turn in a round: <see cref="Generations"/> greedy generations back to back, and per generation the mean
 /// whole-run seconds, first-token seconds and this process's CPU seconds; tokens each row produced per generation.
 /// </summary>
-public sealed record TimedRun(double Seconds, double TtftSeconds, int Produced, double CpuSeconds, int Generations = 1);
+public sealed record TimedRun(double Seconds, double TtftSeconds, int Produced, double CpuSeconds, int Generations = 1)
+{
+    /// <summary>Single generations of one variant in one round as one turn (means per generation).</summary>
+    public static TimedRun Mean(IReadOnlyList<TimedRun> runs) =>
+        new(runs.Average(r => r.Seconds), runs.Average(r => r.TtftSeconds), runs[^1].Produced, runs.Average(r => r.CpuSeconds), runs.Sum(r => r.Generations));
+}
 
 /// <summary>
 /// Greedy generation figures of one exported folder at one batch size (ONNX Runtime through our Runtime). Seconds, TTFT,
@@ -40,6 +45,9 @@ public static class GenerationBench
     /// </summary>
     public static readonly TimeSpan MinTurn = TimeSpan.FromMilliseconds(300);
 
+    /// <summary>Sessions each variant's rounds are spread over (see LoadedVariant.Reload), when turns are sized (<see cref="MinTurn"/>).</summary>
+    public const int Loads = 3;
+
     /// <summary>Generations per turn so that a turn of a variant taking <paramref name="secondsPerGeneration"/> lasts about <paramref name="minTurn"/> (1 to 16).</summary>
     public static int GenerationsPerTurn(double secondsPerGeneration, TimeSpan minTurn) =>
         secondsPerGeneration <= 0 ? 1 : Math.Clamp((int)Math.Ceiling(minTurn.TotalSeconds / secondsPerGeneration), 1, 16);
@@ -58,7 +66,8 @@ public static class GenerationBench
     /// <summary>
     /// Loads and warms up every variant, then times <paramref name="rounds"/> rounds in which each variant takes one turn,
     /// the order rotated by one each round; a turn is as many generations as the first variant needs to last
-    /// <paramref name="minTurn"/> (<see cref="MinTurn"/>; zero: one). On a shared machine speed drifts by more than the differences between
+    /// <paramref name="minTurn"/> (<see cref="MinTurn"/>; zero: one), interleaved generation by generation with the
+    /// other variants' turns; the rounds are spread over <see cref="Loads"/> fresh sessions of every variant. On a shared machine speed drifts by more than the differences between
     /// graphs over the seconds one variant's repeats take; inside a round every variant sees about the same machine,
     /// so per-round ratios against base cancel the drift. Figures come back in <paramref name="variants"/>' order.
     /// </summary>
@@ -73,15 +82,23 @@ public static class GenerationBench
             foreach (var v in variants) loaded.Add(LoadedVariant.Load(v, batch, promptLength, newTokens));
             // every variant gets the same number of generations per turn, sized on the first (the base graph)
             int generations = minTurn > TimeSpan.Zero ? GenerationsPerTurn(loaded[0].TimeTurn(1).Seconds, minTurn) : 1;
+            int loads = minTurn > TimeSpan.Zero ? Math.Min(Loads, rounds) : 1;
             for (int r = 0; r < rounds; r++)
             {
+                if (r > 0 && r * loads / rounds != (r - 1) * loads / rounds)
+                    foreach (var lv in loaded) lv.Reload();
                 // The previous round's garbage goes now rather than inside someone's timed run.
                 Collect();
-                for (int i = 0; i < loaded.Count; i++)
-                {
-                    var lv = loaded[(r + i) % loaded.Count];
-                    lv.Rounds.Add(lv.TimeTurn(generations));
-                }
+                // a variant's turn is spread over the round, one generation at a time in turn with the others, so the
+                // variants of a round see the same machine to within one generation (~60 ms), not to within a turn
+                var turns = loaded.Select(_ => new List<TimedRun>()).ToList();
+                for (int n = 0; n < generations; n++)
+                    for (int i = 0; i < loaded.Count; i++)
+                    {
+                        int v = (r + i) % loaded.Count;
+                        turns[v].Add(loaded[v].TimeTurn(1));
+                    }
+                for (int v = 0; v < loaded.Count; v++) loaded[v].Rounds.Add(TimedRun.Mean(turns[v]));
             }
             return loaded.Select(lv => lv.Figures(processRss, bandwidth)).ToList();
         }
@@ -101,7 +118,7 @@ public static class GenerationBench
     private sealed class LoadedVariant : IDisposable
     {
         private readonly BenchVariant _variant;
-        private readonly OnnxModel _model;
+        private OnnxModel _model;
         private readonly GenerationRequest _request;
         private readonly int _batch;
         private readonly int _promptLength;
@@ -205,6 +222,18 @@ public static class GenerationBench
                 Spread.Of(Rounds.Select(r => r.Seconds)).Median, Spread.Of(tokensPerSecond).Median, tokensPerSecond.Min(),
                 Spread.Of(Rounds.Select(r => r.TtftSeconds)).Median, Spread.Of(Rounds.Select(r => DecodeTokensPerSecond(r, _batch))).Median,
                 _processPeak, Rounds.ToList());
+        }
+
+        /// <summary>
+        /// A new session for the same folder, warmed up like the first (the timed rounds so far and the memory figures of
+        /// the first load stay): where ORT puts a session's buffers moves its speed by up to ~10 % from one load to the
+        /// next on this machine, even between two sessions of the same graph, so rounds are spread over several loads.
+        /// </summary>
+        public void Reload()
+        {
+            _model.Dispose();
+            _model = OnnxModel.Load(_variant.Dir, DeviceOptions.Cpu with { Report = null });
+            WarmUp(_request.Options.MaxNewTokens ?? 0);
         }
 
         public void Dispose() => _model.Dispose();

@@ -25,7 +25,7 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// prefix in the KV cache, as PEFT hands it to transformers as past_key_values: the first step (past length 0) writes
 /// present = [prefix, new], later steps present = [past, new], so present and past_key_values hold Length + the real
 /// tokens and the attention is the base graph's. Its constants are one initializer <see cref="CacheName"/>
-/// [2 * layers, 1, kv_heads, Length, head_dim] (<see cref="CacheHeads"/>). T5 has the first form only.
+/// [1, 2 * layers * kv_heads, Length, head_dim] (<see cref="CacheHeads"/>). T5 has the first form only.
 /// </para>
 /// </summary>
 public sealed class AttentionPrefix
@@ -101,14 +101,15 @@ public sealed class AttentionPrefix
         return new PrefixKv(keys, values, Length);
     }
 
-    /// <summary>Every decoder layer's keys and values stacked [2 * layers, 1, heads, Length, head_dim] (layer i: key 2i, value 2i + 1).</summary>
+    /// <summary>Every decoder layer's keys and values stacked along the heads, [1, 2 * layers * heads, Length, head_dim] (layer i: key heads block 2i, value block 2i + 1).</summary>
     public const string CacheName = "prompt.past.cache";
 
     /// <summary>
     /// The prefix as it enters the KV cache, per self-attention layer i: key at 2i, value at 2i + 1, each [batch,
-    /// heads, n0, head_dim] with n0 = Length on the first step (past length 0) and 0 afterwards, when present already
-    /// carries it. Once per step: one Slice of the stacked constants to n0, one Expand to the batch, one Split; per
-    /// layer a Squeeze (no copy).
+    /// heads, n0, head_dim] with n0 = Length on the first step and 0 afterwards, when present already carries it. Six
+    /// small ops per step for all layers (what a tiny model's decode step pays for the prefix): a Slice of the stacked
+    /// constants from the past length on (0 on the first step: all of it; later at least Length + 1, past the end:
+    /// none), an Expand to the batch (its shape from two more ops) and one Split straight into the layers' blocks.
     /// </summary>
     public IReadOnlyList<string> CacheHeads(GraphBuilder g, string tokens, string pastKey0, int numLayers)
     {
@@ -120,13 +121,10 @@ public sealed class AttentionPrefix
             Keys[i].CopyTo(stacked, 2 * i * per);
             Values[i].CopyTo(stacked, (2 * i + 1) * per);
         }
-        var constants = g.Initializer(CacheName, InitializerData.FromFloats(stacked, 2 * numLayers, 1, Heads, Length, HeadDim));
-        var isFirst = g.Cast(g.Op("Equal", [g.Shape(pastKey0, 2, 3), g.Ints(0)]), ElementType.Int64);     // [1]
-        var n0 = g.Mul(isFirst, g.Ints(Length));
-        var sliced = g.Op("Slice", [constants, g.Ints(0), n0, g.Ints(3)]);
-        var batchShape = g.Concat(0, [g.Ints(1), g.Shape(tokens, 0, 1), g.Ints(1, 1, 1)]);
-        var expanded = g.Op("Expand", [sliced, batchShape]);                                          // [2L, B, heads, n0, d]
-        return g.Split(expanded, 0, 2 * numLayers).Select(part => g.Squeeze(part, [0])).ToList();
+        var constants = g.Initializer(CacheName, InitializerData.FromFloats(stacked, 1, 2 * numLayers * Heads, Length, HeadDim));
+        var sliced = g.Op("Slice", [constants, g.Shape(pastKey0, 2, 3), g.Ints(Length), g.Ints(2)]);
+        var batchShape = g.Concat(0, [g.Shape(tokens, 0, 1), g.Ints(1, 1, 1)]);
+        return g.Split(g.Op("Expand", [sliced, batchShape]), 1, 2 * numLayers);
     }
 
     /// <summary>[heads, Length, head_dim] -> [heads * groups, Length, head_dim] or, transposed, [heads * groups, head_dim, Length].</summary>

@@ -206,7 +206,7 @@ public class BakePromptTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// The prefix-in-cache graph beside model.onnx: the same interface; the prefix is one initializer [2 * layers, 1,
+    /// The prefix-in-cache graph beside model.onnx: the same interface; the prefix is one initializer [1, 2 * layers *
     /// kv_heads, nv, head_dim] inline in it, which enters present on the first step only; its attention is the base
     /// graph's (no MatMul reads the prefix); each present is one Concat of [prefix, past, new]; every weight is a
     /// reference into model.onnx.data (no second copy on disk, no data file of its own).
@@ -221,7 +221,7 @@ public class BakePromptTests(ITestOutputHelper output)
 
         var initializers = inCache.Graph.Initializer.ToDictionary(t => t.Name);
         var cache = initializers[AttentionPrefix.CacheName];
-        Assert.Equal([2 * layers, 1, dims.NumKeyValueHeads, nv, dims.HeadDim], cache.Dims);
+        Assert.Equal([1, 2 * layers * dims.NumKeyValueHeads, nv, dims.HeadDim], cache.Dims);
         Assert.Empty(cache.ExternalData);
         Assert.DoesNotContain(initializers.Keys, n => n.StartsWith("prompt.past.", StringComparison.Ordinal) && n != AttentionPrefix.CacheName);
         var stored = model.Graph.Initializer.Where(t => t.ExternalData.Count > 0).ToDictionary(t => t.Name, t => t.ExternalData.Select(e => (e.Key, e.Value)).ToList());
@@ -233,7 +233,8 @@ public class BakePromptTests(ITestOutputHelper output)
 
         var added = inCache.Graph.Node.Select(n => n.Name).Except(reference.Graph.Node.Select(n => n.Name)).ToList();
         Assert.All(added, n => Assert.True(n.Contains("prompt_cache", StringComparison.Ordinal) || n.Contains("prompt_mask", StringComparison.Ordinal) || n.Contains("position_ids", StringComparison.Ordinal), n));
-        Assert.True(added.Count <= 4 * layers + 16, $"{added.Count} nodes added");
+        // six ops bring the prefix into the caches (for every layer at once), one extends the mask; GPT-2 and LLaMA also compute positions
+        Assert.True(added.Count <= 16, $"{added.Count} nodes added");
         Assert.DoesNotContain(inCache.Graph.Node, n => n.OpType == "MatMul" && n.Input.Any(i => i.Contains("prompt", StringComparison.Ordinal)));
         var caches = inCache.Graph.Output.Select(o => o.Name).Where(n => n.StartsWith("present.", StringComparison.Ordinal)).ToList();
         Assert.Equal(2 * layers, caches.Count);
