@@ -106,6 +106,8 @@ public static class RandomCheckpoint
                     count -= n;
                 }
             }
+            // on disk before anything is timed: its write-back would otherwise run under the copies and exports measured next
+            stream.Flush(flushToDisk: true);
         }
         return new FileInfo(path).Length;
     }
