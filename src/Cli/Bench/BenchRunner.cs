@@ -194,7 +194,7 @@ public static class BenchRunner
 
     private static string GenerationNote(int rounds) =>
         $"every variant of one batch size is loaded and warmed up, then {rounds} rounds run in which each variant takes one turn, " +
-        "the order rotated by one each round; a turn is generations_per_turn generations (as many as the base graph needs for ~0.3 s, " +
+        "in an order shuffled (fixed seeds) for every generation slot, so no variant always runs after the same one; a turn is generations_per_turn generations (as many as the base graph needs for ~0.3 s, " +
         "the same for every variant), taken one at a time in turn with the other variants' and timed as their mean; every variant's session is loaded anew (and warmed up) " +
         $"before each third of the rounds ({GenerationBench.Loads} loads), since where a session's buffers land moves its speed by up to ~10 %. seconds, ttft_seconds, tokens_per_second, decode_tokens_per_second and cpu_seconds are the fastest round's; " +
         "median_* are medians over rounds; tokens_per_second_over_base compares best rounds, median_tokens_per_second_over_base medians; " +

@@ -65,7 +65,7 @@ public static class GenerationBench
 
     /// <summary>
     /// Loads and warms up every variant, then times <paramref name="rounds"/> rounds in which each variant takes one turn,
-    /// the order rotated by one each round; a turn is as many generations as the first variant needs to last
+    /// in a shuffled order (<see cref="Order"/>); a turn is as many generations as the first variant needs to last
     /// <paramref name="minTurn"/> (<see cref="MinTurn"/>; zero: one), interleaved generation by generation with the
     /// other variants' turns; the rounds are spread over <see cref="Loads"/> fresh sessions of every variant. On a shared machine speed drifts by more than the differences between
     /// graphs over the seconds one variant's repeats take; inside a round every variant sees about the same machine,
@@ -93,11 +93,8 @@ public static class GenerationBench
                 // variants of a round see the same machine to within one generation (~60 ms), not to within a turn
                 var turns = loaded.Select(_ => new List<TimedRun>()).ToList();
                 for (int n = 0; n < generations; n++)
-                    for (int i = 0; i < loaded.Count; i++)
-                    {
-                        int v = (r + i) % loaded.Count;
+                    foreach (int v in Order(loaded.Count, r * generations + n))
                         turns[v].Add(loaded[v].TimeTurn(1));
-                    }
                 for (int v = 0; v < loaded.Count; v++) loaded[v].Rounds.Add(TimedRun.Mean(turns[v]));
             }
             return loaded.Select(lv => lv.Figures(processRss, bandwidth)).ToList();
@@ -106,6 +103,18 @@ public static class GenerationBench
         {
             foreach (var lv in loaded) lv.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The order of the variants' generations in slot <paramref name="slot"/>: a fixed-seed shuffle, so no variant
+    /// always follows the same one (what ran just before leaves caches and threads in a state that a rotation, which
+    /// keeps the cyclic order, would charge to the same variant every time).
+    /// </summary>
+    public static int[] Order(int count, int slot)
+    {
+        var order = Enumerable.Range(0, count).ToArray();
+        new Random(slot).Shuffle(order);
+        return order;
     }
 
     private static void Collect()
