@@ -24,7 +24,7 @@ public sealed class BenchCommand : ICommand
         var promptLength = args.Int("prompt-length", min: 1) ?? (quick ? 8 : 64);
         var newTokens = args.Int("new-tokens", min: 1) ?? (quick ? 4 : 64);
         var batchText = args.String("batch-sizes");
-        var repeats = args.Int("repeats", min: 1) ?? (quick ? 3 : 12); // rounds: every variant generates once per round; medians and paired ratios need several
+        var repeats = args.Int("repeats", min: 1) ?? (quick ? 3 : 20); // rounds: every variant generates once per round; medians and paired ratios need several
         var export560m = args.Flag("export-560m");
         var noGenAi = args.Flag("no-genai");
         var skip = (args.String("skip") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
