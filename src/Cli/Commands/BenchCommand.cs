@@ -30,7 +30,7 @@ public sealed class BenchCommand : ICommand
         var skip = (args.String("skip") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var trainBatch = args.Int("train-batch", min: 1) ?? (quick ? 2 : 8);
         var trainSeq = args.Int("train-seq", min: 2) ?? (quick ? 16 : 64);
-        var trainSteps = args.Int("train-steps", min: 1) ?? (quick ? 1 : 2);
+        var trainSteps = args.Int("train-steps", min: 1) ?? (quick ? 1 : 8);
         var bandwidthMb = args.Int("bandwidth-mb", min: 1) ?? (quick ? 16 : 256);
         var decodeModels = (args.String("decode-models") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var json = args.Flag("json");
