@@ -5,8 +5,8 @@ using Peft.Onnx.Runtime;
 namespace Peft.Onnx.Cli.Bench;
 
 /// <summary>
-/// One variant's turn in a round: <see cref="Generations"/> greedy generations back to back, and per generation the mean
-/// whole-run seconds, first-token seconds and this process's CPU seconds; tokens each row produced per generation.
+/// Timed greedy generation: whole run, first token, tokens each row produced, this process's CPU time; for a variant's
+/// turn in a round (<see cref="Mean"/>), the means per generation over its <see cref="Generations"/> generations.
 /// </summary>
 public sealed record TimedRun(double Seconds, double TtftSeconds, int Produced, double CpuSeconds, int Generations = 1)
 {
@@ -67,8 +67,8 @@ public static class GenerationBench
     /// Loads and warms up every variant, then times <paramref name="rounds"/> rounds in which each variant takes one turn,
     /// in a shuffled order (<see cref="Order"/>); a turn is as many generations as the first variant needs to last
     /// <paramref name="minTurn"/> (<see cref="MinTurn"/>; zero: one), interleaved generation by generation with the
-    /// other variants' turns; the rounds are spread over <see cref="Loads"/> fresh sessions of every variant. On a shared machine speed drifts by more than the differences between
-    /// graphs over the seconds one variant's repeats take; inside a round every variant sees about the same machine,
+    /// other variants' turns; the rounds are spread over <see cref="Loads"/> fresh sessions of every variant. On a shared
+    /// machine speed drifts by more than the differences between graphs over the seconds one variant's repeats take; inside a round every variant sees about the same machine,
     /// so per-round ratios against base cancel the drift. Figures come back in <paramref name="variants"/>' order.
     /// </summary>
     public static List<GenerationFigures> RunInterleaved(IReadOnlyList<BenchVariant> variants, int batch, int promptLength, int newTokens,
@@ -81,7 +81,7 @@ public static class GenerationBench
             long processRss = MemoryProbe.CurrentRss();
             foreach (var v in variants) loaded.Add(LoadedVariant.Load(v, batch, promptLength, newTokens));
             // every variant gets the same number of generations per turn, sized on the first (the base graph)
-            int generations = minTurn > TimeSpan.Zero ? GenerationsPerTurn(loaded[0].TimeTurn(1).Seconds, minTurn) : 1;
+            int generations = minTurn > TimeSpan.Zero ? GenerationsPerTurn(loaded[0].TimeOnce().Seconds, minTurn) : 1;
             int loads = minTurn > TimeSpan.Zero ? Math.Min(Loads, rounds) : 1;
             for (int r = 0; r < rounds; r++)
             {
@@ -94,7 +94,7 @@ public static class GenerationBench
                 var turns = loaded.Select(_ => new List<TimedRun>()).ToList();
                 for (int n = 0; n < generations; n++)
                     foreach (int v in Order(loaded.Count, r * generations + n))
-                        turns[v].Add(loaded[v].TimeTurn(1));
+                        turns[v].Add(loaded[v].TimeOnce());
                 for (int v = 0; v < loaded.Count; v++) loaded[v].Rounds.Add(TimedRun.Mean(turns[v]));
             }
             return loaded.Select(lv => lv.Figures(processRss, bandwidth)).ToList();
@@ -194,24 +194,18 @@ public static class GenerationBench
             } while (clock.Elapsed < WarmUpTime);
         }
 
-        /// <summary><paramref name="generations"/> timed generations back to back, as one turn (means per generation).</summary>
-        public TimedRun TimeTurn(int generations)
+        /// <summary>One timed generation.</summary>
+        public TimedRun TimeOnce()
         {
-            double seconds = 0, ttft = 0, cpuSeconds = 0;
-            int steps = 0;
-            for (int n = 0; n < generations; n++)
-            {
-                using var g = _model.CreateGenerator(_request);
-                var cpu = ProcessCpuClock.Seconds();
-                var clock = Stopwatch.StartNew();
-                g.GenerateNextToken();
-                ttft += clock.Elapsed.TotalSeconds;
-                steps = 1;
-                while (!g.IsDone) { g.GenerateNextToken(); steps++; }
-                seconds += clock.Elapsed.TotalSeconds;
-                cpuSeconds += ProcessCpuClock.Seconds() - cpu;
-            }
-            return new TimedRun(seconds / generations, ttft / generations, steps, cpuSeconds / generations, generations);
+            using var g = _model.CreateGenerator(_request);
+            var cpu = ProcessCpuClock.Seconds();
+            var clock = Stopwatch.StartNew();
+            g.GenerateNextToken();
+            var ttft = clock.Elapsed.TotalSeconds;
+            int steps = 1;
+            while (!g.IsDone) { g.GenerateNextToken(); steps++; }
+            var seconds = clock.Elapsed.TotalSeconds;
+            return new TimedRun(seconds, ttft, steps, ProcessCpuClock.Seconds() - cpu);
         }
 
         public GenerationFigures Figures(long processRss, double bandwidth)

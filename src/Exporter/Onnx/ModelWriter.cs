@@ -44,8 +44,8 @@ public sealed record ModelWriteOptions
 
     /// <summary>
     /// fsync model and data before returning (default). An export turns it off and calls
-    /// <see cref="ModelWriter.FlushToDisk"/> after its ONNX Runtime check, so the disk writes (started as each tensor
-    /// is written) overlap the check instead of preceding it.
+    /// <see cref="ModelWriter.FlushToDisk"/> while its ONNX Runtime check runs, so the disk writes (started as each
+    /// buffer is written) overlap the check instead of preceding it.
     /// </summary>
     public bool FlushToDisk { get; init; } = true;
 
