@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Runtime.InteropServices;
 using Peft.Onnx.Core;
 using Xunit;
 using Xunit.Abstractions;
@@ -8,58 +6,11 @@ using Xunit.Abstractions;
 namespace Peft.Onnx.Tests.Fuzz;
 
 /// <summary>
-/// Settings shared by every fuzz test, from the environment so a run can be repeated or widened:
-/// PEFT_FUZZ_SEED (base seed, default 20261126), PEFT_FUZZ_COUNT (inputs per parser, default 10,000),
-/// PEFT_FUZZ_CASE (run only that case index, to replay a failure), PEFT_FUZZ_TIMEOUT_MS (CPU time per input, default 2000; a run still going after 15x that is a hang).
-/// </summary>
-public static class FuzzSettings
-{
-    public static int BaseSeed => Int("PEFT_FUZZ_SEED") ?? 20261126;
-    public static int Count => Int("PEFT_FUZZ_COUNT") ?? 10_000;
-    public static int? OnlyCase => Int("PEFT_FUZZ_CASE");
-    public static TimeSpan PerInput => TimeSpan.FromMilliseconds(Int("PEFT_FUZZ_TIMEOUT_MS") ?? 2000);
-
-    /// <summary>Bytes one input may allocate: generous for real files, far below what an unchecked length would ask for.</summary>
-    public static long AllocationBudget(long inputBytes) => 512L * 1024 * 1024 + 64 * inputBytes;
-
-    private static int? Int(string name) =>
-        int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : null;
-}
-
-/// <summary>CPU time of the calling thread (clock_gettime(CLOCK_THREAD_CPUTIME_ID) on Linux; wall-clock time elsewhere).</summary>
-internal static class ThreadCpuTime
-{
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Timespec { public long Seconds; public long Nanoseconds; }
-
-    [DllImport("libc", EntryPoint = "clock_gettime")]
-    private static extern int ClockGetTime(int clock, out Timespec time);
-
-    private const int ThreadCpuClock = 3;
-    private static readonly bool Available = OperatingSystem.IsLinux() && Probe();
-
-    private static bool Probe()
-    {
-        try { return ClockGetTime(ThreadCpuClock, out _) == 0; }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return false; }
-    }
-
-    public static TimeSpan Now()
-    {
-        if (!Available) return Stopwatch.GetElapsedTime(0);
-        ClockGetTime(ThreadCpuClock, out var t);
-        return TimeSpan.FromTicks(t.Seconds * TimeSpan.TicksPerSecond + t.Nanoseconds / 100);
-    }
-}
-
-/// <summary>One case that ended badly: its index and seed replay it (PEFT_FUZZ_SEED + PEFT_FUZZ_CASE).</summary>
-public sealed record FuzzFailure(int Case, int Seed, string Kind, string Detail);
-
-/// <summary>
 /// Runs a parser over mutated inputs. Each case gets its own Random from (base seed, parser name, case index), so a
 /// failure is replayed by its index alone. An input must end in success or in a <see cref="PeftOnnxException"/>
 /// whose message is one line; anything else (another exception type, a hang past the per-input limit, an
-/// allocation far beyond the input's size) is a failure, collected and reported with its seed.
+/// allocation far beyond the input's size) is a failure, collected and reported with its seed. A full run must also
+/// have some inputs accepted (<see cref="FuzzSettings.MinAcceptedFraction"/>), so a mutator that only makes garbage fails.
 /// </summary>
 public sealed class FuzzRunner(string parser, ITestOutputHelper output)
 {
@@ -165,6 +116,22 @@ public sealed class FuzzRunner(string parser, ITestOutputHelper output)
             $"fuzz {Parser} (PEFT_FUZZ_SEED={baseSeed}): {failures.Count} of {tried} inputs failed; replay with PEFT_FUZZ_CASE=<case>. " +
             string.Join(" | ", failures.GroupBy(f => (f.Kind, Site(f.Detail))).Take(10)
                 .Select(g => $"{g.Count()} x {g.Key.Kind} (case {g.First().Case}, seed {g.First().Seed}): {g.First().Detail}")));
+        if (tried < FuzzSettings.MinInputsToJudgeAcceptance)
+            output.WriteLine($"  the share of accepted inputs is not judged on fewer than {FuzzSettings.MinInputsToJudgeAcceptance} inputs");
+        if (FuzzSettings.OnlyCase is null) AssertSomeAccepted(Parser, baseSeed, ok, tried);
+    }
+
+    /// <summary>
+    /// At least <see cref="FuzzSettings.MinAcceptedFraction"/> of a run's inputs accepted (runs shorter than
+    /// <see cref="FuzzSettings.MinInputsToJudgeAcceptance"/> are not judged).
+    /// </summary>
+    internal static void AssertSomeAccepted(string parser, int baseSeed, int accepted, int tried)
+    {
+        if (tried < FuzzSettings.MinInputsToJudgeAcceptance) return;
+        int needed = (int)Math.Ceiling(FuzzSettings.MinAcceptedFraction * tried);
+        Assert.True(accepted >= needed,
+            $"fuzz {parser} (PEFT_FUZZ_SEED={baseSeed}): only {accepted} of {tried} mutated inputs were accepted, at least {needed} expected: " +
+            "a mutator whose inputs are all rejected tests nothing past the parser's first check");
     }
 
     /// <summary>A rejection message without its file path and with numbers and quoted text blanked, to group them.</summary>

@@ -79,24 +79,19 @@ public class RuntimeErrorTests
         Assert.Equal(context, result.Sequences[0].Length);
     }
 
-    [Fact]
+    [FactWhereCudaCannotStart]
     public void Cuda_where_it_cannot_start_names_what_is_missing()
     {
-        if (Environment.GetEnvironmentVariable("PEFT_ONNX_EXPECT_CUDA") == "1") return;
-        if (new[] { "libcuda.so.1", "libcudart.so.13", "libcudnn.so.9" }.All(l => System.Runtime.InteropServices.NativeLibrary.TryLoad(l, out _)))
-            return; // a CUDA host: nothing to check here
         var ex = Assert.Throws<PeftOnnxException>(() => OnnxModel.Load(ExportedModels.Folder("bloom"), DeviceOptions.Cuda));
         Assert.StartsWith("cuda: ", ex.Message);
         Assert.Matches(@"lib\w+\.so\.\d+", ex.Message);
         OneLine(ex);
     }
 
-    [Fact]
+    // On a CUDA host the device check (scripts/device) compares the CUDA forward's logits with the CPU's instead.
+    [FactWhereCudaCannotStart]
     public void Forward_onnx_on_cuda_where_it_cannot_start_says_so_in_one_line()
     {
-        if (Environment.GetEnvironmentVariable("PEFT_ONNX_EXPECT_CUDA") == "1") return;
-        if (new[] { "libcuda.so.1", "libcudart.so.13", "libcudnn.so.9" }.All(l => System.Runtime.InteropServices.NativeLibrary.TryLoad(l, out _)))
-            return; // a CUDA host: the device check (scripts/device) compares its logits with the CPU's
         var ex = Assert.Throws<PeftOnnxException>(() => Peft.Onnx.Exporter.Passes.OrtForward.Open(ExportedModels.Folder("bloom"), cuda: true));
         Assert.StartsWith("cuda: the CUDA execution provider cannot start: ", ex.Message);
         OneLine(ex);

@@ -30,7 +30,6 @@ namespace Peft.Onnx.Tests.Training;
 /// So when the end state misses the strict tolerance, the test measures this noise floor (the same run from a start
 /// perturbed by <see cref="NoisePerturbation"/>) and accepts a difference within 3x the floor, saying so in the output.
 /// Losses and gradients stay strict, so a wrong computation cannot hide behind the floor.
-/// A case whose tuner is still a placeholder (NotImplementedException) is reported as pending, not failed.
 /// </summary>
 public class TrainingParityTests(ITestOutputHelper output)
 {
@@ -84,18 +83,7 @@ public class TrainingParityTests(ITestOutputHelper output)
         var batch = ForwardBatch.Read(Path.Combine(Paths.Case(arch), "inputs.safetensors"));
 
         var baseModel = ModelLoader.Load(Path.Combine(Paths.Case(arch), "base_model"));
-        PeftModel model;
-        try
-        {
-            model = PeftModel.Create(baseModel, AdapterConfig.Load(Path.Combine(caseDir, "adapter")) with { InferenceMode = false });
-        }
-        catch (NotImplementedException)
-        {
-            baseModel.Dispose();
-            output.WriteLine($"pending: {arch}/{method}: the tuner is not implemented yet");
-            return;
-        }
-        using var _ = model;
+        using var model = PeftModel.Create(baseModel, AdapterConfig.Load(Path.Combine(caseDir, "adapter")) with { InferenceMode = false });
 
         // PEFT's parameter names: the trainable parameters are exactly the init.* tensors of the reference.
         var initNames = reference.Names.Where(n => n.StartsWith("init.", StringComparison.Ordinal)).Select(n => n[5..]).Order(StringComparer.Ordinal).ToList();
