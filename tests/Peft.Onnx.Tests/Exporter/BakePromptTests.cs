@@ -66,7 +66,7 @@ public class BakePromptTests(ITestOutputHelper output)
         var generated = Reference.Rows(meta.GetProperty("generated"))[0];
         var prompt = reference.Inputs.ReadInt64("gen_input_ids");
         var eos = ModelConfig.Load(Paths.Case(arch, "base_model")).EosTokenId?[0] ?? -1;
-        Assert.Equal(generated, BloomExportTests.Greedy(runner, prompt, generated.Length - prompt.Length, eos));
+        Assert.Equal(generated, OnnxGreedy.Generate(runner, prompt, generated.Length - prompt.Length, eos));
     }
 
     private void CheckSeq2Seq(string arch, string method, JsonElement meta, string dir)
@@ -159,7 +159,7 @@ public class BakePromptTests(ITestOutputHelper output)
     public void Baked_prompt_is_constant_initializers_that_no_decode_step_copies(string arch, string method)
     {
         var baked = Export(arch, method);
-        var base_ = BloomExportTests.Export(Paths.Case(arch, "base_model"));
+        var base_ = TempExports.Base(Paths.Case(arch, "base_model"));
         try
         {
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(baked, OnnxExport.ModelFile)));

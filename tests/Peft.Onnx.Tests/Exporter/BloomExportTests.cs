@@ -16,7 +16,7 @@ public class BloomExportTests(ITestOutputHelper output)
     [Fact]
     public void Fixture_logits_match_transformers()
     {
-        var dir = Export(Paths.Case("bloom", "base_model"));
+        var dir = TempExports.Base(Paths.Case("bloom", "base_model"));
         try
         {
             using var reference = new Reference("bloom");
@@ -41,14 +41,14 @@ public class BloomExportTests(ITestOutputHelper output)
     [Fact]
     public void Fixture_greedy_generation_with_kv_cache_matches_transformers()
     {
-        var dir = Export(Paths.Case("bloom", "base_model"));
+        var dir = TempExports.Base(Paths.Case("bloom", "base_model"));
         try
         {
             using var reference = new Reference("bloom");
             var expected = Reference.Rows(reference.BaseMeta.GetProperty("generated"))[0];
             var prompt = reference.Inputs.ReadInt64("gen_input_ids");
             using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
-            var generated = Greedy(runner, prompt, expected.Length - prompt.Length, eos: 1);
+            var generated = OnnxGreedy.Generate(runner, prompt, expected.Length - prompt.Length, eos: 1);
             Assert.Equal(expected, generated);
         }
         finally { Directory.Delete(dir, true); }
@@ -57,8 +57,8 @@ public class BloomExportTests(ITestOutputHelper output)
     [Fact]
     public void Export_is_deterministic_and_writes_a_self_contained_folder()
     {
-        var a = Export(Paths.Case("bloom", "base_model"));
-        var b = Export(Paths.Case("bloom", "base_model"));
+        var a = TempExports.Base(Paths.Case("bloom", "base_model"));
+        var b = TempExports.Base(Paths.Case("bloom", "base_model"));
         try
         {
             foreach (var f in new[] { OnnxExport.ModelFile, OnnxExport.DataFile, "config.json", "generation_config.json" })
@@ -103,7 +103,7 @@ public class BloomExportTests(ITestOutputHelper output)
     [Fact]
     public void Tiny_bloom_fin_exports_and_cached_decoding_equals_full_prefill()
     {
-        var dir = Export(Path.Combine(Paths.Models, "tiny-bloom-fin"));
+        var dir = TempExports.Base(Path.Combine(Paths.Models, "tiny-bloom-fin"));
         try
         {
             foreach (var f in new[] { "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "config.json", "generation_config.json" })
@@ -134,7 +134,7 @@ public class BloomExportTests(ITestOutputHelper output)
     [Fact]
     public void Graph_uses_module_path_node_names_and_hf_initializer_names()
     {
-        var dir = Export(Paths.Case("bloom", "base_model"));
+        var dir = TempExports.Base(Paths.Case("bloom", "base_model"));
         try
         {
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
@@ -176,7 +176,7 @@ public class BloomExportTests(ITestOutputHelper output)
                 tensors.Add(new TensorData("lm_head.weight", emb.DType, emb.Shape, st.GetBytes(emb.Name).ToArray()));
                 SafeTensorsWriter.Write(Path.Combine(untied, "model.safetensors"), tensors);
             }
-            dir = Export(untied);
+            dir = TempExports.Base(untied);
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
             Assert.Equal([64, 1000], model.Graph.Initializer.Single(t => t.Name == "lm_head.weight").Dims);
             Assert.Contains(model.Graph.Node, n => n.Name == "/lm_head/MatMul" && n.Output.Single() == "logits");
@@ -193,31 +193,5 @@ public class BloomExportTests(ITestOutputHelper output)
             Directory.Delete(untied, true);
             if (dir.Length > 0) Directory.Delete(dir, true);
         }
-    }
-
-    /// <summary>Exports into a fresh (not yet existing) folder and returns it.</summary>
-    internal static string Export(string modelDir)
-    {
-        var dir = Path.Combine(Path.GetTempPath(), $"peft-onnx-export-{Guid.NewGuid():N}");
-        OnnxExport.ExportBase(modelDir, dir);
-        return dir;
-    }
-
-    /// <summary>Greedy decoding through the graph's cache: prompt + up to <paramref name="newTokens"/> tokens, stopping at eos.</summary>
-    internal static long[] Greedy(CausalLmRunner runner, long[] prompt, int newTokens, long eos)
-    {
-        var sequence = prompt.ToList();
-        var step = runner.Run(prompt, Ones(prompt.Length), 1);
-        for (int n = 0; n < newTokens; n++)
-        {
-            var vocab = runner.VocabSize;
-            var last = step.Logits.AsSpan(step.Logits.Length - vocab, vocab);
-            long next = 0;
-            for (int v = 1; v < vocab; v++) if (last[v] > last[(int)next]) next = v;
-            sequence.Add(next);
-            if (next == eos) break;
-            step = runner.Run([next], Ones(sequence.Count), 1, step.Present);
-        }
-        return [.. sequence];
     }
 }

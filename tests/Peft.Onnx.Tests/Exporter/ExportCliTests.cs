@@ -14,7 +14,7 @@ public class ExportCliTests(ITestOutputHelper output)
     [InlineData("t5", "lora_all")]
     public void Export_then_forward_onnx_matches_peft_merged_logits_and_loss(string arch, string method)
     {
-        var dir = MergeExportTests.TempOut();
+        var dir = TempExports.FreshPath();
         var logitsFile = Path.Combine(Path.GetTempPath(), $"peft-onnx-forward-{Guid.NewGuid():N}.safetensors");
         try
         {
@@ -78,7 +78,7 @@ public class ExportCliTests(ITestOutputHelper output)
     [Fact]
     public void A_failed_export_leaves_no_folder_and_one_error_line()
     {
-        var dir = MergeExportTests.TempOut();
+        var dir = TempExports.FreshPath();
         var result = CliRunner.Run("export", "--base", Paths.Case("gpt2", "base_model"), "--adapter", Paths.Case("llama", "lora/adapter"), "--out", dir);
         output.WriteLine(result.Stderr);
         Assert.NotEqual(0, result.ExitCode);
@@ -89,7 +89,7 @@ public class ExportCliTests(ITestOutputHelper output)
     [Fact]
     public void Forward_onnx_on_an_encoder_decoder_export_needs_labels()
     {
-        var dir = MergeExportTests.TempOut();
+        var dir = TempExports.FreshPath();
         var inputs = Path.Combine(Path.GetTempPath(), $"peft-onnx-inputs-{Guid.NewGuid():N}.safetensors");
         try
         {

@@ -16,7 +16,7 @@ public class GenAiConfigTests
     [InlineData("bloom")]
     public void Decoder_only_config_names_the_graph_inputs_and_sizes(string arch)
     {
-        var dir = MergeExportTests.TempOut();
+        var dir = TempExports.FreshPath();
         try
         {
             OnnxExport.ExportBase(Paths.Case(arch, "base_model"), dir);
@@ -70,7 +70,7 @@ public class GenAiConfigTests
     [Fact]
     public void Encoder_decoder_config_maps_both_graphs()
     {
-        var dir = MergeExportTests.TempOut();
+        var dir = TempExports.FreshPath();
         try
         {
             OnnxExport.ExportBase(Paths.Case("t5", "base_model"), dir);

@@ -30,7 +30,7 @@ public class LlamaExportTests(ITestOutputHelper output)
     [Fact]
     public void Graph_takes_position_ids_and_keeps_an_untied_head()
     {
-        var dir = BloomExportTests.Export(Paths.Case("llama", "base_model"));
+        var dir = TempExports.Base(Paths.Case("llama", "base_model"));
         try
         {
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
@@ -99,8 +99,8 @@ public class LlamaExportTests(ITestOutputHelper output)
                 SafeTensorsWriter.Write(Path.Combine(mha, "model.safetensors"), tensors);
             }
 
-            gqaOut = BloomExportTests.Export(gqa);
-            mhaOut = BloomExportTests.Export(mha);
+            gqaOut = TempExports.Base(gqa);
+            mhaOut = TempExports.Base(mha);
             using var grouped = CausalLmRunner.Open(Path.Combine(gqaOut, OnnxExport.ModelFile));
             using var repeated = CausalLmRunner.Open(Path.Combine(mhaOut, OnnxExport.ModelFile));
             Assert.Equal((2, 4), (grouped.NumHeads, repeated.NumHeads));
@@ -155,8 +155,8 @@ public class LlamaExportTests(ITestOutputHelper output)
                 tensors.Add(new TensorData("lm_head.weight", emb.DType, emb.Shape, st.GetBytes(emb.Name).ToArray()));
                 SafeTensorsWriter.Write(Path.Combine(untied, "model.safetensors"), tensors);
             }
-            tiedOut = BloomExportTests.Export(tied);
-            untiedOut = BloomExportTests.Export(untied);
+            tiedOut = TempExports.Base(tied);
+            untiedOut = TempExports.Base(untied);
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(tiedOut, OnnxExport.ModelFile)));
             Assert.DoesNotContain(model.Graph.Initializer, t => t.Name == "lm_head.weight");
 

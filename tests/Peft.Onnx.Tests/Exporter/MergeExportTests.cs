@@ -31,78 +31,16 @@ public class MergeExportTests(ITestOutputHelper output)
     [MemberData(nameof(MergedCases))]
     public void Merged_export_matches_peft_merge_and_unload(string arch, string method)
     {
-        var dir = Export(arch, method, new ExportOptions());
+        var dir = TempExports.Adapted(arch, method, new ExportOptions());
         try
         {
             var meta = Reference.Meta(arch, method);
-            var (diff, generated) = Run(arch, method, dir, "logits_merged", Reference.Rows(meta.GetProperty("generated_merged"))[0].Length);
+            var (diff, generated) = AdapterExportParity.Run(arch, method, dir, "logits_merged", Reference.Rows(meta.GetProperty("generated_merged"))[0].Length);
             output.WriteLine($"{arch}/{method} merged: max |logit diff| vs logits_merged = {diff:g3}");
             Assert.Equal(Reference.Rows(meta.GetProperty("generated_merged"))[0], generated);
             Assert.Equal(Reference.Rows(meta.GetProperty("generated"))[0], generated);
         }
         finally { Directory.Delete(dir, true); }
-    }
-
-    // ---------------------------------------------------------------- helpers (shared by the Merge* classes)
-
-    internal static System.Text.Json.Nodes.JsonObject JsonNodeOf(string path) => System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
-
-    internal static float[] FixtureLogits(string arch, string dir)
-    {
-        using var reference = new Reference(arch);
-        using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
-        return runner.Run(reference.Inputs.ReadInt64("input_ids"), reference.Inputs.ReadInt64("attention_mask"), (int)reference.Shape("input_ids")[0]).Logits;
-    }
-
-
-    internal static string Export(string arch, string method, ExportOptions options)
-    {
-        var dir = TempOut();
-        OnnxExport.Export(Paths.Case(arch, "base_model"), Paths.Case(arch, method + "/adapter"), dir, options);
-        return dir;
-    }
-
-    internal static string TempOut() => Path.Combine(Path.GetTempPath(), $"peft-onnx-merge-{Guid.NewGuid():N}");
-
-    internal static void AssertNothingWritten(string dir)
-    {
-        Assert.False(Directory.Exists(dir), $"{dir} was created");
-        var parent = Path.GetDirectoryName(dir)!;
-        Assert.Empty(Directory.EnumerateDirectories(parent, $".{Path.GetFileName(dir)}.*"));
-    }
-
-    /// <summary>Logits on the fixture batch vs reference.safetensors[<paramref name="logitsName"/>] and one greedy generation.</summary>
-    internal static (double MaxDiff, long[] Generated) Run(string arch, string method, string dir, string logitsName, int generatedLength)
-    {
-        using var reference = new Reference(arch);
-        using var expected = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch, method), "reference.safetensors"));
-        var ids = reference.Inputs.ReadInt64("input_ids");
-        var mask = reference.Inputs.ReadInt64("attention_mask");
-        var labels = reference.Inputs.ReadInt64("labels");
-        var prompt = reference.Inputs.ReadInt64("gen_input_ids");
-        int batch = (int)reference.Shape("input_ids")[0];
-        var reference32 = expected.ReadFloat32(logitsName);
-        var config = ModelConfig.Load(Paths.Case(arch, "base_model"));
-        if (reference.IsEncoderDecoder)
-        {
-            var t5 = (T5Config)config;
-            using var runner = Seq2SeqRunner.Open(dir);
-            var step = runner.Forward(ids, mask, Seq2SeqRunner.ShiftRight(labels, batch, t5.DecoderStartId, t5.PadTokenId ?? 0), batch);
-            var rows = labels.Select(l => l != -100).ToArray();
-            Tolerance.AssertLogits(reference32, step.Logits, runner.VocabSize, rows, $"{arch}/{method} {logitsName}");
-            var generated = runner.Greedy(prompt, Enumerable.Repeat(1L, prompt.Length).ToArray(), 1, generatedLength - 1, t5.DecoderStartId,
-                t5.EosTokenId!.Select(e => (long)e).ToArray(), t5.PadTokenId ?? 0);
-            return (DecoderExportChecks.MaxDiff(reference32, step.Logits, runner.VocabSize, rows), generated[0]);
-        }
-        else
-        {
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
-            var step = runner.Run(ids, mask, batch);
-            var rows = Tolerance.RowsFromMask(mask);
-            Tolerance.AssertLogits(reference32, step.Logits, runner.VocabSize, rows, $"{arch}/{method} {logitsName}");
-            var generated = BloomExportTests.Greedy(runner, prompt, generatedLength - prompt.Length, config.EosTokenId?[0] ?? -1);
-            return (DecoderExportChecks.MaxDiff(reference32, step.Logits, runner.VocabSize, rows), generated);
-        }
     }
 }
 
@@ -121,11 +59,11 @@ public class MergeUnmergedLoraTests(ITestOutputHelper output)
     [MemberData(nameof(UnmergedCases))]
     public void Unmerged_lora_export_matches_the_adapted_model(string arch, string method)
     {
-        var dir = Export(arch, method, new ExportOptions { Merge = false });
+        var dir = TempExports.Adapted(arch, method, new ExportOptions { Merge = false });
         try
         {
             var meta = Reference.Meta(arch, method);
-            var (diff, generated) = Run(arch, method, dir, "logits", Reference.Rows(meta.GetProperty("generated"))[0].Length);
+            var (diff, generated) = AdapterExportParity.Run(arch, method, dir, "logits", Reference.Rows(meta.GetProperty("generated"))[0].Length);
             output.WriteLine($"{arch}/{method} unmerged: max |logit diff| vs logits = {diff:g3}");
             Assert.Equal(Reference.Rows(meta.GetProperty("generated"))[0], generated);
 
@@ -153,7 +91,7 @@ public class MergeUnmergedLoraTests(ITestOutputHelper output)
         string? merged = null, unmerged = null;
         try
         {
-            var config = JsonNodeOf(Paths.Case(arch, "lora/adapter/adapter_config.json"));
+            var config = JsonFiles.ReadObject(Paths.Case(arch, "lora/adapter/adapter_config.json"));
             foreach (var (k, v) in System.Text.Json.Nodes.JsonNode.Parse(overrides)!.AsObject().ToList()) config[k] = v?.DeepClone();
             File.WriteAllText(Path.Combine(adapter, "adapter_config.json"), config.ToJsonString());
             var parsed = (Peft.Onnx.Core.Peft.LoraConfig)Peft.Onnx.Core.Peft.AdapterConfig.Load(adapter);
@@ -173,11 +111,11 @@ public class MergeUnmergedLoraTests(ITestOutputHelper output)
                 }
                 SafeTensorsWriter.Write(Path.Combine(adapter, AdapterWeights.WeightsFile), tensors);
             }
-            merged = TempOut();
+            merged = TempExports.FreshPath();
             OnnxExport.Export(Paths.Case(arch, "base_model"), adapter, merged, new ExportOptions());
-            unmerged = TempOut();
+            unmerged = TempExports.FreshPath();
             OnnxExport.Export(Paths.Case(arch, "base_model"), adapter, unmerged, new ExportOptions { Merge = false });
-            var (lm, lu) = (FixtureLogits(arch, merged), FixtureLogits(arch, unmerged));
+            var (lm, lu) = (AdapterExportParity.FixtureLogits(arch, merged), AdapterExportParity.FixtureLogits(arch, unmerged));
             using var reference = new Reference(arch);
             var rows = Tolerance.RowsFromMask(reference.Inputs.ReadInt64("attention_mask"));
             Tolerance.AssertLogits(lu, lm, 1000, rows, "merged vs unmerged");
@@ -193,11 +131,6 @@ public class MergeUnmergedLoraTests(ITestOutputHelper output)
         }
     }
 
-    private static string TempOut() => MergeExportTests.TempOut();
-    private static string Export(string arch, string method, ExportOptions options) => MergeExportTests.Export(arch, method, options);
-    private static (double MaxDiff, long[] Generated) Run(string arch, string method, string dir, string logitsName, int generatedLength) => MergeExportTests.Run(arch, method, dir, logitsName, generatedLength);
-    private static System.Text.Json.Nodes.JsonObject JsonNodeOf(string path) => MergeExportTests.JsonNodeOf(path);
-    private static float[] FixtureLogits(string arch, string dir) => MergeExportTests.FixtureLogits(arch, dir);
 }
 
 /// <summary>Adapters that do not fit the base are refused before anything is written; modules_to_save and the Conv1D layout.</summary>
@@ -206,30 +139,30 @@ public class MergeAdapterFitTests(ITestOutputHelper output)
     [Fact]
     public void Adapter_for_another_family_is_refused_and_nothing_is_written()
     {
-        var dir = TempOut();
+        var dir = TempExports.FreshPath();
         var ex = Assert.Throws<PeftOnnxException>(() => OnnxExport.Export(Paths.Case("gpt2", "base_model"), Paths.Case("bloom", "lora/adapter"), dir, new ExportOptions()));
         output.WriteLine(ex.Message);
         Assert.Contains("query_key_value", ex.Message);
-        AssertNothingWritten(dir);
+        TempExports.AssertNothingWritten(dir);
     }
 
     [Fact]
     public void Adapter_whose_tensors_do_not_exist_in_the_base_is_refused_naming_the_tensor()
     {
         // OPT's q_proj/v_proj names match LLaMA's modules, but the paths (model.decoder.layers vs model.layers) do not
-        var dir = TempOut();
+        var dir = TempExports.FreshPath();
         var ex = Assert.Throws<PeftOnnxException>(() => OnnxExport.Export(Paths.Case("llama", "base_model"), Paths.Case("opt", "lora/adapter"), dir, new ExportOptions()));
         output.WriteLine(ex.Message);
         Assert.Contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", ex.Message);
         Assert.Contains("[4, 64]", ex.Message);
-        AssertNothingWritten(dir);
+        TempExports.AssertNothingWritten(dir);
     }
 
     [Fact]
     public void Adapter_with_wrong_shapes_is_refused_naming_the_tensor_and_both_shapes()
     {
         var adapter = Paths.TempDir("peft-onnx-bad-adapter");
-        var dir = TempOut();
+        var dir = TempExports.FreshPath();
         try
         {
             File.Copy(Paths.Case("gpt2", "lora/adapter/adapter_model.safetensors"), Path.Combine(adapter, AdapterWeights.WeightsFile));
@@ -240,7 +173,7 @@ public class MergeAdapterFitTests(ITestOutputHelper output)
             Assert.Contains("'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'", ex.Message);
             Assert.Contains("[4, 64]", ex.Message);
             Assert.Contains("[2, 64]", ex.Message);
-            AssertNothingWritten(dir);
+            TempExports.AssertNothingWritten(dir);
         }
         finally { Directory.Delete(adapter, true); }
     }
@@ -248,10 +181,10 @@ public class MergeAdapterFitTests(ITestOutputHelper output)
     [Fact]
     public void Ia3_cannot_be_left_unmerged()
     {
-        var dir = TempOut();
+        var dir = TempExports.FreshPath();
         var ex = Assert.Throws<PeftOnnxException>(() => OnnxExport.Export(Paths.Case("opt", "base_model"), Paths.Case("opt", "ia3/adapter"), dir, new ExportOptions { Merge = false }));
         Assert.Contains("LoRA", ex.Message);
-        AssertNothingWritten(dir);
+        TempExports.AssertNothingWritten(dir);
     }
 
     [Fact]
@@ -308,16 +241,16 @@ public class MergeAdapterFitTests(ITestOutputHelper output)
                 }
                 SafeTensorsWriter.Write(Path.Combine(adapter, AdapterWeights.WeightsFile), tensors);
             }
-            var config = JsonNodeOf(Paths.Case(arch, "lora/adapter/adapter_config.json"));
+            var config = JsonFiles.ReadObject(Paths.Case(arch, "lora/adapter/adapter_config.json"));
             config["modules_to_save"] = new System.Text.Json.Nodes.JsonArray("fc2");
             config["bias"] = "all";
             File.WriteAllText(Path.Combine(adapter, "adapter_config.json"), config.ToJsonString());
 
-            a = TempOut();
+            a = TempExports.FreshPath();
             OnnxExport.Export(Paths.Case(arch, "base_model"), adapter, a, new ExportOptions());
-            b = TempOut();
+            b = TempExports.FreshPath();
             OnnxExport.Export(changedBase, Paths.Case(arch, "lora/adapter"), b, new ExportOptions());
-            var (la, lb) = (FixtureLogits(arch, a), FixtureLogits(arch, b));
+            var (la, lb) = (AdapterExportParity.FixtureLogits(arch, a), AdapterExportParity.FixtureLogits(arch, b));
             Assert.Equal(lb, la);
             var reference = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch, "lora"), "reference.safetensors")).ReadFloat32("logits_merged");
             Assert.True(DecoderExportChecks.MaxDiff(reference, la, 1000, null) > 1e-2, "the saved modules changed nothing");
@@ -335,10 +268,6 @@ public class MergeAdapterFitTests(ITestOutputHelper output)
     /// rsLoRA, rank_pattern / alpha_pattern and layers_to_transform, which the fixtures do not cover: the merged weights
     /// and the unmerged branches (two independent code paths) agree, and the adapter changes the logits.
     /// </summary>
-    private static string TempOut() => MergeExportTests.TempOut();
-    private static void AssertNothingWritten(string dir) => MergeExportTests.AssertNothingWritten(dir);
-    private static System.Text.Json.Nodes.JsonObject JsonNodeOf(string path) => MergeExportTests.JsonNodeOf(path);
-    private static float[] FixtureLogits(string arch, string dir) => MergeExportTests.FixtureLogits(arch, dir);
 }
 
 /// <summary>export --dtype fp16: float16 weights, compute and cache, float32 logits; parity with a looser tolerance.</summary>
@@ -350,7 +279,7 @@ public class MergeFp16ExportTests(ITestOutputHelper output)
     [InlineData("t5", "ia3")]
     public void Fp16_export_matches_with_a_looser_tolerance(string arch, string method)
     {
-        var dir = Export(arch, method, new ExportOptions { DType = ExportDType.Fp16 });
+        var dir = TempExports.Adapted(arch, method, new ExportOptions { DType = ExportDType.Fp16 });
         try
         {
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, arch is "t5" or "mt5" ? "decoder_model.onnx" : OnnxExport.ModelFile)));
@@ -427,5 +356,4 @@ public class MergeFp16ExportTests(ITestOutputHelper output)
         finally { Directory.Delete(dir, true); }
     }
 
-    private static string Export(string arch, string method, ExportOptions options) => MergeExportTests.Export(arch, method, options);
 }

@@ -21,7 +21,7 @@ public class OptExportTests(ITestOutputHelper output)
     [Fact]
     public void Graph_derives_positions_from_the_mask_and_ties_the_head()
     {
-        var dir = BloomExportTests.Export(Paths.Case("opt", "base_model"));
+        var dir = TempExports.Base(Paths.Case("opt", "base_model"));
         try
         {
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));

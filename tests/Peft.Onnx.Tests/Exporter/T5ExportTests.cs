@@ -24,7 +24,7 @@ public class T5ExportTests(ITestOutputHelper output)
     [InlineData("mt5")]
     public void Fixture_logits_match_transformers(string arch)
     {
-        var dir = BloomExportTests.Export(Paths.Case(arch, "base_model"));
+        var dir = TempExports.Base(Paths.Case(arch, "base_model"));
         try
         {
             using var reference = new Reference(arch);
@@ -53,7 +53,7 @@ public class T5ExportTests(ITestOutputHelper output)
     [InlineData("mt5")]
     public void Fixture_greedy_generation_with_cache_matches_transformers(string arch)
     {
-        var dir = BloomExportTests.Export(Paths.Case(arch, "base_model"));
+        var dir = TempExports.Base(Paths.Case(arch, "base_model"));
         try
         {
             using var reference = new Reference(arch);
@@ -73,7 +73,7 @@ public class T5ExportTests(ITestOutputHelper output)
     [InlineData("mt5")]
     public void Fixture_cached_decoding_equals_the_full_decoder_pass(string arch)
     {
-        var dir = BloomExportTests.Export(Paths.Case(arch, "base_model"));
+        var dir = TempExports.Base(Paths.Case(arch, "base_model"));
         try
         {
             using var reference = new Reference(arch);
@@ -101,7 +101,7 @@ public class T5ExportTests(ITestOutputHelper output)
         var dir = "";
         try
         {
-            dir = BloomExportTests.Export(source);
+            dir = TempExports.Base(source);
             var result = OnnxCheck.Seq2Seq(Path.Combine(dir, Seq2SeqInterface.EncoderFile), Path.Combine(dir, Seq2SeqInterface.DecoderFile));
             Assert.Equal((2, 3, 10, 24, 97), (result.NumDecoderLayers, result.NumHeads, result.HeadDim, result.DModel, result.VocabSize));
 
@@ -130,7 +130,7 @@ public class T5ExportTests(ITestOutputHelper output)
     [Fact]
     public void Tiny_t5_fin_exports_runs_and_caches()
     {
-        var dir = BloomExportTests.Export(Path.Combine(Paths.Models, "tiny-t5-fin"));
+        var dir = TempExports.Base(Path.Combine(Paths.Models, "tiny-t5-fin"));
         try
         {
             foreach (var f in new[] { "encoder_model.onnx", "encoder_model.onnx.data", "decoder_model.onnx", "decoder_model.onnx.data", "config.json", "generation_config.json", "tokenizer.json" })
@@ -155,7 +155,7 @@ public class T5ExportTests(ITestOutputHelper output)
     [Fact]
     public void Graphs_follow_the_encoder_decoder_contract()
     {
-        var dir = BloomExportTests.Export(Paths.Case("mt5", "base_model"));
+        var dir = TempExports.Base(Paths.Case("mt5", "base_model"));
         try
         {
             var encoder = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, Seq2SeqInterface.EncoderFile)));

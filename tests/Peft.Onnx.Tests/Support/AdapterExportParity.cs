@@ -1,0 +1,55 @@
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter;
+using Peft.Onnx.Exporter.Onnx;
+
+namespace Peft.Onnx.Tests.Support;
+
+/// <summary>An exported base + adapter run on a fixture case's batch, against what PEFT computed for that case.</summary>
+public static class AdapterExportParity
+{
+    /// <summary>
+    /// Logits on the fixture batch vs reference.safetensors[<paramref name="logitsName"/>] (asserted within the
+    /// logits tolerance) and one greedy generation of <paramref name="generatedLength"/> tokens in all.
+    /// </summary>
+    public static (double MaxDiff, long[] Generated) Run(string arch, string method, string dir, string logitsName, int generatedLength)
+    {
+        using var reference = new Reference(arch);
+        using var expected = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch, method), "reference.safetensors"));
+        var ids = reference.Inputs.ReadInt64("input_ids");
+        var mask = reference.Inputs.ReadInt64("attention_mask");
+        var labels = reference.Inputs.ReadInt64("labels");
+        var prompt = reference.Inputs.ReadInt64("gen_input_ids");
+        int batch = (int)reference.Shape("input_ids")[0];
+        var reference32 = expected.ReadFloat32(logitsName);
+        var config = ModelConfig.Load(Paths.Case(arch, "base_model"));
+        if (reference.IsEncoderDecoder)
+        {
+            var t5 = (T5Config)config;
+            using var runner = Seq2SeqRunner.Open(dir);
+            var step = runner.Forward(ids, mask, Seq2SeqRunner.ShiftRight(labels, batch, t5.DecoderStartId, t5.PadTokenId ?? 0), batch);
+            var rows = labels.Select(l => l != -100).ToArray();
+            Tolerance.AssertLogits(reference32, step.Logits, runner.VocabSize, rows, $"{arch}/{method} {logitsName}");
+            var generated = runner.Greedy(prompt, Enumerable.Repeat(1L, prompt.Length).ToArray(), 1, generatedLength - 1, t5.DecoderStartId,
+                t5.EosTokenId!.Select(e => (long)e).ToArray(), t5.PadTokenId ?? 0);
+            return (DecoderExportChecks.MaxDiff(reference32, step.Logits, runner.VocabSize, rows), generated[0]);
+        }
+        else
+        {
+            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            var step = runner.Run(ids, mask, batch);
+            var rows = Tolerance.RowsFromMask(mask);
+            Tolerance.AssertLogits(reference32, step.Logits, runner.VocabSize, rows, $"{arch}/{method} {logitsName}");
+            var generated = OnnxGreedy.Generate(runner, prompt, generatedLength - prompt.Length, config.EosTokenId?[0] ?? -1);
+            return (DecoderExportChecks.MaxDiff(reference32, step.Logits, runner.VocabSize, rows), generated);
+        }
+    }
+
+    /// <summary>The exported decoder-only graph's logits on the fixture batch of <paramref name="arch"/>.</summary>
+    public static float[] FixtureLogits(string arch, string dir)
+    {
+        using var reference = new Reference(arch);
+        using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+        return runner.Run(reference.Inputs.ReadInt64("input_ids"), reference.Inputs.ReadInt64("attention_mask"), (int)reference.Shape("input_ids")[0]).Logits;
+    }
+}
