@@ -86,6 +86,7 @@ public class EmbedSampleTests(ITestOutputHelper output)
             Assert.NotNull(p.Readme);
             Assert.Contains(p.Readme, p.Files);
             Assert.Contains($"lib/net10.0/{p.Id}.dll", p.Files);
+            Assert.Contains($"lib/net10.0/{p.Id}.xml", p.Files);
         }
         return runtime.Version;
     }
