@@ -29,8 +29,9 @@ public class EmbedSampleTests(ITestOutputHelper output)
         var packages = PackageVersions(csproj);
         Assert.Equal(["Microsoft.ML.OnnxRuntime", "Peft.Onnx.Runtime"], packages.Keys.Order());
         // The native build must be the version of the managed API the runtime is compiled against.
-        var runtime = PackageVersions(XDocument.Load(Path.Combine(Paths.RepoRoot, "src", "Runtime", "Runtime.csproj")));
-        Assert.Equal(runtime["Microsoft.ML.OnnxRuntime.Managed"], packages["Microsoft.ML.OnnxRuntime"]);
+        var repository = XDocument.Load(Path.Combine(Paths.RepoRoot, "Directory.Build.props"));
+        var ortVersion = repository.Descendants().Single(e => e.Name.LocalName == "OnnxRuntimeVersion").Value;
+        Assert.Equal(ortVersion, packages["Microsoft.ML.OnnxRuntime"]);
     }
 
     [Fact]
@@ -76,6 +77,8 @@ public class EmbedSampleTests(ITestOutputHelper output)
         Assert.Equal(runtime.Version, core.Version);
 
         Assert.Equal(["Microsoft.ML.OnnxRuntime.Managed", "Peft.Onnx.Core"], runtime.Dependencies.Keys.Order());
+        var sampleOrt = PackageVersions(XDocument.Load(Path.Combine(SampleDir, "EmbedRuntime.csproj")))["Microsoft.ML.OnnxRuntime"];
+        Assert.Equal(sampleOrt, runtime.Dependencies["Microsoft.ML.OnnxRuntime.Managed"]);
         Assert.Equal(runtime.Version, runtime.Dependencies["Peft.Onnx.Core"]);
         Assert.Equal(["Microsoft.ML.Tokenizers"], core.Dependencies.Keys);
         foreach (var p in new[] { runtime, core })
