@@ -26,7 +26,7 @@ public abstract record PromptLearningConfig : AdapterConfig
     [JsonIgnore] public override int VirtualTokensBeforeInput => NumVirtualTokens ?? 0;
 
     /// <summary>num_virtual_tokens * num_transformer_submodules: rows of the prompt embedding (filled config only).</summary>
-    [JsonIgnore] public int TotalVirtualTokens => Filled(NumVirtualTokens, "num_virtual_tokens") * Filled(NumTransformerSubmodules, "num_transformer_submodules");
+    [JsonIgnore] public int TotalVirtualTokens => checked(Filled(NumVirtualTokens, "num_virtual_tokens") * Filled(NumTransformerSubmodules, "num_transformer_submodules"));
 
     /// <summary>
     /// PEFT 0.7.1's _prepare_prompt_learning_config plus PeftModel._setup_prompt_encoder's submodule count: each

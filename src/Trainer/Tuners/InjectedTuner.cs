@@ -3,13 +3,11 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Modeling;
 using static TorchSharp.torch;
 
-// Shared by LoRA and IA3 (PEFT's BaseTuner / BaseTunerLayer / ModulesToSaveWrapper). It lives in the Lora folder
-// only because that is where its author could write; its namespace is the tuners' own.
 namespace Peft.Onnx.Trainer.Tuners;
 
 /// <summary>
 /// A tuner whose adapter can be folded into the base weights (PEFT's merge_adapter / unmerge_adapter /
-/// merge_and_unload / unload on LoRA and IA3 models). The exporter merges through this.
+/// merge_and_unload / unload on LoRA and IA3 models): the trainer's merged forward and its merge round trips.
 /// </summary>
 public interface IMergeableTuner : ITuner
 {
@@ -45,8 +43,11 @@ public interface IMergeableTuner : ITuner
 /// </summary>
 public sealed record AdapterParameter(string Attribute, string? Leaf, Tensor Value)
 {
-    public string NamedSuffix => Leaf is null ? $"{Attribute}.default" : $"{Attribute}.default.{Leaf}";
-    public string SavedSuffix => Leaf is null ? Attribute : $"{Attribute}.{Leaf}";
+    /// <summary>PEFT's named_parameters() name of this parameter on <paramref name="modulePath"/>.</summary>
+    public string NamedOn(string modulePath) => AdapterFormat.NamedModuleParameter(modulePath, Attribute, Leaf);
+
+    /// <summary>The saved name in adapter_model.safetensors of this parameter on <paramref name="modulePath"/>.</summary>
+    public string SavedOn(string modulePath) => AdapterFormat.ModuleKey(modulePath, Leaf is null ? Attribute : $"{Attribute}.{Leaf}");
 }
 
 /// <summary>
@@ -164,9 +165,6 @@ public sealed class ModuleCopy : IDisposable
 /// </summary>
 public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : InjectedLayer
 {
-    /// <summary>PeftModel.base_model (the tuner) .model (the HF model): the prefix of every PEFT name.</summary>
-    public const string NamePrefix = "base_model.model.";
-
     private readonly List<TLayer> _layers = [];
     private readonly List<ModuleCopy> _modulesToSave = [];
     private bool _unloaded;
@@ -215,7 +213,7 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
 
     /// <summary>
     /// Base tensors PEFT's get_peft_model_state_dict writes besides the adapter (LoRA's bias = "all"), as
-    /// (saved name without "base_model.model.", tensor, whether loading puts it back into the model).
+    /// (state-dict name as PEFT writes it below its model prefix, tensor, whether loading puts it back into the model).
     /// </summary>
     protected virtual IEnumerable<(string Name, Tensor Value, bool Loads)> SavedBaseTensors() => [];
 
@@ -223,9 +221,7 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
     protected string PeftNameOf(string storeName)
     {
         var dot = storeName.LastIndexOf('.');
-        if (dot > 0 && Model.Linears.Adapters.ContainsKey(storeName[..dot]))
-            return $"{storeName[..dot]}.base_layer.{storeName[(dot + 1)..]}";
-        return storeName;
+        return dot > 0 && Model.Linears.Adapters.ContainsKey(storeName[..dot]) ? AdapterFormat.BaseLayerName(storeName) : storeName;
     }
 
     /// <summary>The modules_to_save module a store name lies in, if any.</summary>
@@ -244,16 +240,16 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
             var entries = new List<(int Position, int Seq, string Name, Tensor Parameter)>();
             int seq = 0;
             foreach (var name in TrainableBaseNames)
-                entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, NamePrefix + PeftNameOf(name), Model.Parameters[name]));
+                entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, AdapterFormat.BaseKey(PeftNameOf(name)), Model.Parameters[name]));
             foreach (var layer in _layers)
                 foreach (var p in layer.Parameters)
-                    entries.Add((Position(layer.Path), seq++, $"{NamePrefix}{layer.Path}.{p.NamedSuffix}", p.Value));
+                    entries.Add((Position(layer.Path), seq++, p.NamedOn(layer.Path), p.Value));
             foreach (var module in _modulesToSave)
             {
                 var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
                 foreach (var (name, copy) in module.Copies)
                     if (seen.Add(copy))
-                        entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, $"{NamePrefix}{module.Module}.modules_to_save.default.{module.Leaf(name)}", copy));
+                        entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, AdapterFormat.NamedSavedModuleParameter(module.Module, module.Leaf(name)), copy));
             }
             return entries.OrderBy(e => e.Position).ThenBy(e => e.Seq).Select(e => (e.Name, e.Parameter)).ToList();
         }
@@ -268,43 +264,46 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
         ThrowIfUnloaded();
         var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         static Tensor Fresh(Tensor t) => t.detach().cpu().clone();
-        foreach (var (name, value, _) in SavedBaseTensors()) state[NamePrefix + name] = Fresh(value);
+        foreach (var (name, value, _) in SavedBaseTensors()) state[AdapterFormat.BaseKey(name)] = Fresh(value);
         foreach (var layer in _layers)
             foreach (var p in layer.Parameters)
-                state[$"{NamePrefix}{layer.Path}.{p.SavedSuffix}"] = Fresh(p.Value);
+                state[p.SavedOn(layer.Path)] = Fresh(p.Value);
         foreach (var module in _modulesToSave)
             foreach (var (name, copy) in module.Copies)
-                state[NamePrefix + name] = Fresh(copy);
+                state[AdapterFormat.BaseKey(name)] = Fresh(copy);
         return state;
     }
 
     /// <summary>
     /// set_peft_model_state_dict, strict about names and shapes: every tensor the adapter needs must be there with
-    /// its shape, and nothing else may be; nothing is changed unless all of it fits.
+    /// its shape, and nothing else may be; nothing is changed unless all of it fits. Trained base tensors (LoRA's
+    /// bias = "all") are taken when present, as PEFT's non-strict load takes them, and left as they are otherwise.
     /// </summary>
     public void LoadAdapterStateDict(IReadOnlyDictionary<string, Tensor> state, string path)
     {
         ThrowIfUnloaded();
-        var file = string.IsNullOrEmpty(path) ? AdapterFiles.WeightsFile : path;
+        var file = string.IsNullOrEmpty(path) ? AdapterFormat.WeightsFile : path;
         var targets = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var ignored = new HashSet<string>(StringComparer.Ordinal);
+        var optional = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, value, loads) in SavedBaseTensors())
         {
-            if (loads) targets[NamePrefix + name] = value;
-            else ignored.Add(NamePrefix + name);
+            if (!loads) continue;
+            var key = AdapterFormat.BaseKey(name);
+            targets[key] = value;
+            optional.Add(key);
         }
         foreach (var layer in _layers)
             foreach (var p in layer.Parameters)
-                targets[$"{NamePrefix}{layer.Path}.{p.SavedSuffix}"] = p.Value;
+                targets[p.SavedOn(layer.Path)] = p.Value;
         foreach (var module in _modulesToSave)
             foreach (var (name, copy) in module.Copies)
-                targets[NamePrefix + name] = copy;
+                targets[AdapterFormat.BaseKey(name)] = copy;
 
         foreach (var (name, value) in state)
             if (targets.TryGetValue(name, out var target) && !value.shape.SequenceEqual(target.shape))
                 throw new PeftOnnxException($"{file}: tensor '{name}' has shape {Show(value.shape)} but the base model needs {Show(target.shape)}");
-        var missing = targets.Keys.Where(k => !state.ContainsKey(k)).ToList();
-        var unexpected = state.Keys.Where(k => !targets.ContainsKey(k) && !ignored.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        var missing = targets.Keys.Where(k => !state.ContainsKey(k) && !optional.Contains(k)).ToList();
+        var unexpected = state.Keys.Where(k => !targets.ContainsKey(k) && !AdapterFormat.IsNeverLoaded(k)).Order(StringComparer.Ordinal).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)
         {
             var parts = new List<string>();
@@ -313,7 +312,8 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
             throw new PeftOnnxException($"{file}: the {Config.PeftType} adapter does not fit {Model.Architecture.ClassName} with this adapter_config.json: {string.Join("; ", parts)}");
         }
         using var noGrad = no_grad();
-        foreach (var (name, target) in targets) target.copy_(state[name]);
+        foreach (var (name, target) in targets)
+            if (state.TryGetValue(name, out var value)) target.copy_(value);
     }
 
     private static string Show(long[] shape) => $"[{string.Join(", ", shape)}]";

@@ -120,7 +120,7 @@ public class StreamingWeightsTests
         using var adapter = AdapterWeights.Open(adapterDir);
         var merged = OnnxExport.ApplyAdapter(adapter, architecture, new CheckpointWeights(tensors), new ExportOptions());
         using var peftMerged = CheckpointTensors.Open(Paths.Case(arch, "lora/merged_model"));
-        using var loraFile = SafeTensorsFile.Open(Path.Combine(adapterDir, AdapterWeights.WeightsFile));
+        using var loraFile = SafeTensorsFile.Open(Path.Combine(adapterDir, AdapterFormat.WeightsFile));
         var targets = ((LoraConfig)adapter.Config).FindTargets(architecture);
         Assert.NotEmpty(targets);
         foreach (var t in targets)
