@@ -73,10 +73,8 @@ public static class AdapterFit
             _ => null,
         };
         if (hidden is null) return;
-        long parameters;
-        try { parameters = config.CountParameters(arch).Trainable; }
-        catch (OverflowException) { parameters = long.MaxValue; }
+        long parameters = config.CountParameters(arch).Trainable;
         if (parameters > MaxModuleParameters)
-            throw new PeftOnnxException($"{config.SourcePath}: encoder_hidden_size = {hidden} is invalid (expected a size whose prompt encoder has at most {MaxModuleParameters} parameters; this one would have {(parameters == long.MaxValue ? "more than 2^63" : parameters.ToString(System.Globalization.CultureInfo.InvariantCulture))})");
+            throw new PeftOnnxException($"{config.SourcePath}: encoder_hidden_size = {hidden} is invalid (expected a size whose prompt encoder has at most {MaxModuleParameters} parameters; this one would have {parameters})");
     }
 }

@@ -26,7 +26,7 @@ public abstract record PromptLearningConfig : AdapterConfig
     [JsonIgnore] public override int VirtualTokensBeforeInput => NumVirtualTokens ?? 0;
 
     /// <summary>num_virtual_tokens * num_transformer_submodules: rows of the prompt embedding (filled config only).</summary>
-    [JsonIgnore] public int TotalVirtualTokens => checked(Filled(NumVirtualTokens, "num_virtual_tokens") * Filled(NumTransformerSubmodules, "num_transformer_submodules"));
+    [JsonIgnore] public int TotalVirtualTokens => Filled(NumVirtualTokens, "num_virtual_tokens") * Filled(NumTransformerSubmodules, "num_transformer_submodules");
 
     /// <summary>
     /// PEFT 0.7.1's _prepare_prompt_learning_config plus PeftModel._setup_prompt_encoder's submodule count: each
@@ -81,7 +81,10 @@ public abstract record PromptLearningConfig : AdapterConfig
     /// <summary>The base model is frozen; PEFT's count adds the prompt encoder to it, all of it trainable.</summary>
     public override ParameterCount CountParameters(Architecture arch)
     {
-        var trainable = PreparedFor(arch).PromptEncoderParameters();
+        var prepared = PreparedFor(arch);
+        long trainable;
+        try { trainable = prepared.PromptEncoderParameters(); }
+        catch (OverflowException) { throw new PeftOnnxException($"{SourcePath}: the sizes in this config give a prompt encoder of more than {long.MaxValue} parameters (check num_virtual_tokens, token_dim, num_layers, encoder_hidden_size)"); }
         return new ParameterCount(trainable, arch.CountParameters() + trainable);
     }
 

@@ -6,159 +6,6 @@ using static TorchSharp.torch;
 namespace Peft.Onnx.Trainer.Tuners;
 
 /// <summary>
-/// A tuner whose adapter can be folded into the base weights (PEFT's merge_adapter / unmerge_adapter /
-/// merge_and_unload / unload on LoRA and IA3 models): the trainer's merged forward and its merge round trips.
-/// </summary>
-public interface IMergeableTuner : ITuner
-{
-    /// <summary>True while every adapted module has its adapter folded into the base weights.</summary>
-    bool Merged { get; }
-
-    /// <summary>
-    /// Folds the adapter into the base weights (merge_adapter); the layers stay and forward the base only. Layers
-    /// already merged are skipped (PEFT would warn and add the adapter a second time).
-    /// </summary>
-    void Merge();
-
-    /// <summary>Takes the adapter back out of the base weights (unmerge_adapter).</summary>
-    void Unmerge();
-
-    /// <summary>
-    /// merge_and_unload: merges, removes every wrapper and leaves the trained modules_to_save copies in place of
-    /// the originals. The returned base model (the same object the tuner was attached to) is a plain model; the
-    /// tuner is empty afterwards.
-    /// </summary>
-    PretrainedModel MergeAndUnload();
-
-    /// <summary>
-    /// unload: removes the wrappers without merging. As in PEFT, weights merged earlier stay merged and the
-    /// modules_to_save copies stay in place of the originals; call <see cref="Unmerge"/> first for the original base.
-    /// </summary>
-    PretrainedModel Unload();
-}
-
-/// <summary>
-/// One adapter parameter of a wrapped module, as PEFT names it: <c>{module}.{Attribute}.default[.{Leaf}]</c> in
-/// named_parameters(), <c>{module}.{Attribute}[.{Leaf}]</c> in adapter_model.safetensors.
-/// </summary>
-public sealed record AdapterParameter(string Attribute, string? Leaf, Tensor Value)
-{
-    /// <summary>PEFT's named_parameters() name of this parameter on <paramref name="modulePath"/>.</summary>
-    public string NamedOn(string modulePath) => AdapterFormat.NamedModuleParameter(modulePath, Attribute, Leaf);
-
-    /// <summary>The saved name in adapter_model.safetensors of this parameter on <paramref name="modulePath"/>.</summary>
-    public string SavedOn(string modulePath) => AdapterFormat.ModuleKey(modulePath, Leaf is null ? Attribute : $"{Attribute}.{Leaf}");
-}
-
-/// <summary>
-/// PEFT's BaseTunerLayer for one wrapped linear module: forwards through the adapter until merged, then through
-/// the (merged) base weights alone. Subclasses say how the adapter changes the output and the weights.
-/// </summary>
-public abstract class InjectedLayer(TargetMatch target) : ILinearAdapter, IDisposable
-{
-    public TargetMatch Target { get; } = target;
-    public string Path => Target.Path;
-
-    /// <summary>True while the adapter is folded into the base weight (and bias).</summary>
-    public bool Merged { get; private set; }
-
-    /// <summary>The layer's trainable tensors, in the order PEFT registers them.</summary>
-    public abstract IReadOnlyList<AdapterParameter> Parameters { get; }
-
-    public Tensor Forward(LinearLayer layer, Tensor x) => Merged ? layer.BaseForward(x) : AdaptedForward(layer, x);
-
-    /// <summary>The module's output with the adapter applied on top of the unmerged base weights.</summary>
-    protected abstract Tensor AdaptedForward(LinearLayer layer, Tensor x);
-
-    /// <summary>Folds the adapter into the base weight in place (the store's tensors, so every reader sees it).</summary>
-    public void Merge(LinearLayer layer)
-    {
-        if (Merged) return;
-        using (no_grad()) MergeInto(layer);
-        Merged = true;
-    }
-
-    public void Unmerge(LinearLayer layer)
-    {
-        if (!Merged) return;
-        using (no_grad()) UnmergeFrom(layer);
-        Merged = false;
-    }
-
-    protected abstract void MergeInto(LinearLayer layer);
-    protected abstract void UnmergeFrom(LinearLayer layer);
-
-    public void Dispose()
-    {
-        foreach (var p in Parameters) p.Value.Dispose();
-        GC.SuppressFinalize(this);
-    }
-}
-
-/// <summary>
-/// PEFT's ModulesToSaveWrapper: a trainable deep copy of one module's tensors replaces them in the store (so the
-/// model's forward uses the copy), while the frozen originals are kept to restore. A tied tensor gets its own copy,
-/// as deepcopy of the module gives it.
-/// </summary>
-public sealed class ModuleCopy : IDisposable
-{
-    private readonly ParameterStore _store;
-    private readonly List<(string Name, Tensor Original, Tensor Copy)> _tensors = [];
-
-    public ModuleCopy(ParameterStore store, string module)
-    {
-        _store = store;
-        Module = module;
-        var copies = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
-        foreach (var name in store.Names.Where(n => n.StartsWith(module + ".", StringComparison.Ordinal)).ToList())
-        {
-            var current = store[name];
-            if (!copies.TryGetValue(current, out var copy))
-            {
-                using (no_grad()) copy = current.detach().clone();
-                copy.DetachFromDisposeScope().requires_grad_(true);
-                copies[current] = copy;
-            }
-            // detach() is a second handle on the same storage, so replacing the store's handle cannot free the original.
-            _tensors.Add((name, current.detach().DetachFromDisposeScope(), copy));
-            store.Set(name, copy);
-        }
-    }
-
-    /// <summary>The module path as found in the model (a name that ends with a modules_to_save entry).</summary>
-    public string Module { get; }
-
-    /// <summary>Store names and the trainable copies now under them.</summary>
-    public IEnumerable<(string Name, Tensor Copy)> Copies => _tensors.Select(t => (t.Name, t.Copy));
-
-    /// <summary>Store names and the frozen originals (PEFT's original_module).</summary>
-    public IEnumerable<(string Name, Tensor Original)> Originals => _tensors.Select(t => (t.Name, t.Original));
-
-    /// <summary>Remainder of a store name below the module ("weight" for "lm_head.weight").</summary>
-    public string Leaf(string name) => name[(Module.Length + 1)..];
-
-    /// <summary>Puts the originals back and frees the copies.</summary>
-    public void Restore()
-    {
-        foreach (var (name, original, _) in _tensors) _store.Set(name, original);
-        _tensors.Clear();
-    }
-
-    /// <summary>Keeps the copies as the module's tensors for good (frozen) and frees the originals' extra handles.</summary>
-    public void KeepCopies()
-    {
-        foreach (var (_, original, copy) in _tensors)
-        {
-            copy.requires_grad_(false);
-            original.Dispose();
-        }
-        _tensors.Clear();
-    }
-
-    public void Dispose() => Restore();
-}
-
-/// <summary>
 /// PEFT's BaseTuner for the injected methods: wraps each target linear with a layer, copies modules_to_save,
 /// names parameters as PEFT does, saves and loads the adapter state, merges and unloads. LoRA and IA3 fill in how
 /// a layer is built and what else (LoRA's biases) is trained and saved.
@@ -256,21 +103,29 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
     }
 
     /// <summary>
+    /// A Conv1D weight (GPT-2's) is [out, in] in the store but [in, out] in the checkpoint layout PEFT saves a
+    /// modules_to_save copy in.
+    /// </summary>
+    private bool IsConv1DWeight(string storeName) => Model.Architecture.Linears.Any(l => l.IsConv1D && l.WeightName == storeName);
+
+    /// <summary>
     /// get_peft_model_state_dict: adapter tensors without ".default", each modules_to_save copy under the module's
-    /// own name ("base_model.model.lm_head.weight"), plus the method's base tensors. Fresh CPU copies.
+    /// own name ("base_model.model.lm_head.weight", in the checkpoint's layout), plus the method's base tensors.
+    /// Fresh CPU copies.
     /// </summary>
     public IReadOnlyDictionary<string, Tensor> AdapterStateDict()
     {
         ThrowIfUnloaded();
+        using var scope = NewDisposeScope();
         var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        static Tensor Fresh(Tensor t) => t.detach().cpu().clone();
+        static Tensor Fresh(Tensor t) => t.detach().cpu().contiguous().clone().MoveToOuterDisposeScope();
         foreach (var (name, value, _) in SavedBaseTensors()) state[AdapterFormat.BaseKey(name)] = Fresh(value);
         foreach (var layer in _layers)
             foreach (var p in layer.Parameters)
                 state[p.SavedOn(layer.Path)] = Fresh(p.Value);
         foreach (var module in _modulesToSave)
             foreach (var (name, copy) in module.Copies)
-                state[AdapterFormat.BaseKey(name)] = Fresh(copy);
+                state[AdapterFormat.BaseKey(name)] = Fresh(IsConv1DWeight(name) ? copy.detach().t() : copy);
         return state;
     }
 
@@ -295,13 +150,22 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
         foreach (var layer in _layers)
             foreach (var p in layer.Parameters)
                 targets[p.SavedOn(layer.Path)] = p.Value;
+        var transposed = new HashSet<string>(StringComparer.Ordinal);
         foreach (var module in _modulesToSave)
             foreach (var (name, copy) in module.Copies)
-                targets[AdapterFormat.BaseKey(name)] = copy;
+            {
+                var key = AdapterFormat.BaseKey(name);
+                targets[key] = copy;
+                if (IsConv1DWeight(name)) transposed.Add(key);
+            }
 
         foreach (var (name, value) in state)
-            if (targets.TryGetValue(name, out var target) && !value.shape.SequenceEqual(target.shape))
-                throw new PeftOnnxException($"{file}: tensor '{name}' has shape {Show(value.shape)} but the base model needs {Show(target.shape)}");
+        {
+            if (!targets.TryGetValue(name, out var target)) continue;
+            var needed = transposed.Contains(name) ? target.shape.Reverse().ToArray() : target.shape;
+            if (!value.shape.SequenceEqual(needed))
+                throw new PeftOnnxException($"{file}: tensor '{name}' has shape {Show(value.shape)} but the base model needs {Show(needed)}");
+        }
         var missing = targets.Keys.Where(k => !state.ContainsKey(k) && !optional.Contains(k)).ToList();
         var unexpected = state.Keys.Where(k => !targets.ContainsKey(k) && !AdapterFormat.IsNeverLoaded(k)).Order(StringComparer.Ordinal).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)
@@ -313,7 +177,15 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
         }
         using var noGrad = no_grad();
         foreach (var (name, target) in targets)
-            if (state.TryGetValue(name, out var value)) target.copy_(value);
+        {
+            if (!state.TryGetValue(name, out var value)) continue;
+            if (transposed.Contains(name))
+            {
+                using var t = value.t();
+                target.copy_(t);
+            }
+            else target.copy_(value);
+        }
     }
 
     private static string Show(long[] shape) => $"[{string.Join(", ", shape)}]";

@@ -45,7 +45,7 @@ public sealed record PromptEncoderConfig : PromptLearningConfig
         checked
         {
             long dim = Filled(TokenDim, "token_dim"), h = Filled(EncoderHiddenSize, "encoder_hidden_size");
-            long embedding = TotalVirtualTokens * dim;
+            long embedding = (long)Filled(NumVirtualTokens, "num_virtual_tokens") * Filled(NumTransformerSubmodules, "num_transformer_submodules") * dim;
             if (EncoderReparameterizationType == Mlp)
                 return embedding + Linear(dim, h) + Linear(h, h) + Linear(h, dim);
             long lstm = 0;
