@@ -65,6 +65,26 @@ public sealed class AdapterFitTests
         finally { Directory.Delete(adapter, true); }
     }
 
+    [Fact]
+    public void Trainer_and_exporter_both_accept_bias_all_without_the_biases()
+    {
+        // PEFT loads adapter weights non-strictly: trained biases the file lacks keep the base's values.
+        var adapter = Changed("bloom", "lora", new Dictionary<string, JsonNode?> { ["bias"] = "all" });
+        var outDir = Path.Combine(Path.GetTempPath(), $"peft-onnx-fit-{Guid.NewGuid():N}");
+        try
+        {
+            using (var model = PeftModelSource.FromAdapter(Paths.Case("bloom", "base_model"), adapter, out _, inferenceMode: true))
+                Assert.Equal("LORA", model.Config.PeftType);
+            OnnxExport.Export(Paths.Case("bloom", "base_model"), adapter, outDir, new ExportOptions());
+            Assert.True(Directory.Exists(outDir));
+        }
+        finally
+        {
+            Directory.Delete(adapter, true);
+            if (Directory.Exists(outDir)) Directory.Delete(outDir, true);
+        }
+    }
+
     [Theory]
     [InlineData("lora", "r", "1000000000")]
     [InlineData("prompt_tuning_random", "num_virtual_tokens", "2000000000")]
