@@ -52,9 +52,6 @@ public sealed class AdapterWeights : IDisposable
         }
     }
 
-    /// <summary>The saved name of a module's adapter tensor: "base_model.model.{path}.{suffix}".</summary>
-    public static string KeyOf(string modulePath, string suffix) => AdapterFormat.ModuleKey(modulePath, suffix);
-
     public bool Contains(string key) => File.Contains(key);
 
     /// <summary>

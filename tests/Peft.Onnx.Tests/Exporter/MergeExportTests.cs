@@ -164,8 +164,8 @@ public class MergeUnmergedLoraTests(ITestOutputHelper output)
                 var tensors = new List<TensorData>();
                 foreach (var t in targets)
                 {
-                    var aKey = AdapterWeights.KeyOf(t.Path, "lora_A.weight");
-                    var bKey = AdapterWeights.KeyOf(t.Path, "lora_B.weight");
+                    var aKey = AdapterFormat.LoraAKey(t.Path);
+                    var bKey = AdapterFormat.LoraBKey(t.Path);
                     int r0 = (int)lora[aKey].Shape[0], inF = (int)lora[aKey].Shape[1], outF = (int)lora[bKey].Shape[0];
                     var av = lora.ReadFloat32(aKey);
                     var bv = lora.ReadFloat32(bKey);
