@@ -104,7 +104,7 @@ public static class OnnxExport
         var checkpoint = new CheckpointWeights(tensors);
         checkpoint.Validate(architecture, modelDir);
         WeightSource weights = checkpoint;
-        using var adapter = adapterDir == null ? null : AdapterWeights.Open(adapterDir);
+        using var adapter = adapterDir == null ? null : AdapterWeights.Open(adapterDir, architecture);
         // prompt tuning / p-tuning / prefix tuning change the graph, not the weights: baked as constants (BakeSoftPrompt, BakePrefix)
         if (adapter?.Config is PromptLearningConfig)
             return PromptAdapter.Export(config, weights, modelDir, PromptAdapter.Load(adapter.Dir, config), outDir, options,

@@ -4,6 +4,8 @@ using System.Text.Json.Nodes;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.SafeTensors;
 
 namespace Peft.Onnx.Cli.Bench;
 
@@ -56,7 +58,7 @@ public static class RandomCheckpoint
         }
         tensors.Add(("transformer.ln_f.weight", [h], true));
         tensors.Add(("transformer.ln_f.bias", [h], false));
-        return WriteSafetensors(Path.Combine(dir, "model.safetensors"), tensors);
+        return WriteSafetensors(Path.Combine(dir, CheckpointTensors.SingleFile), tensors);
     }
 
     /// <summary>
@@ -69,7 +71,7 @@ public static class RandomCheckpoint
         File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         var architecture = Architecture.For(ModelConfig.Load(dir));
         var tensors = architecture.Parameters.Select(p => (p.Name, p.Shape, p.Shape.Length == 1 && p.Name.EndsWith(".weight", StringComparison.Ordinal))).ToList();
-        return WriteSafetensors(Path.Combine(dir, "model.safetensors"), tensors);
+        return WriteSafetensors(Path.Combine(dir, CheckpointTensors.SingleFile), tensors);
     }
 
     private static long WriteSafetensors(string path, List<(string Name, long[] Shape, bool Norm)> tensors)
@@ -116,7 +118,7 @@ public static class RandomCheckpoint
     public static readonly string[] BloomLinears = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"];
 
     /// <summary>
-    /// Writes a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors, PEFT 0.7's key names) for a BLOOM
+    /// Writes a PEFT LoRA adapter (<see cref="AdapterFormat"/>) for a BLOOM
     /// <paramref name="config"/>: rank <paramref name="r"/> on every <see cref="BloomLinears"/> module of every block,
     /// random A and B (B non-zero, so the merge changes every targeted weight). Returns the safetensors size in bytes.
     /// </summary>
@@ -124,13 +126,11 @@ public static class RandomCheckpoint
     {
         Directory.CreateDirectory(dir);
         int h = config["hidden_size"]!.GetValue<int>(), layers = config["n_layer"]!.GetValue<int>();
-        var adapterConfig = new JsonObject
+        new LoraConfig
         {
-            ["peft_type"] = "LORA", ["task_type"] = "CAUSAL_LM", ["r"] = r, ["lora_alpha"] = alpha, ["lora_dropout"] = 0.0,
-            ["target_modules"] = new JsonArray(BloomLinears.Select(m => (JsonNode)m).ToArray()), ["fan_in_fan_out"] = false, ["bias"] = "none",
-            ["inference_mode"] = true, ["modules_to_save"] = null, ["base_model_name_or_path"] = "random-bloom",
-        };
-        File.WriteAllText(Path.Combine(dir, "adapter_config.json"), adapterConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            TaskType = AdapterConfig.CausalLm, R = r, LoraAlpha = alpha, TargetModules = TargetModules.FromNames(BloomLinears),
+            InferenceMode = true, BaseModelNameOrPath = "random-bloom",
+        }.Save(dir);
         uint state = 0x2545F491;
         float[] Random(long count)
         {
@@ -142,16 +142,16 @@ public static class RandomCheckpoint
             }
             return values;
         }
-        var tensors = new List<Core.SafeTensors.TensorData>();
+        var tensors = new List<TensorData>();
         for (int i = 0; i < layers; i++)
             foreach (var (module, inF, outF) in new[] { ("self_attention.query_key_value", h, 3 * h), ("self_attention.dense", h, h), ("mlp.dense_h_to_4h", h, 4 * h), ("mlp.dense_4h_to_h", 4 * h, h) })
             {
-                var key = $"base_model.model.transformer.h.{i}.{module}";
-                tensors.Add(Core.SafeTensors.TensorData.FromFloat32(key + ".lora_A.weight", [r, inF], Random((long)r * inF)));
-                tensors.Add(Core.SafeTensors.TensorData.FromFloat32(key + ".lora_B.weight", [outF, r], Random((long)outF * r)));
+                var path = $"transformer.h.{i}.{module}";
+                tensors.Add(TensorData.FromFloat32(AdapterFormat.LoraAKey(path), [r, inF], Random((long)r * inF)));
+                tensors.Add(TensorData.FromFloat32(AdapterFormat.LoraBKey(path), [outF, r], Random((long)outF * r)));
             }
-        var path = Path.Combine(dir, "adapter_model.safetensors");
-        Core.SafeTensors.SafeTensorsWriter.Write(path, tensors);
-        return new FileInfo(path).Length;
+        var weights = Path.Combine(dir, AdapterFormat.WeightsFile);
+        SafeTensorsWriter.Write(weights, tensors, AdapterFormat.WeightsMetadata);
+        return new FileInfo(weights).Length;
     }
 }

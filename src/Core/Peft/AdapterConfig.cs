@@ -14,7 +14,7 @@ namespace Peft.Onnx.Core.Peft;
 /// </summary>
 public abstract record AdapterConfig
 {
-    public const string FileName = "adapter_config.json";
+    public const string FileName = AdapterFormat.ConfigFile;
 
     public const string CausalLm = "CAUSAL_LM";
     public const string Seq2SeqLm = "SEQ_2_SEQ_LM";

@@ -81,7 +81,10 @@ public abstract record PromptLearningConfig : AdapterConfig
     /// <summary>The base model is frozen; PEFT's count adds the prompt encoder to it, all of it trainable.</summary>
     public override ParameterCount CountParameters(Architecture arch)
     {
-        var trainable = PreparedFor(arch).PromptEncoderParameters();
+        var prepared = PreparedFor(arch);
+        long trainable;
+        try { trainable = prepared.PromptEncoderParameters(); }
+        catch (OverflowException) { throw new PeftOnnxException($"{SourcePath}: the sizes in this config give a prompt encoder of more than {long.MaxValue} parameters (check num_virtual_tokens, token_dim, num_layers, encoder_hidden_size)"); }
         return new ParameterCount(trainable, arch.CountParameters() + trainable);
     }
 

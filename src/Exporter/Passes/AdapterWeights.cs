@@ -8,17 +8,13 @@ using Peft.Onnx.Exporter.Weights;
 namespace Peft.Onnx.Exporter.Passes;
 
 /// <summary>
-/// A PEFT adapter folder as save_pretrained writes it: adapter_config.json + adapter_model.safetensors, tensors
-/// named "base_model.model.{module path}.{lora_A.weight | lora_B.weight | ia3_l}" (PEFT 0.7.1's
-/// get_peft_model_state_dict: adapter name removed), modules_to_save copies under the base parameter's own name
-/// ("base_model.model.{path}.{leaf}"). Every tensor a pass takes is checked against the shape the base needs, so a
-/// mismatched adapter fails before any graph is written; <see cref="RefuseUnused"/> then rejects tensors nothing took.
+/// A PEFT adapter folder (<see cref="AdapterFormat"/>) opened for export. Opened for a base architecture, the whole
+/// file is first checked against it (<see cref="AdapterFit"/>, the trainer's check too). Every tensor a pass takes is
+/// checked again against the shape the base needs, so a mismatched adapter fails before any graph is written;
+/// <see cref="RefuseUnused"/> then rejects tensors nothing took.
 /// </summary>
 public sealed class AdapterWeights : IDisposable
 {
-    public const string WeightsFile = "adapter_model.safetensors";
-    public const string Prefix = "base_model.model.";
-
     private readonly HashSet<string> _used = new(StringComparer.Ordinal);
 
     private AdapterWeights(string dir, AdapterConfig config, SafeTensorsFile file)
@@ -37,17 +33,24 @@ public sealed class AdapterWeights : IDisposable
     {
         if (!Directory.Exists(dir)) throw new PeftOnnxException($"{dir}: adapter folder not found");
         var config = AdapterConfig.Load(dir);
-        var path = Path.Combine(dir, WeightsFile);
-        if (!System.IO.File.Exists(path))
-        {
-            var bin = System.IO.File.Exists(Path.Combine(dir, "adapter_model.bin")) ? " (adapter_model.bin, a pickle, is not read: re-save with safe_serialization=True)" : "";
-            throw new PeftOnnxException($"{path}: file not found{bin}");
-        }
-        return new AdapterWeights(dir, config, SafeTensorsFile.Open(path));
+        return new AdapterWeights(dir, config, SafeTensorsFile.Open(AdapterFormat.WeightsPath(dir)));
     }
 
-    /// <summary>The saved name of a module's adapter tensor: "base_model.model.{path}.{suffix}".</summary>
-    public static string KeyOf(string modulePath, string suffix) => $"{Prefix}{modulePath}.{suffix}";
+    /// <summary>Opens the adapter and checks all of it against <paramref name="architecture"/> before any tensor is read.</summary>
+    public static AdapterWeights Open(string dir, Architecture architecture)
+    {
+        var adapter = Open(dir);
+        try
+        {
+            AdapterFit.Check(adapter.Config, architecture, adapter.File, Path.Combine(dir, AdapterFormat.WeightsFile));
+            return adapter;
+        }
+        catch
+        {
+            adapter.Dispose();
+            throw;
+        }
+    }
 
     public bool Contains(string key) => File.Contains(key);
 
@@ -74,8 +77,7 @@ public sealed class AdapterWeights : IDisposable
     /// </summary>
     public void RefuseUnused()
     {
-        var unused = File.Names.Where(n => !_used.Contains(n)
-            && !n.Contains(".original_module.", StringComparison.Ordinal) && !n.Contains(".modules_to_save.", StringComparison.Ordinal)).ToList();
+        var unused = File.Names.Where(n => !_used.Contains(n) && !AdapterFormat.IsNeverLoaded(n)).ToList();
         if (unused.Count > 0)
             throw new PeftOnnxException($"{Dir}: adapter does not fit the base model: tensor '{unused[0]}' (shape {Show(File[unused[0]].Shape)}) matches nothing the {Config.PeftType} adapter adapts in this base{(unused.Count > 1 ? $" ({unused.Count - 1} more)" : "")}");
     }
@@ -95,12 +97,11 @@ public sealed class AdapterWeights : IDisposable
             var inSaved = saved.FirstOrDefault(m => p.Name.StartsWith(m + ".", StringComparison.Ordinal));
             if (inSaved != null)
             {
-                result[p.Name] = Read(Prefix + p.Name, p.Shape, $"'{p.Name}' (modules_to_save copies '{inSaved}')");
+                result[p.Name] = Read(AdapterFormat.BaseKey(p.Name), p.Shape, $"'{p.Name}' (modules_to_save copies '{inSaved}')");
                 continue;
             }
             var dot = p.Name.LastIndexOf('.');
-            var module = dot < 0 ? "" : p.Name[..dot];
-            var key = targetPaths.Contains(module) ? $"{Prefix}{module}.base_layer.{p.Name[(dot + 1)..]}" : Prefix + p.Name;
+            var key = AdapterFormat.BaseKey(p.Name, inWrappedModule: dot > 0 && targetPaths.Contains(p.Name[..dot]));
             if (File.Contains(key)) result[p.Name] = Read(key, p.Shape, $"'{p.Name}' (trained with the adapter)");
         }
         return result;

@@ -30,7 +30,7 @@ public sealed class MergeIa3 : WeightPass
             if (!weights.Contains(t.Linear.WeightName))
                 throw new PeftOnnxException($"{adapter.Dir}: the adapter targets '{t.Path}', whose weight is tied to the input embeddings in this base; exporting an adapted tied head is not supported");
             long[] shape = t.IsFeedforward ? [1, t.Linear.InFeatures] : [t.Linear.OutFeatures, 1];
-            var l = adapter.Read(AdapterWeights.KeyOf(t.Path, "ia3_l"), shape,
+            var l = adapter.Read(AdapterFormat.Ia3Key(t.Path), shape,
                 $"'{t.Path}' ({(t.IsFeedforward ? "feed-forward: scales its " + t.Linear.InFeatures + " inputs" : "scales its " + t.Linear.OutFeatures + " outputs")})");
             pass._byWeight[t.Linear.WeightName] = (t, l);
             if (!t.IsFeedforward && t.Linear.HasBias) pass._byBias[t.Linear.BiasName] = (t, l);

@@ -26,8 +26,8 @@ public sealed record LoraTarget(TargetMatch Match, float[] A, float[] B)
             if (!weights.Contains(t.Linear.WeightName))
                 throw new Core.PeftOnnxException($"{adapter.Dir}: the adapter targets '{t.Path}', whose weight is tied to the input embeddings in this base; exporting an adapted tied head is not supported");
             var what = $"'{t.Path}' (in {t.Linear.InFeatures}, out {t.Linear.OutFeatures}, r {t.Rank})";
-            var a = adapter.Read(AdapterWeights.KeyOf(t.Path, "lora_A.weight"), [t.Rank, t.Linear.InFeatures], what);
-            var b = adapter.Read(AdapterWeights.KeyOf(t.Path, "lora_B.weight"), [t.Linear.OutFeatures, t.Rank], what);
+            var a = adapter.Read(AdapterFormat.LoraAKey(t.Path), [t.Rank, t.Linear.InFeatures], what);
+            var b = adapter.Read(AdapterFormat.LoraBKey(t.Path), [t.Linear.OutFeatures, t.Rank], what);
             result.Add(new LoraTarget(t, a, b));
         }
         return result;

@@ -19,9 +19,6 @@ namespace Peft.Onnx.Exporter.Passes;
 /// </summary>
 public sealed class PromptAdapter
 {
-    public const string WeightsFile = "adapter_model.safetensors";
-    public const string TensorName = "prompt_embeddings";
-
     public PromptAdapter(PromptLearningConfig config, float[] embeddings, int rows, int columns)
     {
         if ((long)rows * columns != embeddings.LongLength) throw new ArgumentException($"{embeddings.LongLength} values are not [{rows}, {columns}]");
@@ -45,29 +42,20 @@ public sealed class PromptAdapter
     /// <summary>True for the adapter types this pass compiles.</summary>
     public static bool Handles(AdapterConfig config) => config is PromptTuningConfig or PromptEncoderConfig or PrefixTuningConfig;
 
-    /// <summary>Reads adapter_config.json and adapter_model.safetensors from <paramref name="adapterDir"/> and checks the tensor's shape.</summary>
+    /// <summary>
+    /// Reads adapter_config.json and adapter_model.safetensors from <paramref name="adapterDir"/>, after checking the
+    /// adapter against the base (<see cref="AdapterFit"/>, the trainer's check too).
+    /// </summary>
     public static PromptAdapter Load(string adapterDir, ModelConfig model)
     {
         var loaded = AdapterConfig.Load(adapterDir);
-        if (loaded is not PromptLearningConfig prompt || !Handles(loaded))
+        if (loaded is not PromptLearningConfig || !Handles(loaded))
             throw new PeftOnnxException($"{loaded.SourcePath}: peft_type '{loaded.PeftType}' is not a prompt-learning method (expected PROMPT_TUNING, P_TUNING or PREFIX_TUNING)");
-        var config = prompt.WithModelDefaults(model);
-        var path = Path.Combine(adapterDir, WeightsFile);
-        if (!File.Exists(path))
-            throw new PeftOnnxException($"{adapterDir}: no {WeightsFile} (save the adapter with safe_serialization, the default since PEFT 0.6)");
+        var path = AdapterFormat.WeightsPath(adapterDir);
         using var file = SafeTensorsFile.Open(path);
-        if (!file.Contains(TensorName))
-            throw new PeftOnnxException($"{path}: no tensor '{TensorName}' (has {string.Join(", ", file.Names.Take(8))})");
-        var shape = file[TensorName].Shape;
-        if (shape.Length != 2)
-            throw new PeftOnnxException($"{path}: '{TensorName}' has shape [{string.Join(", ", shape)}], expected 2-D");
-        int nv = config.NumVirtualTokens!.Value, layers = config.NumLayers!.Value, dim = config.TokenDim!.Value;
-        long rows = config is PrefixTuningConfig ? nv : config.TotalVirtualTokens;
-        if (shape[0] != rows)
-            throw new PeftOnnxException($"{path}: '{TensorName}' has {shape[0]} rows; num_virtual_tokens {nv} x num_transformer_submodules {config.NumTransformerSubmodules} implies {rows}");
-        if (config is PrefixTuningConfig ? shape[1] != (long)layers * 2 * dim : shape[1] != dim)
-            throw new PeftOnnxException($"{path}: '{TensorName}' has shape [{string.Join(", ", shape)}], adapter_config.json implies [{rows}, {(config is PrefixTuningConfig ? (long)layers * 2 * dim : dim)}]");
-        return new PromptAdapter(config, file.ReadFloat32(TensorName), (int)shape[0], (int)shape[1]);
+        var config = (PromptLearningConfig)AdapterFit.Check(loaded, Core.Architectures.Architecture.For(model), file, path);
+        var shape = file[AdapterFormat.PromptEmbeddings].Shape;
+        return new PromptAdapter(config, file.ReadFloat32(AdapterFormat.PromptEmbeddings), (int)shape[0], (int)shape[1]);
     }
 
     /// <summary>Rows [from, from + count) of prompt_embeddings.</summary>

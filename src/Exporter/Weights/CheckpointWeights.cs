@@ -12,6 +12,8 @@ namespace Peft.Onnx.Exporter.Weights;
 /// A checkpoint's tensors (memory-mapped safetensors) as a <see cref="WeightSource"/>. F32 tensors are handed out as
 /// spans of the mapping (no copy); others are converted range by range. <see cref="Release"/> drops a tensor's pages
 /// from this process once it is written, so streaming a whole checkpoint keeps only the tensor at hand resident.
+/// Tensors are asked for by the model's names; a checkpoint of the bare base model holds them without the base-model
+/// prefix (<see cref="CheckpointNames"/>).
 /// </summary>
 public sealed class CheckpointWeights(CheckpointTensors tensors) : WeightSource
 {
@@ -20,12 +22,16 @@ public sealed class CheckpointWeights(CheckpointTensors tensors) : WeightSource
 
     public CheckpointTensors Tensors { get; } = tensors;
 
-    public override bool Contains(string name) => Tensors.Contains(name);
+    /// <summary>The checkpoint's name of a tensor the model calls <paramref name="name"/> (the name itself when neither form is there).</summary>
+    private string Stored(string name) => CheckpointNames.Find(name, Tensors) ?? name;
 
-    public override long[] Shape(string name) => Tensors[name].Shape;
+    public override bool Contains(string name) => CheckpointNames.Find(name, Tensors) is not null;
+
+    public override long[] Shape(string name) => Tensors[Stored(name)].Shape;
 
     public override bool TryGetSpan(string name, long start, int count, out ReadOnlySpan<float> values)
     {
+        name = Stored(name);
         var e = Tensors[name];
         if (e.DType != DType.F32 || (long)count * 4 > int.MaxValue)
         {
@@ -39,6 +45,7 @@ public sealed class CheckpointWeights(CheckpointTensors tensors) : WeightSource
 
     public override void Read(string name, long start, Span<float> destination)
     {
+        name = Stored(name);
         var e = Tensors[name];
         if (start < 0 || start > e.ElementCount - destination.Length) throw new ArgumentOutOfRangeException(nameof(start));
         var file = Tensors.FileOf(name);
@@ -80,6 +87,7 @@ public sealed class CheckpointWeights(CheckpointTensors tensors) : WeightSource
     public override unsafe void Release(string name)
     {
         if (!OperatingSystem.IsLinux()) return;
+        name = Stored(name);
         var e = Tensors[name];
         if (e.ByteLength == 0) return;
         var first = Tensors.FileOf(name).GetBytes(name, 0, 1);
@@ -103,12 +111,12 @@ public sealed class CheckpointWeights(CheckpointTensors tensors) : WeightSource
     {
         foreach (var p in architecture.Parameters)
         {
-            if (!Tensors.Contains(p.Name)) throw new PeftOnnxException($"{dir}: checkpoint has no tensor '{p.Name}' (expected by {architecture.ClassName})");
-            var e = Tensors[p.Name];
+            if (CheckpointNames.Find(p.Name, Tensors) is not { } stored) throw new PeftOnnxException($"{dir}: checkpoint has no tensor '{p.Name}' (expected by {architecture.ClassName})");
+            var e = Tensors[stored];
             if (!e.Shape.SequenceEqual(p.Shape))
-                throw new PeftOnnxException($"{dir}: tensor '{p.Name}' has shape [{string.Join(", ", e.Shape)}], config.json implies [{string.Join(", ", p.Shape)}]");
+                throw new PeftOnnxException($"{dir}: tensor '{stored}' has shape [{string.Join(", ", e.Shape)}], config.json implies [{string.Join(", ", p.Shape)}]");
             if (e.DType is not (DType.F32 or DType.F16 or DType.BF16 or DType.F64))
-                throw new PeftOnnxException($"{dir}: tensor '{p.Name}' has dtype {e.DType}, expected F32, F16, BF16 or F64");
+                throw new PeftOnnxException($"{dir}: tensor '{stored}' has dtype {e.DType}, expected F32, F16, BF16 or F64");
         }
     }
 }

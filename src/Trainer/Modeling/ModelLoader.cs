@@ -33,7 +33,7 @@ public static class ModelLoader
     public static ParameterStore LoadParameters(Architecture architecture, ITensorSource source, out LoadReport report)
     {
         var where = source is CheckpointTensors ct && ct.Files.Count == 1 ? ct.Files[0].Path : "checkpoint";
-        var stored = architecture.Parameters.ToDictionary(p => p.Name, p => StoredName(p.Name, source));
+        var stored = architecture.Parameters.ToDictionary(p => p.Name, p => CheckpointNames.Find(p.Name, source));
         var missing = stored.Where(kv => kv.Value is null).Select(kv => kv.Key).ToList();
         if (missing.Count > 0)
             throw new PeftOnnxException($"{where}: missing tensors for {architecture.ClassName}: {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? $" (and {missing.Count - 8} more)" : "")}");
@@ -63,18 +63,6 @@ public static class ModelLoader
             throw;
         }
         return store;
-    }
-
-    /// <summary>
-    /// The name a tensor has in this checkpoint: as expected, or without the base-model prefix
-    /// ("transformer.", "model.") when the file was saved from the bare base model, as transformers accepts.
-    /// </summary>
-    private static string? StoredName(string expected, ITensorSource source)
-    {
-        if (source.Contains(expected)) return expected;
-        var dot = expected.IndexOf('.');
-        if (dot > 0 && expected[..dot] is "transformer" or "model" && source.Contains(expected[(dot + 1)..])) return expected[(dot + 1)..];
-        return null;
     }
 
     private static PretrainedModel Create(Architecture architecture, ParameterStore store) => architecture switch

@@ -1,4 +1,6 @@
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Tuners;
@@ -19,10 +21,14 @@ public static class PeftModelSource
     public static PeftModel FromAdapter(string baseDir, string adapterDir, out LoadReport report, bool inferenceMode = false)
     {
         var config = AdapterConfig.Load(adapterDir) with { InferenceMode = inferenceMode };
+        // The adapter against the base's config.json, before libtorch allocates anything for either: a config whose
+        // sizes the file does not bear out (r, num_virtual_tokens, encoder_hidden_size) fails here in a moment.
+        var architecture = Architecture.For(ModelConfig.Load(baseDir));
+        CheckTask(config, architecture);
+        AdapterFit.Check(config, architecture, adapterDir);
         var baseModel = ModelLoader.Load(baseDir, out report);
         try
         {
-            CheckTask(config, baseModel);
             var model = PeftModel.Create(baseModel, config);
             try { model.LoadAdapter(adapterDir); }
             catch { model.Tuner.Dispose(); throw; }
@@ -45,10 +51,12 @@ public static class PeftModelSource
     }
 
     /// <summary>task_type CAUSAL_LM needs a decoder-only base, SEQ_2_SEQ_LM an encoder-decoder (unset: not checked).</summary>
-    public static void CheckTask(AdapterConfig config, PretrainedModel baseModel)
+    public static void CheckTask(AdapterConfig config, PretrainedModel baseModel) => CheckTask(config, baseModel.Architecture);
+
+    public static void CheckTask(AdapterConfig config, Architecture architecture)
     {
-        var expected = baseModel is Seq2SeqLm ? AdapterConfig.Seq2SeqLm : AdapterConfig.CausalLm;
+        var expected = architecture.Config.IsEncoderDecoder ? AdapterConfig.Seq2SeqLm : AdapterConfig.CausalLm;
         if (config.TaskType is { } task && task != expected)
-            throw new PeftOnnxException($"{config.SourcePath}: task_type {task} does not fit the base model {baseModel.Architecture.ClassName} (expected {expected}); is this adapter for another base model?");
+            throw new PeftOnnxException($"{config.SourcePath}: task_type {task} does not fit the base model {architecture.ClassName} (expected {expected}); is this adapter for another base model?");
     }
 }

@@ -1,4 +1,5 @@
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Trainer.Modeling;
@@ -6,11 +7,9 @@ using static TorchSharp.torch;
 
 namespace Peft.Onnx.Trainer.Tuners;
 
-/// <summary>PEFT's on-disk adapter format: adapter_config.json + adapter_model.safetensors (metadata format=pt).</summary>
+/// <summary>Saves and loads a tuner's adapter in PEFT's folder format (<see cref="AdapterFormat"/>).</summary>
 public static class AdapterFiles
 {
-    public const string WeightsFile = "adapter_model.safetensors";
-
     /// <summary>Other files of a plain adapter folder (a README, say) up to this size are copied along when the folder is swapped.</summary>
     private const long MaxCopiedBytes = 64L << 20;
 
@@ -43,10 +42,10 @@ public static class AdapterFiles
                 AtomicFolder.Publish(staged, target);
                 return;
             }
-            var config = Path.Combine(target, AdapterConfig.FileName);
-            var newConfig = Path.Combine(staged, AdapterConfig.FileName);
+            var config = Path.Combine(target, AdapterFormat.ConfigFile);
+            var newConfig = Path.Combine(staged, AdapterFormat.ConfigFile);
             if (File.Exists(config) && !File.ReadAllBytes(config).AsSpan().SequenceEqual(File.ReadAllBytes(newConfig))) File.Delete(config);
-            File.Move(Path.Combine(staged, WeightsFile), Path.Combine(target, WeightsFile), overwrite: true);
+            File.Move(Path.Combine(staged, AdapterFormat.WeightsFile), Path.Combine(target, AdapterFormat.WeightsFile), overwrite: true);
             File.Move(newConfig, config, overwrite: true);
             Directory.Delete(staged, recursive: true);
         }
@@ -67,7 +66,7 @@ public static class AdapterFiles
         try
         {
             var tensors = state.Select(kv => TensorData.FromFloat32(kv.Key, kv.Value.shape, kv.Value.to(float32).cpu().contiguous().data<float>().ToArray()));
-            SafeTensorsWriter.Write(Path.Combine(dir, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+            SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), tensors, AdapterFormat.WeightsMetadata);
         }
         finally
         {
@@ -76,16 +75,15 @@ public static class AdapterFiles
         (tuner.Config with { InferenceMode = true }).Save(dir);
     }
 
-    public static void LoadInto(ITuner tuner, string dir)
+    /// <summary>
+    /// Reads the folder's adapter_model.safetensors into the attached tuner, after checking the whole file against
+    /// the base (<see cref="AdapterFit"/>, the exporter's check too).
+    /// </summary>
+    public static void LoadInto(ITuner tuner, Architecture architecture, string dir)
     {
-        var path = Path.Combine(dir, WeightsFile);
-        if (!File.Exists(path))
-        {
-            if (File.Exists(Path.Combine(dir, "adapter_model.bin")))
-                throw new PeftOnnxException($"{Path.Combine(dir, "adapter_model.bin")}: pickle adapters are never loaded (they can run code); re-save it with safe_serialization=True to get {WeightsFile}");
-            throw new PeftOnnxException($"{path}: file not found (expected PEFT adapter weights)");
-        }
+        var path = AdapterFormat.WeightsPath(dir);
         using var file = SafeTensorsFile.Open(path);
+        AdapterFit.Check(tuner.Config, architecture, file, path);
         var state = new Dictionary<string, Tensor>();
         try
         {

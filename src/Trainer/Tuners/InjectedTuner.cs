@@ -3,159 +3,7 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Modeling;
 using static TorchSharp.torch;
 
-// Shared by LoRA and IA3 (PEFT's BaseTuner / BaseTunerLayer / ModulesToSaveWrapper). It lives in the Lora folder
-// only because that is where its author could write; its namespace is the tuners' own.
 namespace Peft.Onnx.Trainer.Tuners;
-
-/// <summary>
-/// A tuner whose adapter can be folded into the base weights (PEFT's merge_adapter / unmerge_adapter /
-/// merge_and_unload / unload on LoRA and IA3 models). The exporter merges through this.
-/// </summary>
-public interface IMergeableTuner : ITuner
-{
-    /// <summary>True while every adapted module has its adapter folded into the base weights.</summary>
-    bool Merged { get; }
-
-    /// <summary>
-    /// Folds the adapter into the base weights (merge_adapter); the layers stay and forward the base only. Layers
-    /// already merged are skipped (PEFT would warn and add the adapter a second time).
-    /// </summary>
-    void Merge();
-
-    /// <summary>Takes the adapter back out of the base weights (unmerge_adapter).</summary>
-    void Unmerge();
-
-    /// <summary>
-    /// merge_and_unload: merges, removes every wrapper and leaves the trained modules_to_save copies in place of
-    /// the originals. The returned base model (the same object the tuner was attached to) is a plain model; the
-    /// tuner is empty afterwards.
-    /// </summary>
-    PretrainedModel MergeAndUnload();
-
-    /// <summary>
-    /// unload: removes the wrappers without merging. As in PEFT, weights merged earlier stay merged and the
-    /// modules_to_save copies stay in place of the originals; call <see cref="Unmerge"/> first for the original base.
-    /// </summary>
-    PretrainedModel Unload();
-}
-
-/// <summary>
-/// One adapter parameter of a wrapped module, as PEFT names it: <c>{module}.{Attribute}.default[.{Leaf}]</c> in
-/// named_parameters(), <c>{module}.{Attribute}[.{Leaf}]</c> in adapter_model.safetensors.
-/// </summary>
-public sealed record AdapterParameter(string Attribute, string? Leaf, Tensor Value)
-{
-    public string NamedSuffix => Leaf is null ? $"{Attribute}.default" : $"{Attribute}.default.{Leaf}";
-    public string SavedSuffix => Leaf is null ? Attribute : $"{Attribute}.{Leaf}";
-}
-
-/// <summary>
-/// PEFT's BaseTunerLayer for one wrapped linear module: forwards through the adapter until merged, then through
-/// the (merged) base weights alone. Subclasses say how the adapter changes the output and the weights.
-/// </summary>
-public abstract class InjectedLayer(TargetMatch target) : ILinearAdapter, IDisposable
-{
-    public TargetMatch Target { get; } = target;
-    public string Path => Target.Path;
-
-    /// <summary>True while the adapter is folded into the base weight (and bias).</summary>
-    public bool Merged { get; private set; }
-
-    /// <summary>The layer's trainable tensors, in the order PEFT registers them.</summary>
-    public abstract IReadOnlyList<AdapterParameter> Parameters { get; }
-
-    public Tensor Forward(LinearLayer layer, Tensor x) => Merged ? layer.BaseForward(x) : AdaptedForward(layer, x);
-
-    /// <summary>The module's output with the adapter applied on top of the unmerged base weights.</summary>
-    protected abstract Tensor AdaptedForward(LinearLayer layer, Tensor x);
-
-    /// <summary>Folds the adapter into the base weight in place (the store's tensors, so every reader sees it).</summary>
-    public void Merge(LinearLayer layer)
-    {
-        if (Merged) return;
-        using (no_grad()) MergeInto(layer);
-        Merged = true;
-    }
-
-    public void Unmerge(LinearLayer layer)
-    {
-        if (!Merged) return;
-        using (no_grad()) UnmergeFrom(layer);
-        Merged = false;
-    }
-
-    protected abstract void MergeInto(LinearLayer layer);
-    protected abstract void UnmergeFrom(LinearLayer layer);
-
-    public void Dispose()
-    {
-        foreach (var p in Parameters) p.Value.Dispose();
-        GC.SuppressFinalize(this);
-    }
-}
-
-/// <summary>
-/// PEFT's ModulesToSaveWrapper: a trainable deep copy of one module's tensors replaces them in the store (so the
-/// model's forward uses the copy), while the frozen originals are kept to restore. A tied tensor gets its own copy,
-/// as deepcopy of the module gives it.
-/// </summary>
-public sealed class ModuleCopy : IDisposable
-{
-    private readonly ParameterStore _store;
-    private readonly List<(string Name, Tensor Original, Tensor Copy)> _tensors = [];
-
-    public ModuleCopy(ParameterStore store, string module)
-    {
-        _store = store;
-        Module = module;
-        var copies = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
-        foreach (var name in store.Names.Where(n => n.StartsWith(module + ".", StringComparison.Ordinal)).ToList())
-        {
-            var current = store[name];
-            if (!copies.TryGetValue(current, out var copy))
-            {
-                using (no_grad()) copy = current.detach().clone();
-                copy.DetachFromDisposeScope().requires_grad_(true);
-                copies[current] = copy;
-            }
-            // detach() is a second handle on the same storage, so replacing the store's handle cannot free the original.
-            _tensors.Add((name, current.detach().DetachFromDisposeScope(), copy));
-            store.Set(name, copy);
-        }
-    }
-
-    /// <summary>The module path as found in the model (a name that ends with a modules_to_save entry).</summary>
-    public string Module { get; }
-
-    /// <summary>Store names and the trainable copies now under them.</summary>
-    public IEnumerable<(string Name, Tensor Copy)> Copies => _tensors.Select(t => (t.Name, t.Copy));
-
-    /// <summary>Store names and the frozen originals (PEFT's original_module).</summary>
-    public IEnumerable<(string Name, Tensor Original)> Originals => _tensors.Select(t => (t.Name, t.Original));
-
-    /// <summary>Remainder of a store name below the module ("weight" for "lm_head.weight").</summary>
-    public string Leaf(string name) => name[(Module.Length + 1)..];
-
-    /// <summary>Puts the originals back and frees the copies.</summary>
-    public void Restore()
-    {
-        foreach (var (name, original, _) in _tensors) _store.Set(name, original);
-        _tensors.Clear();
-    }
-
-    /// <summary>Keeps the copies as the module's tensors for good (frozen) and frees the originals' extra handles.</summary>
-    public void KeepCopies()
-    {
-        foreach (var (_, original, copy) in _tensors)
-        {
-            copy.requires_grad_(false);
-            original.Dispose();
-        }
-        _tensors.Clear();
-    }
-
-    public void Dispose() => Restore();
-}
 
 /// <summary>
 /// PEFT's BaseTuner for the injected methods: wraps each target linear with a layer, copies modules_to_save,
@@ -164,9 +12,6 @@ public sealed class ModuleCopy : IDisposable
 /// </summary>
 public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : InjectedLayer
 {
-    /// <summary>PeftModel.base_model (the tuner) .model (the HF model): the prefix of every PEFT name.</summary>
-    public const string NamePrefix = "base_model.model.";
-
     private readonly List<TLayer> _layers = [];
     private readonly List<ModuleCopy> _modulesToSave = [];
     private bool _unloaded;
@@ -215,7 +60,7 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
 
     /// <summary>
     /// Base tensors PEFT's get_peft_model_state_dict writes besides the adapter (LoRA's bias = "all"), as
-    /// (saved name without "base_model.model.", tensor, whether loading puts it back into the model).
+    /// (state-dict name as PEFT writes it below its model prefix, tensor, whether loading puts it back into the model).
     /// </summary>
     protected virtual IEnumerable<(string Name, Tensor Value, bool Loads)> SavedBaseTensors() => [];
 
@@ -223,9 +68,7 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
     protected string PeftNameOf(string storeName)
     {
         var dot = storeName.LastIndexOf('.');
-        if (dot > 0 && Model.Linears.Adapters.ContainsKey(storeName[..dot]))
-            return $"{storeName[..dot]}.base_layer.{storeName[(dot + 1)..]}";
-        return storeName;
+        return dot > 0 && Model.Linears.Adapters.ContainsKey(storeName[..dot]) ? AdapterFormat.BaseLayerName(storeName) : storeName;
     }
 
     /// <summary>The modules_to_save module a store name lies in, if any.</summary>
@@ -244,67 +87,87 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
             var entries = new List<(int Position, int Seq, string Name, Tensor Parameter)>();
             int seq = 0;
             foreach (var name in TrainableBaseNames)
-                entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, NamePrefix + PeftNameOf(name), Model.Parameters[name]));
+                entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, AdapterFormat.BaseKey(PeftNameOf(name)), Model.Parameters[name]));
             foreach (var layer in _layers)
                 foreach (var p in layer.Parameters)
-                    entries.Add((Position(layer.Path), seq++, $"{NamePrefix}{layer.Path}.{p.NamedSuffix}", p.Value));
+                    entries.Add((Position(layer.Path), seq++, p.NamedOn(layer.Path), p.Value));
             foreach (var module in _modulesToSave)
             {
                 var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
                 foreach (var (name, copy) in module.Copies)
                     if (seen.Add(copy))
-                        entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, $"{NamePrefix}{module.Module}.modules_to_save.default.{module.Leaf(name)}", copy));
+                        entries.Add((order.GetValueOrDefault(name, int.MaxValue), seq++, AdapterFormat.NamedSavedModuleParameter(module.Module, module.Leaf(name)), copy));
             }
             return entries.OrderBy(e => e.Position).ThenBy(e => e.Seq).Select(e => (e.Name, e.Parameter)).ToList();
         }
     }
 
     /// <summary>
+    /// A Conv1D weight (GPT-2's) is [out, in] in the store but [in, out] in the checkpoint layout PEFT saves a
+    /// modules_to_save copy in.
+    /// </summary>
+    private bool IsConv1DWeight(string storeName) => Model.Architecture.Linears.Any(l => l.IsConv1D && l.WeightName == storeName);
+
+    /// <summary>
     /// get_peft_model_state_dict: adapter tensors without ".default", each modules_to_save copy under the module's
-    /// own name ("base_model.model.lm_head.weight"), plus the method's base tensors. Fresh CPU copies.
+    /// own name ("base_model.model.lm_head.weight", in the checkpoint's layout), plus the method's base tensors.
+    /// Fresh CPU copies.
     /// </summary>
     public IReadOnlyDictionary<string, Tensor> AdapterStateDict()
     {
         ThrowIfUnloaded();
+        using var scope = NewDisposeScope();
         var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        static Tensor Fresh(Tensor t) => t.detach().cpu().clone();
-        foreach (var (name, value, _) in SavedBaseTensors()) state[NamePrefix + name] = Fresh(value);
+        static Tensor Fresh(Tensor t) => t.detach().cpu().contiguous().clone().MoveToOuterDisposeScope();
+        foreach (var (name, value, _) in SavedBaseTensors()) state[AdapterFormat.BaseKey(name)] = Fresh(value);
         foreach (var layer in _layers)
             foreach (var p in layer.Parameters)
-                state[$"{NamePrefix}{layer.Path}.{p.SavedSuffix}"] = Fresh(p.Value);
+                state[p.SavedOn(layer.Path)] = Fresh(p.Value);
         foreach (var module in _modulesToSave)
             foreach (var (name, copy) in module.Copies)
-                state[NamePrefix + name] = Fresh(copy);
+                state[AdapterFormat.BaseKey(name)] = Fresh(IsConv1DWeight(name) ? copy.detach().t() : copy);
         return state;
     }
 
     /// <summary>
     /// set_peft_model_state_dict, strict about names and shapes: every tensor the adapter needs must be there with
-    /// its shape, and nothing else may be; nothing is changed unless all of it fits.
+    /// its shape, and nothing else may be; nothing is changed unless all of it fits. Trained base tensors (LoRA's
+    /// bias = "all") are taken when present, as PEFT's non-strict load takes them, and left as they are otherwise.
     /// </summary>
     public void LoadAdapterStateDict(IReadOnlyDictionary<string, Tensor> state, string path)
     {
         ThrowIfUnloaded();
-        var file = string.IsNullOrEmpty(path) ? AdapterFiles.WeightsFile : path;
+        var file = string.IsNullOrEmpty(path) ? AdapterFormat.WeightsFile : path;
         var targets = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var ignored = new HashSet<string>(StringComparer.Ordinal);
+        var optional = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, value, loads) in SavedBaseTensors())
         {
-            if (loads) targets[NamePrefix + name] = value;
-            else ignored.Add(NamePrefix + name);
+            if (!loads) continue;
+            var key = AdapterFormat.BaseKey(name);
+            targets[key] = value;
+            optional.Add(key);
         }
         foreach (var layer in _layers)
             foreach (var p in layer.Parameters)
-                targets[$"{NamePrefix}{layer.Path}.{p.SavedSuffix}"] = p.Value;
+                targets[p.SavedOn(layer.Path)] = p.Value;
+        var transposed = new HashSet<string>(StringComparer.Ordinal);
         foreach (var module in _modulesToSave)
             foreach (var (name, copy) in module.Copies)
-                targets[NamePrefix + name] = copy;
+            {
+                var key = AdapterFormat.BaseKey(name);
+                targets[key] = copy;
+                if (IsConv1DWeight(name)) transposed.Add(key);
+            }
 
         foreach (var (name, value) in state)
-            if (targets.TryGetValue(name, out var target) && !value.shape.SequenceEqual(target.shape))
-                throw new PeftOnnxException($"{file}: tensor '{name}' has shape {Show(value.shape)} but the base model needs {Show(target.shape)}");
-        var missing = targets.Keys.Where(k => !state.ContainsKey(k)).ToList();
-        var unexpected = state.Keys.Where(k => !targets.ContainsKey(k) && !ignored.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        {
+            if (!targets.TryGetValue(name, out var target)) continue;
+            var needed = transposed.Contains(name) ? target.shape.Reverse().ToArray() : target.shape;
+            if (!value.shape.SequenceEqual(needed))
+                throw new PeftOnnxException($"{file}: tensor '{name}' has shape {Show(value.shape)} but the base model needs {Show(needed)}");
+        }
+        var missing = targets.Keys.Where(k => !state.ContainsKey(k) && !optional.Contains(k)).ToList();
+        var unexpected = state.Keys.Where(k => !targets.ContainsKey(k) && !AdapterFormat.IsNeverLoaded(k)).Order(StringComparer.Ordinal).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)
         {
             var parts = new List<string>();
@@ -313,7 +176,16 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
             throw new PeftOnnxException($"{file}: the {Config.PeftType} adapter does not fit {Model.Architecture.ClassName} with this adapter_config.json: {string.Join("; ", parts)}");
         }
         using var noGrad = no_grad();
-        foreach (var (name, target) in targets) target.copy_(state[name]);
+        foreach (var (name, target) in targets)
+        {
+            if (!state.TryGetValue(name, out var value)) continue;
+            if (transposed.Contains(name))
+            {
+                using var t = value.t();
+                target.copy_(t);
+            }
+            else target.copy_(value);
+        }
     }
 
     private static string Show(long[] shape) => $"[{string.Join(", ", shape)}]";

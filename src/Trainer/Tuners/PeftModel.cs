@@ -1,4 +1,6 @@
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Tuners.Ia3;
@@ -39,10 +41,12 @@ public sealed class PeftModel : IDisposable
     /// <summary>Loads base + saved adapter (PeftModel.from_pretrained).</summary>
     public static PeftModel Load(string baseDir, string adapterDir)
     {
+        var config = AdapterConfig.Load(adapterDir);
+        // The adapter file against the base's config, before libtorch allocates anything for either.
+        AdapterFit.Check(config, Architecture.For(ModelConfig.Load(baseDir)), adapterDir);
         var baseModel = ModelLoader.Load(baseDir);
         try
         {
-            var config = AdapterConfig.Load(adapterDir);
             var model = Create(baseModel, config);
             model.LoadAdapter(adapterDir);
             return model;
@@ -50,7 +54,13 @@ public sealed class PeftModel : IDisposable
         catch { baseModel.Dispose(); throw; }
     }
 
-    private static ITuner CreateTuner(PretrainedModel baseModel, AdapterConfig config) => config switch
+    private static ITuner CreateTuner(PretrainedModel baseModel, AdapterConfig config)
+    {
+        AdapterFit.CheckModuleSize(config, baseModel.Architecture);
+        return NewTuner(baseModel, config);
+    }
+
+    private static ITuner NewTuner(PretrainedModel baseModel, AdapterConfig config) => config switch
     {
         LoraConfig c => new LoraTuner(baseModel, c),
         Ia3Config c => new Ia3Tuner(baseModel, c),
@@ -73,7 +83,7 @@ public sealed class PeftModel : IDisposable
     };
 
     /// <summary>Reads adapter_model.safetensors from a folder into the attached tuner.</summary>
-    public void LoadAdapter(string adapterDir) => AdapterFiles.LoadInto(Tuner, adapterDir);
+    public void LoadAdapter(string adapterDir) => AdapterFiles.LoadInto(Tuner, Base.Architecture, adapterDir);
 
     /// <summary>save_pretrained: adapter_config.json (inference_mode true) + adapter_model.safetensors, each atomic.</summary>
     public void Save(string dir) => AdapterFiles.Save(Tuner, dir);

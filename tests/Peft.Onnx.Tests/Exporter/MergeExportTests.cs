@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
@@ -101,15 +102,15 @@ public class MergeUnmergedLoraTests(ITestOutputHelper output)
                 var tensors = new List<TensorData>();
                 foreach (var t in targets)
                 {
-                    var aKey = AdapterWeights.KeyOf(t.Path, "lora_A.weight");
-                    var bKey = AdapterWeights.KeyOf(t.Path, "lora_B.weight");
+                    var aKey = AdapterFormat.LoraAKey(t.Path);
+                    var bKey = AdapterFormat.LoraBKey(t.Path);
                     int r0 = (int)lora[aKey].Shape[0], inF = (int)lora[aKey].Shape[1], outF = (int)lora[bKey].Shape[0];
                     var av = lora.ReadFloat32(aKey);
                     var bv = lora.ReadFloat32(bKey);
                     tensors.Add(TensorData.FromFloat32(aKey, [t.Rank, inF], av[..(t.Rank * inF)]));
                     tensors.Add(TensorData.FromFloat32(bKey, [outF, t.Rank], Enumerable.Range(0, outF * t.Rank).Select(i => bv[i / t.Rank * r0 + i % t.Rank]).ToArray()));
                 }
-                SafeTensorsWriter.Write(Path.Combine(adapter, AdapterWeights.WeightsFile), tensors);
+                SafeTensorsWriter.Write(Path.Combine(adapter, AdapterFormat.WeightsFile), tensors);
             }
             merged = TempExports.FreshPath();
             OnnxExport.Export(Paths.Case(arch, "base_model"), adapter, merged, new ExportOptions());
@@ -165,7 +166,7 @@ public class MergeAdapterFitTests(ITestOutputHelper output)
         var dir = TempExports.FreshPath();
         try
         {
-            File.Copy(Paths.Case("gpt2", "lora/adapter/adapter_model.safetensors"), Path.Combine(adapter, AdapterWeights.WeightsFile));
+            File.Copy(Paths.Case("gpt2", "lora/adapter/adapter_model.safetensors"), Path.Combine(adapter, AdapterFormat.WeightsFile));
             var json = File.ReadAllText(Paths.Case("gpt2", "lora/adapter/adapter_config.json")).Replace("\"r\": 4", "\"r\": 2");
             File.WriteAllText(Path.Combine(adapter, "adapter_config.json"), json);
             var ex = Assert.Throws<PeftOnnxException>(() => OnnxExport.Export(Paths.Case("gpt2", "base_model"), adapter, dir, new ExportOptions()));
@@ -239,7 +240,7 @@ public class MergeAdapterFitTests(ITestOutputHelper output)
                         tensors.Add(TensorData.FromFloat32(module + ".modules_to_save.bias", baseFile[name].Shape, values));
                     }
                 }
-                SafeTensorsWriter.Write(Path.Combine(adapter, AdapterWeights.WeightsFile), tensors);
+                SafeTensorsWriter.Write(Path.Combine(adapter, AdapterFormat.WeightsFile), tensors);
             }
             var config = JsonFiles.ReadObject(Paths.Case(arch, "lora/adapter/adapter_config.json"));
             config["modules_to_save"] = new System.Text.Json.Nodes.JsonArray("fc2");

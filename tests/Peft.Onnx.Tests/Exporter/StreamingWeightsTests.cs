@@ -120,15 +120,15 @@ public class StreamingWeightsTests
         using var adapter = AdapterWeights.Open(adapterDir);
         var merged = OnnxExport.ApplyAdapter(adapter, architecture, new CheckpointWeights(tensors), new ExportOptions());
         using var peftMerged = CheckpointTensors.Open(Paths.Case(arch, "lora/merged_model"));
-        using var loraFile = SafeTensorsFile.Open(Path.Combine(adapterDir, AdapterWeights.WeightsFile));
+        using var loraFile = SafeTensorsFile.Open(Path.Combine(adapterDir, AdapterFormat.WeightsFile));
         var targets = ((LoraConfig)adapter.Config).FindTargets(architecture);
         Assert.NotEmpty(targets);
         foreach (var t in targets)
         {
             var name = t.Linear.WeightName;
             int inF = (int)t.Linear.InFeatures, outF = (int)t.Linear.OutFeatures;
-            var expected = ReferenceMerge(tensors.ReadFloat32(name), loraFile.ReadFloat32(AdapterWeights.KeyOf(t.Path, "lora_A.weight")),
-                loraFile.ReadFloat32(AdapterWeights.KeyOf(t.Path, "lora_B.weight")), t.Rank, inF, outF, t.Scaling, t.Linear.IsConv1D);
+            var expected = ReferenceMerge(tensors.ReadFloat32(name), loraFile.ReadFloat32(AdapterFormat.LoraAKey(t.Path)),
+                loraFile.ReadFloat32(AdapterFormat.LoraBKey(t.Path)), t.Rank, inF, outF, t.Scaling, t.Linear.IsConv1D);
             var streamed = ReadInChunks(merged.AsIs(name).Values!, 777);
             Assert.True(expected.AsSpan().SequenceEqual(streamed), $"{arch} {name}: streamed merge differs from the reference merge");
             if (!t.Linear.IsConv1D)

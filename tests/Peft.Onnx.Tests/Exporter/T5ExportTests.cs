@@ -252,7 +252,7 @@ public class T5ExportTests(ITestOutputHelper output)
     }
 
     /// <summary>config.json + model.safetensors with N(0, 0.3) weights (relative bias tables N(0, 1)) in a fresh temp folder.</summary>
-    private static string WriteRandomCheckpoint(JsonObject config, int seed)
+    internal static string WriteRandomCheckpoint(JsonObject config, int seed)
     {
         var dir = Paths.TempDir("peft-onnx-random-t5");
         File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());

@@ -225,11 +225,11 @@ public class LoraTunerTests
         static string SaveWithHead(string adapterDir)
         {
             var tmp = Paths.TempDir();
-            using var source = SafeTensorsFile.Open(Path.Combine(adapterDir, AdapterFiles.WeightsFile));
+            using var source = SafeTensorsFile.Open(Path.Combine(adapterDir, AdapterFormat.WeightsFile));
             using var baseFile = SafeTensorsFile.Open(Path.Combine(Paths.Case("gpt2", "base_model"), "model.safetensors"));
             var tensors = source.Names.Select(n => TensorData.FromFloat32(n, source[n].Shape, source.ReadFloat32(n))).ToList();
             tensors.Add(TensorData.FromFloat32("base_model.model.lm_head.weight", baseFile["transformer.wte.weight"].Shape, baseFile.ReadFloat32("transformer.wte.weight")));
-            SafeTensorsWriter.Write(Path.Combine(tmp, AdapterFiles.WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+            SafeTensorsWriter.Write(Path.Combine(tmp, AdapterFormat.WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
             return tmp;
         }
     }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Trainer.Generation;
@@ -133,7 +134,7 @@ public sealed class TunerFixture : IDisposable
         try
         {
             model.Save(dir);
-            Assert.Equal(File.ReadAllBytes(Path.Combine(peftAdapterDir, AdapterFiles.WeightsFile)), File.ReadAllBytes(Path.Combine(dir, AdapterFiles.WeightsFile)));
+            Assert.Equal(File.ReadAllBytes(Path.Combine(peftAdapterDir, AdapterFormat.WeightsFile)), File.ReadAllBytes(Path.Combine(dir, AdapterFormat.WeightsFile)));
             var expected = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(peftAdapterDir, "adapter_config.json"))).RootElement;
             var actual = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "adapter_config.json"))).RootElement;
             Assert.Equal(Canonical(expected), Canonical(actual));

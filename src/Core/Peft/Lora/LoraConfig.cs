@@ -18,6 +18,12 @@ public sealed record LoraConfig : InjectedAdapterConfig
 
     private static readonly JsonElement EmptyObject = JsonDocument.Parse("{}").RootElement.Clone();
 
+    /// <summary>
+    /// Largest lora_alpha (and alpha_pattern value) accepted: the scale multiplies float32 weights, and an alpha
+    /// beyond this turns them into infinities (1e308 gives NaN logits) long before it means anything.
+    /// </summary>
+    public const double MaxAlpha = 1e6;
+
     public LoraConfig() => PeftType = Type;
 
     public int R { get; init; } = 8;
@@ -110,13 +116,17 @@ public sealed record LoraConfig : InjectedAdapterConfig
         Require(LoraDropout >= 0 && LoraDropout < 1, "lora_dropout", LoraDropout, "a probability in [0, 1)");
         Require(Bias is "none" or "all" or "lora_only", "bias", Bias, "\"none\", \"all\" or \"lora_only\"");
         Require(double.IsFinite(LoraAlpha), "lora_alpha", LoraAlpha, "a finite number");
+        Require(Math.Abs(LoraAlpha) <= MaxAlpha, "lora_alpha", LoraAlpha, $"a number of magnitude at most {Show(MaxAlpha)}");
         Require(InitLoraWeights is { IsKnown: true }, "init_lora_weights", InitLoraWeights?.Method, "true, false, \"gaussian\" or \"loftq\"");
         if (InitLoraWeights!.Method == "loftq")
             Require(LoftqConfig is { ValueKind: JsonValueKind.Object } l && l.EnumerateObject().Any(), "loftq_config", LoftqConfig?.GetRawText(), "a non-empty object when init_lora_weights is \"loftq\"");
         foreach (var (key, rank) in RankPattern ?? [])
             Require(rank > 0, $"rank_pattern[\"{key}\"]", rank, "a positive integer");
         foreach (var (key, alpha) in AlphaPattern ?? [])
+        {
             Require(double.IsFinite(alpha), $"alpha_pattern[\"{key}\"]", alpha, "a finite number");
+            Require(Math.Abs(alpha) <= MaxAlpha, $"alpha_pattern[\"{key}\"]", alpha, $"a number of magnitude at most {Show(MaxAlpha)}");
+        }
         if (TargetModules is { IsPattern: true })
         {
             if (LayersToTransform is not null)

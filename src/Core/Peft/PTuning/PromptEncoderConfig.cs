@@ -42,21 +42,24 @@ public sealed record PromptEncoderConfig : PromptLearningConfig
     /// </summary>
     protected override long PromptEncoderParameters()
     {
-        long dim = Filled(TokenDim, "token_dim"), h = Filled(EncoderHiddenSize, "encoder_hidden_size");
-        long embedding = TotalVirtualTokens * dim;
-        if (EncoderReparameterizationType == Mlp)
-            return embedding + Linear(dim, h) + Linear(h, h) + Linear(h, dim);
-        long lstm = 0;
-        for (int layer = 0; layer < EncoderNumLayers; layer++)
+        checked
         {
-            long input = layer == 0 ? dim : 2 * h;
-            // Per direction: weight_ih [4h, input], weight_hh [4h, h], bias_ih and bias_hh [4h].
-            lstm += 2 * (4 * h * input + 4 * h * h + 8 * h);
+            long dim = Filled(TokenDim, "token_dim"), h = Filled(EncoderHiddenSize, "encoder_hidden_size");
+            long embedding = (long)Filled(NumVirtualTokens, "num_virtual_tokens") * Filled(NumTransformerSubmodules, "num_transformer_submodules") * dim;
+            if (EncoderReparameterizationType == Mlp)
+                return embedding + Linear(dim, h) + Linear(h, h) + Linear(h, dim);
+            long lstm = 0;
+            for (int layer = 0; layer < EncoderNumLayers; layer++)
+            {
+                long input = layer == 0 ? dim : 2 * h;
+                // Per direction: weight_ih [4h, input], weight_hh [4h, h], bias_ih and bias_hh [4h].
+                lstm += 2 * (4 * h * input + 4 * h * h + 8 * h);
+            }
+            return embedding + lstm + Linear(2 * h, 2 * h) + Linear(2 * h, dim);
         }
-        return embedding + lstm + Linear(2 * h, 2 * h) + Linear(2 * h, dim);
     }
 
-    private static long Linear(long inFeatures, long outFeatures) => inFeatures * outFeatures + outFeatures;
+    private static long Linear(long inFeatures, long outFeatures) => checked(inFeatures * outFeatures + outFeatures);
 
     public override void Validate()
     {

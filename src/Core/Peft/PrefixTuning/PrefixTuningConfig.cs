@@ -57,11 +57,14 @@ public sealed record PrefixTuningConfig : PromptLearningConfig
     /// </summary>
     protected override long PromptEncoderParameters()
     {
-        long tokens = Filled(NumVirtualTokens, "num_virtual_tokens"), dim = Filled(TokenDim, "token_dim");
-        long keyValues = Filled(NumLayers, "num_layers") * 2 * dim;
-        if (!PrefixProjection) return tokens * keyValues;
-        long h = Filled(EncoderHiddenSize, "encoder_hidden_size");
-        return tokens * dim + (dim * h + h) + (h * keyValues + keyValues);
+        checked
+        {
+            long tokens = Filled(NumVirtualTokens, "num_virtual_tokens"), dim = Filled(TokenDim, "token_dim");
+            long keyValues = Filled(NumLayers, "num_layers") * 2 * dim;
+            if (!PrefixProjection) return tokens * keyValues;
+            long h = Filled(EncoderHiddenSize, "encoder_hidden_size");
+            return tokens * dim + (dim * h + h) + (h * keyValues + keyValues);
+        }
     }
 
     public override void Validate()

@@ -28,7 +28,7 @@ public sealed record PromptTuningConfig : PromptLearningConfig
     protected override string MethodPeftType => Type;
 
     /// <summary>PromptEmbedding: Embedding(total_virtual_tokens, token_dim).</summary>
-    protected override long PromptEncoderParameters() => (long)TotalVirtualTokens * Filled(TokenDim, "token_dim");
+    protected override long PromptEncoderParameters() => checked((long)Filled(NumVirtualTokens, "num_virtual_tokens") * Filled(NumTransformerSubmodules, "num_transformer_submodules") * Filled(TokenDim, "token_dim"));
 
     public override void Validate()
     {

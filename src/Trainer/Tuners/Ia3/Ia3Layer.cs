@@ -26,7 +26,7 @@ public sealed class Ia3Layer : InjectedLayer
         }
         // The layer owns its vector for the model's lifetime, whatever dispose scope the caller is in.
         Scale.DetachFromDisposeScope().requires_grad_(true);
-        Parameters = [new("ia3_l", null, Scale)];
+        Parameters = [new(AdapterFormat.Ia3Vector, null, Scale)];
     }
 
     /// <summary>ia3_l: [1, in] for feed-forward modules, [out, 1] otherwise.</summary>

@@ -41,7 +41,7 @@ public sealed class LoraLayer : InjectedLayer
         // The layer owns its tensors for the model's lifetime, whatever dispose scope the caller is in.
         A.DetachFromDisposeScope().requires_grad_(true);
         B.DetachFromDisposeScope().requires_grad_(true);
-        Parameters = [new("lora_A", "weight", A), new("lora_B", "weight", B)];
+        Parameters = [new(AdapterFormat.LoraA, AdapterFormat.LinearWeight, A), new(AdapterFormat.LoraB, AdapterFormat.LinearWeight, B)];
     }
 
     /// <summary>lora_A.weight: [r, in].</summary>

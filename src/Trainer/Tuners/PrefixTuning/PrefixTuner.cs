@@ -25,7 +25,7 @@ public sealed class PrefixTuner : PromptLearningTuner
     public PrefixTuner(PretrainedModel model, PrefixTuningConfig config) : base(model, Prepare(model, config))
     {
         var c = (PrefixTuningConfig)PromptConfig;
-        Validate(model, c);
+        PromptFit.Check(c, model.Architecture);
         Attach(c.PrefixProjection ? new PrefixEncoder(c) : EmbeddingTable.Random(NumVirtualTokens, KeyValueWidth));
     }
 
@@ -39,31 +39,6 @@ public sealed class PrefixTuner : PromptLearningTuner
     public override int PrependedTokens => 0;
 
     private static PrefixTuningConfig Prepare(PretrainedModel model, PrefixTuningConfig config) => config.WithModelDefaults(model.Config);
-
-    private static void Validate(PretrainedModel model, PrefixTuningConfig c)
-    {
-        var d = model.Config.Dimensions;
-        int heads = c.NumAttentionHeads!.Value, dim = c.TokenDim!.Value, layers = c.NumLayers!.Value, sub = c.NumTransformerSubmodules!.Value;
-        var where = c.SourcePath;
-        if (dim % heads != 0)
-            throw new PeftOnnxException($"{where}: token_dim = {dim} is not a multiple of num_attention_heads = {heads} (each prefix row splits into heads x head_dim)");
-        if (heads != d.NumKeyValueHeads || dim / heads != d.HeadDim)
-            throw new PeftOnnxException($"{where}: token_dim = {dim} and num_attention_heads = {heads} give prefixes of {heads} heads x {dim / heads}, but {model.Architecture.ClassName} caches {d.NumKeyValueHeads} heads x {d.HeadDim} (set token_dim = {d.NumKeyValueHeads * d.HeadDim} and num_attention_heads = {d.NumKeyValueHeads})");
-        if (model is Seq2SeqLm)
-        {
-            if (sub != 2)
-                throw new PeftOnnxException($"{where}: num_transformer_submodules = {sub}, but an encoder-decoder's prefix needs 2 (self- and cross-attention per decoder layer; task_type SEQ_2_SEQ_LM)");
-            if (layers != d.NumDecoderLayers)
-                throw new PeftOnnxException($"{where}: num_layers = {layers} gives prefixes for {layers} decoder layers but {model.Architecture.ClassName} has {d.NumDecoderLayers}");
-        }
-        else
-        {
-            if (sub != 1)
-                throw new PeftOnnxException($"{where}: num_transformer_submodules = {sub}, but a decoder-only model's prefix needs 1 (task_type CAUSAL_LM)");
-            if (layers != d.NumLayers)
-                throw new PeftOnnxException($"{where}: num_layers = {layers} but {model.Architecture.ClassName} has {d.NumLayers} layers");
-        }
-    }
 
     /// <summary>get_prompt(batch_size) for prefix tuning, in the one cache layout every family here reads.</summary>
     public KvCache PastKeyValues(long batch, Device? device = null)
@@ -91,7 +66,9 @@ public sealed class PrefixTuner : PromptLearningTuner
         }
         else if (sub == 2)
         {
-            for (long g = 0; g < count / 4; g++)
+            // transformers zips the decoder blocks with these groups: groups past the decoder's layer count are unused.
+            long groups = Math.Min(count / 4, Model.Config.Dimensions.NumDecoderLayers);
+            for (long g = 0; g < groups; g++)
             {
                 cache.Self.Add((rows[4 * g], rows[4 * g + 1]));
                 cache.Cross.Add((rows[4 * g + 2], rows[4 * g + 3]));

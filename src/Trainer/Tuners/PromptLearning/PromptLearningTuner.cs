@@ -17,12 +17,6 @@ namespace Peft.Onnx.Trainer.Tuners.PromptLearning;
 /// </summary>
 public abstract class PromptLearningTuner : ITuner
 {
-    /// <summary>PEFT's named_parameters() prefix of the prompt module of the "default" adapter.</summary>
-    public const string ParameterPrefix = "prompt_encoder.default.";
-
-    /// <summary>The one tensor PEFT's save_pretrained writes for a prompt method.</summary>
-    public const string SavedName = "prompt_embeddings";
-
     private IPromptModule? _encoder;
     private EmbeddingTable? _stored;
 
@@ -57,7 +51,7 @@ public abstract class PromptLearningTuner : ITuner
     protected abstract long[] SavedShape { get; }
 
     public IReadOnlyList<(string Name, Tensor Parameter)> TrainableParameters =>
-        Active.Parameters.Select(p => (ParameterPrefix + p.Name, p.Parameter)).ToList();
+        Active.Parameters.Select(p => (AdapterFormat.PromptEncoderPrefix + p.Name, p.Parameter)).ToList();
 
     /// <summary>PEFT's prompt_encoder(prompt_tokens) for a batch: [batch, rows, width], with grad.</summary>
     public Tensor PromptEmbeddings(long batch) => Active.Forward(batch, Model.Training);
@@ -68,18 +62,18 @@ public abstract class PromptLearningTuner : ITuner
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var rows = Active.Forward(1, false)[0].detach().cpu().clone();
-        return new Dictionary<string, Tensor> { [SavedName] = rows.MoveToOuterDisposeScope() };
+        return new Dictionary<string, Tensor> { [AdapterFormat.PromptEmbeddings] = rows.MoveToOuterDisposeScope() };
     }
 
     public void LoadAdapterStateDict(IReadOnlyDictionary<string, Tensor> state, string path)
     {
-        var unexpected = state.Keys.Where(k => k != SavedName).Order(StringComparer.Ordinal).ToList();
+        var unexpected = state.Keys.Where(k => k != AdapterFormat.PromptEmbeddings).Order(StringComparer.Ordinal).ToList();
         if (unexpected.Count > 0)
-            throw new PeftOnnxException($"{path}: unexpected tensor(s) {string.Join(", ", unexpected.Take(5).Select(n => $"'{n}'"))} for {PromptConfig.PeftType} (a prompt adapter holds only '{SavedName}')");
-        if (!state.TryGetValue(SavedName, out var rows))
-            throw new PeftOnnxException($"{path}: missing tensor '{SavedName}' (expected [{string.Join(", ", SavedShape)}] for {PromptConfig.PeftType})");
+            throw new PeftOnnxException($"{path}: unexpected tensor(s) {string.Join(", ", unexpected.Take(5).Select(n => $"'{n}'"))} for {PromptConfig.PeftType} (a prompt adapter holds only '{AdapterFormat.PromptEmbeddings}')");
+        if (!state.TryGetValue(AdapterFormat.PromptEmbeddings, out var rows))
+            throw new PeftOnnxException($"{path}: missing tensor '{AdapterFormat.PromptEmbeddings}' (expected [{string.Join(", ", SavedShape)}] for {PromptConfig.PeftType})");
         if (!rows.shape.SequenceEqual(SavedShape))
-            throw new PeftOnnxException($"{path}: tensor '{SavedName}' has shape [{string.Join(", ", rows.shape)}] but adapter_config.json implies [{string.Join(", ", SavedShape)}]");
+            throw new PeftOnnxException($"{path}: tensor '{AdapterFormat.PromptEmbeddings}' has shape [{string.Join(", ", rows.shape)}] but adapter_config.json implies [{string.Join(", ", SavedShape)}]");
         if (_encoder is EmbeddingTable table)
         {
             using var noGrad = no_grad();
@@ -104,7 +98,7 @@ public abstract class PromptLearningTuner : ITuner
             using var values = p.Parameter.detach().to(float32).cpu().contiguous();
             return TensorData.FromFloat32(p.Name, values.shape, values.data<float>().ToArray());
         }).ToList();
-        SafeTensorsWriter.Write(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        SafeTensorsWriter.Write(path, tensors, AdapterFormat.WeightsMetadata);
     }
 
     /// <summary>
@@ -117,7 +111,7 @@ public abstract class PromptLearningTuner : ITuner
         using var file = SafeTensorsFile.Open(path);
         var names = file.Names.ToHashSet(StringComparer.Ordinal);
         var encoder = _encoder ?? throw new InvalidOperationException("prompt module not attached");
-        var expected = encoder.Parameters.Select(p => (ParameterPrefix + p.Name, p.Parameter)).ToList();
+        var expected = encoder.Parameters.Select(p => (AdapterFormat.PromptEncoderPrefix + p.Name, p.Parameter)).ToList();
         if (names.SetEquals(expected.Select(e => e.Item1)))
         {
             foreach (var (name, parameter) in expected) CopyChecked(file, name, parameter, path);
@@ -125,7 +119,7 @@ public abstract class PromptLearningTuner : ITuner
             _stored = null;
             return;
         }
-        var storedName = ParameterPrefix + EmbeddingTable.WeightName;
+        var storedName = AdapterFormat.PromptEncoderPrefix + EmbeddingTable.WeightName;
         if (encoder is not EmbeddingTable && names.Count == 1 && names.Contains(storedName) && file[storedName].Shape.SequenceEqual(SavedShape))
         {
             using var rows = ParameterStore.ReadTensor(file, storedName);

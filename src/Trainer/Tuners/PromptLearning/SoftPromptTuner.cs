@@ -15,12 +15,8 @@ namespace Peft.Onnx.Trainer.Tuners.PromptLearning;
 /// </summary>
 public abstract class SoftPromptTuner : PromptLearningTuner
 {
-    protected SoftPromptTuner(PretrainedModel model, PromptLearningConfig filledConfig) : base(model, filledConfig)
-    {
-        var width = model.WordEmbeddings.shape[1];
-        if (filledConfig.TokenDim != width)
-            throw new PeftOnnxException($"{filledConfig.SourcePath}: token_dim = {filledConfig.TokenDim} but {model.Architecture.ClassName}'s input embeddings are {width} wide (virtual tokens are prepended to them)");
-    }
+    protected SoftPromptTuner(PretrainedModel model, PromptLearningConfig filledConfig) : base(model, filledConfig) =>
+        PromptFit.Check(filledConfig, model.Architecture);
 
     /// <summary>Rows of the prompt: num_virtual_tokens * num_transformer_submodules.</summary>
     public int TotalVirtualTokens => PromptConfig.TotalVirtualTokens;
