@@ -97,8 +97,7 @@ public static class OnnxExport
     {
         if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
         var config = ModelConfig.Load(modelDir);
-        if (!IsSupported(config))
-            throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)");
+        if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
         var architecture = Core.Architectures.Architecture.For(config);
         using var tensors = CheckpointTensors.Open(modelDir);
         var checkpoint = new CheckpointWeights(tensors);
@@ -116,11 +115,11 @@ public static class OnnxExport
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
         if (config.IsEncoderDecoder)
         {
-            var graphs = BuildSeq2SeqGraphs(config, weights);
+            var graphs = FamilyGraphs.BuildSeq2Seq(config, weights, Seq2SeqGraphOptions.Default);
             if (options.DType == ExportDType.Fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqInterface.Logits]));
             return WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extra);
         }
-        var graph = BuildGraph(config, weights);
+        var graph = FamilyGraphs.BuildCausal(config, weights, CausalLmGraphOptions.Default);
         if (options.DType == ExportDType.Fp16) graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
         return WriteFolder(graph, modelDir, outDir, options, extra);
     }
@@ -158,27 +157,6 @@ public static class OnnxExport
         adapter.RefuseUnused();
         return result;
     }
-
-    /// <summary>True for the families that have a graph in Graphs/.</summary>
-    public static bool IsSupported(ModelConfig config) => config is BloomConfig or Gpt2Config or OptConfig or LlamaConfig or T5Config;
-
-    /// <summary>The family's graph for a config (base weights from <paramref name="weights"/>).</summary>
-    public static GraphBuilder BuildGraph(ModelConfig config, WeightSource weights) => config switch
-    {
-        BloomConfig c => BloomGraph.Build(c, weights),
-        Gpt2Config c => Gpt2Graph.Build(c, weights),
-        OptConfig c => OptGraph.Build(c, weights),
-        LlamaConfig c => LlamaGraph.Build(c, weights),
-        T5Config => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' is encoder-decoder: it exports as two graphs (BuildSeq2SeqGraphs)"),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)"),
-    };
-
-    /// <summary>The encoder and decoder graphs of an encoder-decoder family (see <see cref="Seq2SeqInterface"/>).</summary>
-    public static Seq2SeqGraphs BuildSeq2SeqGraphs(ModelConfig config, WeightSource weights) => config switch
-    {
-        T5Config c => T5Graph.Build(c, weights),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' has no encoder-decoder ONNX export"),
-    };
 
     /// <summary>Writes model + side files into a temporary folder beside <paramref name="outDir"/>, verifies, renames.</summary>
     public static ExportResult WriteFolder(GraphBuilder graph, string sourceDir, string outDir, ExportOptions options) =>

@@ -1,3 +1,4 @@
+using Peft.Onnx.Core.Families;
 using System.Diagnostics;
 using System.Text.Json;
 using Peft.Onnx.Core;

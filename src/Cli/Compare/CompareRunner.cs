@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Data;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.Tokenization;
 using Peft.Onnx.Exporter.Onnx;

@@ -1,4 +1,5 @@
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 using static Peft.Onnx.Exporter.Graphs.Seq2SeqInterface;

@@ -91,8 +91,7 @@ public sealed class PromptAdapter
     {
         if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
         var config = ModelConfig.Load(modelDir);
-        if (!OnnxExport.IsSupported(config))
-            throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)");
+        if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
         var adapter = Load(adapterDir, config);
         using var tensors = CheckpointTensors.Open(modelDir);
         var weights = new CheckpointWeights(tensors);
@@ -114,7 +113,7 @@ public sealed class PromptAdapter
             var seq2seq = adapter.IsPrefix
                 ? new Seq2SeqGraphOptions { DecoderPrefix = BakePrefix.ForSeq2Seq(adapter, config) }
                 : BakeSoftPrompt.ForSeq2Seq(adapter, config);
-            var graphs = BuildSeq2Seq(config, weights, seq2seq);
+            var graphs = FamilyGraphs.BuildSeq2Seq(config, weights, seq2seq);
             if (fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqInterface.Logits]));
             // fp16 exports are checked by OrtForward, which passes encoder outputs through whatever their length
             if (!seq2seq.HasEncoderPrompt || fp16) return OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extraFiles);
@@ -138,8 +137,8 @@ public sealed class PromptAdapter
             ? BakePrefix.ForDecoder(adapter, config)
             : BakeSoftPrompt.ForDecoder(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
         // model.onnx keeps the base cache contract (ORT GenAI's); the Runtime runs the prefix-in-cache graph beside it
-        var graph = BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix });
-        var inCache = BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix, PrefixInCache = true });
+        var graph = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix });
+        var inCache = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix, PrefixInCache = true });
         if (fp16)
         {
             graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
@@ -149,23 +148,6 @@ public sealed class PromptAdapter
             extraFiles = new Dictionary<string, string>(extraFiles) { [GenAiConfig.FileName] = GenAiConfig.MatchInputs(genai, graph.Inputs.Select(i => i.Name)) };
         return OnnxExport.WriteFolder(graph, inCache, modelDir, outDir, options, extraFiles);
     }
-
-    /// <summary>The decoder-only family graph with <paramref name="options"/>.</summary>
-    public static GraphBuilder BuildCausal(ModelConfig config, WeightSource weights, CausalLmGraphOptions options) => config switch
-    {
-        BloomConfig c => BloomGraph.Build(c, weights, options),
-        Gpt2Config c => Gpt2Graph.Build(c, weights, options),
-        OptConfig c => OptGraph.Build(c, weights, options),
-        LlamaConfig c => LlamaGraph.Build(c, weights, options),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' has no decoder-only ONNX export"),
-    };
-
-    /// <summary>The encoder-decoder family graphs with <paramref name="options"/>.</summary>
-    public static Seq2SeqGraphs BuildSeq2Seq(ModelConfig config, WeightSource weights, Seq2SeqGraphOptions options) => config switch
-    {
-        T5Config c => T5Graph.Build(c, weights, options),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' has no encoder-decoder ONNX export"),
-    };
 
     /// <summary>metadata_props naming the baked adapter (the graph interface does not show it).</summary>
     private static Dictionary<string, string> Metadata(IReadOnlyDictionary<string, string>? existing, PromptAdapter adapter)

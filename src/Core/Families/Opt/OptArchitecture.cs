@@ -1,6 +1,7 @@
+using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 
-namespace Peft.Onnx.Core.Architectures;
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>
 /// OPTForCausalLM's state dict: learned positions (offset 2), optional project_in/project_out when the token
