@@ -32,10 +32,10 @@ internal sealed record TokenizerClassDefaults(
     /// <summary>The class appends extra_ids sentinels (&lt;extra_id_N&gt;) after the vocabulary.</summary>
     public bool TakesExtraIds => ExtraIdsDefault > 0;
 
-    /// <summary>The part of the class name that names the tokenizer ("GPT2" of "GPT2Tokenizer"), matched anywhere in a tokenizer_class.</summary>
+    /// <summary>The class name before "Tokenizer", matched anywhere in a tokenizer_class (so the fast class matches too).</summary>
     private string Stem => Name[..Name.IndexOf("Tokenizer", StringComparison.Ordinal)];
 
-    /// <summary>The class of a tokenizer_class name ("T5TokenizerFast", "LlamaTokenizer", ...), null when unknown.</summary>
+    /// <summary>The class of a tokenizer_class name (slow or fast), null when unknown.</summary>
     public static TokenizerClassDefaults? ForName(string? name) =>
         name == null ? null : FamilyRegistry.TokenizerClasses.FirstOrDefault(c => name.Contains(c.Stem, StringComparison.OrdinalIgnoreCase));
 

@@ -12,7 +12,7 @@ namespace Peft.Onnx.Exporter.Graphs;
 public static class Layers
 {
     /// <summary>
-    /// nn.Linear (or GPT-2's Conv1D) as MatMul + Add. The weight initializer is stored [in, out]
+    /// nn.Linear (or transformers' Conv1D) as MatMul + Add. The weight initializer is stored [in, out]
     /// (nn.Linear's [out, in] transposed at export; Conv1D is already [in, out]) under the HF weight name.
     /// </summary>
     public static string Linear(GraphBuilder g, WeightSource weights, LinearSpec spec, string x, string? output = null)
@@ -56,7 +56,7 @@ public static class Layers
     }
 
     /// <summary>
-    /// LlamaRMSNorm: weight * (x * rsqrt(mean(x^2, last axis) + eps)), with {path}.weight and no bias
+    /// RMS norm: weight * (x * rsqrt(mean(x^2, last axis) + eps)), with {path}.weight and no bias
     /// (x^2 as x * x, which is what torch's pow(2) computes).
     /// </summary>
     public static string RmsNorm(GraphBuilder g, WeightSource weights, string modulePath, string x, double epsilon)

@@ -108,7 +108,7 @@ internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource wei
 
     /// <summary>
     /// T5LayerNorm: weight * x * rsqrt(mean(x^2) + eps) over the last axis (no mean subtraction, no bias), which is
-    /// LlamaRMSNorm's formula. <paramref name="output"/> names the result (a graph output).
+    /// <see cref="Layers.RmsNorm"/>'s formula. <paramref name="output"/> names the result (a graph output).
     /// </summary>
     public string LayerNorm(string modulePath, string x, string? output = null)
     {

@@ -93,7 +93,7 @@ public sealed class MergeLora : WeightPass
 /// [in, out]). Each element is the sum over the rank in order in float32, as PEFT's float32 matmul computes it, each
 /// term a fused multiply-add (one rounding per term, the same in a vector lane as in the scalar tail), then times the
 /// scaling and added, so the result does not depend on how the weight is cut into ranges or rows into vectors.
-/// (Sums in double cost twice the vector width and, on a bloomz-560m-sized LoRA, ~20 % of the export's CPU time.)
+/// (Sums in double cost twice the vector width and, on a LoRA of a 560M-parameter model, ~20 % of the export's CPU time.)
 /// </summary>
 public sealed class LoraDelta : ITransposedTerm
 {

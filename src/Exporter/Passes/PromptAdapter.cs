@@ -81,9 +81,10 @@ public sealed class PromptAdapter
     /// <list type="bullet">
     /// <item>decoder-only: a constant attention prefix (<see cref="AttentionPrefix"/>): past / present and
     /// attention_mask cover only the real tokens, logits are [batch, seq, vocab] for the real tokens, real tokens sit
-    /// at positions num_virtual_tokens + t as in PEFT's forward, and GPT-2 / LLaMA graphs take no position_ids;</item>
-    /// <item>T5 prefix: decoder self-attention prefix, encoder unchanged (cross part as transformers uses it);</item>
-    /// <item>T5 soft prompt: constant embeddings before the encoder input; encoder outputs are
+    /// at positions num_virtual_tokens + t as in PEFT's forward, and graphs of families that take position_ids compute
+    /// them instead;</item>
+    /// <item>encoder-decoder prefix: decoder self-attention prefix, encoder unchanged (cross part as transformers uses it);</item>
+    /// <item>encoder-decoder soft prompt: constant embeddings before the encoder input; encoder outputs are
     /// num_virtual_tokens longer than its input (see <see cref="Seq2SeqGraphOptions.EncoderPrompt"/>).</item>
     /// </list>
     /// </summary>
