@@ -51,7 +51,7 @@ public sealed class BloomGraph
     private void Forward()
     {
         var g = _g;
-        _options.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: false, _hidden);
+        _options.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: _config.Family.TakesPositionIds, _hidden);
 
         string hidden;
         using (g.Scope("/transformer"))

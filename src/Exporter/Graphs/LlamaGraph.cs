@@ -55,7 +55,7 @@ public sealed class LlamaGraph
     private void Forward()
     {
         var g = _g;
-        _options.Declare(g, _config.NumHiddenLayers, _kvHeads, _headDim, _config.VocabSize, positionIds: true, _hidden);
+        _options.Declare(g, _config.NumHiddenLayers, _kvHeads, _headDim, _config.VocabSize, positionIds: _config.Family.TakesPositionIds, _hidden);
 
         string hidden;
         using (g.Scope("/model"))

@@ -16,9 +16,6 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// </summary>
 public sealed class OptGraph
 {
-    /// <summary>nn.LayerNorm's default epsilon, which every OPT LayerNorm uses.</summary>
-    private const double LayerNormEpsilon = 1e-5;
-
     private readonly OptConfig _config;
     private readonly OptArchitecture _arch;
     private readonly WeightSource _weights;
@@ -57,7 +54,7 @@ public sealed class OptGraph
     private void Forward()
     {
         var g = _g;
-        _options.Declare(g, _config.NumHiddenLayers, _heads, _headDim, _config.VocabSize, positionIds: false, _config.EmbedDim);
+        _options.Declare(g, _config.NumHiddenLayers, _heads, _headDim, _config.VocabSize, positionIds: _config.Family.TakesPositionIds, _config.EmbedDim);
 
         string hidden;
         using (g.Scope("/model/decoder"))
@@ -165,7 +162,7 @@ public sealed class OptGraph
 
     /// <summary>An OPT LayerNorm over hidden_size (constant ones/zeros when layer_norm_elementwise_affine is false).</summary>
     private string LayerNorm(string path, string x) =>
-        Layers.LayerNorm(_g, _weights, path, x, LayerNormEpsilon, _hidden, _config.LayerNormElementwiseAffine);
+        Layers.LayerNorm(_g, _weights, path, x, OptArchitecture.LayerNormEpsilon, _hidden, _config.LayerNormElementwiseAffine);
 
     private LinearSpec Linear(string path) => _arch.Linear(path);
 }

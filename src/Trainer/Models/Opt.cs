@@ -131,5 +131,5 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
     }
 
     private Tensor LayerNorm(Tensor x, string path) =>
-        nn.functional.layer_norm(x, [x.shape[^1]], Parameters.TryGet(path + ".weight"), Parameters.TryGet(path + ".bias"), 1e-5);
+        nn.functional.layer_norm(x, [x.shape[^1]], Parameters.TryGet(path + ".weight"), Parameters.TryGet(path + ".bias"), OptArchitecture.LayerNormEpsilon);
 }

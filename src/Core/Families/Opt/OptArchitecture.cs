@@ -66,6 +66,9 @@ public sealed class OptArchitecture : Architecture
     /// <summary>OPTLearnedPositionalEmbedding shifts every position by 2 (a fairseq padding_idx leftover).</summary>
     public const int PositionOffset = 2;
 
+    /// <summary>nn.LayerNorm's default epsilon, which every OPT LayerNorm uses (config.json has no key for it).</summary>
+    public const double LayerNormEpsilon = 1e-5;
+
     public OptConfig Opt => (OptConfig)Config;
 
     /// <summary>project_in/project_out exist when word_embed_proj_dim differs from hidden_size.</summary>
