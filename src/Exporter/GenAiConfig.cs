@@ -1,7 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Configs;
-using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Graphs;
 
 namespace Peft.Onnx.Exporter;

@@ -1,7 +1,7 @@
-using Peft.Onnx.Core.Families;
 using System.Diagnostics;
 using System.Text.Json;
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Families;
 
 namespace Peft.Onnx.Cli.Bench;
 

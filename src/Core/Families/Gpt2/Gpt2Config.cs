@@ -46,5 +46,5 @@ public sealed record Gpt2Config : ModelConfig
     [JsonIgnore] public override ContextWindow ContextWindow => new(NPositions, "n_positions");
 
     /// <summary>wpe: one learned row per position.</summary>
-    [JsonIgnore] public override PositionTable PositionTable => new(NPositions, "n_positions", SourcePath);
+    [JsonIgnore] public override PositionTable PositionTable => new(ContextWindow.Positions, ContextWindow.Key, SourcePath);
 }

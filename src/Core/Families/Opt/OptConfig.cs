@@ -53,5 +53,5 @@ public sealed record OptConfig : ModelConfig
     /// embed_positions: max_position_embeddings + 2 rows, positions shifted by 2 (OPTLearnedPositionalEmbedding), so
     /// max_position_embeddings positions.
     /// </summary>
-    [JsonIgnore] public override PositionTable PositionTable => new(MaxPositionEmbeddings, "max_position_embeddings", SourcePath);
+    [JsonIgnore] public override PositionTable PositionTable => new(ContextWindow.Positions, ContextWindow.Key, SourcePath);
 }
