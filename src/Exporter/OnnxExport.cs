@@ -20,7 +20,7 @@ public sealed record ExportOptions
 
     /// <summary>
     /// LoRA / IA3: merge the adapter into the base weights (default). False keeps LoRA unmerged as side branches
-    /// with their own initializers (<see cref="UnmergedLora"/>); IA3 has no unmerged export.
+    /// with their own initializers (<see cref="LoraBranches"/>); IA3 has no unmerged export.
     /// </summary>
     public bool Merge { get; init; } = true;
 
@@ -108,18 +108,19 @@ public static class OnnxExport
         if (adapter?.Config is PromptLearningConfig)
             return PromptAdapter.Export(config, weights, modelDir, PromptAdapter.Load(adapter.Dir, config), outDir, options,
                 options.WriteGenAiConfig ? new Dictionary<string, string> { [GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson() } : null);
-        if (adapter != null) weights = ApplyAdapter(adapter, architecture, weights, options);
+        LoraBranches? unmerged = null;
+        if (adapter != null) weights = ApplyAdapter(adapter, architecture, weights, options, out unmerged);
         else if (!options.Merge) throw new PeftOnnxException("--no-merge needs an adapter (it keeps the adapter's LoRA branches beside the base weights)");
 
         var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
         if (config.IsEncoderDecoder)
         {
-            var graphs = FamilyGraphs.BuildSeq2Seq(config, weights, Seq2SeqGraphOptions.Default);
+            var graphs = FamilyGraphs.BuildSeq2Seq(config, weights, new Seq2SeqGraphOptions { Lora = unmerged });
             if (options.DType == ExportDType.Fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqInterface.Logits]));
             return WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extra);
         }
-        var graph = FamilyGraphs.BuildCausal(config, weights, CausalLmGraphOptions.Default);
+        var graph = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Lora = unmerged });
         if (options.DType == ExportDType.Fp16) graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
         return WriteFolder(graph, modelDir, outDir, options, extra);
     }
@@ -127,18 +128,27 @@ public static class OnnxExport
     /// <summary>
     /// The one place an adapter meets the base weights, by adapter type: each method's pass wraps the weight source
     /// after checking every adapter tensor against the base (a misfit throws here, before any file is written).
-    /// LoRA and IA3 also replace modules_to_save copies (and LoRA's trained biases) whole.
+    /// LoRA and IA3 also replace modules_to_save copies (and LoRA's trained biases) whole. A LoRA adapter left unmerged
+    /// (<see cref="ExportOptions.Merge"/> false) is checked the same way and comes back as the graph option
+    /// <paramref name="unmerged"/>.
     /// </summary>
-    public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options)
+    public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options,
+        out LoraBranches? unmerged)
     {
         WeightSource result;
+        unmerged = null;
         switch (adapter.Config)
         {
             case LoraConfig lora:
             {
                 var targets = lora.FindTargets(architecture);
                 var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, targets));
-                result = options.Merge ? MergeLora.Apply(lora, architecture, adapter, replaced) : UnmergedLora.Apply(lora, architecture, adapter, replaced);
+                if (options.Merge) result = MergeLora.Apply(lora, architecture, adapter, replaced);
+                else
+                {
+                    unmerged = new LoraBranches(LoraTarget.ReadAll(lora, architecture, adapter, replaced).Select(t => t.AsBranch()));
+                    result = replaced;
+                }
                 break;
             }
             case Ia3Config ia3:
@@ -156,6 +166,13 @@ public static class OnnxExport
         }
         adapter.RefuseUnused();
         return result;
+    }
+
+    /// <summary>The adapter merged into the base weights (<see cref="ExportOptions.Merge"/> must be true).</summary>
+    public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options)
+    {
+        if (!options.Merge) throw new ArgumentException("an unmerged LoRA export keeps graph branches: use the overload that returns them");
+        return ApplyAdapter(adapter, architecture, weights, options, out _);
     }
 
     /// <summary>Writes model + side files into a temporary folder beside <paramref name="outDir"/>, verifies, renames.</summary>

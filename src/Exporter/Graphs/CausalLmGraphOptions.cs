@@ -30,6 +30,9 @@ public sealed record CausalLmGraphOptions
     /// </summary>
     public bool PrefixInCache { get; init; }
 
+    /// <summary>LoRA kept unmerged: side branches beside the targeted modules (see <see cref="LoraBranches"/>).</summary>
+    public LoraBranches? Lora { get; init; }
+
     public static readonly CausalLmGraphOptions Default = new();
 
     /// <summary>The mask the attention, ALiBi and positions use: attention_mask, with the prefix's ones prepended.</summary>

@@ -28,7 +28,7 @@ public sealed class T5DecoderGraph
         _options = options;
         _config = config;
         _weights = weights;
-        _t5 = new T5Layers(_g, config, weights);
+        _t5 = new T5Layers(_g, config, weights, options.Lora);
     }
 
     public static GraphBuilder Build(T5Config config, WeightSource weights) => Build(config, weights, Seq2SeqGraphOptions.Default);
@@ -80,7 +80,7 @@ public sealed class T5DecoderGraph
         }
         else
         {
-            Layers.Linear(g, _weights, _t5.Linear("lm_head"), hidden, output: Logits);
+            Layers.Linear(g, _weights, _options.Lora, _t5.Linear("lm_head"), hidden, output: Logits);
         }
     }
 

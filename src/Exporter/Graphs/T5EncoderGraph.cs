@@ -26,7 +26,7 @@ public sealed class T5EncoderGraph
         _options = options;
         _config = config;
         _weights = weights;
-        _t5 = new T5Layers(_g, config, weights);
+        _t5 = new T5Layers(_g, config, weights, options.Lora);
     }
 
     public static GraphBuilder Build(T5Config config, WeightSource weights) => Build(config, weights, Seq2SeqGraphOptions.Default);

@@ -93,7 +93,7 @@ public static class T5Graph
 /// additive bias = relative position bias + extended mask), T5LayerFF (DenseReluDense or the gated variant),
 /// compute_bias, and the additive masks (finfo(float32).min where masked, as transformers builds them).
 /// </summary>
-internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource weights)
+internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource weights, LoraBranches? lora)
 {
     private readonly T5Architecture _arch = new(config);
 
@@ -104,7 +104,7 @@ internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource wei
 
     public LinearSpec Linear(string path) => _arch.Linear(path);
 
-    public string Project(string path, string x, string? output = null) => Layers.Linear(g, weights, Linear(path), x, output);
+    public string Project(string path, string x, string? output = null) => Layers.Linear(g, weights, lora, Linear(path), x, output);
 
     /// <summary>
     /// T5LayerNorm: weight * x * rsqrt(mean(x^2) + eps) over the last axis (no mean subtraction, no bias), which is
