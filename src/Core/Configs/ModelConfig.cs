@@ -82,7 +82,7 @@ public abstract record ModelConfig
     };
 
     /// <summary>
-    /// The positions the model can compute, where a learned absolute position table limits them (GPT-2, OPT);
+    /// The positions the model can compute, where a learned absolute position table limits them;
     /// null for RoPE, ALiBi and relative buckets, which transformers runs at any length.
     /// </summary>
     [JsonIgnore] public virtual PositionTable? PositionTable => null;
