@@ -14,18 +14,18 @@ namespace Peft.Onnx.Exporter;
 /// vocab_size. <c>search.past_present_share_buffer</c> is false: present = concat(past, new), one longer each step.
 /// </para>
 /// <para>
-/// Encoder-decoder (T5, mT5): <c>model.type</c> is the family's model_type, <c>model.encoder</c> names
+/// Encoder-decoder: <c>model.type</c> is the family's model_type, <c>model.encoder</c> names
 /// encoder_model.onnx with its inputs and outputs (encoder_hidden_states = last_hidden_state, cross-attention present
 /// names) and <c>model.decoder</c> decoder_model.onnx with the self and cross past names of
-/// <see cref="Seq2SeqInterface"/>, plus decoder_start_token_id. GenAI 0.18 parses this file but has no T5 model type
-/// (its encoder-decoder types, whisper and marian-ssru, expect other graph interfaces), so it refuses
-/// model_type "t5"; the mapping is complete for tools that read it.
+/// <see cref="Seq2SeqInterface"/>, plus decoder_start_token_id. GenAI 0.18 parses this file but has no model type for
+/// our encoder-decoder families (its encoder-decoder types, whisper and marian-ssru, expect other graph interfaces),
+/// so it refuses them; the mapping is complete for tools that read it.
 /// </para>
 /// <para>Checked by hand with Microsoft.ML.OnnxRuntimeGenAI 0.18.0 (CPU): greedy generation from our decoder-only
-/// exports (gpt2, llama, bloom, opt with merged LoRA; llama fp16) equals PEFT's. GenAI rejects unknown keys and null
+/// exports (every decoder-only family with merged LoRA, and one in fp16) equals PEFT's. GenAI rejects unknown keys and null
 /// numbers, so token ids a config lacks are left out.</para>
-/// context_length is the family's position limit (n_positions, max_position_embeddings, ...); families without one
-/// (BLOOM's ALiBi, T5's relative buckets) get <see cref="DefaultContextLength"/>. search.max_length = context_length;
+/// context_length is the config's <see cref="ModelConfig.ContextWindow"/>; for families without one it is read from the
+/// usual config.json keys, else <see cref="DefaultContextLength"/>. search.max_length = context_length;
 /// sampling defaults come from generation_config.json when present (greedy otherwise).
 /// </summary>
 public static class GenAiConfig
@@ -52,18 +52,12 @@ public static class GenAiConfig
     public static JsonObject Create(ModelConfig config, string modelDir)
     {
         var d = config.Dimensions;
-        int contextLength = config switch
-        {
-            Gpt2Config c => c.NPositions,
-            LlamaConfig c => c.MaxPositionEmbeddings,
-            OptConfig c => c.MaxPositionEmbeddings,
-            _ => ContextLengthFromJson(Path.Combine(modelDir, ModelConfig.FileName)),
-        };
+        int contextLength = config.ContextWindow?.Positions ?? ContextLengthFromJson(Path.Combine(modelDir, ModelConfig.FileName));
         var generation = GenerationConfig.TryLoad(modelDir);
 
         var model = new JsonObject
         {
-            ["type"] = config.IsEncoderDecoder ? config.ModelType : "decoder",
+            ["type"] = config.Family.GenAiModelType,
             ["context_length"] = contextLength,
             ["vocab_size"] = d.VocabSize,
             ["bos_token_id"] = FirstOrNull(config.BosTokenId),
@@ -74,7 +68,7 @@ public static class GenAiConfig
         foreach (var key in model.Where(kv => kv.Value is null).Select(kv => kv.Key).ToList()) model.Remove(key);
         if (config.IsEncoderDecoder)
         {
-            model["decoder_start_token_id"] = config.DecoderStartTokenId ?? config.PadTokenId ?? 0;
+            model["decoder_start_token_id"] = config.DecoderStartId;
             model["encoder"] = Section(Seq2SeqInterface.EncoderFile, d, d.NumLayers,
                 new JsonObject
                 {
@@ -111,7 +105,7 @@ public static class GenAiConfig
                 ["input_ids"] = CausalLmInterface.InputIds,
                 ["attention_mask"] = CausalLmInterface.AttentionMask,
             };
-            if (config is Gpt2Config or LlamaConfig) inputs["position_ids"] = CausalLmInterface.PositionIds;
+            if (config.Family.TakesPositionIds) inputs["position_ids"] = CausalLmInterface.PositionIds;
             inputs["past_key_names"] = "past_key_values.%d.key";
             inputs["past_value_names"] = "past_key_values.%d.value";
             model["decoder"] = Section(OnnxExport.ModelFile, d, d.NumLayers, inputs,

@@ -20,7 +20,7 @@ public sealed record ExportOptions
 
     /// <summary>
     /// LoRA / IA3: merge the adapter into the base weights (default). False keeps LoRA unmerged as side branches
-    /// with their own initializers (<see cref="UnmergedLora"/>); IA3 has no unmerged export.
+    /// with their own initializers (<see cref="LoraBranches"/>); IA3 has no unmerged export.
     /// </summary>
     public bool Merge { get; init; } = true;
 
@@ -97,8 +97,7 @@ public static class OnnxExport
     {
         if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
         var config = ModelConfig.Load(modelDir);
-        if (!IsSupported(config))
-            throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)");
+        if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
         var architecture = Core.Architectures.Architecture.For(config);
         using var tensors = CheckpointTensors.Open(modelDir);
         var checkpoint = new CheckpointWeights(tensors);
@@ -109,18 +108,19 @@ public static class OnnxExport
         if (adapter?.Config is PromptLearningConfig)
             return PromptAdapter.Export(config, weights, modelDir, PromptAdapter.Load(adapter.Dir, config), outDir, options,
                 options.WriteGenAiConfig ? new Dictionary<string, string> { [GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson() } : null);
-        if (adapter != null) weights = ApplyAdapter(adapter, architecture, weights, options);
+        LoraBranches? unmerged = null;
+        if (adapter != null) weights = ApplyAdapter(adapter, architecture, weights, options, out unmerged);
         else if (!options.Merge) throw new PeftOnnxException("--no-merge needs an adapter (it keeps the adapter's LoRA branches beside the base weights)");
 
         var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
         if (config.IsEncoderDecoder)
         {
-            var graphs = BuildSeq2SeqGraphs(config, weights);
+            var graphs = FamilyGraphs.BuildSeq2Seq(config, weights, new Seq2SeqGraphOptions { Lora = unmerged });
             if (options.DType == ExportDType.Fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqInterface.Logits]));
             return WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extra);
         }
-        var graph = BuildGraph(config, weights);
+        var graph = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Lora = unmerged });
         if (options.DType == ExportDType.Fp16) graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
         return WriteFolder(graph, modelDir, outDir, options, extra);
     }
@@ -128,18 +128,27 @@ public static class OnnxExport
     /// <summary>
     /// The one place an adapter meets the base weights, by adapter type: each method's pass wraps the weight source
     /// after checking every adapter tensor against the base (a misfit throws here, before any file is written).
-    /// LoRA and IA3 also replace modules_to_save copies (and LoRA's trained biases) whole.
+    /// LoRA and IA3 also replace modules_to_save copies (and LoRA's trained biases) whole. A LoRA adapter left unmerged
+    /// (<see cref="ExportOptions.Merge"/> false) is checked the same way and comes back as the graph option
+    /// <paramref name="unmerged"/>.
     /// </summary>
-    public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options)
+    public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options,
+        out LoraBranches? unmerged)
     {
         WeightSource result;
+        unmerged = null;
         switch (adapter.Config)
         {
             case LoraConfig lora:
             {
                 var targets = lora.FindTargets(architecture);
                 var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, targets));
-                result = options.Merge ? MergeLora.Apply(lora, architecture, adapter, replaced) : UnmergedLora.Apply(lora, architecture, adapter, replaced);
+                if (options.Merge) result = MergeLora.Apply(lora, architecture, adapter, replaced);
+                else
+                {
+                    unmerged = new LoraBranches(LoraTarget.ReadAll(lora, architecture, adapter, replaced).Select(t => t.AsBranch()));
+                    result = replaced;
+                }
                 break;
             }
             case Ia3Config ia3:
@@ -159,26 +168,12 @@ public static class OnnxExport
         return result;
     }
 
-    /// <summary>True for the families that have a graph in Graphs/.</summary>
-    public static bool IsSupported(ModelConfig config) => config is BloomConfig or Gpt2Config or OptConfig or LlamaConfig or T5Config;
-
-    /// <summary>The family's graph for a config (base weights from <paramref name="weights"/>).</summary>
-    public static GraphBuilder BuildGraph(ModelConfig config, WeightSource weights) => config switch
+    /// <summary>The adapter merged into the base weights (<see cref="ExportOptions.Merge"/> must be true).</summary>
+    public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options)
     {
-        BloomConfig c => BloomGraph.Build(c, weights),
-        Gpt2Config c => Gpt2Graph.Build(c, weights),
-        OptConfig c => OptGraph.Build(c, weights),
-        LlamaConfig c => LlamaGraph.Build(c, weights),
-        T5Config => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' is encoder-decoder: it exports as two graphs (BuildSeq2SeqGraphs)"),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)"),
-    };
-
-    /// <summary>The encoder and decoder graphs of an encoder-decoder family (see <see cref="Seq2SeqInterface"/>).</summary>
-    public static Seq2SeqGraphs BuildSeq2SeqGraphs(ModelConfig config, WeightSource weights) => config switch
-    {
-        T5Config c => T5Graph.Build(c, weights),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' has no encoder-decoder ONNX export"),
-    };
+        if (!options.Merge) throw new ArgumentException("an unmerged LoRA export keeps graph branches: use the overload that returns them");
+        return ApplyAdapter(adapter, architecture, weights, options, out _);
+    }
 
     /// <summary>Writes model + side files into a temporary folder beside <paramref name="outDir"/>, verifies, renames.</summary>
     public static ExportResult WriteFolder(GraphBuilder graph, string sourceDir, string outDir, ExportOptions options) =>

@@ -34,13 +34,7 @@ public sealed class OnnxModel : IDisposable
         int graphVocab = causal?.VocabSize ?? seq2seq!.VocabSize;
         VocabSize = graphVocab > 0 ? graphVocab : config.Dimensions.VocabSize;
         NumLayers = causal?.NumLayers ?? seq2seq!.NumLayers;
-        (ContextLength, ContextKey) = config switch
-        {
-            Gpt2Config c => (c.NPositions, "n_positions"),
-            OptConfig c => (c.MaxPositionEmbeddings, "max_position_embeddings"),
-            LlamaConfig c => (c.MaxPositionEmbeddings, "max_position_embeddings"),
-            _ => ((int?)null, (string?)null),
-        };
+        (ContextLength, ContextKey) = (config.ContextWindow?.Positions, config.ContextWindow?.Key);
         if (device == Device.Cuda) _cudaMemory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, cudaDeviceId, OrtMemType.Default);
         _tokenizer = new(() =>
         {
@@ -76,7 +70,7 @@ public sealed class OnnxModel : IDisposable
     internal OrtMemoryInfo CacheMemory => _cudaMemory ?? OrtMemoryInfo.DefaultInstance;
 
     internal int DecoderStartTokenId =>
-        GenerationDefaults.DecoderStartTokenId ?? (Config is T5Config t5 ? t5.DecoderStartId : Config.DecoderStartTokenId ?? Config.PadTokenId ?? 0);
+        GenerationDefaults.DecoderStartTokenId ?? Config.DecoderStartId;
 
     /// <summary>True when the folder holds tokenizer files that load.</summary>
     public bool HasTokenizer => _tokenizer.Value.Tokenizer != null;

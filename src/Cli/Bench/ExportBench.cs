@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Families;
 
 namespace Peft.Onnx.Cli.Bench;
 

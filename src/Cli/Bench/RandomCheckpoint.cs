@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 

@@ -54,7 +54,7 @@ public static class ForwardOnnx
             if (labels == null) throw new PeftOnnxException($"{inputsPath}: an encoder-decoder export needs 'labels' [batch, target_len] (the decoder input is labels shifted right)");
             if (labelShape.Length != 2 || labelShape[0] != batch) throw new PeftOnnxException($"{inputsPath}: labels has shape [{string.Join(", ", labelShape)}], expected [{batch}, target_len]");
             var config = ModelConfig.Load(onnxDir);
-            int start = (config as T5Config)?.DecoderStartId ?? config.DecoderStartTokenId ?? config.PadTokenId ?? 0;
+            int start = config.DecoderStartId;
             var decoderIds = Seq2SeqRunner.ShiftRight(labels, batch, start, config.PadTokenId ?? 0);
             logits = model.Seq2Seq(ids, mask, decoderIds, batch);
             logitsShape = [batch, labelShape[1], vocab];

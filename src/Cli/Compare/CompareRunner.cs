@@ -90,7 +90,7 @@ public static class CompareRunner
             int rows = (int)batch.Shape[0];
             if (seq2seq)
             {
-                int start = (config as T5Config)?.DecoderStartId ?? config.DecoderStartTokenId ?? config.PadTokenId ?? 0;
+                int start = config.DecoderStartId;
                 onnx = ort.Seq2Seq(batch.InputIds, batch.AttentionMask, Seq2SeqRunner.ShiftRight(batch.Labels!, rows, start, config.PadTokenId ?? 0), rows);
             }
             else

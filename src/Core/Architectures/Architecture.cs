@@ -2,22 +2,6 @@ using Peft.Onnx.Core.Configs;
 
 namespace Peft.Onnx.Core.Architectures;
 
-/// <summary>One tensor of a Hugging Face state dict: its name and shape as stored in model.safetensors.</summary>
-public sealed record ParameterSpec(string Name, long[] Shape)
-{
-    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
-}
-
-/// <summary>
-/// One linear module (torch nn.Linear, or GPT-2's Conv1D whose weight is stored [in, out]) under its module
-/// path, e.g. "transformer.h.0.self_attention.query_key_value". PEFT targets these by name.
-/// </summary>
-public sealed record LinearSpec(string Path, long InFeatures, long OutFeatures, bool HasBias, bool IsConv1D = false)
-{
-    public string WeightName => Path + ".weight";
-    public string BiasName => Path + ".bias";
-}
-
 /// <summary>
 /// What a family's checkpoint holds, computed from config.json alone (no weights): the state-dict tensors,
 /// the linear modules PEFT can target, and how embeddings are tied. Trainer and Exporter both build on it,
@@ -27,7 +11,7 @@ public abstract class Architecture
 {
     public abstract ModelConfig Config { get; }
 
-    /// <summary>HF class name (BloomForCausalLM, ...).</summary>
+    /// <summary>HF class name (the model class transformers builds from the config).</summary>
     public abstract string ClassName { get; }
 
     /// <summary>Every tensor of the state dict, tied output head excluded, in the model's module order.</summary>
@@ -63,13 +47,6 @@ public abstract class Architecture
     /// <summary>Total parameters as model.num_parameters() counts them (tied tensors once).</summary>
     public long CountParameters() => Parameters.Sum(p => p.ElementCount);
 
-    public static Architecture For(ModelConfig config) => config switch
-    {
-        BloomConfig c => new BloomArchitecture(c),
-        Gpt2Config c => new Gpt2Architecture(c),
-        OptConfig c => new OptArchitecture(c),
-        LlamaConfig c => new LlamaArchitecture(c),
-        T5Config c => new T5Architecture(c),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' is not supported"),
-    };
+    /// <summary>The architecture <paramref name="config"/> implies, built by its family.</summary>
+    public static Architecture For(ModelConfig config) => config.Family.Architecture(config);
 }

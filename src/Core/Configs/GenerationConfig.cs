@@ -50,6 +50,6 @@ public sealed record GenerationConfig
         PadTokenId = c.PadTokenId,
         BosTokenId = c.BosTokenId,
         EosTokenId = c.EosTokenId,
-        DecoderStartTokenId = c is T5Config t5 ? t5.DecoderStartId : c.DecoderStartTokenId,
+        DecoderStartTokenId = c.IsEncoderDecoder ? c.DecoderStartId : c.DecoderStartTokenId,
     };
 }

@@ -1,11 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Peft.Onnx.Core.Families;
 
 namespace Peft.Onnx.Core.Configs;
 
 /// <summary>
-/// A Hugging Face config.json. Subclasses are one per family; their properties map 1:1 to the JSON keys
-/// (snake_case) and carry transformers 4.33's defaults for keys the file leaves out.
+/// A Hugging Face config.json. Subclasses are one per family (in the family's folder); their properties map 1:1 to
+/// the JSON keys (snake_case) and carry transformers 4.33's defaults for keys the file leaves out.
 /// </summary>
 public abstract record ModelConfig
 {
@@ -26,6 +27,9 @@ public abstract record ModelConfig
 
     /// <summary>Where this config was read from (for messages); not a JSON key.</summary>
     [JsonIgnore] public string SourcePath { get; init; } = FileName;
+
+    /// <summary>The facts of this config's model_type.</summary>
+    [JsonIgnore] public abstract ModelFamily Family { get; }
 
     public abstract ModelDimensions Dimensions { get; }
     public abstract bool IsEncoderDecoder { get; }
@@ -78,10 +82,19 @@ public abstract record ModelConfig
     };
 
     /// <summary>
-    /// The positions the model can compute, where a learned absolute position table limits them (GPT-2, OPT);
+    /// The positions the model can compute, where a learned absolute position table limits them;
     /// null for RoPE, ALiBi and relative buckets, which transformers runs at any length.
     /// </summary>
     [JsonIgnore] public virtual PositionTable? PositionTable => null;
+
+    /// <summary>The most positions the model was trained for (a position table's size, or RoPE's trained length); null when the config names none.</summary>
+    [JsonIgnore] public virtual ContextWindow? ContextWindow => null;
+
+    /// <summary>The token an encoder-decoder's decoder starts from: decoder_start_token_id, else the pad token, else 0.</summary>
+    [JsonIgnore] public int DecoderStartId => DecoderStartTokenId ?? PadTokenId ?? 0;
+
+    /// <summary>Width of the token embeddings (what a soft prompt's rows hold); the hidden size unless the family projects them.</summary>
+    [JsonIgnore] public virtual int InputEmbeddingWidth => Dimensions.HiddenSize;
 
     public static ModelConfig Load(string dirOrFile)
     {
@@ -104,35 +117,18 @@ public abstract record ModelConfig
             using var doc = JsonDocument.Parse(json, ConfigJson.DocumentOptions);
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new PeftOnnxException($"{path}: expected a JSON object");
             if (!doc.RootElement.TryGetProperty("model_type", out var mt) || mt.ValueKind != JsonValueKind.String)
-                throw new PeftOnnxException($"{path}: missing required key 'model_type' (expected one of {string.Join(", ", Known.Keys)})");
+                throw new PeftOnnxException($"{path}: missing required key 'model_type' (expected one of {FamilyRegistry.ModelTypeList})");
             modelType = mt.GetString();
             ConfigJson.CheckStrings(doc.RootElement);
         }
         catch (JsonException ex) { throw ConfigJson.Invalid(path, ex); }
         catch (InvalidOperationException ex) { throw new PeftOnnxException($"{path}: invalid JSON text ({ex.Message.Split('\n')[0]})"); }
 
-        if (modelType is null || !Known.TryGetValue(modelType, out var type))
-            throw new PeftOnnxException($"{path}: unknown model_type {MessageText.Quote(modelType)} (expected one of {string.Join(", ", Known.Keys)})");
-        var config = (ModelConfig)ConfigJson.Deserialize(json, type, path);
+        if (modelType is null || FamilyRegistry.Find(modelType) is not { } family)
+            throw new PeftOnnxException($"{path}: unknown model_type {MessageText.Quote(modelType)} (expected one of {FamilyRegistry.ModelTypeList})");
+        var config = (ModelConfig)ConfigJson.Deserialize(json, family.ConfigType, path);
         config = config with { SourcePath = path };
         config.Validate();
         return config;
     }
-
-    private static readonly Dictionary<string, Type> Known = new()
-    {
-        ["bloom"] = typeof(BloomConfig),
-        ["gpt2"] = typeof(Gpt2Config),
-        ["opt"] = typeof(OptConfig),
-        ["llama"] = typeof(LlamaConfig),
-        ["t5"] = typeof(T5Config),
-        ["mt5"] = typeof(MT5Config),
-    };
-}
-
-/// <summary>The sizes every family has under its own key names, for code that works across families.</summary>
-public sealed record ModelDimensions(int VocabSize, int HiddenSize, int NumLayers, int NumHeads, int NumKeyValueHeads, int HeadDim)
-{
-    /// <summary>Decoder layers of an encoder-decoder (equal to NumLayers for decoder-only models).</summary>
-    public int NumDecoderLayers { get; init; } = NumLayers;
 }

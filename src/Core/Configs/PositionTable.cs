@@ -1,13 +1,12 @@
 namespace Peft.Onnx.Core.Configs;
 
 /// <summary>
-/// A learned absolute position table (GPT-2's wpe, OPT's embed_positions): the model has one row per position, so
-/// a sequence longer than <see cref="Positions"/> cannot be computed (transformers fails with an index error in
-/// the middle of the forward). Families with RoPE (LLaMA), ALiBi (BLOOM) or relative buckets (T5) have none:
-/// transformers runs them at any length. The virtual tokens of a soft prompt or prefix on a decoder-only model
+/// A learned absolute position table (a position embedding with one row per position): a sequence longer than
+/// <see cref="Positions"/> cannot be computed (transformers fails with an index error in the middle of the forward).
+/// Families with rotary, ALiBi or relative-bucket positions have none: transformers runs them at any length. The virtual tokens of a soft prompt or prefix on a decoder-only model
 /// take the first positions, as PEFT's forward gives them.
 /// </summary>
-/// <param name="Positions">How many positions the table covers (OPT's extra two rows are its offset, not positions).</param>
+/// <param name="Positions">How many positions the table covers (rows a family keeps as an offset are not positions).</param>
 /// <param name="Key">The config.json key that sets it.</param>
 /// <param name="SourcePath">The config.json it was read from.</param>
 public sealed record PositionTable(int Positions, string Key, string SourcePath)

@@ -59,7 +59,7 @@ public abstract record PromptLearningConfig : AdapterConfig
     protected virtual void CheckSizesFit(ModelConfig model)
     {
         var d = model.Dimensions;
-        int embeddingWidth = model is OptConfig opt ? opt.EmbedDim : d.HiddenSize;
+        int embeddingWidth = model.InputEmbeddingWidth;
         if (TokenDim is { } dim && dim != d.HiddenSize && dim != embeddingWidth)
             throw DoesNotFit(model, "token_dim", dim, $"{d.HiddenSize}, the width of its input embeddings");
     }

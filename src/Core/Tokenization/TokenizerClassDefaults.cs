@@ -1,8 +1,10 @@
+using Peft.Onnx.Core.Families;
+
 namespace Peft.Onnx.Core.Tokenization;
 
 /// <summary>
-/// The transformers 4.33 tokenizer classes we reproduce, with the defaults their __init__ applies when the folder's
-/// config files say nothing (the slow and fast class of a family share them).
+/// A transformers 4.33 tokenizer class we reproduce, with the defaults its __init__ applies when the folder's config
+/// files say nothing (a slow class and its fast class share them). Each family names its class; the registry lists them.
 /// </summary>
 internal sealed record TokenizerClassDefaults(
     string Name,
@@ -12,36 +14,37 @@ internal sealed record TokenizerClassDefaults(
     bool CleanUpDefault,
     int ExtraIdsDefault)
 {
-    /// <summary>GPT2Tokenizer (also OPT, BLOOM slow files): nothing added unless add_bos_token.</summary>
-    public static readonly TokenizerClassDefaults Gpt2 = new("GPT2Tokenizer", "<|endoftext|>", "<|endoftext|>", "<|endoftext|>", null,
-        WrapsStringTokens: true, AddBosDefault: false, AddEosDefault: false, CleanUpDefault: true, ExtraIdsDefault: 0);
+    /// <summary>The vocabulary file the slow class reads (vocab.json beside merges.txt, or a sentencepiece model); null for a fast-only class.</summary>
+    public string? SlowFile { get; init; }
 
-    /// <summary>LlamaTokenizer (legacy): bos prepended, clean-up off.</summary>
-    public static readonly TokenizerClassDefaults Llama = new("LlamaTokenizer", "<s>", "</s>", "<unk>", null,
-        WrapsStringTokens: true, AddBosDefault: true, AddEosDefault: false, CleanUpDefault: false, ExtraIdsDefault: 0);
+    /// <summary>The slow class reads a sentencepiece model.</summary>
+    public bool IsSentencePiece { get; init; }
 
-    /// <summary>T5Tokenizer (legacy): eos appended unless already last, 100 &lt;extra_id_N&gt; sentinels.</summary>
-    public static readonly TokenizerClassDefaults T5 = new("T5Tokenizer", null, "</s>", "<unk>", "<pad>",
-        WrapsStringTokens: false, AddBosDefault: false, AddEosDefault: true, CleanUpDefault: true, ExtraIdsDefault: 100);
+    /// <summary>eos is appended only when the sequence does not already end with it.</summary>
+    public bool EosOnlyIfAbsent { get; init; }
 
-    /// <summary>BloomTokenizerFast (tokenizer.json only).</summary>
-    public static readonly TokenizerClassDefaults Bloom = new("BloomTokenizerFast", "<s>", "</s>", "<unk>", "<pad>",
-        WrapsStringTokens: false, AddBosDefault: false, AddEosDefault: false, CleanUpDefault: true, ExtraIdsDefault: 0);
+    /// <summary>Decoding strips every leading "▁" of the first token, not just one.</summary>
+    public bool TrimsEveryLeadingSpace { get; init; }
 
-    public bool IsT5 => ReferenceEquals(this, T5);
-    public bool IsLlama => ReferenceEquals(this, Llama);
+    /// <summary>The fast class rebuilds its post-processor from add_bos_token / add_eos_token instead of reading tokenizer.json's.</summary>
+    public bool RebuildsPostProcessor { get; init; }
 
-    /// <summary>The family of a tokenizer_class name ("T5TokenizerFast", "LlamaTokenizer", ...), null when unknown.</summary>
+    /// <summary>The class appends extra_ids sentinels (&lt;extra_id_N&gt;) after the vocabulary.</summary>
+    public bool TakesExtraIds => ExtraIdsDefault > 0;
+
+    /// <summary>The class name before "Tokenizer", matched anywhere in a tokenizer_class (so the fast class matches too).</summary>
+    private string Stem => Name[..Name.IndexOf("Tokenizer", StringComparison.Ordinal)];
+
+    /// <summary>The class of a tokenizer_class name (slow or fast), null when unknown.</summary>
     public static TokenizerClassDefaults? ForName(string? name) =>
-        name == null ? null
-        : name.Contains("T5", StringComparison.OrdinalIgnoreCase) ? T5
-        : name.Contains("Llama", StringComparison.OrdinalIgnoreCase) ? Llama
-        : name.Contains("GPT2", StringComparison.OrdinalIgnoreCase) ? Gpt2
-        : name.Contains("Bloom", StringComparison.OrdinalIgnoreCase) ? Bloom
-        : null;
+        name == null ? null : FamilyRegistry.TokenizerClasses.FirstOrDefault(c => name.Contains(c.Stem, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The class whose slow files include <paramref name="fileName"/>.</summary>
+    public static TokenizerClassDefaults ForSlowFile(string fileName) =>
+        FamilyRegistry.TokenizerClasses.FirstOrDefault(c => c.SlowFile == fileName)
+        ?? throw new InvalidOperationException($"no tokenizer class reads {fileName}");
 
     /// <summary>The sentencepiece class named by tokenizer_config.json, else the one its file name implies.</summary>
     public static TokenizerClassDefaults ForSentencePiece(string? configuredClass, string fileName) =>
-        ForName(configuredClass) is { } known && (known.IsT5 || known.IsLlama) ? known
-        : fileName == "spiece.model" ? T5 : Llama;
+        ForName(configuredClass) is { IsSentencePiece: true } known ? known : ForSlowFile(fileName);
 }

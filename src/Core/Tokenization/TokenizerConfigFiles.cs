@@ -10,7 +10,7 @@ internal sealed record DeclaredToken(string Content, bool LStrip, bool RStrip, b
 /// how transformers 4.33 resolves special tokens from them: the class default, replaced by tokenizer_config.json,
 /// replaced again by special_tokens_map.json (which from_pretrained applies after construction). A token given as
 /// a plain string ends up a str in the slow tokenizer and strips whitespace on both sides; one given as an object
-/// keeps its lstrip/rstrip; a class that wraps string defaults in AddedToken (GPT-2, LLaMA) strips nothing.
+/// keeps its lstrip/rstrip; a class that wraps string defaults in AddedToken (<see cref="TokenizerClassDefaults.WrapsStringTokens"/>) strips nothing.
 /// </summary>
 internal sealed class TokenizerConfigFiles
 {

@@ -1,5 +1,6 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 
@@ -50,7 +51,7 @@ public sealed class BloomGraph
     private void Forward()
     {
         var g = _g;
-        _options.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: false, _hidden);
+        _options.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: _config.Family.TakesPositionIds, _hidden);
 
         string hidden;
         using (g.Scope("/transformer"))
@@ -82,7 +83,7 @@ public sealed class BloomGraph
         }
         else
         {
-            Layers.Linear(g, _weights, head, hidden, output: CausalLmInterface.Logits);
+            Layers.Linear(g, _weights, _options.Lora, head, hidden, output: CausalLmInterface.Logits);
         }
     }
 
@@ -106,7 +107,7 @@ public sealed class BloomGraph
         var p = $"transformer.h.{i}.self_attention";
         using var _ = g.Scope(ModulePath.ToScope(p));
 
-        var fused = Layers.Linear(g, _weights, Linear($"{p}.query_key_value"), x);
+        var fused = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.query_key_value"), x);
         // [B, T, heads, 3, head_dim] -> [3, B, heads, T, head_dim] -> q, k, v [B, heads, T, head_dim]
         var split = g.Transpose(g.Reshape(fused, [0, 0, _heads, 3, _headDim]), [3, 0, 2, 1, 4]);
         var parts = g.Split(split, 0, 3);
@@ -122,7 +123,7 @@ public sealed class BloomGraph
         var context = Attention.ScaledDotProduct(g, q, k, v, scale, alibi, allowed, prefix);
         var merged = Attention.MergeHeads(g, context, _hidden);
 
-        var output = Layers.Linear(g, _weights, Linear($"{p}.dense"), merged);
+        var output = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.dense"), merged);
         return g.Add(output, residual, name: "residual/Add");
     }
 
@@ -132,9 +133,9 @@ public sealed class BloomGraph
         var g = _g;
         var p = $"transformer.h.{i}.mlp";
         using var _ = g.Scope(ModulePath.ToScope(p));
-        var h = Layers.Linear(g, _weights, Linear($"{p}.dense_h_to_4h"), x);
+        var h = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.dense_h_to_4h"), x);
         h = Layers.BloomGelu(g, h);
-        h = Layers.Linear(g, _weights, Linear($"{p}.dense_4h_to_h"), h);
+        h = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.dense_4h_to_h"), h);
         return g.Add(h, residual, name: "residual/Add");
     }
 

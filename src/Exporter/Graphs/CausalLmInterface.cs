@@ -5,15 +5,15 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// <summary>
 /// Inputs and outputs of every decoder-only graph, named as Optimum and ORT GenAI ("decoder" type) expect:
 /// input_ids [batch, seq] and attention_mask [batch, past + seq] (int64), position_ids [batch, seq] (int64, only
-/// for families whose forward takes them: GPT-2, LLaMA), past_key_values.{i}.key|value
+/// for families whose forward takes them, ModelFamily.TakesPositionIds), past_key_values.{i}.key|value
 /// [batch, kv_heads, past_seq, head_dim] -> logits [batch, seq, vocab] and present.{i}.key|value
 /// [batch, kv_heads, past + seq, head_dim]. One graph serves prefill (past_seq = 0) and decoding.
 /// <para>
 /// position_ids contract: the caller passes what transformers' prepare_inputs_for_generation passes, i.e.
 /// <c>cumsum(attention_mask) - 1</c> with padded positions set to 1, the last seq columns (see
 /// <see cref="PositionIdsFromMask"/>). Without padding that is past .. past + seq - 1. Families without the input
-/// (BLOOM's ALiBi, OPT) derive positions from attention_mask inside the graph; OPT follows
-/// OPTLearnedPositionalEmbedding (cumsum(mask) * mask - 1, + 2), as Optimum does for transformers &lt; 4.46.
+/// derive positions from attention_mask inside the graph (a learned table as its transformers module does,
+/// e.g. cumsum(mask) * mask - 1 plus the table's offset, as Optimum does for transformers &lt; 4.46).
 /// </para>
 /// <para>
 /// num_logits_to_keep (int64 scalar, optional: an overridable initializer, default 0) limits logits to the last k
@@ -29,8 +29,8 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// Exports with a baked prompt-learning adapter (prompt tuning, p-tuning, prefix tuning; <see cref="AttentionPrefix"/>)
 /// keep this interface: past/present and attention_mask cover only the real tokens, logits are [batch, seq, vocab] for
 /// the real tokens; the graph holds the virtual tokens' keys/values as initializers prompt.past.{i}.key_t|value
-/// (attended apart from the cache, never copied into it) and prepends nv ones to the mask. GPT-2 and LLaMA graphs
-/// then take no position_ids: as in PEFT 0.7.1 (which drops position_ids, so transformers uses
+/// (attended apart from the cache, never copied into it) and prepends nv ones to the mask. Graphs that take
+/// position_ids then take none: as in PEFT 0.7.1 (which drops position_ids, so transformers uses
 /// arange(past, past + seq)), real tokens sit at nv + past + t regardless of padding.
 /// </para>
 /// </summary>

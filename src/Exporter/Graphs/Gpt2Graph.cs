@@ -1,5 +1,6 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 
@@ -51,7 +52,7 @@ public sealed class Gpt2Graph
     private void Forward()
     {
         var g = _g;
-        _options.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: true, _hidden);
+        _options.Declare(g, _config.NLayer, _heads, _headDim, _config.VocabSize, positionIds: _config.Family.TakesPositionIds, _hidden);
 
         string hidden;
         using (g.Scope("/transformer"))
@@ -79,7 +80,7 @@ public sealed class Gpt2Graph
         }
         else
         {
-            Layers.Linear(g, _weights, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
+            Layers.Linear(g, _weights, _options.Lora, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
         }
     }
 
@@ -106,7 +107,7 @@ public sealed class Gpt2Graph
         var p = $"transformer.h.{i}.attn";
         using var _ = g.Scope(ModulePath.ToScope(p));
 
-        var qkv = Layers.Linear(g, _weights, Linear($"{p}.c_attn"), x);
+        var qkv = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.c_attn"), x);
         var parts = g.Split(qkv, 2, 3);
         var q = Attention.SplitHeads(g, parts[0], _heads, _headDim, "query");
         var k = Attention.SplitHeads(g, parts[1], _heads, _headDim, "key");
@@ -119,7 +120,7 @@ public sealed class Gpt2Graph
         var scores = Attention.Scores(g, q, k, prefix, s => Scale(s, i));
         var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed, prefix);
         var merged = Attention.MergeHeads(g, context, _hidden);
-        return Layers.Linear(g, _weights, Linear($"{p}.c_proj"), merged);
+        return Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.c_proj"), merged);
     }
 
     /// <summary>The scaling of GPT2Attention's scores for layer <paramref name="i"/>.</summary>
@@ -146,9 +147,9 @@ public sealed class Gpt2Graph
         var g = _g;
         var p = $"transformer.h.{i}.mlp";
         using var _ = g.Scope(ModulePath.ToScope(p));
-        var h = Layers.Linear(g, _weights, Linear($"{p}.c_fc"), x);
+        var h = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.c_fc"), x);
         h = Layers.Activation(g, _config.ActivationFunction, h, "act");
-        return Layers.Linear(g, _weights, Linear($"{p}.c_proj"), h);
+        return Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.c_proj"), h);
     }
 
     private LinearSpec Linear(string path) => _arch.Linear(path);

@@ -12,15 +12,16 @@ namespace Peft.Onnx.Exporter.Graphs;
 public static class Layers
 {
     /// <summary>
-    /// nn.Linear (or GPT-2's Conv1D) as MatMul + Add. The weight initializer is stored [in, out]
-    /// (nn.Linear's [out, in] transposed at export; Conv1D is already [in, out]) under the HF weight name.
+    /// nn.Linear (or transformers' Conv1D) as MatMul + Add. The weight initializer is stored [in, out]
+    /// (nn.Linear's [out, in] transposed at export; Conv1D is already [in, out]) under the HF weight name, plus the
+    /// module's unmerged LoRA branch where <paramref name="lora"/> has one.
     /// </summary>
-    public static string Linear(GraphBuilder g, WeightSource weights, LinearSpec spec, string x, string? output = null)
+    public static string Linear(GraphBuilder g, WeightSource weights, LoraBranches? lora, LinearSpec spec, string x, string? output = null)
     {
         using var _ = g.Scope(ModulePath.ToScope(spec.Path));
         var w = g.Initializer(spec.WeightName, spec.IsConv1D ? weights.AsIs(spec.WeightName) : weights.Transposed(spec.WeightName));
         // an adapter left unmerged (--no-merge) adds its own term to the module's output: base(x) + branch(x)
-        var branch = weights.LinearBranch(g, spec, x);
+        var branch = lora?.Build(g, spec, x);
         if (!spec.HasBias && branch == null) return g.MatMul(x, w, output: output);
         var y = g.MatMul(x, w);
         if (spec.HasBias)
@@ -56,7 +57,7 @@ public static class Layers
     }
 
     /// <summary>
-    /// LlamaRMSNorm: weight * (x * rsqrt(mean(x^2, last axis) + eps)), with {path}.weight and no bias
+    /// RMS norm: weight * (x * rsqrt(mean(x^2, last axis) + eps)), with {path}.weight and no bias
     /// (x^2 as x * x, which is what torch's pow(2) computes).
     /// </summary>
     public static string RmsNorm(GraphBuilder g, WeightSource weights, string modulePath, string x, double epsilon)

@@ -1,5 +1,6 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 
@@ -54,7 +55,7 @@ public sealed class LlamaGraph
     private void Forward()
     {
         var g = _g;
-        _options.Declare(g, _config.NumHiddenLayers, _kvHeads, _headDim, _config.VocabSize, positionIds: true, _hidden);
+        _options.Declare(g, _config.NumHiddenLayers, _kvHeads, _headDim, _config.VocabSize, positionIds: _config.Family.TakesPositionIds, _hidden);
 
         string hidden;
         using (g.Scope("/model"))
@@ -82,7 +83,7 @@ public sealed class LlamaGraph
         }
         else
         {
-            Layers.Linear(g, _weights, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
+            Layers.Linear(g, _weights, _options.Lora, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
         }
     }
 
@@ -108,9 +109,9 @@ public sealed class LlamaGraph
         var p = $"model.layers.{i}.self_attn";
         using var _ = g.Scope(ModulePath.ToScope(p));
 
-        var q = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.q_proj"), x), _heads, _headDim, "query");
-        var k = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.k_proj"), x), _kvHeads, _headDim, "key");
-        var v = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.v_proj"), x), _kvHeads, _headDim, "value");
+        var q = Attention.SplitHeads(g, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.q_proj"), x), _heads, _headDim, "query");
+        var k = Attention.SplitHeads(g, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.k_proj"), x), _kvHeads, _headDim, "key");
+        var v = Attention.SplitHeads(g, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.v_proj"), x), _kvHeads, _headDim, "value");
 
         q = Attention.ApplyRotary(g, q, cos, sin, "query/rotary");
         k = Attention.ApplyRotary(g, k, cos, sin, "key/rotary");
@@ -127,7 +128,7 @@ public sealed class LlamaGraph
         var scores = Attention.Scores(g, q, k, prefix, s => g.Div(s, g.Constant((float)Math.Sqrt(_headDim))));
         var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed, prefix);
         var merged = Attention.MergeHeads(g, context, (long)_heads * _headDim);
-        return Layers.Linear(g, _weights, Linear($"{p}.o_proj"), merged);
+        return Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.o_proj"), merged);
     }
 
     /// <summary>LlamaMLP (SwiGLU): down_proj(act_fn(gate_proj(x)) * up_proj(x)).</summary>
@@ -136,9 +137,9 @@ public sealed class LlamaGraph
         var g = _g;
         var p = $"model.layers.{i}.mlp";
         using var _ = g.Scope(ModulePath.ToScope(p));
-        var gate = Layers.Activation(g, _config.HiddenAct, Layers.Linear(g, _weights, Linear($"{p}.gate_proj"), x), "act_fn");
-        var up = Layers.Linear(g, _weights, Linear($"{p}.up_proj"), x);
-        return Layers.Linear(g, _weights, Linear($"{p}.down_proj"), g.Mul(gate, up));
+        var gate = Layers.Activation(g, _config.HiddenAct, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.gate_proj"), x), "act_fn");
+        var up = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.up_proj"), x);
+        return Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.down_proj"), g.Mul(gate, up));
     }
 
     private LinearSpec Linear(string path) => _arch.Linear(path);

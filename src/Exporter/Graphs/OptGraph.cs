@@ -1,5 +1,6 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 
@@ -15,9 +16,6 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// </summary>
 public sealed class OptGraph
 {
-    /// <summary>nn.LayerNorm's default epsilon, which every OPT LayerNorm uses.</summary>
-    private const double LayerNormEpsilon = 1e-5;
-
     private readonly OptConfig _config;
     private readonly OptArchitecture _arch;
     private readonly WeightSource _weights;
@@ -56,7 +54,7 @@ public sealed class OptGraph
     private void Forward()
     {
         var g = _g;
-        _options.Declare(g, _config.NumHiddenLayers, _heads, _headDim, _config.VocabSize, positionIds: false, _config.EmbedDim);
+        _options.Declare(g, _config.NumHiddenLayers, _heads, _headDim, _config.VocabSize, positionIds: _config.Family.TakesPositionIds, _config.EmbedDim);
 
         string hidden;
         using (g.Scope("/model/decoder"))
@@ -69,14 +67,14 @@ public sealed class OptGraph
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _mask);
             var posEmbeds = EmbedPositions();
 
-            if (_arch.HasProjections) inputsEmbeds = Layers.Linear(g, _weights, Linear("model.decoder.project_in"), inputsEmbeds);
+            if (_arch.HasProjections) inputsEmbeds = Layers.Linear(g, _weights, _options.Lora, Linear("model.decoder.project_in"), inputsEmbeds);
             hidden = g.Add(inputsEmbeds, posEmbeds, name: "embeddings/Add");
 
             _prefixCache = _options.PrefixCache(g, _config.NumHiddenLayers);
             for (int i = 0; i < _config.NumHiddenLayers; i++) hidden = DecoderLayer(i, hidden, allowed);
 
             if (_arch.HasFinalLayerNorm) hidden = LayerNorm("model.decoder.final_layer_norm", hidden);
-            if (_arch.HasProjections) hidden = Layers.Linear(g, _weights, Linear("model.decoder.project_out"), hidden);
+            if (_arch.HasProjections) hidden = Layers.Linear(g, _weights, _options.Lora, Linear("model.decoder.project_out"), hidden);
         }
 
         hidden = CausalLmInterface.LastPositions(g, hidden);
@@ -89,7 +87,7 @@ public sealed class OptGraph
         }
         else
         {
-            Layers.Linear(g, _weights, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
+            Layers.Linear(g, _weights, _options.Lora, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
         }
     }
 
@@ -129,9 +127,9 @@ public sealed class OptGraph
 
         residual = hidden;
         if (pre) hidden = LayerNorm($"{p}.final_layer_norm", hidden);
-        hidden = Layers.Linear(g, _weights, Linear($"{p}.fc1"), hidden);
+        hidden = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.fc1"), hidden);
         using (g.Scope(ModulePath.ToScope(p))) hidden = Layers.Activation(g, _config.ActivationFunction, hidden, "activation_fn");
-        hidden = Layers.Linear(g, _weights, Linear($"{p}.fc2"), hidden);
+        hidden = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.fc2"), hidden);
         using (g.Scope(ModulePath.ToScope(p))) hidden = g.Add(residual, hidden, name: "mlp_residual/Add");
         if (!pre) hidden = LayerNorm($"{p}.final_layer_norm", hidden);
         return hidden;
@@ -148,10 +146,10 @@ public sealed class OptGraph
         var p = $"model.decoder.layers.{i}.self_attn";
         using var _ = g.Scope(ModulePath.ToScope(p));
 
-        var query = g.Mul(Layers.Linear(g, _weights, Linear($"{p}.q_proj"), x), g.Constant((float)Math.Pow(_headDim, -0.5)), name: "scaling/Mul");
+        var query = g.Mul(Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.q_proj"), x), g.Constant((float)Math.Pow(_headDim, -0.5)), name: "scaling/Mul");
         var q = Attention.SplitHeads(g, query, _heads, _headDim, "query");
-        var k = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.k_proj"), x), _heads, _headDim, "key");
-        var v = Attention.SplitHeads(g, Layers.Linear(g, _weights, Linear($"{p}.v_proj"), x), _heads, _headDim, "value");
+        var k = Attention.SplitHeads(g, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.k_proj"), x), _heads, _headDim, "key");
+        var v = Attention.SplitHeads(g, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.v_proj"), x), _heads, _headDim, "value");
 
         k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
         v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
@@ -159,12 +157,12 @@ public sealed class OptGraph
 
         var context = Attention.MaskedSoftmaxContext(g, Attention.Scores(g, q, k, prefix), v, allowed, prefix);
         var merged = Attention.MergeHeads(g, context, _hidden);
-        return Layers.Linear(g, _weights, Linear($"{p}.out_proj"), merged);
+        return Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.out_proj"), merged);
     }
 
     /// <summary>An OPT LayerNorm over hidden_size (constant ones/zeros when layer_norm_elementwise_affine is false).</summary>
     private string LayerNorm(string path, string x) =>
-        Layers.LayerNorm(_g, _weights, path, x, LayerNormEpsilon, _hidden, _config.LayerNormElementwiseAffine);
+        Layers.LayerNorm(_g, _weights, path, x, OptArchitecture.LayerNormEpsilon, _hidden, _config.LayerNormElementwiseAffine);
 
     private LinearSpec Linear(string path) => _arch.Linear(path);
 }

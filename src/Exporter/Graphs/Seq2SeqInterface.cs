@@ -131,6 +131,9 @@ public sealed record Seq2SeqGraphOptions
     /// </summary>
     public AttentionPrefix? DecoderPrefix { get; init; }
 
+    /// <summary>LoRA kept unmerged: side branches beside the targeted modules (see <see cref="LoraBranches"/>).</summary>
+    public LoraBranches? Lora { get; init; }
+
     public static readonly Seq2SeqGraphOptions Default = new();
 
     internal bool HasEncoderPrompt => EncoderPrompt != null && EncoderPromptLength > 0;

@@ -1,4 +1,5 @@
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 using static Peft.Onnx.Exporter.Graphs.Seq2SeqInterface;
@@ -27,7 +28,7 @@ public sealed class T5DecoderGraph
         _options = options;
         _config = config;
         _weights = weights;
-        _t5 = new T5Layers(_g, config, weights);
+        _t5 = new T5Layers(_g, config, weights, options.Lora);
     }
 
     public static GraphBuilder Build(T5Config config, WeightSource weights) => Build(config, weights, Seq2SeqGraphOptions.Default);
@@ -79,7 +80,7 @@ public sealed class T5DecoderGraph
         }
         else
         {
-            Layers.Linear(g, _weights, _t5.Linear("lm_head"), hidden, output: Logits);
+            Layers.Linear(g, _weights, _options.Lora, _t5.Linear("lm_head"), hidden, output: Logits);
         }
     }
 

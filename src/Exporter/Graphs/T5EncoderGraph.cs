@@ -1,4 +1,5 @@
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 using static Peft.Onnx.Exporter.Graphs.Seq2SeqInterface;
@@ -25,7 +26,7 @@ public sealed class T5EncoderGraph
         _options = options;
         _config = config;
         _weights = weights;
-        _t5 = new T5Layers(_g, config, weights);
+        _t5 = new T5Layers(_g, config, weights, options.Lora);
     }
 
     public static GraphBuilder Build(T5Config config, WeightSource weights) => Build(config, weights, Seq2SeqGraphOptions.Default);

@@ -1,6 +1,7 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 
@@ -92,7 +93,7 @@ public static class T5Graph
 /// additive bias = relative position bias + extended mask), T5LayerFF (DenseReluDense or the gated variant),
 /// compute_bias, and the additive masks (finfo(float32).min where masked, as transformers builds them).
 /// </summary>
-internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource weights)
+internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource weights, LoraBranches? lora)
 {
     private readonly T5Architecture _arch = new(config);
 
@@ -103,11 +104,11 @@ internal sealed class T5Layers(GraphBuilder g, T5Config config, WeightSource wei
 
     public LinearSpec Linear(string path) => _arch.Linear(path);
 
-    public string Project(string path, string x, string? output = null) => Layers.Linear(g, weights, Linear(path), x, output);
+    public string Project(string path, string x, string? output = null) => Layers.Linear(g, weights, lora, Linear(path), x, output);
 
     /// <summary>
     /// T5LayerNorm: weight * x * rsqrt(mean(x^2) + eps) over the last axis (no mean subtraction, no bias), which is
-    /// LlamaRMSNorm's formula. <paramref name="output"/> names the result (a graph output).
+    /// <see cref="Layers.RmsNorm"/>'s formula. <paramref name="output"/> names the result (a graph output).
     /// </summary>
     public string LayerNorm(string modulePath, string x, string? output = null)
     {

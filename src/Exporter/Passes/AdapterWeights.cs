@@ -147,8 +147,6 @@ public abstract class WeightPass(WeightSource inner) : WeightSource
     public override void Release(string name) => Inner.Release(name);
 
     public override TransposedTerm? TransposedAddend(string name) => Changes(name) ? null : Inner.TransposedAddend(name);
-
-    public override string? LinearBranch(GraphBuilder g, LinearSpec spec, string x) => Inner.LinearBranch(g, spec, x);
 }
 
 /// <summary>Base tensors the adapter replaces whole (modules_to_save copies, trained biases); see <see cref="AdapterWeights.Replacements"/>.</summary>

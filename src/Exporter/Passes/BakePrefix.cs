@@ -1,5 +1,6 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Graphs;
 
 namespace Peft.Onnx.Exporter.Passes;
@@ -9,8 +10,8 @@ namespace Peft.Onnx.Exporter.Passes;
 /// as [nv, num_layers * 2, heads, head_dim] and permutes it to num_layers * 2 tensors [heads, nv, head_dim]; the
 /// graph attends to them as a past of nv tokens that is always there (<see cref="AttentionPrefix"/>).
 /// <list type="bullet">
-/// <item>decoder-only (num_transformer_submodules 1): layer i gets tensors 2i (key) and 2i + 1 (value), except for
-/// BLOOM, where PEFT 0.7.1's bloom_model_postprocess_past_key_value applies (see <see cref="BloomLayout"/>);</item>
+/// <item>decoder-only (num_transformer_submodules 1): as the family's <see cref="PrefixLayout"/> says: layer i gets
+/// tensors 2i (key) and 2i + 1 (value), or the regrouped layout of <see cref="KeysFirstRegrouped"/>;</item>
 /// <item>encoder-decoder (num_transformer_submodules 2): the list is concatenated with itself and split into groups
 /// of 4 (self key, self value, cross key, cross value), one group per decoder layer, so decoder layer j gets tensors
 /// (4j + m) mod (2 * num_layers). The encoder gets none. transformers 4.33 uses the cross pair only when the encoder
@@ -28,21 +29,22 @@ public static class BakePrefix
         var tensors = Split(adapter, d.NumKeyValueHeads, d.HeadDim);
         if (tensors.Length != 2 * d.NumLayers)
             throw new PeftOnnxException($"{adapter.Config.SourcePath}: prefix for num_layers {tensors.Length / 2}, but the model has {d.NumLayers} layers");
-        if (model is BloomConfig) return BloomLayout(tensors, adapter.NumVirtualTokens, d.NumKeyValueHeads, d.HeadDim);
+        if (model.Family.PrefixLayout == PrefixLayout.KeysFirstRegrouped) return KeysFirstRegrouped(tensors, adapter.NumVirtualTokens, d.NumKeyValueHeads, d.HeadDim);
         var keys = Enumerable.Range(0, d.NumLayers).Select(i => tensors[2 * i]).ToArray();
         var values = Enumerable.Range(0, d.NumLayers).Select(i => tensors[2 * i + 1]).ToArray();
         return new AttentionPrefix(adapter.NumVirtualTokens, d.NumKeyValueHeads, d.HeadDim, keys, values);
     }
 
     /// <summary>
-    /// PEFT 0.7.1's bloom_model_postprocess_past_key_value, reproduced as BLOOM then attends with it: the 2L tensors
-    /// [heads, nv, head_dim] (order: layer 0 key, layer 0 value, layer 1 key, ...) are concatenated; the first L become
+    /// <see cref="PrefixLayout.KeysFirstRegrouped"/> (PEFT 0.7.1's bloom_model_postprocess_past_key_value), reproduced
+    /// as the model then attends with it: the 2L tensors [heads, nv, head_dim] (order: layer 0 key, layer 0 value,
+    /// layer 1 key, ...) are concatenated; the first L become
     /// the keys and the last L the values, so layer l gets tensor l as key and tensor L + l as value. The keys are
-    /// then transpose(nv, heads) and reshaped (not transposed) to BLOOM's [heads, head_dim, nv]: key element
+    /// then transpose(nv, heads) and reshaped (not transposed) to the key cache's [heads, head_dim, nv]: key element
     /// (h, d, t) is flat element h * head_dim * nv + d * nv + t of tensor l read in [nv, heads, head_dim] order.
     /// Returned in the graph's [heads, nv, head_dim] layout.
     /// </summary>
-    public static AttentionPrefix BloomLayout(float[][] tensors, int nv, int heads, int headDim)
+    public static AttentionPrefix KeysFirstRegrouped(float[][] tensors, int nv, int heads, int headDim)
     {
         int layers = tensors.Length / 2;
         var keys = new float[layers][];
@@ -55,7 +57,7 @@ public static class BakePrefix
                 for (int d = 0; d < headDim; d++)
                     for (int t = 0; t < nv; t++)
                     {
-                        int f = (h * headDim + d) * nv + t;           // flat index in BLOOM's [heads, head_dim, nv]
+                        int f = (h * headDim + d) * nv + t;           // flat index in the key cache's [heads, head_dim, nv]
                         int t0 = f / (heads * headDim), h0 = f / headDim % heads, d0 = f % headDim;   // read as [nv, heads, head_dim]
                         key[(h * nv + t) * headDim + d] = source[(h0 * nv + t0) * headDim + d0];
                     }

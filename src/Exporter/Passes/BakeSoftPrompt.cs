@@ -35,11 +35,11 @@ public static class BakeSoftPrompt
         if (adapter.IsPrefix) throw new ArgumentException("prefix tuning is baked by BakePrefix");
         if (adapter.Rows != nv)
             throw new PeftOnnxException($"{adapter.Config.SourcePath}: {adapter.Rows} prompt rows for {nv} virtual tokens (num_transformer_submodules must be 1 for a decoder-only model)");
-        int width = model is OptConfig opt ? opt.EmbedDim : model.Dimensions.HiddenSize;
+        int width = model.InputEmbeddingWidth;
         if (adapter.Columns != width)
             throw new PeftOnnxException($"{adapter.Config.SourcePath}: prompt embeddings of width {adapter.Columns}, but the model's word embeddings are {width} wide");
 
-        var graph = PromptAdapter.BuildCausal(model, weights, new CausalLmGraphOptions { TakeInputsEmbeds = true });
+        var graph = FamilyGraphs.BuildCausal(model, weights, new CausalLmGraphOptions { TakeInputsEmbeds = true });
         Directory.CreateDirectory(scratchParent);
         // Named after this process, so that the next export removes what a killed one (kill -9) left here.
         var scratchName = Path.Combine(scratchParent, ScratchName);

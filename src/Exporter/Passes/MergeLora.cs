@@ -14,6 +14,9 @@ public sealed record LoraTarget(TargetMatch Match, float[] A, float[] B)
     public LinearSpec Linear => Match.Linear;
     public int Rank => Match.Rank;
 
+    /// <summary>This target kept unmerged, as a graph's side branch.</summary>
+    public LoraBranch AsBranch() => new(Linear.Path, Rank, A, B, Match.Scaling);
+
     /// <summary>
     /// Reads and checks the LoRA tensors of every target of <paramref name="config"/> in <paramref name="arch"/>:
     /// lora_A [r, in_features] and lora_B [out_features, r], r from rank_pattern or r.
@@ -93,7 +96,7 @@ public sealed class MergeLora : WeightPass
 /// [in, out]). Each element is the sum over the rank in order in float32, as PEFT's float32 matmul computes it, each
 /// term a fused multiply-add (one rounding per term, the same in a vector lane as in the scalar tail), then times the
 /// scaling and added, so the result does not depend on how the weight is cut into ranges or rows into vectors.
-/// (Sums in double cost twice the vector width and, on a bloomz-560m-sized LoRA, ~20 % of the export's CPU time.)
+/// (Sums in double cost twice the vector width and, on a LoRA of a 560M-parameter model, ~20 % of the export's CPU time.)
 /// </summary>
 public sealed class LoraDelta : ITransposedTerm
 {
@@ -214,47 +217,5 @@ public sealed class LoraDelta : ITransposedTerm
                 w[j] += sum * _scaling;
             }
         }
-    }
-}
-
-/// <summary>
-/// LoRA left unmerged (export --no-merge): the base weight stays as it is and each target gets a side branch
-/// <c>x @ A^T @ B^T * scaling</c> added to its output, as PEFT's Linear.forward computes it. A and B are initializers
-/// of their own, named after the module and stored as MatMul operands like the base weights:
-/// <c>{path}.lora_A.weight</c> [in, r] (A transposed), <c>{path}.lora_B.weight</c> [r, out] (B transposed) and
-/// <c>{path}.lora_scaling</c> (a float32 scalar), so one graph structure serves any adapter of the same shapes (swap
-/// the initializers, e.g. with SessionOptions.AddInitializer).
-/// </summary>
-public sealed class UnmergedLora : WeightPass
-{
-    private readonly Dictionary<string, LoraTarget> _byPath;
-
-    private UnmergedLora(WeightSource inner, IReadOnlyList<LoraTarget> targets) : base(inner) =>
-        _byPath = targets.ToDictionary(t => t.Linear.Path, StringComparer.Ordinal);
-
-    public static string AName(string path) => path + ".lora_A.weight";
-    public static string BName(string path) => path + ".lora_B.weight";
-    public static string ScalingName(string path) => path + ".lora_scaling";
-
-    /// <summary>Checks the adapter against the base and wraps <paramref name="weights"/> with the side branches.</summary>
-    public static UnmergedLora Apply(LoraConfig config, Architecture arch, AdapterWeights adapter, WeightSource weights) =>
-        new(weights, LoraTarget.ReadAll(config, arch, adapter, weights));
-
-    protected override bool Changes(string name) => false;
-
-    protected override void ReadChanged(string name, long start, Span<float> destination) => throw new InvalidOperationException();
-
-    public override string? LinearBranch(GraphBuilder g, LinearSpec spec, string x)
-    {
-        var inner = Inner.LinearBranch(g, spec, x);
-        if (!_byPath.TryGetValue(spec.Path, out var t)) return inner;
-        long r = t.Rank, inF = spec.InFeatures, outF = spec.OutFeatures;
-        var a = g.Initializer(AName(spec.Path), InitializerData.DeferredFloats([inF, r], () => Transpose(t.A, (int)r, (int)inF)));
-        var b = g.Initializer(BName(spec.Path), InitializerData.DeferredFloats([r, outF], () => Transpose(t.B, (int)outF, (int)r)));
-        var s = g.Initializer(ScalingName(spec.Path), InitializerData.Scalar((float)t.Match.Scaling));
-        var down = g.MatMul(x, a, name: "lora_A/MatMul");
-        var up = g.MatMul(down, b, name: "lora_B/MatMul");
-        var branch = g.Mul(up, s, name: "lora_scaling/Mul");
-        return inner == null ? branch : g.Add(inner, branch);
     }
 }

@@ -69,9 +69,10 @@ public sealed class PromptAdapter
     /// <list type="bullet">
     /// <item>decoder-only: a constant attention prefix (<see cref="AttentionPrefix"/>): past / present and
     /// attention_mask cover only the real tokens, logits are [batch, seq, vocab] for the real tokens, real tokens sit
-    /// at positions num_virtual_tokens + t as in PEFT's forward, and GPT-2 / LLaMA graphs take no position_ids;</item>
-    /// <item>T5 prefix: decoder self-attention prefix, encoder unchanged (cross part as transformers uses it);</item>
-    /// <item>T5 soft prompt: constant embeddings before the encoder input; encoder outputs are
+    /// at positions num_virtual_tokens + t as in PEFT's forward, and graphs of families that take position_ids compute
+    /// them instead;</item>
+    /// <item>encoder-decoder prefix: decoder self-attention prefix, encoder unchanged (cross part as transformers uses it);</item>
+    /// <item>encoder-decoder soft prompt: constant embeddings before the encoder input; encoder outputs are
     /// num_virtual_tokens longer than its input (see <see cref="Seq2SeqGraphOptions.EncoderPrompt"/>).</item>
     /// </list>
     /// </summary>
@@ -79,8 +80,7 @@ public sealed class PromptAdapter
     {
         if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
         var config = ModelConfig.Load(modelDir);
-        if (!OnnxExport.IsSupported(config))
-            throw new PeftOnnxException($"{config.SourcePath}: ONNX export of model_type '{config.ModelType}' is not supported yet (supported: bloom, gpt2, opt, llama, t5, mt5)");
+        if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
         var adapter = Load(adapterDir, config);
         using var tensors = CheckpointTensors.Open(modelDir);
         var weights = new CheckpointWeights(tensors);
@@ -102,7 +102,7 @@ public sealed class PromptAdapter
             var seq2seq = adapter.IsPrefix
                 ? new Seq2SeqGraphOptions { DecoderPrefix = BakePrefix.ForSeq2Seq(adapter, config) }
                 : BakeSoftPrompt.ForSeq2Seq(adapter, config);
-            var graphs = BuildSeq2Seq(config, weights, seq2seq);
+            var graphs = FamilyGraphs.BuildSeq2Seq(config, weights, seq2seq);
             if (fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqInterface.Logits]));
             // fp16 exports are checked by OrtForward, which passes encoder outputs through whatever their length
             if (!seq2seq.HasEncoderPrompt || fp16) return OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extraFiles);
@@ -126,8 +126,8 @@ public sealed class PromptAdapter
             ? BakePrefix.ForDecoder(adapter, config)
             : BakeSoftPrompt.ForDecoder(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
         // model.onnx keeps the base cache contract (ORT GenAI's); the Runtime runs the prefix-in-cache graph beside it
-        var graph = BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix });
-        var inCache = BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix, PrefixInCache = true });
+        var graph = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix });
+        var inCache = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix, PrefixInCache = true });
         if (fp16)
         {
             graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
@@ -137,23 +137,6 @@ public sealed class PromptAdapter
             extraFiles = new Dictionary<string, string>(extraFiles) { [GenAiConfig.FileName] = GenAiConfig.MatchInputs(genai, graph.Inputs.Select(i => i.Name)) };
         return OnnxExport.WriteFolder(graph, inCache, modelDir, outDir, options, extraFiles);
     }
-
-    /// <summary>The decoder-only family graph with <paramref name="options"/>.</summary>
-    public static GraphBuilder BuildCausal(ModelConfig config, WeightSource weights, CausalLmGraphOptions options) => config switch
-    {
-        BloomConfig c => BloomGraph.Build(c, weights, options),
-        Gpt2Config c => Gpt2Graph.Build(c, weights, options),
-        OptConfig c => OptGraph.Build(c, weights, options),
-        LlamaConfig c => LlamaGraph.Build(c, weights, options),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' has no decoder-only ONNX export"),
-    };
-
-    /// <summary>The encoder-decoder family graphs with <paramref name="options"/>.</summary>
-    public static Seq2SeqGraphs BuildSeq2Seq(ModelConfig config, WeightSource weights, Seq2SeqGraphOptions options) => config switch
-    {
-        T5Config c => T5Graph.Build(c, weights, options),
-        _ => throw new PeftOnnxException($"{config.SourcePath}: model_type '{config.ModelType}' has no encoder-decoder ONNX export"),
-    };
 
     /// <summary>metadata_props naming the baked adapter (the graph interface does not show it).</summary>
     private static Dictionary<string, string> Metadata(IReadOnlyDictionary<string, string>? existing, PromptAdapter adapter)

@@ -52,13 +52,6 @@ public abstract class WeightSource
         return values;
     }
 
-    /// <summary>
-    /// An extra term added to a linear module's output, built into the graph next to its MatMul (e.g. an unmerged
-    /// LoRA branch x @ A^T @ B^T * scaling); null when the module has none. <paramref name="x"/> is the module's
-    /// input; nodes go into the builder's current scope (the module's). Passes that wrap a source forward this.
-    /// </summary>
-    public virtual string? LinearBranch(GraphBuilder g, Core.Architectures.LinearSpec spec, string x) => null;
-
     /// <summary>The tensor unchanged, as a float32 initializer streamed from this source.</summary>
     public InitializerData AsIs(string name) => InitializerData.Streamed(ElementType.Float, Shape(name), new TensorValues(this, name));
 

@@ -42,13 +42,13 @@ public abstract class PretrainedModel : IDisposable
     }
 }
 
-/// <summary>A decoder-only language model (BLOOM, GPT-2, OPT, LLaMA).</summary>
+/// <summary>A decoder-only language model.</summary>
 public abstract class CausalLm(Architecture architecture, ParameterStore parameters) : PretrainedModel(architecture, parameters)
 {
     public abstract LmOutput Forward(CausalLmInput input);
 }
 
-/// <summary>An encoder-decoder language model (T5, mT5).</summary>
+/// <summary>An encoder-decoder language model.</summary>
 public abstract class Seq2SeqLm(Architecture architecture, ParameterStore parameters) : PretrainedModel(architecture, parameters)
 {
     /// <summary>Runs the encoder: hidden states [B, S, d_model].</summary>

@@ -1,6 +1,7 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Trainer.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;

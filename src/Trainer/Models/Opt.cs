@@ -1,6 +1,7 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Trainer.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -130,5 +131,5 @@ public sealed class OptForCausalLM(OptArchitecture architecture, ParameterStore 
     }
 
     private Tensor LayerNorm(Tensor x, string path) =>
-        nn.functional.layer_norm(x, [x.shape[^1]], Parameters.TryGet(path + ".weight"), Parameters.TryGet(path + ".bias"), 1e-5);
+        nn.functional.layer_norm(x, [x.shape[^1]], Parameters.TryGet(path + ".weight"), Parameters.TryGet(path + ".bias"), OptArchitecture.LayerNormEpsilon);
 }

@@ -1,5 +1,6 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 

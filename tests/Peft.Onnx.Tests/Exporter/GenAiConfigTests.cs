@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Onnx.Proto;
 using Peft.Onnx.Tests.Support;

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Graphs;

@@ -2,8 +2,10 @@ using System.Text.Json;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
+using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Onnx.Proto;
 using Peft.Onnx.Exporter.Passes;
@@ -75,9 +77,9 @@ public class MergeUnmergedLoraTests(ITestOutputHelper output)
             var file = arch is "t5" or "mt5" ? (target.Path.StartsWith("encoder.", StringComparison.Ordinal) ? "encoder_model.onnx" : "decoder_model.onnx") : OnnxExport.ModelFile;
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, file)));
             var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
-            Assert.Equal([target.Linear.InFeatures, target.Rank], initializers[UnmergedLora.AName(target.Path)].Dims);
-            Assert.Equal([target.Rank, target.Linear.OutFeatures], initializers[UnmergedLora.BName(target.Path)].Dims);
-            Assert.Contains(UnmergedLora.ScalingName(target.Path), initializers.Keys);
+            Assert.Equal([target.Linear.InFeatures, target.Rank], initializers[LoraBranches.AName(target.Path)].Dims);
+            Assert.Equal([target.Rank, target.Linear.OutFeatures], initializers[LoraBranches.BName(target.Path)].Dims);
+            Assert.Contains(LoraBranches.ScalingName(target.Path), initializers.Keys);
             Assert.Contains(model.Graph.Node, n => n.Name.EndsWith("/lora_B/MatMul", StringComparison.Ordinal));
         }
         finally { Directory.Delete(dir, true); }

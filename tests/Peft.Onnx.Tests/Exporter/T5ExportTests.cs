@@ -2,6 +2,7 @@ using static Peft.Onnx.Tests.Support.BatchSlices;
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Graphs;

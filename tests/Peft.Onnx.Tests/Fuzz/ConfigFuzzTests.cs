@@ -1,5 +1,6 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Tests.Support;
 using Xunit;

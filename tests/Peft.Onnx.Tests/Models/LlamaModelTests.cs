@@ -1,6 +1,7 @@
 using System.Globalization;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Trainer.Modeling;

@@ -1,6 +1,7 @@
 using System.Text;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Models;

@@ -3,8 +3,8 @@ using System.Text.Json;
 namespace Peft.Onnx.Core.Tokenization;
 
 /// <summary>
-/// Builds a tokenizer from transformers' slow files: GPT2Tokenizer's vocab.json + merges.txt, or a sentencepiece
-/// model (T5Tokenizer's spiece.model, LlamaTokenizer's tokenizer.model), plus the optional config files.
+/// Builds a tokenizer from transformers' slow files: a byte-level BPE vocab.json + merges.txt, or a sentencepiece
+/// model (spiece.model or tokenizer.model, whose class decides the defaults), plus the optional config files.
 /// </summary>
 internal static class SlowTokenizerLoader
 {
@@ -15,7 +15,7 @@ internal static class SlowTokenizerLoader
         var vocab = TokenizerFileError.Guard(vocabPath, () => ReadVocabulary(vocabPath));
         var merges = TokenizerFileError.Guard(mergesPath, () => ReadMerges(mergesPath));
         var config = TokenizerConfigFiles.Read(dir);
-        var cls = TokenizerClassDefaults.Gpt2;
+        var cls = TokenizerClassDefaults.ForSlowFile("vocab.json");
 
         int baseSize = vocab.Count == 0 ? 0 : vocab.Values.Max() + 1;
         var added = SlowAddedVocabulary.Build(config, cls, [], t => vocab.TryGetValue(t, out int id) ? id : null, baseSize);
@@ -55,9 +55,9 @@ internal static class SlowTokenizerLoader
         var config = TokenizerConfigFiles.Read(dir);
         var cls = TokenizerClassDefaults.ForSentencePiece(config.TokenizerClass, fileName);
 
-        // T5's sentinels <extra_id_N> sit after the pieces, numbered downwards from the last id.
-        int extraIds = cls.IsT5 ? config.ConfigInt("extra_ids") ?? cls.ExtraIdsDefault : 0;
-        if (extraIds is < 0 or > MaxExtraIds) // T5 uses 100; a huge count would allocate a sentinel string per id
+        // The sentinels <extra_id_N> sit after the pieces, numbered downwards from the last id.
+        int extraIds = cls.TakesExtraIds ? config.ConfigInt("extra_ids") ?? cls.ExtraIdsDefault : 0;
+        if (extraIds is < 0 or > MaxExtraIds) // real files use 100; a huge count would allocate a sentinel string per id
             throw TokenizerFileError.Problem(Path.Combine(dir, TokenizerConfigFiles.ConfigFile), $"extra_ids = {extraIds} is out of range (expected 0 to {MaxExtraIds})");
         int pieceCount = model.Pieces.Count;
         int baseSize = pieceCount + extraIds;
@@ -77,7 +77,7 @@ internal static class SlowTokenizerLoader
             id < pieceCount ? model.Pieces[id].Text
             : id < baseSize ? ExtraId(id)
             : added.AddedContent.GetValueOrDefault(id, "");
-        ITokenDecoder decoder = new SlowSentencePieceDecoder(new SentencePieceTextDecoder(model), cls.IsT5, added.SpecialContents, TokenOf);
+        ITokenDecoder decoder = new SlowSentencePieceDecoder(new SentencePieceTextDecoder(model), cls.TrimsEveryLeadingSpace, added.SpecialContents, TokenOf);
         if (added.AddedContent.Count > 0) decoder = new SlowAddedTokenDecoder(decoder, added.AddedContent);
 
         int? bos = added.IdOf("bos_token"), eos = added.IdOf("eos_token");
@@ -86,7 +86,7 @@ internal static class SlowTokenizerLoader
         var template = new SpecialTokenTemplate(
             addBos && bos is int b ? [b] : [],
             addEos && eos is int e ? [e] : [],
-            SuffixOnlyIfAbsent: cls.IsT5);
+            SuffixOnlyIfAbsent: cls.EosOnlyIfAbsent);
 
         return new TokenizerParts
         {

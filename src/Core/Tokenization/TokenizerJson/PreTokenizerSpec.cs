@@ -5,7 +5,7 @@ namespace Peft.Onnx.Core.Tokenization;
 
 /// <summary>
 /// The tokenizer.json pre-tokenizers we support: ByteLevel (GPT-2 regex or none, optional prefix space),
-/// Sequence[Split(regex, Isolated), ByteLevel(use_regex=false)] as in LLaMA-3-style files, and Metaspace.
+/// Sequence[Split(regex, Isolated), ByteLevel(use_regex=false)] as in newer byte-level files, and Metaspace.
 /// </summary>
 internal sealed record PreTokenizerSpec(bool ByteLevel, bool PrefixSpace, Regex? WordPattern, Metaspace? Metaspace)
 {

@@ -33,9 +33,8 @@ internal static class TokenizerJsonLoader
         var vocabulary = JsonAddedVocabulary.Build(model.Vocabulary, addedTokens, config, cls);
 
         var template = PostProcessorTemplate.FromJson(JsonFields.Get(root, "post_processor"));
-        if (cls is { IsLlama: true })
+        if (cls is { RebuildsPostProcessor: true })
         {
-            // LlamaTokenizerFast rebuilds its post-processor from add_bos_token / add_eos_token.
             bool addBos = config.ConfigBool("add_bos_token") ?? cls.AddBosDefault;
             bool addEos = config.ConfigBool("add_eos_token") ?? cls.AddEosDefault;
             template = new SpecialTokenTemplate(

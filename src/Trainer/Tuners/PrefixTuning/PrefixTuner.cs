@@ -1,5 +1,6 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Generation;
 using Peft.Onnx.Trainer.Modeling;
@@ -15,7 +16,7 @@ namespace Peft.Onnx.Trainer.Tuners.PrefixTuning;
 /// (num_transformer_submodules 2), permuted to [num_layers * 2 (* 2), B, heads, nv, head_dim] and split into groups
 /// of 2 * num_transformer_submodules: decoder-only layer i gets rows (2i, 2i + 1); an encoder-decoder's decoder
 /// layer i gets rows 4i..4i+3 as (self k, self v, cross k, cross v) of the doubled list (the encoder gets none);
-/// BLOOM's postprocess takes layer i's key from row i (regrouped as PEFT's transpose(2, 3) + reshape does) and its
+/// under <see cref="PrefixLayout.KeysFirstRegrouped"/> layer i takes its key from row i (regrouped as PEFT's transpose(2, 3) + reshape does) and its
 /// value from row num_layers + i.
 /// Under grouped-query attention the prefix has the key/value heads (newer PEFT's rule: token_dim becomes
 /// token_dim / num_attention_heads * num_key_value_heads, num_attention_heads becomes num_key_value_heads).
@@ -53,11 +54,11 @@ public sealed class PrefixTuner : PromptLearningTuner
         var rows = kv.permute(2, 0, 3, 1, 4);   // [layers * 2 * sub, B, heads, nv, head_dim]
         long count = rows.shape[0];
         var cache = new KvCache();
-        if (Model.Config.ModelType == "bloom")
+        if (Model.Config.Family.PrefixLayout == PrefixLayout.KeysFirstRegrouped)
         {
-            // bloom_model_postprocess_past_key_value: keys = rows[:L].transpose(2, 3).reshape(L, B * heads, head_dim, nv).
-            // The transpose swaps heads and tokens (not tokens and head_dim), so the reshape regroups the values; BLOOM
-            // reads the result as [B * heads, head_dim, nv]. Reproduced here, then turned into the [B, heads, nv, head_dim] layout.
+            // PEFT's postprocess for this layout (bloom_model_postprocess_past_key_value): keys = rows[:L].transpose(2, 3).reshape(L, B * heads, head_dim, nv).
+            // The transpose swaps heads and tokens (not tokens and head_dim), so the reshape regroups the values; the
+            // model reads the result as [B * heads, head_dim, nv]. Reproduced here, then turned into the [B, heads, nv, head_dim] layout.
             for (long i = 0; i < count / 2; i++)
             {
                 var key = rows[i].transpose(1, 2).reshape(batch, heads, headDim, NumVirtualTokens).transpose(2, 3);

@@ -1,6 +1,7 @@
+using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 
-namespace Peft.Onnx.Core.Architectures;
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>
 /// OPTForCausalLM's state dict: learned positions (offset 2), optional project_in/project_out when the token
@@ -64,6 +65,9 @@ public sealed class OptArchitecture : Architecture
 
     /// <summary>OPTLearnedPositionalEmbedding shifts every position by 2 (a fairseq padding_idx leftover).</summary>
     public const int PositionOffset = 2;
+
+    /// <summary>nn.LayerNorm's default epsilon, which every OPT LayerNorm uses (config.json has no key for it).</summary>
+    public const double LayerNormEpsilon = 1e-5;
 
     public OptConfig Opt => (OptConfig)Config;
 

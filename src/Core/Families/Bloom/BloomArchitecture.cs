@@ -1,6 +1,7 @@
+using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 
-namespace Peft.Onnx.Core.Architectures;
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>BloomForCausalLM's state dict: fused query_key_value, ALiBi (no position table), tied head.</summary>
 public sealed class BloomArchitecture : Architecture

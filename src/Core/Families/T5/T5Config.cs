@@ -1,4 +1,7 @@
-namespace Peft.Onnx.Core.Configs;
+using System.Text.Json.Serialization;
+using Peft.Onnx.Core.Configs;
+
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>transformers' T5Config (model_type "t5"); mT5 shares the architecture with other defaults.</summary>
 public record T5Config : ModelConfig
@@ -37,9 +40,7 @@ public record T5Config : ModelConfig
         }
     }
 
-    /// <summary>T5 starts decoding from the pad token unless the config says otherwise.</summary>
-    public int DecoderStartId => DecoderStartTokenId ?? PadTokenId ?? 0;
-
+    [JsonIgnore] public override ModelFamily Family => T5Family.T5;
     public override bool IsEncoderDecoder => true;
     public override ModelDimensions Dimensions => new(VocabSize, DModel, NumLayers, NumHeads, NumHeads, DKv) { NumDecoderLayers = DecoderLayers };
 
@@ -67,20 +68,4 @@ public record T5Config : ModelConfig
         RequireTokenId(PadTokenId, "pad_token_id", VocabSize);
         RequireTokenId(DecoderStartId, DecoderStartTokenId is null ? "pad_token_id" : "decoder_start_token_id", VocabSize);
     }
-}
-
-/// <summary>transformers' MT5Config (model_type "mt5"): gated-gelu and an untied head by default.</summary>
-public sealed record MT5Config : T5Config
-{
-    public MT5Config()
-    {
-        VocabSize = 250112;
-        DFf = 1024;
-        NumLayers = 8;
-        NumHeads = 6;
-        FeedForwardProj = "gated-gelu";
-        DecoderStartTokenId = 0;
-    }
-
-    public override bool TiesWordEmbeddings => TieWordEmbeddings ?? false;
 }

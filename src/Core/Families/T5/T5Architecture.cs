@@ -1,6 +1,7 @@
+using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 
-namespace Peft.Onnx.Core.Architectures;
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>
 /// T5ForConditionalGeneration's (and MT5ForConditionalGeneration's) state dict: one shared embedding, an encoder

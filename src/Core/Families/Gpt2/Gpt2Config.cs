@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
+using Peft.Onnx.Core.Configs;
 
-namespace Peft.Onnx.Core.Configs;
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>transformers' GPT2Config (model_type "gpt2").</summary>
 public sealed record Gpt2Config : ModelConfig
@@ -22,6 +23,7 @@ public sealed record Gpt2Config : ModelConfig
     public bool ReorderAndUpcastAttn { get; init; }
 
     public int InnerSize => NInner ?? 4 * NEmbd;
+    [JsonIgnore] public override ModelFamily Family => Gpt2Family.Instance;
     public override bool IsEncoderDecoder => false;
     public override ModelDimensions Dimensions => new(VocabSize, NEmbd, NLayer, NHead, NHead, NHead > 0 ? NEmbd / NHead : 0);
 
@@ -41,6 +43,8 @@ public sealed record Gpt2Config : ModelConfig
         RequireProbability(AttnPdrop, "attn_pdrop");
     }
 
+    [JsonIgnore] public override ContextWindow ContextWindow => new(NPositions, "n_positions");
+
     /// <summary>wpe: one learned row per position.</summary>
-    [JsonIgnore] public override PositionTable PositionTable => new(NPositions, "n_positions", SourcePath);
+    [JsonIgnore] public override PositionTable PositionTable => new(ContextWindow.Positions, ContextWindow.Key, SourcePath);
 }

@@ -1,6 +1,7 @@
+using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 
-namespace Peft.Onnx.Core.Architectures;
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>
 /// LlamaForCausalLM's state dict: separate q/k/v/o projections (k and v sized for num_key_value_heads),

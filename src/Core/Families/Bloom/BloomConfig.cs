@@ -1,4 +1,7 @@
-namespace Peft.Onnx.Core.Configs;
+using System.Text.Json.Serialization;
+using Peft.Onnx.Core.Configs;
+
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>transformers' BloomConfig (model_type "bloom").</summary>
 public sealed record BloomConfig : ModelConfig
@@ -18,6 +21,7 @@ public sealed record BloomConfig : ModelConfig
     public bool SlowButExact { get; init; }
 
     public int Width => NEmbed ?? HiddenSize;
+    [JsonIgnore] public override ModelFamily Family => BloomFamily.Instance;
     public override bool IsEncoderDecoder => false;
     public override ModelDimensions Dimensions => new(VocabSize, Width, NLayer, NHead, NHead, NHead > 0 ? Width / NHead : 0);
 

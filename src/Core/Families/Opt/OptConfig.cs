@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
+using Peft.Onnx.Core.Configs;
 
-namespace Peft.Onnx.Core.Configs;
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>transformers' OPTConfig (model_type "opt").</summary>
 public sealed record OptConfig : ModelConfig
@@ -25,6 +26,8 @@ public sealed record OptConfig : ModelConfig
 
     /// <summary>Width of the token embeddings (project_in/out exist when it differs from hidden_size).</summary>
     public int EmbedDim => WordEmbedProjDim ?? HiddenSize;
+    [JsonIgnore] public override ModelFamily Family => OptFamily.Instance;
+    [JsonIgnore] public override int InputEmbeddingWidth => EmbedDim;
     public override bool IsEncoderDecoder => false;
     public override ModelDimensions Dimensions => new(VocabSize, HiddenSize, NumHiddenLayers, NumAttentionHeads, NumAttentionHeads, NumAttentionHeads > 0 ? HiddenSize / NumAttentionHeads : 0);
 
@@ -44,9 +47,11 @@ public sealed record OptConfig : ModelConfig
         RequireProbability(Layerdrop, "layerdrop");
     }
 
+    [JsonIgnore] public override ContextWindow ContextWindow => new(MaxPositionEmbeddings, "max_position_embeddings");
+
     /// <summary>
     /// embed_positions: max_position_embeddings + 2 rows, positions shifted by 2 (OPTLearnedPositionalEmbedding), so
     /// max_position_embeddings positions.
     /// </summary>
-    [JsonIgnore] public override PositionTable PositionTable => new(MaxPositionEmbeddings, "max_position_embeddings", SourcePath);
+    [JsonIgnore] public override PositionTable PositionTable => new(ContextWindow.Positions, ContextWindow.Key, SourcePath);
 }

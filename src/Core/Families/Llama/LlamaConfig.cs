@@ -1,6 +1,8 @@
+using System.Text.Json.Serialization;
 using System.Text.Json;
+using Peft.Onnx.Core.Configs;
 
-namespace Peft.Onnx.Core.Configs;
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>transformers' LlamaConfig (model_type "llama").</summary>
 public sealed record LlamaConfig : ModelConfig
@@ -22,6 +24,7 @@ public sealed record LlamaConfig : ModelConfig
 
     public int KeyValueHeads => NumKeyValueHeads ?? NumAttentionHeads;
     public override bool TiesWordEmbeddings => TieWordEmbeddings ?? false;
+    [JsonIgnore] public override ModelFamily Family => LlamaFamily.Instance;
     public override bool IsEncoderDecoder => false;
     /// <summary>The form transformers 4.33's _rope_scaling_validation accepts: {"type": "linear"|"dynamic", "factor": float > 1}.</summary>
     private static bool IsRopeScalingShape(JsonElement scaling) =>
@@ -50,4 +53,7 @@ public sealed record LlamaConfig : ModelConfig
                 ? "null (RoPE scaling is not supported here)"
                 : "null, or as transformers checks it an object {\"type\": \"linear\" or \"dynamic\", \"factor\": a number > 1} (RoPE scaling is not supported here)");
     }
+
+    /// <summary>RoPE runs at any length, but the model was trained up to max_position_embeddings.</summary>
+    [JsonIgnore] public override ContextWindow ContextWindow => new(MaxPositionEmbeddings, "max_position_embeddings");
 }

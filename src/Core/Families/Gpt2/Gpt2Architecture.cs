@@ -1,7 +1,8 @@
 using System.Text.RegularExpressions;
+using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 
-namespace Peft.Onnx.Core.Architectures;
+namespace Peft.Onnx.Core.Families;
 
 /// <summary>
 /// GPT2LMHeadModel's state dict: learned position table (wpe), fused c_attn, every linear a Conv1D

@@ -1,0 +1,93 @@
+using Peft.Onnx.Exporter.Onnx;
+
+namespace Peft.Onnx.Exporter.Graphs;
+
+/// <summary>
+/// Options of the decoder-only family graphs (see <see cref="FamilyGraphs.BuildCausal"/>). The defaults build the
+/// base graph of <see cref="CausalLmInterface"/>.
+/// </summary>
+public sealed record CausalLmGraphOptions
+{
+    public const string InputsEmbeds = "inputs_embeds";
+
+    /// <summary>
+    /// Take inputs_embeds [batch, seq, hidden] (float, what the word embedding would return) instead of input_ids.
+    /// Used at export time to run the base model on soft-prompt embeddings.
+    /// </summary>
+    public bool TakeInputsEmbeds { get; init; }
+
+    /// <summary>
+    /// Constant keys/values before the real tokens (see <see cref="AttentionPrefix"/>). Real tokens then sit at
+    /// positions Length + past + t: families that take position_ids compute them in the graph (no position_ids
+    /// input, as PEFT drops position_ids and transformers uses arange(past, past + seq)); the others derive them from
+    /// the mask with the prefix's ones in front.
+    /// </summary>
+    public AttentionPrefix? Prefix { get; init; }
+
+    /// <summary>
+    /// Carry <see cref="Prefix"/> in the KV cache (present = [prefix, past, new] on the first step) instead of attending
+    /// to it beside the cache: the graph the Runtime runs, written beside model.onnx (<see cref="CausalLmInterface.PrefixInCacheFile"/>).
+    /// </summary>
+    public bool PrefixInCache { get; init; }
+
+    /// <summary>LoRA kept unmerged: side branches beside the targeted modules (see <see cref="LoraBranches"/>).</summary>
+    public LoraBranches? Lora { get; init; }
+
+    public static readonly CausalLmGraphOptions Default = new();
+
+    /// <summary>The mask the attention, ALiBi and positions use: attention_mask, with the prefix's ones prepended.</summary>
+    internal string AttentionMask(GraphBuilder g) =>
+        Prefix == null ? CausalLmInterface.AttentionMask : Prefix.ExtendMask(g, CausalLmInterface.AttentionMask);
+
+    /// <summary>The token input: input_ids, or inputs_embeds [batch, seq, hidden].</summary>
+    internal string Tokens => TakeInputsEmbeds ? InputsEmbeds : CausalLmInterface.InputIds;
+
+    /// <summary>Whether the graph declares position_ids (families that take them, unless a prefix makes them implicit).</summary>
+    internal bool DeclaresPositionIds => Prefix == null;
+
+    /// <summary>
+    /// Declares the interface: as <see cref="CausalLmInterface.Declare(GraphBuilder,int,int,int,int,bool)"/>, with
+    /// inputs_embeds in place of input_ids when asked, and position_ids only where <see cref="DeclaresPositionIds"/>.
+    /// </summary>
+    internal void Declare(GraphBuilder g, int numLayers, int numKvHeads, int headDim, int vocabSize, bool positionIds, int hidden)
+    {
+        if (!TakeInputsEmbeds)
+        {
+            CausalLmInterface.Declare(g, numLayers, numKvHeads, headDim, vocabSize, positionIds && DeclaresPositionIds);
+            return;
+        }
+        g.Input(InputsEmbeds, ElementType.Float, Dims.Batch, Dims.Sequence, hidden);
+        g.Input(CausalLmInterface.AttentionMask, ElementType.Int64, Dims.Batch, Dims.TotalSequence);
+        if (positionIds && DeclaresPositionIds) g.Input(CausalLmInterface.PositionIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
+        CausalLmInterface.DeclarePastAndOutputs(g, numLayers, numKvHeads, headDim, vocabSize);
+    }
+
+    /// <summary>
+    /// position_ids [batch or 1, seq]: the input when declared, else Length + past .. Length + past + seq - 1
+    /// (transformers' arange(past_length, past_length + seq) with the prefix counted in the past). A prefix-in-cache
+    /// graph starts at max(past, Length): Length on the first step, past afterwards (the cache then counts the prefix).
+    /// </summary>
+    internal string PositionIds(GraphBuilder g)
+    {
+        if (DeclaresPositionIds) return CausalLmInterface.PositionIds;
+        using var _ = g.Scope("position_ids");
+        var past = g.Squeeze(g.Shape(CausalLmInterface.PastKey(0), 2, 3), [0]);
+        var length = g.Constant((long)Prefix!.Length);
+        var start = PrefixInCache ? g.Op("Max", [past, length]) : g.Add(past, length);
+        var seq = g.Squeeze(g.Shape(Tokens, 1, 2), [0]);
+        return g.Unsqueeze(g.Range(start, g.Add(start, seq), g.Constant(1L)), [0]);
+    }
+
+    /// <summary>The layer's constant prefix, attended beside the cache by an attention of <paramref name="queryHeads"/> heads; null without one or when the cache carries it.</summary>
+    internal PrefixKv? PrefixConstants(GraphBuilder g, int layer, int queryHeads) => PrefixInCache ? null : Prefix?.Constants(g, layer, queryHeads);
+
+    /// <summary>Per layer the prefix keys (2i) and values (2i + 1) that go in front of the cache (<see cref="AttentionPrefix.CacheHeads"/>); null unless the cache carries a prefix.</summary>
+    internal IReadOnlyList<string>? PrefixCache(GraphBuilder g, int numLayers) =>
+        PrefixInCache ? Prefix?.CacheHeads(g, Tokens, CausalLmInterface.PastKey(0), numLayers) : null;
+
+    /// <summary>present = [prefix (first step only), past, current] along the sequence axis; [past, current] without a cache-carried prefix.</summary>
+    internal static string AppendToCache(GraphBuilder g, IReadOnlyList<string>? prefixCache, int index, string past, string current, string present, string name) =>
+        prefixCache == null
+            ? Attention.AppendToCache(g, past, current, present, name)
+            : g.Concat(2, [prefixCache[index], past, current], name: name, output: present);
+}

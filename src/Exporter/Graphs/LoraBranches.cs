@@ -1,0 +1,42 @@
+using System.Collections.Frozen;
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Weights;
+
+namespace Peft.Onnx.Exporter.Graphs;
+
+/// <summary>
+/// LoRA left unmerged (export --no-merge), a graph option as a baked prefix is: the base weight stays as it is and
+/// each target gets a side branch <c>x @ A^T @ B^T * scaling</c> added to its output, as PEFT's Linear.forward
+/// computes it. A and B are initializers of their own, named after the module and stored as MatMul operands like the
+/// base weights: <c>{path}.lora_A.weight</c> [in, r] (A transposed), <c>{path}.lora_B.weight</c> [r, out]
+/// (B transposed) and <c>{path}.lora_scaling</c> (a float32 scalar), so one graph structure serves any adapter of the
+/// same shapes (swap the initializers, e.g. with SessionOptions.AddInitializer).
+/// </summary>
+public sealed class LoraBranches
+{
+    private readonly FrozenDictionary<string, LoraBranch> _byPath;
+
+    public LoraBranches(IEnumerable<LoraBranch> branches) =>
+        _byPath = branches.ToFrozenDictionary(b => b.Path, StringComparer.Ordinal);
+
+    public static string AName(string path) => path + ".lora_A.weight";
+    public static string BName(string path) => path + ".lora_B.weight";
+    public static string ScalingName(string path) => path + ".lora_scaling";
+
+    /// <summary>
+    /// The branch added to the output of the linear module <paramref name="spec"/> for input <paramref name="x"/>,
+    /// null when the adapter does not target it. Nodes go into the builder's current scope (the module's).
+    /// </summary>
+    internal string? Build(GraphBuilder g, LinearSpec spec, string x)
+    {
+        if (!_byPath.TryGetValue(spec.Path, out var t)) return null;
+        long r = t.Rank, inF = spec.InFeatures, outF = spec.OutFeatures;
+        var a = g.Initializer(AName(spec.Path), InitializerData.DeferredFloats([inF, r], () => WeightSource.Transpose(t.A, (int)r, (int)inF)));
+        var b = g.Initializer(BName(spec.Path), InitializerData.DeferredFloats([r, outF], () => WeightSource.Transpose(t.B, (int)outF, (int)r)));
+        var s = g.Initializer(ScalingName(spec.Path), InitializerData.Scalar((float)t.Scaling));
+        var down = g.MatMul(x, a, name: "lora_A/MatMul");
+        var up = g.MatMul(down, b, name: "lora_B/MatMul");
+        return g.Mul(up, s, name: "lora_scaling/Mul");
+    }
+}
