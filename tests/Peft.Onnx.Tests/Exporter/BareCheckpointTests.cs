@@ -33,10 +33,10 @@ public sealed class BareCheckpointTests
 
             using (var loaded = ModelLoader.Load(bare)) Assert.Equal(arch == "gpt2" ? "GPT2LMHeadModel" : "BloomForCausalLM", loaded.Architecture.ClassName);
 
-            fromBare = MergeExportTests.TempOut();
+            fromBare = TempExports.FreshPath();
             OnnxExport.Export(bare, Paths.Case(arch, method + "/adapter"), fromBare, new ExportOptions());
-            fromPrefixed = MergeExportTests.Export(arch, method, new ExportOptions());
-            Assert.Equal(MergeExportTests.FixtureLogits(arch, fromPrefixed), MergeExportTests.FixtureLogits(arch, fromBare));
+            fromPrefixed = TempExports.Adapted(arch, method, new ExportOptions());
+            Assert.Equal(AdapterExportParity.FixtureLogits(arch, fromPrefixed), AdapterExportParity.FixtureLogits(arch, fromBare));
         }
         finally
         {

@@ -1,4 +1,5 @@
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Onnx;

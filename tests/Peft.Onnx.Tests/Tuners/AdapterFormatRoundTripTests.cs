@@ -1,7 +1,6 @@
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
-using Peft.Onnx.Tests.Exporter;
 using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Tuners;
@@ -19,7 +18,7 @@ public sealed class AdapterFormatRoundTripTests
         using var fixture = new TunerFixture("gpt2", "lora");
         var config = (LoraConfig)AdapterConfig.Load(fixture.AdapterDir) with { ModulesToSave = ["c_fc"] };
         var dir = Paths.TempDir();
-        var onnx = MergeExportTests.TempOut();
+        var onnx = TempExports.FreshPath();
         try
         {
             float[] changed;
