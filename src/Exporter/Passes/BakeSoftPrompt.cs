@@ -4,6 +4,8 @@ using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Exporter.Passes;
 
@@ -48,9 +50,9 @@ public static class BakeSoftPrompt
         Directory.CreateDirectory(scratch);
         try
         {
-            var path = Path.Combine(scratch, "model.onnx");
+            var path = Path.Combine(scratch, CausalLmContract.ModelFile);
             ModelWriter.Write(graph, path, new ModelWriteOptions());
-            using var session = OnnxCheck.CreateSession(path);
+            using var session = OrtSessions.Open(path);
             return Prefill(session, adapter.Embeddings, nv, width, model.Dimensions);
         }
         catch (OnnxRuntimeException ex)
@@ -67,26 +69,26 @@ public static class BakeSoftPrompt
     private static AttentionPrefix Prefill(InferenceSession session, float[] embeds, int nv, int width, ModelDimensions d)
     {
         int layers = d.NumLayers, heads = d.NumKeyValueHeads, headDim = d.HeadDim;
-        var names = new List<string> { CausalLmGraphOptions.InputsEmbeds, CausalLmInterface.AttentionMask };
+        var names = new List<string> { CausalLmGraphOptions.InputsEmbeds, CausalLmContract.AttentionMask };
         var values = new List<OrtValue>();
         var outputNames = new List<string>();
         try
         {
             values.Add(OrtValue.CreateTensorValueFromMemory(embeds, [1, nv, width]));
             values.Add(OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(1L, nv).ToArray(), [1, nv]));
-            if (session.InputMetadata.ContainsKey(CausalLmInterface.PositionIds))
+            if (session.InputMetadata.ContainsKey(CausalLmContract.PositionIds))
             {
-                names.Add(CausalLmInterface.PositionIds);
+                names.Add(CausalLmContract.PositionIds);
                 values.Add(OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, nv).Select(i => (long)i).ToArray(), [1, nv]));
             }
             for (int i = 0; i < layers; i++)
             {
-                names.Add(CausalLmInterface.PastKey(i));
+                names.Add(CausalLmContract.PastKey(i));
                 values.Add(OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, heads, 0, headDim]));
-                names.Add(CausalLmInterface.PastValue(i));
+                names.Add(CausalLmContract.PastValue(i));
                 values.Add(OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, heads, 0, headDim]));
-                outputNames.Add(CausalLmInterface.PresentKey(i));
-                outputNames.Add(CausalLmInterface.PresentValue(i));
+                outputNames.Add(CausalLmContract.PresentKey(i));
+                outputNames.Add(CausalLmContract.PresentValue(i));
             }
             using var runOptions = new RunOptions();
             using var outputs = session.Run(runOptions, names, values, outputNames);

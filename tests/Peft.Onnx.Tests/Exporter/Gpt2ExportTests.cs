@@ -10,6 +10,8 @@ using Peft.Onnx.Trainer.Modeling;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Tests.Exporter;
 
@@ -31,7 +33,7 @@ public class Gpt2ExportTests(ITestOutputHelper output)
         var dir = BloomExportTests.Export(Paths.Case("gpt2", "base_model"));
         try
         {
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, CausalLmContract.ModelFile)));
             Assert.Equal(["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value", "num_logits_to_keep"],
                 model.Graph.Input.Select(i => i.Name));
             NumLogitsToKeepChecks.AssertDefaultsToEveryPosition(model);
@@ -84,7 +86,7 @@ internal static class DecoderExportChecks
             var mask = reference.Inputs.ReadInt64("attention_mask");
             var batch = (int)reference.Shape("input_ids")[0];
 
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             var step = runner.Run(ids, mask, batch);
 
             Assert.Equal(expected["logits"].Shape, step.LogitsShape);
@@ -106,7 +108,7 @@ internal static class DecoderExportChecks
             var expected = Reference.Rows(reference.BaseMeta.GetProperty("generated"))[0];
             var prompt = reference.Inputs.ReadInt64("gen_input_ids");
             var eos = ModelConfig.Load(Paths.Case(arch, "base_model")).EosTokenId?[0] ?? -1;
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             Assert.Equal(expected, BloomExportTests.Greedy(runner, prompt, expected.Length - prompt.Length, eos));
         }
         finally { Directory.Delete(dir, true); }
@@ -121,13 +123,13 @@ internal static class DecoderExportChecks
         var dir = BloomExportTests.Export(modelDir);
         try
         {
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             CachedDecodingEqualsFullPrefill(runner);
         }
         finally { Directory.Delete(dir, true); }
     }
 
-    public static void CachedDecodingEqualsFullPrefill(CausalLmRunner runner)
+    public static void CachedDecodingEqualsFullPrefill(CausalLmForward runner)
     {
         var (prompt, promptMask, width) = LeftPad(Prompts);
         int batch = Prompts.Length, more = 3, total = width + more;
@@ -183,12 +185,12 @@ internal static class DecoderExportChecks
             using (NewDisposeScope())
             using (no_grad())
             {
-                var positions = CausalLmInterface.PositionIdsFromMask(mask, batch, width);
+                var positions = CausalLmContract.PositionIdsFromMask(mask, batch, width);
                 var input = new CausalLmInput(tensor(ids, [batch, width]), tensor(mask, [batch, width]), PositionIds: tensor(positions, [batch, width]));
                 expected = model.Forward(input).Logits.data<float>().ToArray();
             }
 
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             var step = runner.Run(ids, mask, batch);
             var rows = Tolerance.RowsFromMask(mask);
             output.WriteLine($"{configJson.ReplaceLineEndings(" ")}: max |logit diff| vs trainer = {MaxDiff(expected, step.Logits, runner.VocabSize, rows):g3}");

@@ -9,6 +9,8 @@ using Peft.Onnx.Exporter.Passes;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Tests.Exporter;
 
@@ -50,7 +52,7 @@ public class MergeExportTests(ITestOutputHelper output)
     internal static float[] FixtureLogits(string arch, string dir)
     {
         using var reference = new Reference(arch);
-        using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+        using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
         return runner.Run(reference.Inputs.ReadInt64("input_ids"), reference.Inputs.ReadInt64("attention_mask"), (int)reference.Shape("input_ids")[0]).Logits;
     }
 
@@ -86,8 +88,8 @@ public class MergeExportTests(ITestOutputHelper output)
         if (reference.IsEncoderDecoder)
         {
             var t5 = (T5Config)config;
-            using var runner = Seq2SeqRunner.Open(dir);
-            var step = runner.Forward(ids, mask, Seq2SeqRunner.ShiftRight(labels, batch, t5.DecoderStartId, t5.PadTokenId ?? 0), batch);
+            using var runner = Seq2SeqForward.Open(dir);
+            var step = runner.Forward(ids, mask, Seq2SeqForward.ShiftRight(labels, batch, t5.DecoderStartId, t5.PadTokenId ?? 0), batch);
             var rows = labels.Select(l => l != -100).ToArray();
             Tolerance.AssertLogits(reference32, step.Logits, runner.VocabSize, rows, $"{arch}/{method} {logitsName}");
             var generated = runner.Greedy(prompt, Enumerable.Repeat(1L, prompt.Length).ToArray(), 1, generatedLength - 1, t5.DecoderStartId,
@@ -96,7 +98,7 @@ public class MergeExportTests(ITestOutputHelper output)
         }
         else
         {
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             var step = runner.Run(ids, mask, batch);
             var rows = Tolerance.RowsFromMask(mask);
             Tolerance.AssertLogits(reference32, step.Logits, runner.VocabSize, rows, $"{arch}/{method} {logitsName}");
@@ -133,7 +135,7 @@ public class MergeUnmergedLoraTests(ITestOutputHelper output)
             using var adapter = AdapterWeights.Open(Paths.Case(arch, method + "/adapter"));
             var config = (Peft.Onnx.Core.Peft.LoraConfig)adapter.Config;
             var target = config.FindTargets(Peft.Onnx.Core.Architectures.Architecture.For(ModelConfig.Load(Paths.Case(arch, "base_model"))))[0];
-            var file = arch is "t5" or "mt5" ? (target.Path.StartsWith("encoder.", StringComparison.Ordinal) ? "encoder_model.onnx" : "decoder_model.onnx") : OnnxExport.ModelFile;
+            var file = arch is "t5" or "mt5" ? (target.Path.StartsWith("encoder.", StringComparison.Ordinal) ? "encoder_model.onnx" : "decoder_model.onnx") : CausalLmContract.ModelFile;
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, file)));
             var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
             Assert.Equal([target.Linear.InFeatures, target.Rank], initializers[UnmergedLora.AName(target.Path)].Dims);
@@ -353,7 +355,7 @@ public class MergeFp16ExportTests(ITestOutputHelper output)
         var dir = Export(arch, method, new ExportOptions { DType = ExportDType.Fp16 });
         try
         {
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, arch is "t5" or "mt5" ? "decoder_model.onnx" : OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, arch is "t5" or "mt5" ? "decoder_model.onnx" : CausalLmContract.ModelFile)));
             Assert.All(model.Graph.Initializer.Where(t => t.DataType is 1 or 10 && t.Dims.Count >= 2), t => Assert.Equal(10, t.DataType)); // weights are float16
             Assert.Equal(1, model.Graph.Output.First(o => o.Name == "logits").Type.TensorType.ElemType);                             // logits float32
             Assert.All(model.Graph.Output.Where(o => o.Name.StartsWith("present.", StringComparison.Ordinal)), o => Assert.Equal(10, o.Type.TensorType.ElemType));
@@ -365,20 +367,18 @@ public class MergeFp16ExportTests(ITestOutputHelper output)
             var mask = reference.Inputs.ReadInt64("attention_mask");
             var labels = reference.Inputs.ReadInt64("labels");
             int batch = (int)reference.Shape("input_ids")[0];
-            using var forward = OrtForward.Open(dir);
+            using var forward = LogitsForward.Open(dir);
             float[] logits;
             bool[] rows;
             if (forward.IsEncoderDecoder)
             {
                 var config = (T5Config)ModelConfig.Load(Paths.Case(arch, "base_model"));
-                logits = forward.Seq2Seq(ids, mask, Seq2SeqRunner.ShiftRight(labels, batch, config.DecoderStartId, config.PadTokenId ?? 0), batch);
+                logits = forward.Seq2Seq(ids, mask, Seq2SeqForward.ShiftRight(labels, batch, config.DecoderStartId, config.PadTokenId ?? 0), batch);
                 rows = labels.Select(l => l != -100).ToArray();
             }
             else
             {
-                var (l, present) = forward.Causal(ids, mask, batch);
-                present.Dispose();
-                logits = l;
+                logits = forward.Causal(ids, mask, batch);
                 rows = Tolerance.RowsFromMask(mask);
             }
             var reference32 = expected.ReadFloat32("logits_merged");
@@ -414,8 +414,7 @@ public class MergeFp16ExportTests(ITestOutputHelper output)
                 var sequence = reference.Inputs.ReadInt64("gen_input_ids").ToList();
                 while (sequence.Count < expectedIds.Length)
                 {
-                    var (l, present) = forward.Causal([.. sequence], Enumerable.Repeat(1L, sequence.Count).ToArray(), 1);
-                    present.Dispose();
+                    var l = forward.Causal([.. sequence], Enumerable.Repeat(1L, sequence.Count).ToArray(), 1);
                     var last = l.AsSpan(l.Length - vocab, vocab);
                     int next = 0;
                     for (int v = 1; v < vocab; v++) if (last[v] > last[next]) next = v;

@@ -97,7 +97,7 @@ public class RuntimeErrorTests
         if (Environment.GetEnvironmentVariable("PEFT_ONNX_EXPECT_CUDA") == "1") return;
         if (new[] { "libcuda.so.1", "libcudart.so.13", "libcudnn.so.9" }.All(l => System.Runtime.InteropServices.NativeLibrary.TryLoad(l, out _)))
             return; // a CUDA host: the device check (scripts/device) compares its logits with the CPU's
-        var ex = Assert.Throws<PeftOnnxException>(() => Peft.Onnx.Exporter.Passes.OrtForward.Open(ExportedModels.Folder("bloom"), cuda: true));
+        var ex = Assert.Throws<PeftOnnxException>(() => LogitsForward.Open(ExportedModels.Folder("bloom"), ForwardSessionKind.Cuda));
         Assert.StartsWith("cuda: the CUDA execution provider cannot start: ", ex.Message);
         OneLine(ex);
     }
