@@ -21,12 +21,21 @@ public sealed class CausalLmForward : IDisposable
     }
 
     /// <summary>A session of <paramref name="kind"/> on one decoder-only model file (model.onnx or the prefix-in-cache graph).</summary>
-    public static CausalLmForward Open(string modelPath, ForwardSessionKind kind = ForwardSessionKind.Cpu)
+    public static CausalLmForward Open(string modelPath, ForwardSessionKind kind = ForwardSessionKind.Cpu) =>
+        Open(modelPath, kind, acceptEmbeddings: false);
+
+    /// <summary>
+    /// A CPU session on a graph that takes inputs_embeds in place of input_ids (the exporter's scratch graph for a soft
+    /// prompt's keys/values), run with <see cref="RunEmbeddings"/>.
+    /// </summary>
+    public static CausalLmForward OpenWithEmbeddings(string modelPath) => Open(modelPath, ForwardSessionKind.Cpu, acceptEmbeddings: true);
+
+    private static CausalLmForward Open(string modelPath, ForwardSessionKind kind, bool acceptEmbeddings)
     {
         var session = OrtSessions.Open(modelPath, kind);
         try
         {
-            return new CausalLmForward(new CausalLmGraph(session, modelPath));
+            return new CausalLmForward(new CausalLmGraph(session, modelPath, acceptEmbeddings));
         }
         catch
         {
@@ -51,8 +60,6 @@ public sealed class CausalLmForward : IDisposable
     /// <summary>Virtual tokens of a baked soft prompt or prefix (<see cref="OnnxMetadataKeys.NumVirtualTokens"/>), else 0.</summary>
     public int VirtualTokens => _graph.VirtualTokens;
 
-    public InferenceSession Session => _graph.Session;
-
     /// <summary>An empty cache (past length 0) for prefill.</summary>
     public KeyValueCache EmptyCache(int batch) => KeyValueCache.Empty(batch, NumLayers);
 
@@ -67,29 +74,52 @@ public sealed class CausalLmForward : IDisposable
     /// One forward with explicit <paramref name="positionIds"/> [batch, seq] for graphs that take them; null feeds
     /// <see cref="CausalLmContract.PositionIdsFromMask"/> (the generation contract). Ignored by graphs without the input.
     /// </summary>
-    public CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, KeyValueCache? past, long[]? positionIds) =>
-        Run(inputIds, attentionMask, batch, past, positionIds, readPresent: true);
+    public CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, KeyValueCache? past, long[]? positionIds)
+    {
+        int seq = IdsLength(inputIds, batch);
+        return Run(() => OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]), seq, attentionMask, batch, past, positionIds, readPresent: true);
+    }
 
     /// <summary>Logits [batch, seq, vocab] of a prefill with an empty cache (the present cache is not copied out).</summary>
-    public float[] Logits(long[] inputIds, long[] attentionMask, int batch) =>
-        Run(inputIds, attentionMask, batch, null, null, readPresent: false).Logits;
+    public float[] Logits(long[] inputIds, long[] attentionMask, int batch)
+    {
+        int seq = IdsLength(inputIds, batch);
+        return Run(() => OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]), seq, attentionMask, batch, null, null, readPresent: false).Logits;
+    }
 
-    private CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, KeyValueCache? past, long[]? positionIds, bool readPresent)
+    /// <summary>
+    /// One forward of a graph opened with <see cref="OpenWithEmbeddings"/> on <paramref name="inputsEmbeds"/>
+    /// [batch, seq, <paramref name="width"/>]; otherwise as <see cref="Run(long[], long[], int, KeyValueCache?, long[]?)"/>.
+    /// </summary>
+    public CausalLmStep RunEmbeddings(float[] inputsEmbeds, int width, long[] attentionMask, int batch, KeyValueCache? past = null, long[]? positionIds = null)
+    {
+        if (!_graph.TakesEmbeddings) throw new InvalidOperationException($"the graph takes {CausalLmContract.InputIds}, not {CausalLmContract.InputsEmbeds}");
+        if (width <= 0 || batch <= 0 || inputsEmbeds.Length % (batch * width) != 0) throw new ArgumentException($"inputs_embeds of {inputsEmbeds.Length} values is not [{batch}, seq, {width}]");
+        int seq = inputsEmbeds.Length / (batch * width);
+        return Run(() => OrtValue.CreateTensorValueFromMemory(inputsEmbeds, [batch, seq, width]), seq, attentionMask, batch, past, positionIds, readPresent: true);
+    }
+
+    private static int IdsLength(long[] inputIds, int batch)
+    {
+        if (batch <= 0 || inputIds.Length % batch != 0) throw new ArgumentException("input_ids length is not a multiple of batch");
+        return inputIds.Length / batch;
+    }
+
+    /// <summary>Runs the graph on the token input <paramref name="tokens"/> makes (input_ids or inputs_embeds, <paramref name="seq"/> long).</summary>
+    private CausalLmStep Run(Func<OrtValue> tokens, int seq, long[] attentionMask, int batch, KeyValueCache? past, long[]? positionIds, bool readPresent)
     {
         past ??= EmptyCache(batch);
         if (past.Batch != batch) throw new ArgumentException($"cache batch {past.Batch} != {batch}");
-        if (inputIds.Length % batch != 0) throw new ArgumentException("input_ids length is not a multiple of batch");
-        int seq = inputIds.Length / batch;
         // attention_mask covers the real tokens; a baked prompt's cache also holds its virtual tokens (from the first step on)
         if (attentionMask.Length % batch != 0 || attentionMask.Length / batch < seq) throw new ArgumentException($"attention_mask must be [{batch}, >= {seq}]");
         int total = attentionMask.Length / batch;
 
-        var names = new List<string> { CausalLmContract.InputIds, CausalLmContract.AttentionMask };
+        var names = new List<string> { _graph.TakesEmbeddings ? CausalLmContract.InputsEmbeds : CausalLmContract.InputIds, CausalLmContract.AttentionMask };
         var values = new List<OrtValue>();
         var outputNames = new List<string> { CausalLmContract.Logits };
         try
         {
-            values.Add(OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]));
+            values.Add(tokens());
             values.Add(OrtValue.CreateTensorValueFromMemory(attentionMask, [batch, total]));
             if (HasPositionIds)
             {
@@ -110,7 +140,7 @@ public sealed class CausalLmForward : IDisposable
                 outputNames.Add(_graph.PresentNames[2 * i + 1]);
             }
             using var runOptions = new RunOptions();
-            using var outputs = Session.Run(runOptions, names, values, outputNames);
+            using var outputs = _graph.Session.Run(runOptions, names, values, outputNames);
             var logits = outputs[0];
             var logitsShape = logits.GetTensorTypeAndShape().Shape;
             if (!readPresent) return new CausalLmStep(FloatTensors.ToFloat(logits), logitsShape, EmptyCache(batch));

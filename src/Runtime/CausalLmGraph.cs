@@ -15,11 +15,16 @@ internal sealed class CausalLmGraph : IDisposable
     public static string FileIn(string dir) =>
         System.IO.File.Exists(Path.Combine(dir, CausalLmContract.PrefixInCacheFile)) ? CausalLmContract.PrefixInCacheFile : CausalLmContract.ModelFile;
 
-    public CausalLmGraph(InferenceSession session, string path)
+    /// <param name="acceptEmbeddings">
+    /// Also take a graph with inputs_embeds in place of input_ids (the exporter's soft-prompt scratch graph; see
+    /// <see cref="TakesEmbeddings"/>). Generation never does.
+    /// </param>
+    public CausalLmGraph(InferenceSession session, string path, bool acceptEmbeddings = false)
     {
         Session = session;
         var inputs = session.InputMetadata;
-        foreach (var required in new[] { CausalLmContract.InputIds, CausalLmContract.AttentionMask })
+        TakesEmbeddings = acceptEmbeddings && !inputs.ContainsKey(CausalLmContract.InputIds) && inputs.ContainsKey(CausalLmContract.InputsEmbeds);
+        foreach (var required in new[] { TakesEmbeddings ? CausalLmContract.InputsEmbeds : CausalLmContract.InputIds, CausalLmContract.AttentionMask })
             if (!inputs.ContainsKey(required)) throw new PeftOnnxException($"{path}: the model has no input '{required}' (expected the causal-LM interface)");
         while (inputs.ContainsKey(CausalLmContract.PastKey(NumLayers))) NumLayers++;
         var firstPast = CausalLmContract.PastKey(0);
@@ -53,6 +58,9 @@ internal sealed class CausalLmGraph : IDisposable
     }
 
     public InferenceSession Session { get; }
+
+    /// <summary>Whether the graph takes inputs_embeds instead of input_ids.</summary>
+    public bool TakesEmbeddings { get; }
     public int NumLayers { get; }
     public int KvHeads { get; }
     public int HeadDim { get; }

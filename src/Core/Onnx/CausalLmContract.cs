@@ -23,6 +23,12 @@ public static class CausalLmContract
     public const string PrefixInCacheFile = "model_prefix_in_cache.onnx";
 
     public const string InputIds = "input_ids";
+
+    /// <summary>
+    /// Input embeddings [batch, seq, hidden] (float) in place of input_ids: only in the scratch graph an export runs to
+    /// compute a soft prompt's keys/values, never in an exported folder.
+    /// </summary>
+    public const string InputsEmbeds = "inputs_embeds";
     public const string AttentionMask = "attention_mask";
     public const string PositionIds = "position_ids";
     public const string NumLogitsToKeep = "num_logits_to_keep";

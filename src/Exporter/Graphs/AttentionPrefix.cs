@@ -175,8 +175,6 @@ public sealed class AttentionPrefix
 /// </summary>
 public sealed record CausalLmGraphOptions
 {
-    public const string InputsEmbeds = "inputs_embeds";
-
     /// <summary>
     /// Take inputs_embeds [batch, seq, hidden] (float, what the word embedding would return) instead of input_ids.
     /// Used at export time to run the base model on soft-prompt embeddings.
@@ -204,7 +202,7 @@ public sealed record CausalLmGraphOptions
         Prefix == null ? CausalLmContract.AttentionMask : Prefix.ExtendMask(g, CausalLmContract.AttentionMask);
 
     /// <summary>The token input: input_ids, or inputs_embeds [batch, seq, hidden].</summary>
-    internal string Tokens => TakeInputsEmbeds ? InputsEmbeds : CausalLmContract.InputIds;
+    internal string Tokens => TakeInputsEmbeds ? CausalLmContract.InputsEmbeds : CausalLmContract.InputIds;
 
     /// <summary>Whether the graph declares position_ids (families that take them, unless a prefix makes them implicit).</summary>
     internal bool DeclaresPositionIds => Prefix == null;
@@ -220,7 +218,7 @@ public sealed record CausalLmGraphOptions
             CausalLmInterface.Declare(g, numLayers, numKvHeads, headDim, vocabSize, positionIds && DeclaresPositionIds);
             return;
         }
-        g.Input(InputsEmbeds, ElementType.Float, Dims.Batch, Dims.Sequence, hidden);
+        g.Input(CausalLmContract.InputsEmbeds, ElementType.Float, Dims.Batch, Dims.Sequence, hidden);
         g.Input(CausalLmContract.AttentionMask, ElementType.Int64, Dims.Batch, Dims.TotalSequence);
         if (positionIds && DeclaresPositionIds) g.Input(CausalLmContract.PositionIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
         CausalLmInterface.DeclarePastAndOutputs(g, numLayers, numKvHeads, headDim, vocabSize);

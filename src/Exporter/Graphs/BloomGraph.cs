@@ -57,7 +57,7 @@ public sealed class BloomGraph
         using (g.Scope("/transformer"))
         {
             hidden = _options.TakeInputsEmbeds
-                ? CausalLmGraphOptions.InputsEmbeds
+                ? CausalLmContract.InputsEmbeds
                 : Layers.Embedding(g, _weights, "transformer.word_embeddings", CausalLmContract.InputIds);
             hidden = Layers.LayerNorm(g, _weights, "transformer.word_embeddings_layernorm", hidden, _config.LayerNormEpsilon);
 

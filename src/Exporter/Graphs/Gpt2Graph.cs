@@ -58,7 +58,7 @@ public sealed class Gpt2Graph
         using (g.Scope("/transformer"))
         {
             var inputsEmbeds = _options.TakeInputsEmbeds
-                ? CausalLmGraphOptions.InputsEmbeds
+                ? CausalLmContract.InputsEmbeds
                 : Layers.Embedding(g, _weights, "transformer.wte", CausalLmContract.InputIds);
             var positionEmbeds = Layers.Embedding(g, _weights, "transformer.wpe", _options.PositionIds(g));
             hidden = g.Add(inputsEmbeds, positionEmbeds, name: "embeddings/Add");

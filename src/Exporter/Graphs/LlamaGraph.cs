@@ -61,7 +61,7 @@ public sealed class LlamaGraph
         using (g.Scope("/model"))
         {
             hidden = _options.TakeInputsEmbeds
-                ? CausalLmGraphOptions.InputsEmbeds
+                ? CausalLmContract.InputsEmbeds
                 : Layers.Embedding(g, _weights, "model.embed_tokens", CausalLmContract.InputIds);
             var (cos, sin) = Attention.RotaryCosSin(g, _options.PositionIds(g),
                 Attention.RotaryInverseFrequencies(_headDim, _config.RopeTheta));

@@ -63,7 +63,7 @@ public sealed class OptGraph
         using (g.Scope("/model/decoder"))
         {
             var inputsEmbeds = _options.TakeInputsEmbeds
-                ? CausalLmGraphOptions.InputsEmbeds
+                ? CausalLmContract.InputsEmbeds
                 : Layers.Embedding(g, _weights, "model.decoder.embed_tokens", CausalLmContract.InputIds);
             // With a prefix, the mask (and so the positions) covers its ones too (a past of prefix length).
             _mask = _options.AttentionMask(g);
