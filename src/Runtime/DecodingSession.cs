@@ -62,7 +62,7 @@ internal abstract class DecodingSession : IDisposable
         LogitsSeq = (int)shape[1];
         // graphs keep logits in float32; an fp16 one is widened once per run
         _logitsFloat = LogitsValue.GetTensorTypeAndShape().ElementDataType == TensorElementType.Float16
-            ? LogitsValue.GetTensorDataAsSpan<Float16>().ToArray().Select(h => h.ToFloat()).ToArray()
+            ? FloatTensors.ToFloat(LogitsValue)
             : null;
         return values;
     }
