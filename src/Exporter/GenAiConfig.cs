@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Configs;
-using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Exporter.Graphs;
 
 namespace Peft.Onnx.Exporter;
 

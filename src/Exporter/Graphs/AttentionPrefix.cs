@@ -1,6 +1,6 @@
 using Peft.Onnx.Core;
-using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Exporter.Onnx;
 
 namespace Peft.Onnx.Exporter.Graphs;
 

@@ -1,8 +1,8 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
-using Peft.Onnx.Core.Onnx;
 
 namespace Peft.Onnx.Exporter.Graphs;
 

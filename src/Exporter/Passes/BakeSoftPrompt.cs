@@ -1,10 +1,10 @@
 using Microsoft.ML.OnnxRuntime;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
-using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Exporter.Passes;

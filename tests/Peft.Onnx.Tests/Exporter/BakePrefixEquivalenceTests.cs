@@ -1,14 +1,14 @@
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
-using Peft.Onnx.Core.Onnx;
-using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Tests.Exporter;
 

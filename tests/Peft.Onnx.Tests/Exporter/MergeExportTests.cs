@@ -1,16 +1,16 @@
 using System.Text.Json;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Onnx.Proto;
 using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
-using Peft.Onnx.Core.Onnx;
-using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Tests.Exporter;
 

@@ -1,9 +1,9 @@
 using Microsoft.ML.OnnxRuntime;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Onnx.Proto;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
-using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Tests.Exporter;
 

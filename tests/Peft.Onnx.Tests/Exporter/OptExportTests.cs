@@ -1,9 +1,9 @@
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Onnx.Proto;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
-using Peft.Onnx.Core.Onnx;
 
 namespace Peft.Onnx.Tests.Exporter;
 
