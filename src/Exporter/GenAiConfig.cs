@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Graphs;
 
 namespace Peft.Onnx.Exporter;
@@ -69,51 +70,51 @@ public static class GenAiConfig
         if (config.IsEncoderDecoder)
         {
             model["decoder_start_token_id"] = config.DecoderStartId;
-            model["encoder"] = Section(Seq2SeqInterface.EncoderFile, d, d.NumLayers,
+            model["encoder"] = Section(Seq2SeqContract.EncoderFile, d, d.NumLayers,
                 new JsonObject
                 {
-                    ["input_ids"] = Seq2SeqInterface.InputIds,
-                    ["attention_mask"] = Seq2SeqInterface.AttentionMask,
+                    ["input_ids"] = Seq2SeqContract.InputIds,
+                    ["attention_mask"] = Seq2SeqContract.AttentionMask,
                 },
                 new JsonObject
                 {
-                    ["encoder_hidden_states"] = Seq2SeqInterface.LastHiddenState,
-                    ["cross_present_key_names"] = "present.%d.encoder.key",
-                    ["cross_present_value_names"] = "present.%d.encoder.value",
+                    ["encoder_hidden_states"] = Seq2SeqContract.LastHiddenState,
+                    ["cross_present_key_names"] = Seq2SeqContract.PresentCrossKeyPattern,
+                    ["cross_present_value_names"] = Seq2SeqContract.PresentCrossValuePattern,
                 });
-            model["decoder"] = Section(Seq2SeqInterface.DecoderFile, d, d.NumDecoderLayers,
+            model["decoder"] = Section(Seq2SeqContract.DecoderFile, d, d.NumDecoderLayers,
                 new JsonObject
                 {
-                    ["input_ids"] = Seq2SeqInterface.InputIds,
-                    ["encoder_attention_mask"] = Seq2SeqInterface.EncoderAttentionMask,
-                    ["past_key_names"] = "past_key_values.%d.decoder.key",
-                    ["past_value_names"] = "past_key_values.%d.decoder.value",
-                    ["cross_past_key_names"] = "past_key_values.%d.encoder.key",
-                    ["cross_past_value_names"] = "past_key_values.%d.encoder.value",
+                    ["input_ids"] = Seq2SeqContract.InputIds,
+                    ["encoder_attention_mask"] = Seq2SeqContract.EncoderAttentionMask,
+                    ["past_key_names"] = Seq2SeqContract.PastSelfKeyPattern,
+                    ["past_value_names"] = Seq2SeqContract.PastSelfValuePattern,
+                    ["cross_past_key_names"] = Seq2SeqContract.PastCrossKeyPattern,
+                    ["cross_past_value_names"] = Seq2SeqContract.PastCrossValuePattern,
                 },
                 new JsonObject
                 {
-                    ["logits"] = Seq2SeqInterface.Logits,
-                    ["present_key_names"] = "present.%d.decoder.key",
-                    ["present_value_names"] = "present.%d.decoder.value",
+                    ["logits"] = Seq2SeqContract.Logits,
+                    ["present_key_names"] = Seq2SeqContract.PresentSelfKeyPattern,
+                    ["present_value_names"] = Seq2SeqContract.PresentSelfValuePattern,
                 });
         }
         else
         {
             var inputs = new JsonObject
             {
-                ["input_ids"] = CausalLmInterface.InputIds,
-                ["attention_mask"] = CausalLmInterface.AttentionMask,
+                ["input_ids"] = CausalLmContract.InputIds,
+                ["attention_mask"] = CausalLmContract.AttentionMask,
             };
-            if (config.Family.TakesPositionIds) inputs["position_ids"] = CausalLmInterface.PositionIds;
-            inputs["past_key_names"] = "past_key_values.%d.key";
-            inputs["past_value_names"] = "past_key_values.%d.value";
-            model["decoder"] = Section(OnnxExport.ModelFile, d, d.NumLayers, inputs,
+            if (config.Family.TakesPositionIds) inputs["position_ids"] = CausalLmContract.PositionIds;
+            inputs["past_key_names"] = CausalLmContract.PastKeyPattern;
+            inputs["past_value_names"] = CausalLmContract.PastValuePattern;
+            model["decoder"] = Section(CausalLmContract.ModelFile, d, d.NumLayers, inputs,
                 new JsonObject
                 {
-                    ["logits"] = CausalLmInterface.Logits,
-                    ["present_key_names"] = "present.%d.key",
-                    ["present_value_names"] = "present.%d.value",
+                    ["logits"] = CausalLmContract.Logits,
+                    ["present_key_names"] = CausalLmContract.PresentKeyPattern,
+                    ["present_value_names"] = CausalLmContract.PresentValuePattern,
                 });
         }
 
@@ -148,7 +149,7 @@ public static class GenAiConfig
     public static string MatchInputs(string json, IEnumerable<string> graphInputs)
     {
         var root = JsonNode.Parse(json)!.AsObject();
-        if (root["model"]?["decoder"]?["inputs"] is not JsonObject inputs || graphInputs.Contains(CausalLmInterface.PositionIds)) return json;
+        if (root["model"]?["decoder"]?["inputs"] is not JsonObject inputs || graphInputs.Contains(CausalLmContract.PositionIds)) return json;
         return inputs.Remove("position_ids") ? root.ToJson() : json;
     }
 

@@ -1,5 +1,6 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter.Graphs;
@@ -53,7 +54,7 @@ public sealed record ExportResult(string OutDir, ModelWriteResult Model, IReadOn
     private readonly IReadOnlyList<ModelWriteResult>? _models;
 
     /// <summary>
-    /// Every model written: [model.onnx] (with a baked prompt also the prefix-in-cache graph, <see cref="CausalLmInterface.PrefixInCacheFile"/>),
+    /// Every model written: [model.onnx] (with a baked prompt also the prefix-in-cache graph, <see cref="CausalLmContract.PrefixInCacheFile"/>),
     /// or [encoder_model.onnx, decoder_model.onnx] (then <see cref="Model"/> is the decoder).
     /// </summary>
     public IReadOnlyList<ModelWriteResult> Models { get => _models ?? [Model]; init => _models = value; }
@@ -65,9 +66,6 @@ public sealed record ExportResult(string OutDir, ModelWriteResult Model, IReadOn
 /// <summary>Compiles Hugging Face checkpoints into self-contained ONNX folders.</summary>
 public static class OnnxExport
 {
-    public const string ModelFile = "model.onnx";
-    public const string DataFile = "model.onnx.data";
-
     /// <summary>Files copied unchanged from the checkpoint folder when present.</summary>
     public static readonly string[] SideFiles =
     [
@@ -117,11 +115,11 @@ public static class OnnxExport
         if (config.IsEncoderDecoder)
         {
             var graphs = FamilyGraphs.BuildSeq2Seq(config, weights, new Seq2SeqGraphOptions { Lora = unmerged });
-            if (options.DType == ExportDType.Fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqInterface.Logits]));
+            if (options.DType == ExportDType.Fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqContract.Logits]));
             return WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extra);
         }
         var graph = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Lora = unmerged });
-        if (options.DType == ExportDType.Fp16) graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
+        if (options.DType == ExportDType.Fp16) graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmContract.Logits]);
         return WriteFolder(graph, modelDir, outDir, options, extra);
     }
 
@@ -185,7 +183,7 @@ public static class OnnxExport
 
     /// <summary>
     /// As above; <paramref name="prefixInCache"/>, when given, is written beside model.onnx as
-    /// <see cref="CausalLmInterface.PrefixInCacheFile"/>, reading its weights from model.onnx.data (one copy on disk),
+    /// <see cref="CausalLmContract.PrefixInCacheFile"/>, reading its weights from model.onnx.data (one copy on disk),
     /// and checked too.
     /// </summary>
     public static ExportResult WriteFolder(GraphBuilder graph, GraphBuilder? prefixInCache, string sourceDir, string outDir, ExportOptions options,
@@ -193,23 +191,20 @@ public static class OnnxExport
         WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
         {
             options.OnPhase?.Invoke(ExportPhase.Write);
-            var write = options.Write with { DataFileName = DataFile, FlushToDisk = false };
-            var model = ModelWriter.Write(graph, Path.Combine(temp, ModelFile), write);
+            var write = options.Write with { DataFileName = CausalLmContract.DataFile, FlushToDisk = false };
+            var model = ModelWriter.Write(graph, Path.Combine(temp, CausalLmContract.ModelFile), write);
             List<ModelWriteResult> models = [model];
             if (prefixInCache != null)
-                models.Add(ModelWriter.Write(prefixInCache, Path.Combine(temp, CausalLmInterface.PrefixInCacheFile), write with { SharedData = model.External }));
+                models.Add(ModelWriter.Write(prefixInCache, Path.Combine(temp, CausalLmContract.PrefixInCacheFile), write with { SharedData = model.External }));
             options.OnPhase?.Invoke(ExportPhase.Check);
             OnnxCheckReport? check = null;
             CheckWhileFlushing(options.Verify, models, () =>
             {
                 foreach (var m in models)
                 {
-                    if (options.DType == ExportDType.Fp16) OrtForward.CheckCausal(m.ModelPath);
-                    else
-                    {
-                        var report = OnnxCheck.CausalLm(m.ModelPath);
-                        check ??= report;
-                    }
+                    var report = OnnxCheck.CausalLm(m.ModelPath);
+                    // fp16 exports are checked the same way; the result reports float32 checks only, as callers expect
+                    if (options.DType != ExportDType.Fp16) check ??= report;
                 }
             });
             return new ExportResult(temp, model, [], check) { Models = models };
@@ -227,16 +222,17 @@ public static class OnnxExport
         WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
         {
             options.OnPhase?.Invoke(ExportPhase.Write);
-            var encoderPath = Path.Combine(temp, Seq2SeqInterface.EncoderFile);
-            var decoderPath = Path.Combine(temp, Seq2SeqInterface.DecoderFile);
-            var encoder = ModelWriter.Write(graphs.Encoder, encoderPath, options.Write with { DataFileName = Seq2SeqInterface.EncoderFile + ".data", FlushToDisk = false });
-            var decoder = ModelWriter.Write(graphs.Decoder, decoderPath, options.Write with { DataFileName = Seq2SeqInterface.DecoderFile + ".data", FlushToDisk = false });
+            var encoderPath = Path.Combine(temp, Seq2SeqContract.EncoderFile);
+            var decoderPath = Path.Combine(temp, Seq2SeqContract.DecoderFile);
+            var encoder = ModelWriter.Write(graphs.Encoder, encoderPath, options.Write with { DataFileName = Seq2SeqContract.EncoderDataFile, FlushToDisk = false });
+            var decoder = ModelWriter.Write(graphs.Decoder, decoderPath, options.Write with { DataFileName = Seq2SeqContract.DecoderDataFile, FlushToDisk = false });
             options.OnPhase?.Invoke(ExportPhase.Check);
             Seq2SeqCheckReport? check = null;
             CheckWhileFlushing(options.Verify, [encoder, decoder], () =>
             {
-                if (options.DType == ExportDType.Fp16) OrtForward.CheckSeq2Seq(temp);
-                else check = OnnxCheck.Seq2Seq(encoderPath, decoderPath);
+                var report = OnnxCheck.Seq2Seq(encoderPath, decoderPath);
+                // fp16 exports are checked the same way; the result reports float32 checks only, as callers expect
+                if (options.DType != ExportDType.Fp16) check = report;
             });
             return new ExportResult(temp, decoder, [], null) { Models = [encoder, decoder], Seq2SeqCheck = check };
         });

@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using Peft.Onnx.Core.Onnx;
 
 namespace Peft.Onnx.Runtime;
 
@@ -61,7 +62,7 @@ internal abstract class DecodingSession : IDisposable
         LogitsSeq = (int)shape[1];
         // graphs keep logits in float32; an fp16 one is widened once per run
         _logitsFloat = LogitsValue.GetTensorTypeAndShape().ElementDataType == TensorElementType.Float16
-            ? LogitsValue.GetTensorDataAsSpan<Float16>().ToArray().Select(h => h.ToFloat()).ToArray()
+            ? FloatTensors.ToFloat(LogitsValue)
             : null;
         return values;
     }
@@ -115,7 +116,7 @@ internal sealed class CausalLmSession : DecodingSession
         {
             // bound once: only the last position's logits are ever read (Logits(row)), also at the prompt's prefill
             _keepLast = OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []);
-            _binding.BindInput(CausalLmGraph.NumLogitsToKeep, _keepLast);
+            _binding.BindInput(CausalLmContract.NumLogitsToKeep, _keepLast);
         }
     }
 
@@ -125,14 +126,14 @@ internal sealed class CausalLmSession : DecodingSession
         using var ids = OrtValue.CreateTensorValueFromMemory(_pendingIds, [Batch, seq]);
         using var mask = OrtValue.CreateTensorValueFromMemory(_mask, [Batch, _total]);
         using var positions = _graph.HasPositionIds
-            ? OrtValue.CreateTensorValueFromMemory(PositionIds(_mask, Batch, _total, seq), [Batch, seq])
+            ? OrtValue.CreateTensorValueFromMemory(CausalLmContract.PositionIdsFromMask(_mask, Batch, seq), [Batch, seq])
             : null;
-        _binding.BindInput("input_ids", ids);
-        _binding.BindInput("attention_mask", mask);
-        if (positions != null) _binding.BindInput("position_ids", positions);
+        _binding.BindInput(CausalLmContract.InputIds, ids);
+        _binding.BindInput(CausalLmContract.AttentionMask, mask);
+        if (positions != null) _binding.BindInput(CausalLmContract.PositionIds, positions);
         for (int i = 0; i < _past.Length; i++) _binding.BindInput(_graph.PastNames[i], _past[i]);
         _binding.ClearBoundOutputs();
-        _binding.BindOutputToDevice("logits", Cpu);
+        _binding.BindOutputToDevice(CausalLmContract.Logits, Cpu);
         foreach (var name in _graph.PresentNames) _binding.BindOutputToDevice(name, CacheMemory);
 
         _graph.Session.RunWithBinding(runOptions, _binding);
@@ -155,23 +156,6 @@ internal sealed class CausalLmSession : DecodingSession
         }
         _mask = mask;
         _total++;
-    }
-
-    /// <summary>transformers' position_ids: cumsum(mask) - 1, 1 at padding, the last <paramref name="seq"/> columns.</summary>
-    internal static long[] PositionIds(long[] mask, int batch, int total, int seq)
-    {
-        var result = new long[batch * seq];
-        for (int b = 0; b < batch; b++)
-        {
-            long sum = 0;
-            for (int t = 0; t < total; t++)
-            {
-                var m = mask[b * total + t];
-                sum += m;
-                if (t >= total - seq) result[b * seq + t - (total - seq)] = m == 0 ? 1 : sum - 1;
-            }
-        }
-        return result;
     }
 
     public override void Dispose()
@@ -226,8 +210,8 @@ internal sealed class Seq2SeqSession : DecodingSession
         using var encoderBinding = _graph.Encoder.CreateIoBinding();
         using var idsValue = OrtValue.CreateTensorValueFromMemory(_encoderIds!, [Batch, _encoderLength]);
         using var maskValue = OrtValue.CreateTensorValueFromMemory(_encoderMask, [Batch, _encoderLength]);
-        encoderBinding.BindInput("input_ids", idsValue);
-        encoderBinding.BindInput("attention_mask", maskValue);
+        encoderBinding.BindInput(Seq2SeqContract.InputIds, idsValue);
+        encoderBinding.BindInput(Seq2SeqContract.AttentionMask, maskValue);
         foreach (var name in _graph.CrossOutputNames) encoderBinding.BindOutputToDevice(name, CacheMemory);
         _graph.Encoder.RunWithBinding(runOptions, encoderBinding);
         var cross = encoderBinding.GetOutputValues().ToArray();
@@ -240,15 +224,15 @@ internal sealed class Seq2SeqSession : DecodingSession
         _cross ??= Encode(runOptions);
         using var ids = OrtValue.CreateTensorValueFromMemory(_pending, [Batch, 1]);
         using var mask = OrtValue.CreateTensorValueFromMemory(_encoderMask, [Batch, _encoderLength]);
-        _binding.BindInput("input_ids", ids);
-        _binding.BindInput("encoder_attention_mask", mask);
+        _binding.BindInput(Seq2SeqContract.InputIds, ids);
+        _binding.BindInput(Seq2SeqContract.EncoderAttentionMask, mask);
         for (int i = 0; i < _past.Length; i++)
         {
             _binding.BindInput(_graph.PastSelfNames[i], _past[i]);
             _binding.BindInput(_graph.PastCrossNames[i], _cross[i]);
         }
         _binding.ClearBoundOutputs();
-        _binding.BindOutputToDevice("logits", Cpu);
+        _binding.BindOutputToDevice(Seq2SeqContract.Logits, Cpu);
         foreach (var name in _graph.PresentSelfNames) _binding.BindOutputToDevice(name, CacheMemory);
 
         _graph.Decoder.RunWithBinding(runOptions, _binding);

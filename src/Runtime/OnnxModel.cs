@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.ML.OnnxRuntime;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.Tokenization;
 
 namespace Peft.Onnx.Runtime;
@@ -106,13 +107,13 @@ public sealed class OnnxModel : IDisposable
         device ??= DeviceOptions.Auto;
         if (!System.IO.Directory.Exists(dir)) throw new PeftOnnxException($"{dir}: folder not found (expected an exported ONNX folder)");
         dir = Path.GetFullPath(dir);
-        bool causal = File.Exists(Path.Combine(dir, CausalLmGraph.File));
-        bool encoder = File.Exists(Path.Combine(dir, Seq2SeqGraph.EncoderFile));
-        bool decoder = File.Exists(Path.Combine(dir, Seq2SeqGraph.DecoderFile));
+        bool causal = File.Exists(Path.Combine(dir, CausalLmContract.ModelFile));
+        bool encoder = File.Exists(Path.Combine(dir, Seq2SeqContract.EncoderFile));
+        bool decoder = File.Exists(Path.Combine(dir, Seq2SeqContract.DecoderFile));
         if (!causal && !(encoder && decoder))
         {
-            var missing = encoder ? Seq2SeqGraph.DecoderFile : decoder ? Seq2SeqGraph.EncoderFile
-                : $"{CausalLmGraph.File} (or {Seq2SeqGraph.EncoderFile} + {Seq2SeqGraph.DecoderFile})";
+            var missing = encoder ? Seq2SeqContract.DecoderFile : decoder ? Seq2SeqContract.EncoderFile
+                : $"{CausalLmContract.ModelFile} (or {Seq2SeqContract.EncoderFile} + {Seq2SeqContract.DecoderFile})";
             throw new PeftOnnxException($"{dir}: {missing} not found (expected a folder written by peft-onnx export)");
         }
         var config = ModelConfig.Load(dir);
@@ -188,7 +189,7 @@ public sealed class OnnxModel : IDisposable
                 var graph = new CausalLmGraph(Open(file), Path.Combine(dir, file));
                 return new OnnxModel(dir, config, generation, graph, null, device, options.CudaDeviceId);
             }
-            var seq2seq = new Seq2SeqGraph(Open(Seq2SeqGraph.EncoderFile), Open(Seq2SeqGraph.DecoderFile), dir);
+            var seq2seq = new Seq2SeqGraph(Open(Seq2SeqContract.EncoderFile), Open(Seq2SeqContract.DecoderFile), dir);
             return new OnnxModel(dir, config, generation, null, seq2seq, device, options.CudaDeviceId);
         }
         catch

@@ -5,7 +5,10 @@ using Xunit;
 
 namespace Peft.Onnx.Tests;
 
-/// <summary>Runtime and Exporter never reference TorchSharp; Runtime references neither Exporter nor Trainer.</summary>
+/// <summary>
+/// Runtime and Exporter never reference TorchSharp; Runtime references neither Exporter nor Trainer. The Exporter may
+/// reference the Runtime (it checks what it writes through the Runtime's sessions), never the Trainer.
+/// </summary>
 public class DependencyRuleTests
 {
     [Theory]

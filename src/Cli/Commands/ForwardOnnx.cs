@@ -1,8 +1,7 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.SafeTensors;
-using Peft.Onnx.Exporter.Onnx;
-using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Cli.Commands;
 
@@ -41,7 +40,7 @@ public static class ForwardOnnx
         }
         int batch = (int)shape[0];
 
-        using var model = OrtForward.Open(onnxDir, cuda: device == "cuda");
+        using var model = LogitsForward.Open(onnxDir, device == "cuda" ? ForwardSessionKind.Cuda : ForwardSessionKind.Cpu);
         ModelConfig.Load(onnxDir).PositionTable?.Check(shape[1], model.VirtualTokens, inputsPath);
         int vocab = model.VocabSize;
         foreach (var id in ids)
@@ -55,16 +54,14 @@ public static class ForwardOnnx
             if (labelShape.Length != 2 || labelShape[0] != batch) throw new PeftOnnxException($"{inputsPath}: labels has shape [{string.Join(", ", labelShape)}], expected [{batch}, target_len]");
             var config = ModelConfig.Load(onnxDir);
             int start = config.DecoderStartId;
-            var decoderIds = Seq2SeqRunner.ShiftRight(labels, batch, start, config.PadTokenId ?? 0);
+            var decoderIds = Seq2SeqForward.ShiftRight(labels, batch, start, config.PadTokenId ?? 0);
             logits = model.Seq2Seq(ids, mask, decoderIds, batch);
             logitsShape = [batch, labelShape[1], vocab];
             loss = MeanCrossEntropy(logits, vocab, labels, shift: false, batch);
         }
         else
         {
-            var (l, present) = model.Causal(ids, mask, batch);
-            present.Dispose();
-            logits = l;
+            logits = model.Causal(ids, mask, batch);
             logitsShape = [batch, shape[1], vocab];
             if (labels != null)
             {

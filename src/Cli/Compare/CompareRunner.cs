@@ -82,7 +82,7 @@ public static class CompareRunner
         var torchSeconds = clock.Elapsed.TotalSeconds;
         float[] onnx;
         clock.Restart();
-        using (var ort = OrtForward.Open(r.OnnxDir))
+        using (var ort = LogitsForward.Open(r.OnnxDir))
         {
             if (ort.VocabSize != torch.LogitsShape[^1])
                 throw new PeftOnnxException($"{r.OnnxDir}: the export's vocabulary is {ort.VocabSize}, the adapted model's {torch.LogitsShape[^1]}: not the same model");
@@ -91,13 +91,11 @@ public static class CompareRunner
             if (seq2seq)
             {
                 int start = config.DecoderStartId;
-                onnx = ort.Seq2Seq(batch.InputIds, batch.AttentionMask, Seq2SeqRunner.ShiftRight(batch.Labels!, rows, start, config.PadTokenId ?? 0), rows);
+                onnx = ort.Seq2Seq(batch.InputIds, batch.AttentionMask, Seq2SeqForward.ShiftRight(batch.Labels!, rows, start, config.PadTokenId ?? 0), rows);
             }
             else
             {
-                var (logits, present) = ort.Causal(batch.InputIds, batch.AttentionMask, rows);
-                present.Dispose();
-                onnx = logits;
+                onnx = ort.Causal(batch.InputIds, batch.AttentionMask, rows);
             }
         }
         var onnxSeconds = clock.Elapsed.TotalSeconds;

@@ -1,4 +1,5 @@
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Onnx;
 
 namespace Peft.Onnx.Exporter.Graphs;

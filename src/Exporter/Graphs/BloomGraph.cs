@@ -1,6 +1,7 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 
@@ -57,8 +58,8 @@ public sealed class BloomGraph
         using (g.Scope("/transformer"))
         {
             hidden = _options.TakeInputsEmbeds
-                ? CausalLmGraphOptions.InputsEmbeds
-                : Layers.Embedding(g, _weights, "transformer.word_embeddings", CausalLmInterface.InputIds);
+                ? CausalLmContract.InputsEmbeds
+                : Layers.Embedding(g, _weights, "transformer.word_embeddings", CausalLmContract.InputIds);
             hidden = Layers.LayerNorm(g, _weights, "transformer.word_embeddings_layernorm", hidden, _config.LayerNormEpsilon);
 
             // With a prefix, ALiBi positions and the mask cover its ones too (a past of prefix length).
@@ -79,11 +80,11 @@ public sealed class BloomGraph
             using var _ = g.Scope("/lm_head");
             var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer("transformer.word_embeddings.weight", _weights.AsIs("transformer.word_embeddings.weight"));
-            Layers.TiedHead(g, "/lm_head", "transformer.word_embeddings.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
+            Layers.TiedHead(g, "/lm_head", "transformer.word_embeddings.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmContract.Logits);
         }
         else
         {
-            Layers.Linear(g, _weights, _options.Lora, head, hidden, output: CausalLmInterface.Logits);
+            Layers.Linear(g, _weights, _options.Lora, head, hidden, output: CausalLmContract.Logits);
         }
     }
 
@@ -115,8 +116,8 @@ public sealed class BloomGraph
         var k = g.Squeeze(parts[1], [0], name: "key/Squeeze");
         var v = g.Squeeze(parts[2], [0], name: "value/Squeeze");
 
-        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
-        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmContract.PastKey(i), k, CausalLmContract.PresentKey(i), "key/Concat");
+        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmContract.PastValue(i), v, CausalLmContract.PresentValue(i), "value/Concat");
         var prefix = _options.PrefixConstants(g, i, _heads);
 
         var scale = (float)(1.0 / Math.Sqrt(_headDim));

@@ -1,3 +1,4 @@
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Onnx;
 
 namespace Peft.Onnx.Exporter.Graphs;
@@ -8,8 +9,6 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// </summary>
 public sealed record CausalLmGraphOptions
 {
-    public const string InputsEmbeds = "inputs_embeds";
-
     /// <summary>
     /// Take inputs_embeds [batch, seq, hidden] (float, what the word embedding would return) instead of input_ids.
     /// Used at export time to run the base model on soft-prompt embeddings.
@@ -26,7 +25,7 @@ public sealed record CausalLmGraphOptions
 
     /// <summary>
     /// Carry <see cref="Prefix"/> in the KV cache (present = [prefix, past, new] on the first step) instead of attending
-    /// to it beside the cache: the graph the Runtime runs, written beside model.onnx (<see cref="CausalLmInterface.PrefixInCacheFile"/>).
+    /// to it beside the cache: the graph the Runtime runs, written beside model.onnx (<see cref="CausalLmContract.PrefixInCacheFile"/>).
     /// </summary>
     public bool PrefixInCache { get; init; }
 
@@ -37,10 +36,10 @@ public sealed record CausalLmGraphOptions
 
     /// <summary>The mask the attention, ALiBi and positions use: attention_mask, with the prefix's ones prepended.</summary>
     internal string AttentionMask(GraphBuilder g) =>
-        Prefix == null ? CausalLmInterface.AttentionMask : Prefix.ExtendMask(g, CausalLmInterface.AttentionMask);
+        Prefix == null ? CausalLmContract.AttentionMask : Prefix.ExtendMask(g, CausalLmContract.AttentionMask);
 
     /// <summary>The token input: input_ids, or inputs_embeds [batch, seq, hidden].</summary>
-    internal string Tokens => TakeInputsEmbeds ? InputsEmbeds : CausalLmInterface.InputIds;
+    internal string Tokens => TakeInputsEmbeds ? CausalLmContract.InputsEmbeds : CausalLmContract.InputIds;
 
     /// <summary>Whether the graph declares position_ids (families that take them, unless a prefix makes them implicit).</summary>
     internal bool DeclaresPositionIds => Prefix == null;
@@ -56,9 +55,9 @@ public sealed record CausalLmGraphOptions
             CausalLmInterface.Declare(g, numLayers, numKvHeads, headDim, vocabSize, positionIds && DeclaresPositionIds);
             return;
         }
-        g.Input(InputsEmbeds, ElementType.Float, Dims.Batch, Dims.Sequence, hidden);
-        g.Input(CausalLmInterface.AttentionMask, ElementType.Int64, Dims.Batch, Dims.TotalSequence);
-        if (positionIds && DeclaresPositionIds) g.Input(CausalLmInterface.PositionIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
+        g.Input(CausalLmContract.InputsEmbeds, ElementType.Float, Dims.Batch, Dims.Sequence, hidden);
+        g.Input(CausalLmContract.AttentionMask, ElementType.Int64, Dims.Batch, Dims.TotalSequence);
+        if (positionIds && DeclaresPositionIds) g.Input(CausalLmContract.PositionIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
         CausalLmInterface.DeclarePastAndOutputs(g, numLayers, numKvHeads, headDim, vocabSize);
     }
 
@@ -69,9 +68,9 @@ public sealed record CausalLmGraphOptions
     /// </summary>
     internal string PositionIds(GraphBuilder g)
     {
-        if (DeclaresPositionIds) return CausalLmInterface.PositionIds;
+        if (DeclaresPositionIds) return CausalLmContract.PositionIds;
         using var _ = g.Scope("position_ids");
-        var past = g.Squeeze(g.Shape(CausalLmInterface.PastKey(0), 2, 3), [0]);
+        var past = g.Squeeze(g.Shape(CausalLmContract.PastKey(0), 2, 3), [0]);
         var length = g.Constant((long)Prefix!.Length);
         var start = PrefixInCache ? g.Op("Max", [past, length]) : g.Add(past, length);
         var seq = g.Squeeze(g.Shape(Tokens, 1, 2), [0]);
@@ -83,7 +82,7 @@ public sealed record CausalLmGraphOptions
 
     /// <summary>Per layer the prefix keys (2i) and values (2i + 1) that go in front of the cache (<see cref="AttentionPrefix.CacheHeads"/>); null unless the cache carries a prefix.</summary>
     internal IReadOnlyList<string>? PrefixCache(GraphBuilder g, int numLayers) =>
-        PrefixInCache ? Prefix?.CacheHeads(g, Tokens, CausalLmInterface.PastKey(0), numLayers) : null;
+        PrefixInCache ? Prefix?.CacheHeads(g, Tokens, CausalLmContract.PastKey(0), numLayers) : null;
 
     /// <summary>present = [prefix (first step only), past, current] along the sequence axis; [past, current] without a cache-carried prefix.</summary>
     internal static string AppendToCache(GraphBuilder g, IReadOnlyList<string>? prefixCache, int index, string past, string current, string present, string name) =>

@@ -1,6 +1,7 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 
@@ -58,8 +59,8 @@ public sealed class Gpt2Graph
         using (g.Scope("/transformer"))
         {
             var inputsEmbeds = _options.TakeInputsEmbeds
-                ? CausalLmGraphOptions.InputsEmbeds
-                : Layers.Embedding(g, _weights, "transformer.wte", CausalLmInterface.InputIds);
+                ? CausalLmContract.InputsEmbeds
+                : Layers.Embedding(g, _weights, "transformer.wte", CausalLmContract.InputIds);
             var positionEmbeds = Layers.Embedding(g, _weights, "transformer.wpe", _options.PositionIds(g));
             hidden = g.Add(inputsEmbeds, positionEmbeds, name: "embeddings/Add");
 
@@ -76,11 +77,11 @@ public sealed class Gpt2Graph
             using var _ = g.Scope("/lm_head");
             var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer("transformer.wte.weight", _weights.AsIs("transformer.wte.weight"));
-            Layers.TiedHead(g, "/lm_head", "transformer.wte.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
+            Layers.TiedHead(g, "/lm_head", "transformer.wte.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmContract.Logits);
         }
         else
         {
-            Layers.Linear(g, _weights, _options.Lora, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
+            Layers.Linear(g, _weights, _options.Lora, _arch.Linears[^1], hidden, output: CausalLmContract.Logits);
         }
     }
 
@@ -113,8 +114,8 @@ public sealed class Gpt2Graph
         var k = Attention.SplitHeads(g, parts[1], _heads, _headDim, "key");
         var v = Attention.SplitHeads(g, parts[2], _heads, _headDim, "value");
 
-        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
-        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmContract.PastKey(i), k, CausalLmContract.PresentKey(i), "key/Concat");
+        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmContract.PastValue(i), v, CausalLmContract.PresentValue(i), "value/Concat");
         var prefix = _options.PrefixConstants(g, i, _heads);
 
         var scores = Attention.Scores(g, q, k, prefix, s => Scale(s, i));

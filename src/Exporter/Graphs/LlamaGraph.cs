@@ -1,6 +1,7 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 
@@ -61,8 +62,8 @@ public sealed class LlamaGraph
         using (g.Scope("/model"))
         {
             hidden = _options.TakeInputsEmbeds
-                ? CausalLmGraphOptions.InputsEmbeds
-                : Layers.Embedding(g, _weights, "model.embed_tokens", CausalLmInterface.InputIds);
+                ? CausalLmContract.InputsEmbeds
+                : Layers.Embedding(g, _weights, "model.embed_tokens", CausalLmContract.InputIds);
             var (cos, sin) = Attention.RotaryCosSin(g, _options.PositionIds(g),
                 Attention.RotaryInverseFrequencies(_headDim, _config.RopeTheta));
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _options.AttentionMask(g));
@@ -79,11 +80,11 @@ public sealed class LlamaGraph
             using var _ = g.Scope("/lm_head");
             var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer(_arch.WordEmbeddings, _weights.AsIs(_arch.WordEmbeddings));
-            Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _hidden, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
+            Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _hidden, _config.VocabSize, batchSeq, CausalLmContract.Logits);
         }
         else
         {
-            Layers.Linear(g, _weights, _options.Lora, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
+            Layers.Linear(g, _weights, _options.Lora, _arch.Linears[^1], hidden, output: CausalLmContract.Logits);
         }
     }
 
@@ -116,8 +117,8 @@ public sealed class LlamaGraph
         q = Attention.ApplyRotary(g, q, cos, sin, "query/rotary");
         k = Attention.ApplyRotary(g, k, cos, sin, "key/rotary");
 
-        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
-        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmContract.PastKey(i), k, CausalLmContract.PresentKey(i), "key/Concat");
+        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmContract.PastValue(i), v, CausalLmContract.PresentValue(i), "value/Concat");
 
         long groups = _heads / _kvHeads;
         k = Attention.RepeatKv(g, k, _kvHeads, groups, _headDim, "key/repeat_kv");

@@ -1,6 +1,7 @@
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
 
@@ -26,7 +27,7 @@ public sealed class OptGraph
     private readonly CausalLmGraphOptions _options;
     /// <summary>Per layer the baked prefix keys/values that start the cache on the first step; null unless the cache carries a prefix.</summary>
     private IReadOnlyList<string>? _prefixCache;
-    private string _mask = CausalLmInterface.AttentionMask;
+    private string _mask = CausalLmContract.AttentionMask;
 
     private OptGraph(OptConfig config, WeightSource weights, CausalLmGraphOptions options)
     {
@@ -60,8 +61,8 @@ public sealed class OptGraph
         using (g.Scope("/model/decoder"))
         {
             var inputsEmbeds = _options.TakeInputsEmbeds
-                ? CausalLmGraphOptions.InputsEmbeds
-                : Layers.Embedding(g, _weights, "model.decoder.embed_tokens", CausalLmInterface.InputIds);
+                ? CausalLmContract.InputsEmbeds
+                : Layers.Embedding(g, _weights, "model.decoder.embed_tokens", CausalLmContract.InputIds);
             // With a prefix, the mask (and so the positions) covers its ones too (a past of prefix length).
             _mask = _options.AttentionMask(g);
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _mask);
@@ -83,11 +84,11 @@ public sealed class OptGraph
             using var _ = g.Scope("/lm_head");
             var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer(_arch.WordEmbeddings, _weights.AsIs(_arch.WordEmbeddings));
-            Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _config.EmbedDim, _config.VocabSize, batchSeq, CausalLmInterface.Logits);
+            Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _config.EmbedDim, _config.VocabSize, batchSeq, CausalLmContract.Logits);
         }
         else
         {
-            Layers.Linear(g, _weights, _options.Lora, _arch.Linears[^1], hidden, output: CausalLmInterface.Logits);
+            Layers.Linear(g, _weights, _options.Lora, _arch.Linears[^1], hidden, output: CausalLmContract.Logits);
         }
     }
 
@@ -151,8 +152,8 @@ public sealed class OptGraph
         var k = Attention.SplitHeads(g, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.k_proj"), x), _heads, _headDim, "key");
         var v = Attention.SplitHeads(g, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.v_proj"), x), _heads, _headDim, "value");
 
-        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmInterface.PastKey(i), k, CausalLmInterface.PresentKey(i), "key/Concat");
-        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmInterface.PastValue(i), v, CausalLmInterface.PresentValue(i), "value/Concat");
+        k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmContract.PastKey(i), k, CausalLmContract.PresentKey(i), "key/Concat");
+        v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmContract.PastValue(i), v, CausalLmContract.PresentValue(i), "value/Concat");
         var prefix = _options.PrefixConstants(g, i, _heads);
 
         var context = Attention.MaskedSoftmaxContext(g, Attention.Scores(g, q, k, prefix), v, allowed, prefix);

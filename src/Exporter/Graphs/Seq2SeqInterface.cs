@@ -1,3 +1,4 @@
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Onnx;
 
 namespace Peft.Onnx.Exporter.Graphs;
@@ -6,7 +7,7 @@ namespace Peft.Onnx.Exporter.Graphs;
 public sealed record Seq2SeqGraphs(GraphBuilder Encoder, GraphBuilder Decoder);
 
 /// <summary>
-/// The contract of every encoder-decoder export (Optimum's tensor names, ORT GenAI's split of the work:
+/// Declares the graphs of every encoder-decoder export (<see cref="Seq2SeqContract"/> names their files and tensors; Optimum's tensor names, ORT GenAI's split of the work:
 /// cross-attention keys/values are computed once, by the encoder, as whisper's encoder does in GenAI).
 /// <code>
 /// encoder_model.onnx
@@ -35,15 +36,6 @@ public sealed record Seq2SeqGraphs(GraphBuilder Encoder, GraphBuilder Decoder);
 /// </summary>
 public static class Seq2SeqInterface
 {
-    public const string EncoderFile = "encoder_model.onnx";
-    public const string DecoderFile = "decoder_model.onnx";
-
-    public const string InputIds = "input_ids";
-    public const string AttentionMask = "attention_mask";
-    public const string LastHiddenState = "last_hidden_state";
-    public const string EncoderAttentionMask = "encoder_attention_mask";
-    public const string Logits = "logits";
-
     public const string Batch = "batch_size";
     public const string EncoderSequence = "encoder_sequence_length";
     public const string DecoderSequence = "decoder_sequence_length";
@@ -52,15 +44,6 @@ public static class Seq2SeqInterface
 
     /// <summary>Length of the encoder output when a soft prompt is prepended to the encoder input (prompt + encoder_sequence_length).</summary>
     public const string PromptedEncoderSequence = "prompted_encoder_sequence_length";
-
-    public static string PastSelfKey(int layer) => $"past_key_values.{layer}.decoder.key";
-    public static string PastSelfValue(int layer) => $"past_key_values.{layer}.decoder.value";
-    public static string PastCrossKey(int layer) => $"past_key_values.{layer}.encoder.key";
-    public static string PastCrossValue(int layer) => $"past_key_values.{layer}.encoder.value";
-    public static string PresentSelfKey(int layer) => $"present.{layer}.decoder.key";
-    public static string PresentSelfValue(int layer) => $"present.{layer}.decoder.value";
-    public static string PresentCrossKey(int layer) => $"present.{layer}.encoder.key";
-    public static string PresentCrossValue(int layer) => $"present.{layer}.encoder.value";
 
     /// <summary>Declares the encoder graph's inputs and outputs; nodes must later produce the outputs.</summary>
     public static void DeclareEncoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int dModel) =>
@@ -72,13 +55,13 @@ public static class Seq2SeqInterface
     /// </summary>
     public static void DeclareEncoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int dModel, string outputSequence)
     {
-        g.Input(InputIds, ElementType.Int64, Batch, EncoderSequence);
-        g.Input(AttentionMask, ElementType.Int64, Batch, EncoderSequence);
-        g.Output(LastHiddenState, ElementType.Float, Batch, outputSequence, dModel);
+        g.Input(Seq2SeqContract.InputIds, ElementType.Int64, Batch, EncoderSequence);
+        g.Input(Seq2SeqContract.AttentionMask, ElementType.Int64, Batch, EncoderSequence);
+        g.Output(Seq2SeqContract.LastHiddenState, ElementType.Float, Batch, outputSequence, dModel);
         for (int i = 0; i < decoderLayers; i++)
         {
-            g.Output(PresentCrossKey(i), ElementType.Float, Batch, heads, outputSequence, headDim);
-            g.Output(PresentCrossValue(i), ElementType.Float, Batch, heads, outputSequence, headDim);
+            g.Output(Seq2SeqContract.PresentCrossKey(i), ElementType.Float, Batch, heads, outputSequence, headDim);
+            g.Output(Seq2SeqContract.PresentCrossValue(i), ElementType.Float, Batch, heads, outputSequence, headDim);
         }
     }
 
@@ -89,20 +72,20 @@ public static class Seq2SeqInterface
     /// <summary>Declares the decoder graph with cross keys/values of length <paramref name="crossSequence"/> (see <see cref="DeclareEncoder(GraphBuilder,int,int,int,int,string)"/>).</summary>
     public static void DeclareDecoder(GraphBuilder g, int decoderLayers, int heads, int headDim, int vocabSize, string crossSequence)
     {
-        g.Input(InputIds, ElementType.Int64, Batch, DecoderSequence);
-        g.Input(EncoderAttentionMask, ElementType.Int64, Batch, EncoderSequence);
+        g.Input(Seq2SeqContract.InputIds, ElementType.Int64, Batch, DecoderSequence);
+        g.Input(Seq2SeqContract.EncoderAttentionMask, ElementType.Int64, Batch, EncoderSequence);
         for (int i = 0; i < decoderLayers; i++)
         {
-            g.Input(PastSelfKey(i), ElementType.Float, Batch, heads, PastDecoderSequence, headDim);
-            g.Input(PastSelfValue(i), ElementType.Float, Batch, heads, PastDecoderSequence, headDim);
-            g.Input(PastCrossKey(i), ElementType.Float, Batch, heads, crossSequence, headDim);
-            g.Input(PastCrossValue(i), ElementType.Float, Batch, heads, crossSequence, headDim);
+            g.Input(Seq2SeqContract.PastSelfKey(i), ElementType.Float, Batch, heads, PastDecoderSequence, headDim);
+            g.Input(Seq2SeqContract.PastSelfValue(i), ElementType.Float, Batch, heads, PastDecoderSequence, headDim);
+            g.Input(Seq2SeqContract.PastCrossKey(i), ElementType.Float, Batch, heads, crossSequence, headDim);
+            g.Input(Seq2SeqContract.PastCrossValue(i), ElementType.Float, Batch, heads, crossSequence, headDim);
         }
-        g.Output(Logits, ElementType.Float, Batch, DecoderSequence, vocabSize);
+        g.Output(Seq2SeqContract.Logits, ElementType.Float, Batch, DecoderSequence, vocabSize);
         for (int i = 0; i < decoderLayers; i++)
         {
-            g.Output(PresentSelfKey(i), ElementType.Float, Batch, heads, TotalDecoderSequence, headDim);
-            g.Output(PresentSelfValue(i), ElementType.Float, Batch, heads, TotalDecoderSequence, headDim);
+            g.Output(Seq2SeqContract.PresentSelfKey(i), ElementType.Float, Batch, heads, TotalDecoderSequence, headDim);
+            g.Output(Seq2SeqContract.PresentSelfValue(i), ElementType.Float, Batch, heads, TotalDecoderSequence, headDim);
         }
     }
 }

@@ -2,6 +2,7 @@ using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
+using static Peft.Onnx.Core.Onnx.Seq2SeqContract;
 using static Peft.Onnx.Exporter.Graphs.Seq2SeqInterface;
 
 namespace Peft.Onnx.Exporter.Graphs;

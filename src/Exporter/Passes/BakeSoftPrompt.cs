@@ -1,9 +1,11 @@
 using Microsoft.ML.OnnxRuntime;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Weights;
+using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Exporter.Passes;
 
@@ -48,10 +50,10 @@ public static class BakeSoftPrompt
         Directory.CreateDirectory(scratch);
         try
         {
-            var path = Path.Combine(scratch, "model.onnx");
+            var path = Path.Combine(scratch, CausalLmContract.ModelFile);
             ModelWriter.Write(graph, path, new ModelWriteOptions());
-            using var session = OnnxCheck.CreateSession(path);
-            return Prefill(session, adapter.Embeddings, nv, width, model.Dimensions);
+            using var forward = CausalLmForward.OpenWithEmbeddings(path);
+            return Prefill(forward, adapter.Embeddings, nv, width, model.Dimensions);
         }
         catch (OnnxRuntimeException ex)
         {
@@ -64,56 +66,27 @@ public static class BakeSoftPrompt
     }
 
     /// <summary>Runs a graph with inputs_embeds on [1, nv, width] (mask of ones, positions 0 .. nv - 1, empty past); returns present as a prefix.</summary>
-    private static AttentionPrefix Prefill(InferenceSession session, float[] embeds, int nv, int width, ModelDimensions d)
+    private static AttentionPrefix Prefill(CausalLmForward forward, float[] embeds, int nv, int width, ModelDimensions d)
     {
         int layers = d.NumLayers, heads = d.NumKeyValueHeads, headDim = d.HeadDim;
-        var names = new List<string> { CausalLmGraphOptions.InputsEmbeds, CausalLmInterface.AttentionMask };
-        var values = new List<OrtValue>();
-        var outputNames = new List<string>();
-        try
+        var positions = Enumerable.Range(0, nv).Select(i => (long)i).ToArray();
+        var present = forward.RunEmbeddings(embeds, width, Enumerable.Repeat(1L, nv).ToArray(), 1, past: null, positions).Present;
+        long[] expected = [1, heads, nv, headDim];
+        long[] actual = [present.Batch, forward.NumHeads, present.Length, forward.HeadDim];
+        if (forward.NumLayers != layers || !actual.SequenceEqual(expected))
+            throw new PeftOnnxException($"prompt prefill: {forward.NumLayers} layers of present [{string.Join(", ", actual)}], expected {layers} of [{string.Join(", ", expected)}]");
+        for (int i = 0; i < layers; i++)
         {
-            values.Add(OrtValue.CreateTensorValueFromMemory(embeds, [1, nv, width]));
-            values.Add(OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(1L, nv).ToArray(), [1, nv]));
-            if (session.InputMetadata.ContainsKey(CausalLmInterface.PositionIds))
-            {
-                names.Add(CausalLmInterface.PositionIds);
-                values.Add(OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, nv).Select(i => (long)i).ToArray(), [1, nv]));
-            }
-            for (int i = 0; i < layers; i++)
-            {
-                names.Add(CausalLmInterface.PastKey(i));
-                values.Add(OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, heads, 0, headDim]));
-                names.Add(CausalLmInterface.PastValue(i));
-                values.Add(OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, heads, 0, headDim]));
-                outputNames.Add(CausalLmInterface.PresentKey(i));
-                outputNames.Add(CausalLmInterface.PresentValue(i));
-            }
-            using var runOptions = new RunOptions();
-            using var outputs = session.Run(runOptions, names, values, outputNames);
-            var keys = new float[layers][];
-            var vals = new float[layers][];
-            for (int i = 0; i < layers; i++)
-            {
-                keys[i] = Read(outputs[2 * i], [1, heads, nv, headDim], outputNames[2 * i]);
-                vals[i] = Read(outputs[2 * i + 1], [1, heads, nv, headDim], outputNames[2 * i + 1]);
-            }
-            return new AttentionPrefix(nv, heads, headDim, keys, vals);
+            Finite(present.Keys[i], CausalLmContract.PresentKey(i));
+            Finite(present.Values[i], CausalLmContract.PresentValue(i));
         }
-        finally
-        {
-            foreach (var v in values) v.Dispose();
-        }
+        return new AttentionPrefix(nv, heads, headDim, present.Keys, present.Values);
     }
 
-    private static float[] Read(OrtValue value, long[] shape, string name)
+    private static void Finite(float[] values, string name)
     {
-        var actual = value.GetTensorTypeAndShape().Shape;
-        if (!actual.SequenceEqual(shape))
-            throw new PeftOnnxException($"prompt prefill: '{name}' has shape [{string.Join(", ", actual)}], expected [{string.Join(", ", shape)}]");
-        var data = value.GetTensorDataAsSpan<float>().ToArray();
-        foreach (var x in data)
+        foreach (var x in values)
             if (!float.IsFinite(x)) throw new PeftOnnxException($"prompt prefill: '{name}' has a non-finite value {x}");
-        return data;
     }
 
     /// <summary>The encoder soft prompt of an encoder-decoder model: the first nv rows of prompt_embeddings.</summary>

@@ -1,5 +1,6 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter.Graphs;
@@ -103,23 +104,9 @@ public sealed class PromptAdapter
                 ? new Seq2SeqGraphOptions { DecoderPrefix = BakePrefix.ForSeq2Seq(adapter, config) }
                 : BakeSoftPrompt.ForSeq2Seq(adapter, config);
             var graphs = FamilyGraphs.BuildSeq2Seq(config, weights, seq2seq);
-            if (fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqInterface.Logits]));
-            // fp16 exports are checked by OrtForward, which passes encoder outputs through whatever their length
-            if (!seq2seq.HasEncoderPrompt || fp16) return OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extraFiles);
-
-            // The encoder output is longer than its input here (Seq2SeqRunner takes the cross length from the outputs):
-            // check it after writing, and remove the folder if that fails.
-            var result = OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options with { Verify = false }, extraFiles);
-            if (!options.Verify) return result;
-            try
-            {
-                return result with { Seq2SeqCheck = OnnxCheck.Seq2Seq(Path.Combine(result.OutDir, Seq2SeqInterface.EncoderFile), Path.Combine(result.OutDir, Seq2SeqInterface.DecoderFile)) };
-            }
-            catch
-            {
-                try { AtomicFolder.Delete(result.OutDir); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-                throw;
-            }
+            if (fp16) graphs = new Seq2SeqGraphs(ConvertFp16.Convert(graphs.Encoder, keepFloat32: []), ConvertFp16.Convert(graphs.Decoder, keepFloat32: [Seq2SeqContract.Logits]));
+            // the check takes the cross length from the encoder's outputs, so a baked encoder prompt is checked like any export
+            return OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extraFiles);
         }
 
         var prefix = adapter.IsPrefix
@@ -130,8 +117,8 @@ public sealed class PromptAdapter
         var inCache = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix, PrefixInCache = true });
         if (fp16)
         {
-            graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmInterface.Logits]);
-            inCache = ConvertFp16.Convert(inCache, keepFloat32: [CausalLmInterface.Logits]);
+            graph = ConvertFp16.Convert(graph, keepFloat32: [CausalLmContract.Logits]);
+            inCache = ConvertFp16.Convert(inCache, keepFloat32: [CausalLmContract.Logits]);
         }
         if (extraFiles != null && extraFiles.TryGetValue(GenAiConfig.FileName, out var genai))
             extraFiles = new Dictionary<string, string>(extraFiles) { [GenAiConfig.FileName] = GenAiConfig.MatchInputs(genai, graph.Inputs.Select(i => i.Name)) };
@@ -142,8 +129,8 @@ public sealed class PromptAdapter
     private static Dictionary<string, string> Metadata(IReadOnlyDictionary<string, string>? existing, PromptAdapter adapter)
     {
         var result = existing?.ToDictionary(kv => kv.Key, kv => kv.Value) ?? [];
-        result["peft.peft_type"] = adapter.Config.PeftType;
-        result["peft.num_virtual_tokens"] = adapter.NumVirtualTokens.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        result[OnnxMetadataKeys.PeftType] = adapter.Config.PeftType;
+        result[OnnxMetadataKeys.NumVirtualTokens] = adapter.NumVirtualTokens.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return result;
     }
 }

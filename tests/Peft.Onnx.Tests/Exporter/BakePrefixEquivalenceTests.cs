@@ -1,10 +1,12 @@
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 
@@ -40,7 +42,7 @@ public class BakePrefixEquivalenceTests
             long[] ids = [5, 17, 99, 3, 250, /**/ 42, 7, 8, 0, 0];
             long[] mask = [1, 1, 1, 1, 1, /**/ 1, 1, 1, 0, 0];
 
-            using var bakedRunner = CausalLmRunner.Open(Path.Combine(baked, OnnxExport.ModelFile));
+            using var bakedRunner = CausalLmForward.Open(Path.Combine(baked, CausalLmContract.ModelFile));
             var actual = bakedRunner.Run(ids, mask, batch);
 
             var prefix = BakePrefix.ForDecoder(PromptAdapter.Load(adapterDir, config), config);
@@ -57,8 +59,8 @@ public class BakePrefixEquivalenceTests
                     positions[b * seq + t] = nv + t;
                 }
             }
-            using var baseRunner = CausalLmRunner.Open(Path.Combine(base_, OnnxExport.ModelFile));
-            var expected = baseRunner.Run(ids, fullMask, batch, new CausalLmCache(batch, nv, keys, values), positions);
+            using var baseRunner = CausalLmForward.Open(Path.Combine(base_, CausalLmContract.ModelFile));
+            var expected = baseRunner.Run(ids, fullMask, batch, new KeyValueCache(batch, nv, keys, values), positions);
 
             Assert.Equal(expected.LogitsShape, actual.LogitsShape);
             Tolerance.AssertLogits(expected.Logits, actual.Logits, bakedRunner.VocabSize, Tolerance.RowsFromMask(mask), $"{arch} baked prefix");
@@ -75,7 +77,7 @@ public class BakePrefixEquivalenceTests
             }
 
             // the prefix-in-cache graph: same logits; present = [prefix constants, the base graph's real positions]
-            using var inCacheRunner = CausalLmRunner.Open(Path.Combine(baked, CausalLmInterface.PrefixInCacheFile));
+            using var inCacheRunner = CausalLmForward.Open(Path.Combine(baked, CausalLmContract.PrefixInCacheFile));
             var inCache = inCacheRunner.Run(ids, mask, batch);
             Tolerance.AssertLogits(expected.Logits, inCache.Logits, inCacheRunner.VocabSize, Tolerance.RowsFromMask(mask), $"{arch} prefix in cache");
             Assert.Equal(nv + seq, inCache.Present.Length);

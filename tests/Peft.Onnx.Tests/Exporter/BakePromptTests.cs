@@ -1,12 +1,14 @@
 using System.Text.Json;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Onnx.Proto;
 using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -46,7 +48,7 @@ public class BakePromptTests(ITestOutputHelper output)
         var mask = reference.Inputs.ReadInt64("attention_mask");
         int batch = (int)reference.Shape("input_ids")[0], seq = (int)reference.Shape("input_ids")[1];
 
-        using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+        using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
         Assert.False(runner.HasPositionIds);
         var step = runner.Run(ids, mask, batch);
         int vocab = runner.VocabSize;
@@ -80,8 +82,8 @@ public class BakePromptTests(ITestOutputHelper output)
         int batch = (int)reference.Shape("input_ids")[0];
         var config = (T5Config)ModelConfig.Load(Paths.Case(arch, "base_model"));
 
-        using var runner = Seq2SeqRunner.Open(dir);
-        var step = runner.Forward(ids, mask, Seq2SeqRunner.ShiftRight(labels, batch, config.DecoderStartId, config.PadTokenId ?? 0), batch);
+        using var runner = Seq2SeqForward.Open(dir);
+        var step = runner.Forward(ids, mask, Seq2SeqForward.ShiftRight(labels, batch, config.DecoderStartId, config.PadTokenId ?? 0), batch);
         Assert.Equal(expected["logits"].Shape, step.LogitsShape);
         var reference32 = expected.ReadFloat32("logits");
         var rows = labels.Select(l => l != -100).ToArray();
@@ -98,7 +100,7 @@ public class BakePromptTests(ITestOutputHelper output)
         if (method.StartsWith("prefix", StringComparison.Ordinal))
         {
             // the encoder is the base one: the standard runner works, and agrees
-            using var standard = Seq2SeqRunner.Open(dir);
+            using var standard = Seq2SeqForward.Open(dir);
             var again = standard.Greedy(prompt, Enumerable.Repeat(1L, prompt.Length).ToArray(), 1, generated.Length - 1, config.DecoderStartId, eos, config.PadTokenId ?? 0);
             Assert.Equal(generated, again[0]);
         }
@@ -163,13 +165,13 @@ public class BakePromptTests(ITestOutputHelper output)
         var base_ = TempExports.Base(Paths.Case(arch, "base_model"));
         try
         {
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(baked, OnnxExport.ModelFile)));
-            var reference = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(base_, OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(baked, CausalLmContract.ModelFile)));
+            var reference = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(base_, CausalLmContract.ModelFile)));
             var config = ModelConfig.Load(Paths.Case(arch, "base_model"));
             int layers = config.Dimensions.NumLayers, nv = Reference.Meta(arch, method).GetProperty("peft_config").GetProperty("num_virtual_tokens").GetInt32();
 
             // same interface as the base graph, less position_ids (implied by the prefix)
-            Assert.Equal(reference.Graph.Input.Select(i => i.Name).Where(n => n != CausalLmInterface.PositionIds), model.Graph.Input.Select(i => i.Name));
+            Assert.Equal(reference.Graph.Input.Select(i => i.Name).Where(n => n != CausalLmContract.PositionIds), model.Graph.Input.Select(i => i.Name));
             Assert.Equal(reference.Graph.Output.Select(o => o.Name), model.Graph.Output.Select(o => o.Name));
 
             // the prefix is initializers (keys transposed [1, heads, head_dim, nv], values [1, heads, nv, head_dim]), never an input
@@ -214,7 +216,7 @@ public class BakePromptTests(ITestOutputHelper output)
     /// </summary>
     private static void AssertPrefixInCacheGraph(string baked, ModelProto reference, ModelProto model, ModelDimensions dims, int layers, int nv)
     {
-        var path = Path.Combine(baked, CausalLmInterface.PrefixInCacheFile);
+        var path = Path.Combine(baked, CausalLmContract.PrefixInCacheFile);
         var inCache = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
         Assert.Equal(model.Graph.Input.Select(i => i.Name), inCache.Graph.Input.Select(i => i.Name));
         Assert.Equal(model.Graph.Output.Select(o => o.Name), inCache.Graph.Output.Select(o => o.Name));
@@ -230,7 +232,7 @@ public class BakePromptTests(ITestOutputHelper output)
         foreach (var t in inCache.Graph.Initializer.Where(t => stored.ContainsKey(t.Name)))
             Assert.Equal(stored[t.Name], t.ExternalData.Select(e => (e.Key, e.Value)).ToList());
         Assert.All(inCache.Graph.Initializer.Where(t => t.ExternalData.Count > 0), t => Assert.True(stored.ContainsKey(t.Name), t.Name));
-        Assert.Equal([OnnxExport.DataFile], Directory.GetFiles(baked, "*.data").Select(Path.GetFileName));
+        Assert.Equal([CausalLmContract.DataFile], Directory.GetFiles(baked, "*.data").Select(Path.GetFileName));
 
         var added = inCache.Graph.Node.Select(n => n.Name).Except(reference.Graph.Node.Select(n => n.Name)).ToList();
         Assert.All(added, n => Assert.True(n.Contains("prompt_cache", StringComparison.Ordinal) || n.Contains("prompt_mask", StringComparison.Ordinal) || n.Contains("position_ids", StringComparison.Ordinal), n));
@@ -256,14 +258,14 @@ public class BakePromptTests(ITestOutputHelper output)
         var prefix = Export("t5", "prefix");
         try
         {
-            var decoder = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(prompt, Seq2SeqInterface.DecoderFile)));
-            var mask = decoder.Graph.Input.Single(i => i.Name == Seq2SeqInterface.EncoderAttentionMask);
+            var decoder = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(prompt, Seq2SeqContract.DecoderFile)));
+            var mask = decoder.Graph.Input.Single(i => i.Name == Seq2SeqContract.EncoderAttentionMask);
             Assert.Equal(Seq2SeqInterface.EncoderSequence, mask.Type.TensorType.Shape.Dim[1].DimParam);
-            var cross = decoder.Graph.Input.Single(i => i.Name == Seq2SeqInterface.PastCrossKey(0));
+            var cross = decoder.Graph.Input.Single(i => i.Name == Seq2SeqContract.PastCrossKey(0));
             Assert.Equal(Seq2SeqInterface.PromptedEncoderSequence, cross.Type.TensorType.Shape.Dim[2].DimParam);
 
             // prefix tuning leaves the encoder's interface alone: the standard check ran at export
-            using var runner = Seq2SeqRunner.Open(prefix);
+            using var runner = Seq2SeqForward.Open(prefix);
             var encoded = runner.Encode([5, 7, 9], [1, 1, 1], 1);
             Assert.Equal(3, encoded.Length);
         }

@@ -7,6 +7,8 @@ using Peft.Onnx.Exporter.Onnx.Proto;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Tests.Exporter;
 
@@ -25,7 +27,7 @@ public class BloomExportTests(ITestOutputHelper output)
             var mask = reference.Inputs.ReadInt64("attention_mask");
             var batch = (int)reference.Shape("input_ids")[0];
 
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             var step = runner.Run(ids, mask, batch);
 
             Assert.Equal(expected["logits"].Shape, step.LogitsShape);
@@ -47,7 +49,7 @@ public class BloomExportTests(ITestOutputHelper output)
             using var reference = new Reference("bloom");
             var expected = Reference.Rows(reference.BaseMeta.GetProperty("generated"))[0];
             var prompt = reference.Inputs.ReadInt64("gen_input_ids");
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             var generated = OnnxGreedy.Generate(runner, prompt, expected.Length - prompt.Length, eos: 1);
             Assert.Equal(expected, generated);
         }
@@ -61,7 +63,7 @@ public class BloomExportTests(ITestOutputHelper output)
         var b = TempExports.Base(Paths.Case("bloom", "base_model"));
         try
         {
-            foreach (var f in new[] { OnnxExport.ModelFile, OnnxExport.DataFile, "config.json", "generation_config.json" })
+            foreach (var f in new[] { CausalLmContract.ModelFile, CausalLmContract.DataFile, "config.json", "generation_config.json" })
                 Assert.Equal(File.ReadAllBytes(Path.Combine(a, f)), File.ReadAllBytes(Path.Combine(b, f)));
             Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(a)!, $".{Path.GetFileName(a)}.*"));
         }
@@ -109,7 +111,7 @@ public class BloomExportTests(ITestOutputHelper output)
             foreach (var f in new[] { "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "config.json", "generation_config.json" })
                 Assert.True(File.Exists(Path.Combine(dir, f)), f);
 
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             Assert.Equal((4, 4, 64, 4000), (runner.NumLayers, runner.NumHeads, runner.HeadDim, runner.VocabSize));
             const int batch = 2, total = 9, prefix = 5;
             long[] ids = [1, 654, 105, 1609, 114, 396, 273, 554, 356, /**/ 1, 356, 1692, 20, 31, 99, 3000, 12, 7];
@@ -137,7 +139,7 @@ public class BloomExportTests(ITestOutputHelper output)
         var dir = TempExports.Base(Paths.Case("bloom", "base_model"));
         try
         {
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, CausalLmContract.ModelFile)));
             var nodes = model.Graph.Node.Select(n => n.Name).ToHashSet();
             Assert.Contains("/transformer/h.0/self_attention/query_key_value/MatMul", nodes);
             Assert.Contains("/transformer/h.1/mlp/dense_4h_to_h/Add", nodes);
@@ -177,14 +179,14 @@ public class BloomExportTests(ITestOutputHelper output)
                 SafeTensorsWriter.Write(Path.Combine(untied, "model.safetensors"), tensors);
             }
             dir = TempExports.Base(untied);
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, CausalLmContract.ModelFile)));
             Assert.Equal([64, 1000], model.Graph.Initializer.Single(t => t.Name == "lm_head.weight").Dims);
             Assert.Contains(model.Graph.Node, n => n.Name == "/lm_head/MatMul" && n.Output.Single() == "logits");
 
             using var reference = new Reference("bloom");
             using var expected = SafeTensorsFile.Open(Path.Combine(Paths.Case("bloom"), "base_reference.safetensors"));
             var mask = reference.Inputs.ReadInt64("attention_mask");
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             var step = runner.Run(reference.Inputs.ReadInt64("input_ids"), mask, 2);
             Tolerance.AssertLogits(expected.ReadFloat32("logits"), step.Logits, runner.VocabSize, Tolerance.RowsFromMask(mask), "untied head logits");
         }

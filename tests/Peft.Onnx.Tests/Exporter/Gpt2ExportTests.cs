@@ -10,6 +10,8 @@ using Peft.Onnx.Trainer.Modeling;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Tests.Exporter;
 
@@ -31,7 +33,7 @@ public class Gpt2ExportTests(ITestOutputHelper output)
         var dir = TempExports.Base(Paths.Case("gpt2", "base_model"));
         try
         {
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, CausalLmContract.ModelFile)));
             Assert.Equal(["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value", "num_logits_to_keep"],
                 model.Graph.Input.Select(i => i.Name));
             NumLogitsToKeepChecks.AssertDefaultsToEveryPosition(model);

@@ -2,11 +2,13 @@ using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Onnx.Proto;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -34,7 +36,7 @@ public class LlamaExportTests(ITestOutputHelper output)
         var dir = TempExports.Base(Paths.Case("llama", "base_model"));
         try
         {
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, CausalLmContract.ModelFile)));
             Assert.Equal(["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value", "num_logits_to_keep"],
                 model.Graph.Input.Select(i => i.Name));
             NumLogitsToKeepChecks.AssertDefaultsToEveryPosition(model);
@@ -55,8 +57,8 @@ public class LlamaExportTests(ITestOutputHelper output)
     public void Position_ids_contract_is_cumsum_minus_one_with_pads_at_one()
     {
         long[] mask = [0, 0, 1, 1, 1, /**/ 1, 1, 1, 1, 1];
-        Assert.Equal([1L, 1, 0, 1, 2, 0, 1, 2, 3, 4], CausalLmInterface.PositionIdsFromMask(mask, 2, 5));
-        Assert.Equal([1L, 2, 3, 4], CausalLmInterface.PositionIdsFromMask(mask, 2, 2));
+        Assert.Equal([1L, 1, 0, 1, 2, 0, 1, 2, 3, 4], CausalLmContract.PositionIdsFromMask(mask, 2, 5));
+        Assert.Equal([1L, 2, 3, 4], CausalLmContract.PositionIdsFromMask(mask, 2, 2));
     }
 
     /// <summary>
@@ -102,8 +104,8 @@ public class LlamaExportTests(ITestOutputHelper output)
 
             gqaOut = TempExports.Base(gqa);
             mhaOut = TempExports.Base(mha);
-            using var grouped = CausalLmRunner.Open(Path.Combine(gqaOut, OnnxExport.ModelFile));
-            using var repeated = CausalLmRunner.Open(Path.Combine(mhaOut, OnnxExport.ModelFile));
+            using var grouped = CausalLmForward.Open(Path.Combine(gqaOut, CausalLmContract.ModelFile));
+            using var repeated = CausalLmForward.Open(Path.Combine(mhaOut, CausalLmContract.ModelFile));
             Assert.Equal((2, 4), (grouped.NumHeads, repeated.NumHeads));
 
             var (ids, mask, width) = DecoderExportChecks.LeftPad(DecoderExportChecks.Prompts);
@@ -158,12 +160,12 @@ public class LlamaExportTests(ITestOutputHelper output)
             }
             tiedOut = TempExports.Base(tied);
             untiedOut = TempExports.Base(untied);
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(tiedOut, OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(tiedOut, CausalLmContract.ModelFile)));
             Assert.DoesNotContain(model.Graph.Initializer, t => t.Name == "lm_head.weight");
 
             var (ids, mask, _) = DecoderExportChecks.LeftPad(DecoderExportChecks.Prompts);
-            using var a = CausalLmRunner.Open(Path.Combine(tiedOut, OnnxExport.ModelFile));
-            using var b = CausalLmRunner.Open(Path.Combine(untiedOut, OnnxExport.ModelFile));
+            using var a = CausalLmForward.Open(Path.Combine(tiedOut, CausalLmContract.ModelFile));
+            using var b = CausalLmForward.Open(Path.Combine(untiedOut, CausalLmContract.ModelFile));
             Tolerance.AssertLogits(b.Run(ids, mask, 3).Logits, a.Run(ids, mask, 3).Logits, a.VocabSize, Tolerance.RowsFromMask(mask), "tied head logits");
         }
         finally

@@ -3,12 +3,14 @@ using Peft.Onnx.Core;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Onnx.Proto;
 using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -74,7 +76,7 @@ public class MergeUnmergedLoraTests(ITestOutputHelper output)
             using var adapter = AdapterWeights.Open(Paths.Case(arch, method + "/adapter"));
             var config = (Peft.Onnx.Core.Peft.LoraConfig)adapter.Config;
             var target = config.FindTargets(Peft.Onnx.Core.Architectures.Architecture.For(ModelConfig.Load(Paths.Case(arch, "base_model"))))[0];
-            var file = arch is "t5" or "mt5" ? (target.Path.StartsWith("encoder.", StringComparison.Ordinal) ? "encoder_model.onnx" : "decoder_model.onnx") : OnnxExport.ModelFile;
+            var file = arch is "t5" or "mt5" ? (target.Path.StartsWith("encoder.", StringComparison.Ordinal) ? "encoder_model.onnx" : "decoder_model.onnx") : CausalLmContract.ModelFile;
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, file)));
             var initializers = model.Graph.Initializer.ToDictionary(t => t.Name);
             Assert.Equal([target.Linear.InFeatures, target.Rank], initializers[LoraBranches.AName(target.Path)].Dims);
@@ -285,7 +287,7 @@ public class MergeFp16ExportTests(ITestOutputHelper output)
         var dir = TempExports.Adapted(arch, method, new ExportOptions { DType = ExportDType.Fp16 });
         try
         {
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, arch is "t5" or "mt5" ? "decoder_model.onnx" : OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, arch is "t5" or "mt5" ? "decoder_model.onnx" : CausalLmContract.ModelFile)));
             Assert.All(model.Graph.Initializer.Where(t => t.DataType is 1 or 10 && t.Dims.Count >= 2), t => Assert.Equal(10, t.DataType)); // weights are float16
             Assert.Equal(1, model.Graph.Output.First(o => o.Name == "logits").Type.TensorType.ElemType);                             // logits float32
             Assert.All(model.Graph.Output.Where(o => o.Name.StartsWith("present.", StringComparison.Ordinal)), o => Assert.Equal(10, o.Type.TensorType.ElemType));
@@ -297,20 +299,18 @@ public class MergeFp16ExportTests(ITestOutputHelper output)
             var mask = reference.Inputs.ReadInt64("attention_mask");
             var labels = reference.Inputs.ReadInt64("labels");
             int batch = (int)reference.Shape("input_ids")[0];
-            using var forward = OrtForward.Open(dir);
+            using var forward = LogitsForward.Open(dir);
             float[] logits;
             bool[] rows;
             if (forward.IsEncoderDecoder)
             {
                 var config = (T5Config)ModelConfig.Load(Paths.Case(arch, "base_model"));
-                logits = forward.Seq2Seq(ids, mask, Seq2SeqRunner.ShiftRight(labels, batch, config.DecoderStartId, config.PadTokenId ?? 0), batch);
+                logits = forward.Seq2Seq(ids, mask, Seq2SeqForward.ShiftRight(labels, batch, config.DecoderStartId, config.PadTokenId ?? 0), batch);
                 rows = labels.Select(l => l != -100).ToArray();
             }
             else
             {
-                var (l, present) = forward.Causal(ids, mask, batch);
-                present.Dispose();
-                logits = l;
+                logits = forward.Causal(ids, mask, batch);
                 rows = Tolerance.RowsFromMask(mask);
             }
             var reference32 = expected.ReadFloat32("logits_merged");
@@ -346,8 +346,7 @@ public class MergeFp16ExportTests(ITestOutputHelper output)
                 var sequence = reference.Inputs.ReadInt64("gen_input_ids").ToList();
                 while (sequence.Count < expectedIds.Length)
                 {
-                    var (l, present) = forward.Causal([.. sequence], Enumerable.Repeat(1L, sequence.Count).ToArray(), 1);
-                    present.Dispose();
+                    var l = forward.Causal([.. sequence], Enumerable.Repeat(1L, sequence.Count).ToArray(), 1);
                     var last = l.AsSpan(l.Length - vocab, vocab);
                     int next = 0;
                     for (int v = 1; v < vocab; v++) if (last[v] > last[next]) next = v;

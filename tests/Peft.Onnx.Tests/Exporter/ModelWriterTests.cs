@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Onnx.Proto;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 
@@ -75,10 +76,10 @@ public class ModelWriterTests
             }
 
             float[] x = [1, 0, -1, 0.5f, 2, 3];
-            using (var session = OnnxCheck.CreateSession(path)) Assert.Equal(Expected(x), Run(session, x));
+            using (var session = OrtSessions.Open(path)) Assert.Equal(Expected(x), Run(session, x));
 
             // from bytes: ORT needs the folder of the external data
-            using (var session = OnnxCheck.CreateSession(File.ReadAllBytes(path), dir)) Assert.Equal(Expected(x), Run(session, x));
+            using (var session = OrtSessions.Open(File.ReadAllBytes(path), dir)) Assert.Equal(Expected(x), Run(session, x));
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -108,7 +109,7 @@ public class ModelWriterTests
             Assert.Equal(4096, offsets["big"]);
             Assert.True(model.Graph.Initializer.Single(t => t.Name == tiny).HasRawData);
 
-            using var session = OnnxCheck.CreateSession(path);
+            using var session = OrtSessions.Open(path);
             using var input = OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(1f, 5000).ToArray(), [5000]);
             using var runOptions = new RunOptions();
             using var outputs = session.Run(runOptions, ["x"], [input], ["y"]);
@@ -139,7 +140,7 @@ public class ModelWriterTests
             Assert.True(attr.HasI);
             Assert.Equal(AttributeProto.Types.AttributeType.Int, attr.Type);
             Assert.False(File.Exists(path + ".data"));
-            using var session = OnnxCheck.CreateSession(path);
+            using var session = OrtSessions.Open(path);
         }
         finally { Directory.Delete(dir, true); }
     }

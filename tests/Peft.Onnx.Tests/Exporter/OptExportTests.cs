@@ -1,3 +1,4 @@
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Exporter.Onnx.Proto;
 using Peft.Onnx.Tests.Support;
@@ -24,7 +25,7 @@ public class OptExportTests(ITestOutputHelper output)
         var dir = TempExports.Base(Paths.Case("opt", "base_model"));
         try
         {
-            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, OnnxExport.ModelFile)));
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, CausalLmContract.ModelFile)));
             Assert.Equal(["input_ids", "attention_mask", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value", "num_logits_to_keep"],
                 model.Graph.Input.Select(i => i.Name));
             NumLogitsToKeepChecks.AssertDefaultsToEveryPosition(model);

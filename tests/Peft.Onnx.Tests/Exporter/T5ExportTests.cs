@@ -14,6 +14,8 @@ using Peft.Onnx.Trainer.Models;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Tests.Exporter;
 
@@ -35,8 +37,8 @@ public class T5ExportTests(ITestOutputHelper output)
             var labels = reference.Inputs.ReadInt64("labels");
             var batch = (int)reference.Shape("input_ids")[0];
 
-            using var runner = Seq2SeqRunner.Open(dir);
-            var decoderIds = Seq2SeqRunner.ShiftRight(labels, batch, decoderStartId: 0, padId: 0);
+            using var runner = Seq2SeqForward.Open(dir);
+            var decoderIds = Seq2SeqForward.ShiftRight(labels, batch, decoderStartId: 0, padId: 0);
             var step = runner.Forward(ids, mask, decoderIds, batch);
 
             Assert.Equal(expected["logits"].Shape, step.LogitsShape);
@@ -61,7 +63,7 @@ public class T5ExportTests(ITestOutputHelper output)
             var expected = Reference.Rows(reference.BaseMeta.GetProperty("generated"))[0];
             var prompt = reference.Inputs.ReadInt64("gen_input_ids");
             var config = (T5Config)ModelConfig.Load(Paths.Case(arch, "base_model"));
-            using var runner = Seq2SeqRunner.Open(dir);
+            using var runner = Seq2SeqForward.Open(dir);
             var generated = runner.Greedy(prompt, Ones(prompt.Length), 1, expected.Length - 1, config.DecoderStartId,
                 config.EosTokenId!.Select(e => (long)e).ToArray(), config.PadTokenId ?? 0);
             Assert.Equal(expected, generated[0]);
@@ -78,7 +80,7 @@ public class T5ExportTests(ITestOutputHelper output)
         try
         {
             using var reference = new Reference(arch);
-            using var runner = Seq2SeqRunner.Open(dir);
+            using var runner = Seq2SeqForward.Open(dir);
             var encoded = runner.Encode(reference.Inputs.ReadInt64("input_ids"), reference.Inputs.ReadInt64("attention_mask"), 2);
             AssertCacheMatchesFull(runner, encoded, [0, 812, 247, 379, 402, 801, 369, /**/ 0, 610, 771, 902, 639, 995, 7], prefix: 3);
         }
@@ -103,7 +105,7 @@ public class T5ExportTests(ITestOutputHelper output)
         try
         {
             dir = TempExports.Base(source);
-            var result = OnnxCheck.Seq2Seq(Path.Combine(dir, Seq2SeqInterface.EncoderFile), Path.Combine(dir, Seq2SeqInterface.DecoderFile));
+            var result = OnnxCheck.Seq2Seq(Path.Combine(dir, Seq2SeqContract.EncoderFile), Path.Combine(dir, Seq2SeqContract.DecoderFile));
             Assert.Equal((2, 3, 10, 24, 97), (result.NumDecoderLayers, result.NumHeads, result.HeadDim, result.DModel, result.VocabSize));
 
             const int batch = 2, sourceLength = 20, target = 18;
@@ -112,7 +114,7 @@ public class T5ExportTests(ITestOutputHelper output)
             var mask = Enumerable.Range(0, batch * sourceLength).Select(i => i >= sourceLength + 14 ? 0L : 1L).ToArray(); // row 2 right-padded
             var decoderIds = Enumerable.Range(0, batch * target).Select(i => i % target == 0 ? 0L : rng.Next(2, 97)).ToArray();
 
-            using var runner = Seq2SeqRunner.Open(dir);
+            using var runner = Seq2SeqForward.Open(dir);
             var onnx = runner.Forward(ids, mask, decoderIds, batch);
             var expected = TorchLogits(source, ids, mask, decoderIds, batch);
             var maxDiff = expected.Select((e, i) => Math.Abs(e - onnx.Logits[i])).Max();
@@ -136,9 +138,9 @@ public class T5ExportTests(ITestOutputHelper output)
         {
             foreach (var f in new[] { "encoder_model.onnx", "encoder_model.onnx.data", "decoder_model.onnx", "decoder_model.onnx.data", "config.json", "generation_config.json", "tokenizer.json" })
                 Assert.True(File.Exists(Path.Combine(dir, f)), f);
-            Assert.False(File.Exists(Path.Combine(dir, OnnxExport.ModelFile)));
+            Assert.False(File.Exists(Path.Combine(dir, CausalLmContract.ModelFile)));
 
-            using var runner = Seq2SeqRunner.Open(dir);
+            using var runner = Seq2SeqForward.Open(dir);
             Assert.Equal((4, 4, 32, 256, 4000), (runner.NumDecoderLayers, runner.NumHeads, runner.HeadDim, runner.DModel, runner.VocabSize));
             long[] ids = [37, 1209, 19, 8, 167, 3, 7, 1, /**/ 100, 200, 300, 1, 0, 0, 0, 0];
             long[] mask = [1, 1, 1, 1, 1, 1, 1, 1, /**/ 1, 1, 1, 1, 0, 0, 0, 0];
@@ -159,8 +161,8 @@ public class T5ExportTests(ITestOutputHelper output)
         var dir = TempExports.Base(Paths.Case("mt5", "base_model"));
         try
         {
-            var encoder = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, Seq2SeqInterface.EncoderFile)));
-            var decoder = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, Seq2SeqInterface.DecoderFile)));
+            var encoder = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, Seq2SeqContract.EncoderFile)));
+            var decoder = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, Seq2SeqContract.DecoderFile)));
             Assert.Equal(["input_ids", "attention_mask"], encoder.Graph.Input.Select(i => i.Name));
             Assert.Equal(["last_hidden_state", "present.0.encoder.key", "present.0.encoder.value", "present.1.encoder.key", "present.1.encoder.value"],
                 encoder.Graph.Output.Select(o => o.Name));
@@ -218,7 +220,7 @@ public class T5ExportTests(ITestOutputHelper output)
     /// <paramref name="prefix"/> tokens, a chunk of two tokens after that past, and then one token at a time
     /// through the cache; the logits and the final cache must agree.
     /// </summary>
-    private static void AssertCacheMatchesFull(Seq2SeqRunner runner, Seq2SeqEncoderOutput encoded, long[] decoderIds, int prefix)
+    private static void AssertCacheMatchesFull(Seq2SeqForward runner, Seq2SeqEncoderOutput encoded, long[] decoderIds, int prefix)
     {
         int batch = encoded.Batch, total = decoderIds.Length / batch, vocab = runner.VocabSize;
         var full = runner.Decode(decoderIds, encoded);

@@ -1,3 +1,5 @@
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
@@ -62,7 +64,7 @@ public sealed class T5PrefixLayersTests(ITestOutputHelper output)
             }
 
             OnnxExport.Export(baseDir, adapter, onnxDir, new ExportOptions());
-            using var runner = Seq2SeqRunner.Open(onnxDir);
+            using var runner = Seq2SeqForward.Open(onnxDir);
             var onnx = runner.Forward(ids, mask, decoderIds, batch).Logits;
             output.WriteLine($"max |logit diff| trainer vs export = {trainer.Select((e, i) => Math.Abs(e - onnx[i])).Max():g3}");
             Tolerance.AssertLogits(trainer, onnx, runner.VocabSize, null, "prefix num_layers 3 on a 2-layer decoder");

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
@@ -107,15 +108,15 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     public void Runtime_runs_the_prefix_in_cache_graph_and_model_onnx_alone_generates_the_same(string arch, string method)
     {
         var model = AdapterExports.Model(arch, method, new ExportOptions { Verify = false });
-        Assert.Equal(CausalLmGraph.PrefixInCacheFile, CausalLmGraph.FileIn(model.Directory));
+        Assert.Equal(CausalLmContract.PrefixInCacheFile, CausalLmGraph.FileIn(model.Directory));
         // the folder as ORT GenAI reads it: model.onnx (real tokens only in the cache) and its data file
         var alone = Path.Combine(Path.GetTempPath(), $"peft-onnx-genai-graph-{Guid.NewGuid():N}");
         Directory.CreateDirectory(alone);
         try
         {
-            foreach (var f in Directory.GetFiles(model.Directory).Where(f => Path.GetFileName(f) != CausalLmGraph.PrefixInCacheFile))
+            foreach (var f in Directory.GetFiles(model.Directory).Where(f => Path.GetFileName(f) != CausalLmContract.PrefixInCacheFile))
                 File.Copy(f, Path.Combine(alone, Path.GetFileName(f)));
-            Assert.Equal(CausalLmGraph.File, CausalLmGraph.FileIn(alone));
+            Assert.Equal(CausalLmContract.ModelFile, CausalLmGraph.FileIn(alone));
             using var genaiGraph = OnnxModel.Load(alone, DeviceOptions.Cpu);
             var prompt = GenInput(arch);
             // two rows of different lengths (the shorter left-padded), greedy, 8 new tokens

@@ -92,7 +92,7 @@ public class RuntimeErrorTests
     [FactWhereCudaCannotStart]
     public void Forward_onnx_on_cuda_where_it_cannot_start_says_so_in_one_line()
     {
-        var ex = Assert.Throws<PeftOnnxException>(() => Peft.Onnx.Exporter.Passes.OrtForward.Open(ExportedModels.Folder("bloom"), cuda: true));
+        var ex = Assert.Throws<PeftOnnxException>(() => LogitsForward.Open(ExportedModels.Folder("bloom"), ForwardSessionKind.Cuda));
         Assert.StartsWith("cuda: the CUDA execution provider cannot start: ", ex.Message);
         OneLine(ex);
     }

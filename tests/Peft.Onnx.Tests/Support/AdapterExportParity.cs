@@ -1,3 +1,5 @@
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.SafeTensors;
@@ -27,8 +29,8 @@ public static class AdapterExportParity
         if (reference.IsEncoderDecoder)
         {
             var t5 = (T5Config)config;
-            using var runner = Seq2SeqRunner.Open(dir);
-            var step = runner.Forward(ids, mask, Seq2SeqRunner.ShiftRight(labels, batch, t5.DecoderStartId, t5.PadTokenId ?? 0), batch);
+            using var runner = Seq2SeqForward.Open(dir);
+            var step = runner.Forward(ids, mask, Seq2SeqForward.ShiftRight(labels, batch, t5.DecoderStartId, t5.PadTokenId ?? 0), batch);
             var rows = labels.Select(l => l != -100).ToArray();
             Tolerance.AssertLogits(reference32, step.Logits, runner.VocabSize, rows, $"{arch}/{method} {logitsName}");
             var generated = runner.Greedy(prompt, Enumerable.Repeat(1L, prompt.Length).ToArray(), 1, generatedLength - 1, t5.DecoderStartId,
@@ -37,7 +39,7 @@ public static class AdapterExportParity
         }
         else
         {
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             var step = runner.Run(ids, mask, batch);
             var rows = Tolerance.RowsFromMask(mask);
             Tolerance.AssertLogits(reference32, step.Logits, runner.VocabSize, rows, $"{arch}/{method} {logitsName}");
@@ -50,7 +52,7 @@ public static class AdapterExportParity
     public static float[] FixtureLogits(string arch, string dir)
     {
         using var reference = new Reference(arch);
-        using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+        using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
         return runner.Run(reference.Inputs.ReadInt64("input_ids"), reference.Inputs.ReadInt64("attention_mask"), (int)reference.Shape("input_ids")[0]).Logits;
     }
 }

@@ -1,3 +1,5 @@
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.SafeTensors;
@@ -30,7 +32,7 @@ internal static class DecoderExportChecks
             var mask = reference.Inputs.ReadInt64("attention_mask");
             var batch = (int)reference.Shape("input_ids")[0];
 
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             var step = runner.Run(ids, mask, batch);
 
             Assert.Equal(expected["logits"].Shape, step.LogitsShape);
@@ -52,7 +54,7 @@ internal static class DecoderExportChecks
             var expected = Reference.Rows(reference.BaseMeta.GetProperty("generated"))[0];
             var prompt = reference.Inputs.ReadInt64("gen_input_ids");
             var eos = ModelConfig.Load(Paths.Case(arch, "base_model")).EosTokenId?[0] ?? -1;
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             Assert.Equal(expected, OnnxGreedy.Generate(runner, prompt, expected.Length - prompt.Length, eos));
         }
         finally { Directory.Delete(dir, true); }
@@ -67,13 +69,13 @@ internal static class DecoderExportChecks
         var dir = TempExports.Base(modelDir);
         try
         {
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             CachedDecodingEqualsFullPrefill(runner);
         }
         finally { Directory.Delete(dir, true); }
     }
 
-    public static void CachedDecodingEqualsFullPrefill(CausalLmRunner runner)
+    public static void CachedDecodingEqualsFullPrefill(CausalLmForward runner)
     {
         var (prompt, promptMask, width) = LeftPad(Prompts);
         int batch = Prompts.Length, more = 3, total = width + more;
@@ -129,12 +131,12 @@ internal static class DecoderExportChecks
             using (NewDisposeScope())
             using (no_grad())
             {
-                var positions = CausalLmInterface.PositionIdsFromMask(mask, batch, width);
+                var positions = CausalLmContract.PositionIdsFromMask(mask, batch, width);
                 var input = new CausalLmInput(tensor(ids, [batch, width]), tensor(mask, [batch, width]), PositionIds: tensor(positions, [batch, width]));
                 expected = model.Forward(input).Logits.data<float>().ToArray();
             }
 
-            using var runner = CausalLmRunner.Open(Path.Combine(dir, OnnxExport.ModelFile));
+            using var runner = CausalLmForward.Open(Path.Combine(dir, CausalLmContract.ModelFile));
             var step = runner.Run(ids, mask, batch);
             var rows = Tolerance.RowsFromMask(mask);
             output.WriteLine($"{configJson.ReplaceLineEndings(" ")}: max |logit diff| vs trainer = {MaxDiff(expected, step.Logits, runner.VocabSize, rows):g3}");

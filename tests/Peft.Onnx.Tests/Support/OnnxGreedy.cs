@@ -1,3 +1,5 @@
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime;
 using Peft.Onnx.Exporter.Onnx;
 using static Peft.Onnx.Tests.Support.BatchSlices;
 
@@ -7,7 +9,7 @@ namespace Peft.Onnx.Tests.Support;
 public static class OnnxGreedy
 {
     /// <summary>Prompt + up to <paramref name="newTokens"/> tokens, stopping after <paramref name="eos"/>.</summary>
-    public static long[] Generate(CausalLmRunner runner, long[] prompt, int newTokens, long eos)
+    public static long[] Generate(CausalLmForward runner, long[] prompt, int newTokens, long eos)
     {
         var sequence = prompt.ToList();
         var step = runner.Run(prompt, Ones(prompt.Length), 1);

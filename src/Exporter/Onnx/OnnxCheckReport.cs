@@ -1,0 +1,4 @@
+namespace Peft.Onnx.Exporter.Onnx;
+
+/// <summary>What <see cref="OnnxCheck.CausalLm"/> ran.</summary>
+public sealed record OnnxCheckReport(int NumLayers, int NumHeads, int HeadDim, int VocabSize, long[] PrefillLogitsShape, long[] DecodeLogitsShape);
