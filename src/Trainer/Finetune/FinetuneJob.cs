@@ -13,7 +13,7 @@ namespace Peft.Onnx.Trainer.Finetune;
 /// <summary>
 /// `train --data`: fine-tunes a new adapter on a labelled CSV/JSONL file as the PEFT task guides do, evaluating
 /// on a validation split each epoch. Writes the adapter, checkpoints, metrics.jsonl and loss.png to the out folder;
-/// what it does goes to the log, the epochs' progress to what <paramref name="showProgress"/> gives.
+/// what it does goes to the log, the epochs' progress to the sink the progress host gives.
 /// </summary>
 public static class FinetuneJob
 {
