@@ -21,7 +21,7 @@ namespace Peft.Onnx.Cli.Commands;
 public sealed class TrainCommand : ICommand
 {
     public string Name => "train";
-    public string Summary => "train an adapter: --batch F --steps N with sgd|adamw, saved in PEFT's format to --out";
+    public string Summary => "train an adapter on one batch (--batch, --steps) or a labelled file (--data, --epochs), saved in PEFT's format to --out";
 
     public IReadOnlyList<VerbOption> Options { get; } =
     [
