@@ -11,13 +11,13 @@ namespace Peft.Onnx.Cli;
 public sealed class ArgReader
 {
     private readonly string _verb;
-    private readonly IReadOnlyDictionary<string, string?> _options;
+    private readonly IReadOnlyDictionary<string, IReadOnlyList<string>> _options;
     private readonly Dictionary<string, string> _defaults = new(StringComparer.Ordinal);
     private readonly HashSet<string> _used = new(StringComparer.Ordinal) { SharedOptions.Verbose.Name };
 
-    /// <param name="given">Each option given, by name: its value, or null for a flag.</param>
+    /// <param name="given">Each option given, by name: its values in order (none for a flag; several for a repeated option).</param>
     /// <param name="declared">The verb's options (their defaults apply to those not given).</param>
-    public ArgReader(string verb, IReadOnlyDictionary<string, string?> given, IReadOnlyList<VerbOption> declared)
+    public ArgReader(string verb, IReadOnlyDictionary<string, IReadOnlyList<string>> given, IReadOnlyList<VerbOption> declared)
     {
         _verb = verb;
         _options = given;
@@ -32,7 +32,7 @@ public sealed class ArgReader
     {
         _used.Add(name);
         if (!_options.TryGetValue(name, out var v)) return false;
-        if (v != null) throw new PeftOnnxException($"{_verb}: --{name} takes no value (got '{v}')");
+        if (v.Count > 0) throw new PeftOnnxException($"{_verb}: --{name} takes no value (got '{v[0]}')");
         return true;
     }
 
@@ -40,7 +40,19 @@ public sealed class ArgReader
     {
         _used.Add(name);
         if (!_options.TryGetValue(name, out var v)) return _defaults.GetValueOrDefault(name);
-        return v ?? throw new PeftOnnxException($"{_verb}: --{name} needs a value");
+        return v.Count switch
+        {
+            0 => throw new PeftOnnxException($"{_verb}: --{name} needs a value"),
+            1 => v[0],
+            _ => throw new PeftOnnxException($"{_verb}: option --{name} given twice"),
+        };
+    }
+
+    /// <summary>Every value of an option that may be given several times (`--adapter a=DIR --adapter b=DIR`), in order.</summary>
+    public IReadOnlyList<string> Strings(string name)
+    {
+        _used.Add(name);
+        return _options.TryGetValue(name, out var v) ? v : [];
     }
 
     public string Required(string name, string what) =>

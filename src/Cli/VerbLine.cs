@@ -26,15 +26,17 @@ public static class VerbLine
     public static ArgReader Read(ICommand verb, ParseResult result)
     {
         if (result.Errors.Count > 0) throw new PeftOnnxException(ParseFailure.Describe(verb, result));
-        var given = new Dictionary<string, string?>(StringComparer.Ordinal);
+        var given = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
         foreach (var option in result.CommandResult.Children.OfType<OptionResult>().Where(o => !o.Implicit))
-            given[option.Option.Name[2..]] = option.Option.Arity.MaximumNumberOfValues == 0 ? null : option.Tokens.Single().Value;
+            given[option.Option.Name[2..]] = option.Tokens.Select(t => t.Value).ToList();
         return new ArgReader(verb.Name, given, verb.Options);
     }
 
     private static Option ToOption(VerbOption option)
     {
         if (option.IsFlag) return new Option<bool>("--" + option.Name) { Description = option.Description, Arity = ArgumentArity.Zero };
+        if (option.Repeatable)
+            return new Option<string[]>("--" + option.Name) { Description = option.Description, HelpName = option.ValueName, Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
         var value = new Option<string>("--" + option.Name) { Description = option.Description, HelpName = option.ValueName };
         if (option.Default is { } fallback) value.DefaultValueFactory = _ => fallback;
         return value;

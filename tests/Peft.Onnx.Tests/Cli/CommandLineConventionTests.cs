@@ -1,4 +1,5 @@
 using Peft.Onnx.Cli;
+using Peft.Onnx.Core;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 
@@ -127,4 +128,37 @@ public class CommandLineConventionTests
     [InlineData("bogus", null)]
     public void Suggestion_is_the_nearest_known_name(string typed, string? expected) =>
         Assert.Equal(expected, Suggestion.Closest(typed, ["onnx", "device", "max-new-tokens", "base", "prompt"]));
+
+    [Fact]
+    public void Repeatable_option_keeps_every_value_in_order_and_others_refuse_a_second()
+    {
+        var verb = new ProbeVerb();
+        var args = VerbLine.Parse(verb, ["--adapter", "a=one", "--adapter=b=two", "--out", "x"]);
+        Assert.Equal(["a=one", "b=two"], args.Strings("adapter"));
+        Assert.Equal("x", args.String("out"));
+        Assert.Empty(VerbLine.Parse(verb, ["--out", "x"]).Strings("adapter"));
+        var twice = Assert.Throws<PeftOnnxException>(() => VerbLine.Parse(verb, ["--out", "x", "--out", "y"]));
+        Assert.Equal("probe: option --out given twice", twice.Message);
+    }
+
+    [Fact]
+    public void Verbose_adds_the_stack_trace()
+    {
+        var r = CliRunner.Run("inspect", "--base", Path.Combine(Paths.TempDir(), "nowhere"), "--verbose");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("   at ", r.Stderr);
+    }
+
+    /// <summary>A verb with a repeatable option, as a many-adapter export will have.</summary>
+    private sealed class ProbeVerb : ICommand
+    {
+        public string Name => "probe";
+        public string Summary => "a verb for parser tests";
+        public IReadOnlyList<VerbOption> Options { get; } =
+        [
+            VerbOption.Repeated("adapter", "NAME=DIR", "an adapter, by name"),
+            VerbOption.Value("out", "DIR", "where to write"),
+        ];
+        public int Run(ArgReader args) => 0;
+    }
 }
