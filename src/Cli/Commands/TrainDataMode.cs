@@ -54,9 +54,9 @@ public static class TrainDataMode
             TargetMaxLength = args.Int("target-max-length", min: 1),
             OutDir = args.Required("out", "the folder for the adapter, checkpoints, metrics.jsonl and loss.png"),
             Resume = args.Flag("resume"),
+            Device = args.Choice("device", "auto", "cpu", "cuda", "auto"),
         };
         var json = args.Flag("json");
-        request = request with { Device = args.Choice("device", "auto", "cpu", "cuda", "auto") };
         args.EnsureAllUsed();
 
         var report = FinetuneJob.Run(request, ConsoleProgress.Run, Console.Error);
