@@ -4,45 +4,55 @@ using Peft.Onnx.Core;
 namespace Peft.Onnx.Cli;
 
 /// <summary>
-/// The options of one verb: `--name value` and `--flag`. Every option a verb reads is declared by reading it;
-/// <see cref="EnsureAllUsed"/> then rejects anything left over, so a typo is an error, not a silent default.
+/// The options one verb was given, already split by the command-line parser, read by name. A value not given falls
+/// back to the option's declared default. Every option a mode of a verb reads is marked by reading it;
+/// <see cref="EnsureAllUsed"/> then rejects a given option that mode has no use for, so it is an error, not ignored.
 /// </summary>
 public sealed class ArgReader
 {
     private readonly string _verb;
-    private readonly Dictionary<string, string?> _options = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+    private readonly IReadOnlyDictionary<string, IReadOnlyList<string>> _options;
+    private readonly Dictionary<string, string> _defaults = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _used = new(StringComparer.Ordinal) { SharedOptions.Verbose.Name };
 
-    public ArgReader(string verb, IReadOnlyList<string> args)
+    /// <param name="given">Each option given, by name: its values in order (none for a flag; several for a repeated option).</param>
+    /// <param name="declared">The verb's options (their defaults apply to those not given).</param>
+    public ArgReader(string verb, IReadOnlyDictionary<string, IReadOnlyList<string>> given, IReadOnlyList<VerbOption> declared)
     {
         _verb = verb;
-        for (int i = 0; i < args.Count; i++)
-        {
-            var a = args[i];
-            if (!a.StartsWith("--", StringComparison.Ordinal) || a.Length == 2)
-                throw new PeftOnnxException($"{verb}: unexpected argument '{a}' (options start with --)");
-            string name = a[2..];
-            string? value = null;
-            var eq = name.IndexOf('=');
-            if (eq >= 0) { value = name[(eq + 1)..]; name = name[..eq]; }
-            else if (i + 1 < args.Count && !(args[i + 1].StartsWith("--", StringComparison.Ordinal) && args[i + 1].Length > 2)) value = args[++i];
-            if (!_options.TryAdd(name, value)) throw new PeftOnnxException($"{verb}: option --{name} given twice");
-        }
+        _options = given;
+        foreach (var o in declared)
+            if (o.Default is not null) _defaults[o.Name] = o.Default;
     }
+
+    /// <summary>Whether the option was on the command line (its default does not count).</summary>
+    public bool Given(string name) => _options.ContainsKey(name);
 
     public bool Flag(string name)
     {
         _used.Add(name);
         if (!_options.TryGetValue(name, out var v)) return false;
-        if (v != null) throw new PeftOnnxException($"{_verb}: --{name} takes no value (got '{v}')");
+        if (v.Count > 0) throw new PeftOnnxException($"{_verb}: --{name} takes no value (got '{v[0]}')");
         return true;
     }
 
     public string? String(string name)
     {
         _used.Add(name);
-        if (!_options.TryGetValue(name, out var v)) return null;
-        return v ?? throw new PeftOnnxException($"{_verb}: --{name} needs a value");
+        if (!_options.TryGetValue(name, out var v)) return _defaults.GetValueOrDefault(name);
+        return v.Count switch
+        {
+            0 => throw new PeftOnnxException($"{_verb}: --{name} needs a value"),
+            1 => v[0],
+            _ => throw new PeftOnnxException($"{_verb}: option --{name} given twice"),
+        };
+    }
+
+    /// <summary>Every value of an option that may be given several times (`--adapter a=DIR --adapter b=DIR`), in order.</summary>
+    public IReadOnlyList<string> Strings(string name)
+    {
+        _used.Add(name);
+        return _options.TryGetValue(name, out var v) ? v : [];
     }
 
     public string Required(string name, string what) =>
@@ -98,6 +108,6 @@ public sealed class ArgReader
     {
         var unknown = _options.Keys.Where(k => !_used.Contains(k)).ToList();
         if (unknown.Count > 0)
-            throw new PeftOnnxException($"{_verb}: unknown option --{unknown[0]} (known: {string.Join(", ", _used.Order().Select(u => "--" + u))})");
+            throw new PeftOnnxException($"{_verb}: unknown option --{unknown[0]} (known: {string.Join(", ", _used.Where(u => u != SharedOptions.Verbose.Name).Order().Select(u => "--" + u))})");
     }
 }

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
-using Peft.Onnx.Cli.Bench;
+using Peft.Onnx.Bench;
 using Peft.Onnx.Core;
 
 namespace Peft.Onnx.Cli.Commands;
@@ -14,6 +14,26 @@ public sealed class BenchCommand : ICommand
 {
     public string Name => "bench";
     public string Summary => "generation, GenAI baseline, export and trainer figures in one run (JSON + table)";
+
+    public IReadOnlyList<VerbOption> Options { get; } =
+    [
+        SharedOptions.Base("the model to generate with (default: models/tiny-bloom-fin above the current folder)"),
+        VerbOption.Flag("quick", "a smoke run: small sizes, 3 rounds, no GenAI build"),
+        VerbOption.Value("prompt-length", "N", "prompt tokens (default 64; 8 with --quick)"),
+        VerbOption.Value("new-tokens", "N", "new tokens per generation (default 64; 4 with --quick)"),
+        VerbOption.Value("batch-sizes", "1,8", "batch sizes to time (default 1,8; 1,2 with --quick)"),
+        VerbOption.Value("repeats", "N", "timing rounds: every variant generates once per round (default 20; 3 with --quick)"),
+        VerbOption.Flag("export-560m", "also export a bloomz-560m-sized random checkpoint (fp32, merged LoRA, fp16)"),
+        VerbOption.Flag("no-genai", "skip the ONNX Runtime GenAI baseline"),
+        VerbOption.Value("skip", "generation,genai,export,trainer", "parts to leave out"),
+        VerbOption.Value("train-batch", "N", "trainer step batch size (default 8; 2 with --quick)"),
+        VerbOption.Value("train-seq", "N", "trainer step sequence length (default 64; 16 with --quick)"),
+        VerbOption.Value("train-steps", "N", "trainer steps per method (default 8; 1 with --quick)"),
+        VerbOption.Value("bandwidth-mb", "MB", "the array the memory-bandwidth probe reads (default 256; 16 with --quick)"),
+        VerbOption.Value("decode-models", "gpt2-124m,bloomz-560m", "add batch-1 fp32 decode of these random-weight models against the bandwidth limit"),
+        SharedOptions.Json,
+        SharedOptions.Device,
+    ];
 
     public int Run(ArgReader args)
     {

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Peft.Onnx.Cli.Compare;
+using Peft.Onnx.Verification;
 using Peft.Onnx.Core;
 
 namespace Peft.Onnx.Cli.Commands;
@@ -14,6 +14,24 @@ public sealed class CompareCommand : ICommand
     public string Name => "compare";
     public string Summary => "adapted model (TorchSharp) vs its ONNX export: logit diffs, top-1 and greedy agreement";
 
+    public IReadOnlyList<VerbOption> Options { get; } =
+    [
+        SharedOptions.Base(),
+        SharedOptions.Adapter(),
+        VerbOption.Value("onnx", "DIR", "the folder written by peft-onnx export from --base and --adapter"),
+        VerbOption.Value("inputs", "F.safetensors", "compare on this batch (input_ids, attention_mask [, labels])"),
+        VerbOption.Value("data", "FILE", "or on the rows of this labelled CSV/JSONL file (prompts as train builds them)"),
+        VerbOption.Value("limit", "N", "the first N rows only"),
+        VerbOption.Value("text-column", "C", "--data: the column holding the text"),
+        VerbOption.Value("label-column", "C", "--data: the column holding the label (adds each side's accuracy)"),
+        VerbOption.Value("template", "TEXT", "--data: the prompt around {text}, as train --template"),
+        VerbOption.Value("tolerance", "X", "the largest max |logit difference| that passes (default: 1e-4 x the adapted logits' std, at least 1e-4)"),
+        VerbOption.Value("max-new-tokens", "N", "new tokens of each greedy generation", "10"),
+        VerbOption.Value("plot", "F.png", "draw a histogram of the logit differences"),
+        SharedOptions.Device,
+        SharedOptions.Json,
+    ];
+
     public int Run(ArgReader args)
     {
         var baseDir = args.ExistingDir("base", "the Hugging Face model folder");
@@ -26,7 +44,7 @@ public sealed class CompareCommand : ICommand
         var labelColumn = args.String("label-column");
         var template = args.String("template");
         var tolerance = args.Double("tolerance");
-        var maxNew = args.Int("max-new-tokens", min: 0) ?? 10;
+        var maxNew = args.Int("max-new-tokens", min: 0)!.Value;
         var json = args.Flag("json");
         var plot = args.String("plot");
         var device = args.Choice("device", "auto", "cpu", "cuda", "auto");

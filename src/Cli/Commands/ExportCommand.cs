@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Peft.Onnx.Bench;
 using Peft.Onnx.Core;
 using Peft.Onnx.Exporter;
 
@@ -14,6 +15,17 @@ public sealed class ExportCommand : ICommand
 {
     public string Name => "export";
     public string Summary => "compile base model + adapter into ONNX (LoRA/IA3 merged, or --no-merge), checked with ONNX Runtime";
+
+    public IReadOnlyList<VerbOption> Options { get; } =
+    [
+        SharedOptions.Base(),
+        SharedOptions.Adapter("the PEFT adapter folder to compile in"),
+        VerbOption.Value("out", "DIR", "the folder to write (must be empty or absent unless --force)"),
+        VerbOption.Flag("no-merge", "keep a LoRA adapter's A/B as a side branch instead of merging it into the weights"),
+        VerbOption.Value("dtype", "fp32|fp16", "the weights' type in the export", "fp32"),
+        VerbOption.Flag("force", "replace a non-empty --out"),
+        SharedOptions.Json,
+    ];
 
     public int Run(ArgReader args)
     {
@@ -67,71 +79,5 @@ public sealed class ExportCommand : ICommand
         Console.Error.WriteLine($"export: {seconds:F2} s ({phases.CpuSeconds:F2} s CPU), peak RSS {peak / 1048576.0:F1} MB; "
             + string.Join(", ", phases.Figures.Select(f => $"{f["phase"]} {f["seconds"]} s, peak {f["peak_rss_mb"]} MB")));
         return 0;
-    }
-
-    /// <summary>Peak resident set size of this process: VmHWM from /proc/self/status, else Process.PeakWorkingSet64.</summary>
-    public static long PeakRssBytes()
-    {
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                    return long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024;
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        using var p = Process.GetCurrentProcess();
-        return p.PeakWorkingSet64;
-    }
-}
-
-/// <summary>
-/// Seconds, CPU seconds and peak RSS of each export phase (read + build, write, check), from
-/// <see cref="ExportOptions.OnPhase"/>: VmHWM is read at each boundary and reset (/proc/self/clear_refs) where the
-/// kernel allows, so each phase reports its own peak; <see cref="Peak"/> is the largest.
-/// </summary>
-internal sealed class ExportPhases(Stopwatch clock)
-{
-    private readonly List<Dictionary<string, object>> _figures = [];
-    private readonly double _startCpu = Cpu();
-    private string _phase = "read";
-    private double _phaseStart;
-    private double _phaseCpu = Cpu();
-
-    public IReadOnlyList<Dictionary<string, object>> Figures => _figures;
-    public long Peak { get; private set; }
-    public double CpuSeconds { get; private set; }
-
-    public void Begin(ExportPhase next)
-    {
-        Close();
-        _phase = next.ToString().ToLowerInvariant();
-    }
-
-    public void End()
-    {
-        Close();
-        CpuSeconds = Cpu() - _startCpu;
-    }
-
-    private void Close()
-    {
-        double now = clock.Elapsed.TotalSeconds, cpu = Cpu();
-        long peak = ExportCommand.PeakRssBytes();
-        Peak = Math.Max(Peak, peak);
-        _figures.Add(new Dictionary<string, object>
-        {
-            ["phase"] = _phase, ["seconds"] = Math.Round(now - _phaseStart, 3), ["cpu_seconds"] = Math.Round(cpu - _phaseCpu, 3),
-            ["peak_rss_bytes"] = peak, ["peak_rss_mb"] = Math.Round(peak / 1048576.0, 1),
-        });
-        _phaseStart = now;
-        _phaseCpu = cpu;
-        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    private static double Cpu()
-    {
-        using var p = Process.GetCurrentProcess();
-        return p.TotalProcessorTime.TotalSeconds;
     }
 }

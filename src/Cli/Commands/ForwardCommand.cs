@@ -5,6 +5,7 @@ using Peft.Onnx.Trainer;
 using Peft.Onnx.Trainer.Inference;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Training;
+using Peft.Onnx.Core.Data;
 
 namespace Peft.Onnx.Cli.Commands;
 
@@ -13,6 +14,17 @@ public sealed class ForwardCommand : ICommand
 {
     public string Name => "forward";
     public string Summary => "logits and loss of a base model (+ adapter) on --inputs, written to --out";
+
+    public IReadOnlyList<VerbOption> Options { get; } =
+    [
+        SharedOptions.Base(),
+        SharedOptions.Adapter(),
+        VerbOption.Flag("merge", "merge the adapter into the base weights before the forward (LoRA, IA3)"),
+        VerbOption.Value("onnx", "DIR", "run this exported folder with ONNX Runtime instead of --base"),
+        VerbOption.Value("inputs", "F.safetensors", "input_ids and attention_mask [batch, seq] (int64), optional labels"),
+        VerbOption.Value("out", "F.safetensors", "where to write logits (float32) and, with labels, loss"),
+        SharedOptions.Device,
+    ];
 
     public int Run(ArgReader args)
     {

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
-using Peft.Onnx.Cli.Labelling;
+using Peft.Onnx.Core.Data;
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
 
@@ -8,18 +8,43 @@ namespace Peft.Onnx.Cli.Commands;
 
 /// <summary>
 /// `generate`: text or ids in, ids and text out, from an exported folder with ONNX Runtime alone; with --data, a
-/// label for every row of a CSV/JSONL file (see <see cref="LabellingCommandRunner"/>).
+/// label for every row of a CSV/JSONL file (see <see cref="GenerateDataMode"/>).
 /// </summary>
 public sealed class GenerateCommand : ICommand
 {
     public string Name => "generate";
     public string Summary => "generate from an exported ONNX folder (greedy or sampling) with ONNX Runtime; --data labels a file";
 
+    public IReadOnlyList<VerbOption> Options { get; } =
+    [
+        VerbOption.Value("onnx", "DIR", "the folder written by peft-onnx export"),
+        VerbOption.Value("prompt", "TEXT", "the text to continue (tokenized with the folder's tokenizer)"),
+        VerbOption.Value("input-ids", "1,2,3", "token ids to continue, instead of --prompt"),
+        VerbOption.Value("max-new-tokens", "N", "new tokens at most (default: generation_config.json; 10 with --data)"),
+        VerbOption.Flag("greedy", "pick the most likely token at every step"),
+        VerbOption.Value("temperature", "T", "sample with this temperature"),
+        VerbOption.Value("top-k", "K", "sample among the K most likely tokens"),
+        VerbOption.Value("top-p", "P", "sample among the most likely tokens holding probability P"),
+        VerbOption.Value("seed", "S", "the sampler's seed (same seed, same tokens)"),
+        VerbOption.Value("repetition-penalty", "R", "divide the logits of tokens already in the sequence by R"),
+        VerbOption.Value("data", "F.csv|F.jsonl", "label every row of this file instead (greedy, in batches)"),
+        VerbOption.Value("text-column", "C", "--data: the column holding the text to label"),
+        VerbOption.Value("template", "TEXT", $"--data: the prompt around {{text}} (default: train's, \"{ExampleBuilder.DefaultCausalTemplate}\" for causal models)"),
+        VerbOption.Value("out", "F.csv", "--data: the CSV to write"),
+        VerbOption.Value("label-column", "C", "--data: the output column holding the label", "label"),
+        VerbOption.Value("id-column", "C", "--data: write only this column, the text and the label"),
+        VerbOption.Value("batch-size", "N", "--data: rows generated together", "32"),
+        VerbOption.Value("max-length", "N", "--data: the most prompt tokens (a longer prompt loses its start), as train --max-length"),
+        SharedOptions.Device,
+        SharedOptions.Tf32,
+        SharedOptions.Json,
+    ];
+
     public int Run(ArgReader args)
     {
         var dir = args.ExistingDir("onnx", "the folder written by peft-onnx export");
         var data = args.String("data");
-        if (data != null) return LabellingCommandRunner.Run(args, dir, data);
+        if (data != null) return GenerateDataMode.Run(args, dir, data);
         var prompt = args.String("prompt");
         var inputIds = args.String("input-ids");
         var maxNewTokens = args.Int("max-new-tokens", min: 0);

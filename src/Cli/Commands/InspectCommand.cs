@@ -11,6 +11,13 @@ public sealed class InspectCommand : ICommand
     public string Name => "inspect";
     public string Summary => "trainable / all parameter counts of a base model (+ adapter), from configs alone";
 
+    public IReadOnlyList<VerbOption> Options { get; } =
+    [
+        SharedOptions.Base("the Hugging Face model folder (config.json is enough)"),
+        SharedOptions.Adapter("a PEFT adapter folder (adapter_config.json is enough)"),
+        SharedOptions.Json,
+    ];
+
     public int Run(ArgReader args)
     {
         var baseDir = args.ExistingDir("base", "the Hugging Face model folder (config.json is enough)");

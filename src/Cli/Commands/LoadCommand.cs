@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Peft.Onnx.Cli.Load;
+using Peft.Onnx.Bench.Load;
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
 
@@ -15,20 +15,41 @@ public sealed class LoadCommand : ICommand
     public string Name => "load";
     public string Summary => "concurrent requests on one model: answers equal sequential ones, cancels prompt, RSS flat";
 
+    public IReadOnlyList<VerbOption> Options { get; } =
+    [
+        VerbOption.Value("onnx", "DIR", "the folder written by peft-onnx export"),
+        VerbOption.Value("concurrency", "N", "callers sending requests at once", "64"),
+        VerbOption.Value("duration", "SECONDS", "how long the callers send requests", "120"),
+        VerbOption.Value("prompt-length", "N", "tokens of each prompt", "32"),
+        VerbOption.Value("new-tokens", "N", "new tokens of each request", "32"),
+        VerbOption.Value("prompts", "N", "distinct prompts (each with its sequential reference answer)", "16"),
+        VerbOption.Value("cancel-fraction", "X", "the share of requests cancelled part-way", "0.1"),
+        VerbOption.Value("sample-interval", "SECONDS", "time between RSS samples", "1"),
+        VerbOption.Value("warmup-fraction", "X", "the share of the run before RSS must stay flat", "0.2"),
+        VerbOption.Value("max-rss-growth-mb", "MB", "the most RSS growth (least squares) allowed after warm-up", "32"),
+        VerbOption.Value("cancel-deadline", "SECONDS", "the longest a cancelled request may take", "10"),
+        VerbOption.Value("seed", "S", "seed of the prompts and of which requests are cancelled", "1"),
+        VerbOption.Flag("natural-gc", "no full GC before each RSS sample"),
+        VerbOption.Value("plot", "F.png", "draw RSS, heap and tokens/s over time"),
+        SharedOptions.Json,
+        SharedOptions.Device,
+        SharedOptions.Tf32,
+    ];
+
     public int Run(ArgReader args)
     {
         var dir = args.ExistingDir("onnx", "the folder written by peft-onnx export");
-        var concurrency = args.Int("concurrency", min: 1) ?? 64;
-        var duration = args.Double("duration") ?? 120;
-        var promptLength = args.Int("prompt-length", min: 1) ?? 32;
-        var newTokens = args.Int("new-tokens", min: 1) ?? 32;
-        var prompts = args.Int("prompts", min: 1) ?? 16;
-        var cancelFraction = args.Double("cancel-fraction") ?? 0.1;
-        var interval = args.Double("sample-interval") ?? 1;
-        var warmup = args.Double("warmup-fraction") ?? 0.2;
-        var maxGrowthMb = args.Double("max-rss-growth-mb") ?? 32;
-        var cancelDeadline = args.Double("cancel-deadline") ?? 10;
-        var seed = args.Int("seed", min: 0) ?? 1;
+        var concurrency = args.Int("concurrency", min: 1)!.Value;
+        var duration = args.Double("duration")!.Value;
+        var promptLength = args.Int("prompt-length", min: 1)!.Value;
+        var newTokens = args.Int("new-tokens", min: 1)!.Value;
+        var prompts = args.Int("prompts", min: 1)!.Value;
+        var cancelFraction = args.Double("cancel-fraction")!.Value;
+        var interval = args.Double("sample-interval")!.Value;
+        var warmup = args.Double("warmup-fraction")!.Value;
+        var maxGrowthMb = args.Double("max-rss-growth-mb")!.Value;
+        var cancelDeadline = args.Double("cancel-deadline")!.Value;
+        var seed = args.Int("seed", min: 0)!.Value;
         var naturalGc = args.Flag("natural-gc");
         var plot = args.String("plot");
         var json = args.Flag("json");

@@ -5,9 +5,12 @@ using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer;
+using Peft.Onnx.Trainer.Finetune;
 using Peft.Onnx.Trainer.Inference;
+using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Training;
 using Peft.Onnx.Trainer.Tuners;
+using Peft.Onnx.Core.Data;
 
 namespace Peft.Onnx.Cli.Commands;
 
@@ -18,12 +21,54 @@ namespace Peft.Onnx.Cli.Commands;
 public sealed class TrainCommand : ICommand
 {
     public string Name => "train";
-    public string Summary => "train an adapter: --batch F --steps N with sgd|adamw, saved in PEFT's format to --out";
+    public string Summary => "train an adapter on one batch (--batch, --steps) or a labelled file (--data, --epochs), saved in PEFT's format to --out";
+
+    public IReadOnlyList<VerbOption> Options { get; } =
+    [
+        SharedOptions.Base(),
+        SharedOptions.Adapter("--batch: continue this saved adapter"),
+        VerbOption.Value("config", "F.json", "a new adapter from this adapter_config.json (--data: instead of --method)"),
+        VerbOption.Value("out", "DIR", "the folder to write the adapter to (--data: also checkpoints, metrics.jsonl, loss.png)"),
+        VerbOption.Value("batch", "F.safetensors", "train on this one batch: input_ids, attention_mask and labels"),
+        VerbOption.Value("steps", "N", "--batch: optimizer steps on the batch"),
+        VerbOption.Value("optimizer", string.Join("|", OptimizerSettings.Names), "--batch: the optimizer (--data trains with adamw)"),
+        VerbOption.Value("lr", "X", "the learning rate (--data: the peak of a linear decay)"),
+        VerbOption.Value("betas", "B1,B2", "adamw's betas"),
+        VerbOption.Value("eps", "E", "adamw's epsilon"),
+        VerbOption.Value("weight-decay", "W", "weight decay (default: the optimizer's; 0.01 with --data)"),
+        VerbOption.Value("seed", "S", "seed of a new adapter's weights (default 0; 42 with --data, which also shuffles with it)"),
+        VerbOption.Value("data", "F.jsonl|F.csv", "fine-tune on this labelled file, epochs with evaluation, as the PEFT guides"),
+        VerbOption.Value("validation", "F", "--data: the validation file (same columns)"),
+        VerbOption.Value("validation-split", "X", "--data: hold out this fraction of --data for validation instead"),
+        VerbOption.Value("text-column", "C", "--data: the column holding the input text"),
+        VerbOption.Value("label-column", "C", "--data: the column holding the label text"),
+        VerbOption.Value("template", "TEXT", $"--data: the prompt around {{text}} (default \"{ExampleBuilder.DefaultCausalTemplate}\" for causal models)"),
+        VerbOption.Value("method", string.Join("|", FinetuneSetup.Methods), "--data: the PEFT method of a new adapter"),
+        VerbOption.Value("r", "N", "--method lora: the rank"),
+        VerbOption.Value("lora-alpha", "X", "--method lora: the scale numerator"),
+        VerbOption.Value("lora-dropout", "X", "--method lora: dropout on the adapter's input"),
+        VerbOption.Value("target-modules", "M1,M2", "--method lora|ia3: the modules to adapt"),
+        VerbOption.Value("num-virtual-tokens", "N", "--method prompt_tuning|p_tuning|prefix_tuning: virtual tokens"),
+        VerbOption.Value("prompt-init-text", "TEXT", "--method prompt_tuning: start the soft prompt from this text"),
+        VerbOption.Value("encoder-hidden-size", "N", "--method p_tuning|prefix_tuning: the prompt encoder's hidden size"),
+        VerbOption.Flag("prefix-projection", "--method prefix_tuning: learn the prefix through a projection"),
+        VerbOption.Value("epochs", "E", "--data: passes over the training data"),
+        VerbOption.Value("batch-size", "B", "--data: rows per batch", "8"),
+        VerbOption.Value("grad-accum", "N", "--data: batches per optimizer step", "1"),
+        VerbOption.Value("max-grad-norm", "X", "--data: clip the gradients' norm to X"),
+        VerbOption.Value("warmup-steps", "N", "--data: linear warm-up steps", "0"),
+        VerbOption.Value("stop-after-epoch", "E", "--data: stop after this epoch (continue with --resume)"),
+        VerbOption.Value("max-length", "N", "--data: the most tokens of an example (a longer prompt loses its start)"),
+        VerbOption.Value("target-max-length", "N", "--data: the most tokens of a target"),
+        VerbOption.Flag("resume", "--data: continue from the last checkpoint in --out"),
+        SharedOptions.Device,
+        SharedOptions.Json,
+    ];
 
     public int Run(ArgReader args)
     {
         if (args.String("data") is not null)
-            return Finetune.FinetuneCommandRunner.Run(args);
+            return TrainDataMode.Run(args);
         var baseDir = args.ExistingDir("base", "the Hugging Face model folder");
         var adapterDir = args.OptionalExistingDir("adapter");
         var configPath = args.String("config");

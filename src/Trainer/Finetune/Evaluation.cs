@@ -5,6 +5,7 @@ using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Tuners;
 using Peft.Onnx.Trainer.Tuners.PromptLearning;
 using static TorchSharp.torch;
+using Peft.Onnx.Core.Data;
 
 namespace Peft.Onnx.Trainer.Finetune;
 

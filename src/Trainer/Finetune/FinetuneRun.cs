@@ -7,6 +7,7 @@ using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Training;
 using Peft.Onnx.Trainer.Tuners;
 using static TorchSharp.torch;
+using Peft.Onnx.Core.Data;
 
 namespace Peft.Onnx.Trainer.Finetune;
 

@@ -5,7 +5,7 @@ namespace Peft.Onnx.Trainer.Modeling;
 /// <summary>The losses transformers' LM heads compute.</summary>
 public static class LmLoss
 {
-    public const long IgnoreIndex = -100;
+    public const long IgnoreIndex = Peft.Onnx.Core.Data.LabelIds.Ignore;
 
     /// <summary>Causal LM: logits at t predict labels at t+1; -100 labels are ignored; mean over the rest.</summary>
     public static Tensor CausalShifted(Tensor logits, Tensor labels)

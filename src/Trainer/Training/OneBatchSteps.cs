@@ -3,6 +3,7 @@ using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Trainer.Inference;
 using Peft.Onnx.Trainer.Tuners;
 using static TorchSharp.torch;
+using Peft.Onnx.Core.Data;
 
 namespace Peft.Onnx.Trainer.Training;
 

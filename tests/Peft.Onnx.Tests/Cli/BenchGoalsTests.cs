@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Peft.Onnx.Cli.Bench;
+using Peft.Onnx.Bench;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Cli;

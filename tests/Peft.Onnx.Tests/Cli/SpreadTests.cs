@@ -1,4 +1,4 @@
-using Peft.Onnx.Cli.Bench;
+using Peft.Onnx.Bench;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Cli;

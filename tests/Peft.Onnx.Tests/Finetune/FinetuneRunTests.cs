@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Peft.Onnx.Cli;
-using Peft.Onnx.Cli.Finetune;
+using Peft.Onnx.Cli.Commands;
 using Peft.Onnx.Core;
 using Peft.Onnx.Trainer.Finetune;
 using Xunit;
@@ -10,7 +10,11 @@ namespace Peft.Onnx.Tests.Finetune;
 /// <summary>`train --data` end to end on 24 phrasebank rows: outputs, a falling loss, resume equivalence, bad input.</summary>
 public class FinetuneRunTests
 {
-    private static int Train(params string[] args) => FinetuneCommandRunner.Run(new ArgReader("train", args));
+    private static int Train(params string[] args)
+    {
+        var train = new TrainCommand();
+        return train.Run(VerbLine.Parse(train, args));
+    }
 
     private static string[] LoraArgs(string baseDir, string train, string validation, string outDir, int epochs = 2) =>
     [

@@ -4,6 +4,7 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.Tokenization;
 using Peft.Onnx.Trainer.Finetune;
 using Xunit;
+using Peft.Onnx.Core.Data;
 
 namespace Peft.Onnx.Tests.Finetune;
 

@@ -10,6 +10,7 @@ using Peft.Onnx.Trainer.Tuners;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Peft.Onnx.Core.Data;
 
 namespace Peft.Onnx.Tests.Training;
 

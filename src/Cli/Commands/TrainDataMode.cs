@@ -1,0 +1,82 @@
+using System.Text.Json;
+using Peft.Onnx.Cli.Finetune;
+using Peft.Onnx.Core;
+using Peft.Onnx.Trainer.Finetune;
+
+namespace Peft.Onnx.Cli.Commands;
+
+/// <summary>`train --data`: the options of a fine-tune job, handed to <see cref="FinetuneJob"/> with console progress.</summary>
+public static class TrainDataMode
+{
+    public static int Run(ArgReader args)
+    {
+        var baseDir = args.ExistingDir("base", "the Hugging Face model folder");
+        var dataPath = args.ExistingFile("data", "a .jsonl or .csv file with a text and a label column");
+        var validationPath = args.String("validation");
+        var validationSplit = args.Double("validation-split");
+        var seed = args.Int("seed", min: 0) ?? 42;
+        var request = new FinetuneRequest
+        {
+            BaseDir = baseDir,
+            DataPath = dataPath,
+            ValidationPath = validationPath,
+            ValidationSplit = validationSplit,
+            TextColumn = args.Required("text-column", "the column holding the input text"),
+            LabelColumn = args.Required("label-column", "the column holding the label text"),
+            Template = args.String("template"),
+            Method = args.String("method"),
+            ConfigPath = args.String("config"),
+            MethodOptions = new MethodOptions
+            {
+                R = args.Int("r", min: 1),
+                LoraAlpha = args.Double("lora-alpha"),
+                LoraDropout = args.Double("lora-dropout"),
+                TargetModules = args.String("target-modules")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                NumVirtualTokens = args.Int("num-virtual-tokens", min: 1),
+                PromptInitText = args.String("prompt-init-text"),
+                EncoderHiddenSize = args.Int("encoder-hidden-size", min: 1),
+                PrefixProjection = args.Flag("prefix-projection"),
+            },
+            OptimizerName = args.String("optimizer") ?? "adamw",
+            Options = new FinetuneOptions
+            {
+                Lr = args.Double("lr") ?? throw new PeftOnnxException("train: missing --lr (learning rate)"),
+                Epochs = args.Int("epochs", min: 1) ?? throw new PeftOnnxException("train: missing --epochs (passes over the training data, >= 1)"),
+                BatchSize = args.Int("batch-size", min: 1)!.Value,
+                GradientAccumulation = args.Int("grad-accum", min: 1)!.Value,
+                MaxGradNorm = args.Double("max-grad-norm"),
+                WarmupSteps = args.Int("warmup-steps", min: 0)!.Value,
+                WeightDecay = args.Double("weight-decay") ?? 0.01,
+                Seed = seed,
+                StopAfterEpoch = args.Int("stop-after-epoch", min: 1),
+            },
+            MaxLength = args.Int("max-length", min: 1),
+            TargetMaxLength = args.Int("target-max-length", min: 1),
+            OutDir = args.Required("out", "the folder for the adapter, checkpoints, metrics.jsonl and loss.png"),
+            Resume = args.Flag("resume"),
+            Device = args.Choice("device", "auto", "cpu", "cuda", "auto"),
+        };
+        var json = args.Flag("json");
+        args.EnsureAllUsed();
+
+        var report = FinetuneJob.Run(request, ConsoleProgress.Run, Console.Error);
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["epochs"] = report.Run.Epochs,
+                ["final_accuracy"] = report.Run.Epochs.LastOrDefault()?.EvalAccuracy,
+                ["completed"] = report.Run.Completed,
+                ["resumed_from_epoch"] = report.Run.ResumedFromEpoch,
+                ["peft_type"] = report.PeftType,
+                ["trainable"] = report.Trainable,
+                ["train_rows"] = report.TrainRows,
+                ["validation_rows"] = report.ValidationRows,
+                ["labels"] = report.Labels,
+                ["out"] = request.OutDir,
+                ["seconds"] = Math.Round(report.Seconds, 3),
+            }, EpochMetrics.Json));
+        }
+        return 0;
+    }
+}
