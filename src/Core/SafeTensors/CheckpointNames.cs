@@ -2,8 +2,8 @@ namespace Peft.Onnx.Core.SafeTensors;
 
 /// <summary>
 /// Where a tensor a model expects sits in a checkpoint: under its own name ("transformer.h.0.ln_1.weight"), or
-/// without the base-model prefix ("h.0.ln_1.weight") when the file was saved from the bare base model (GPT2Model,
-/// BloomModel, OPTModel, LlamaModel), as transformers' from_pretrained accepts. Every reader of base weights asks
+/// without the base-model prefix ("h.0.ln_1.weight") when the file was saved from the family's bare base model
+/// (transformers' *Model class rather than *ForCausalLM), as from_pretrained accepts. Every reader of base weights asks
 /// here, so a checkpoint loads for training exactly when it loads for export.
 /// </summary>
 public static class CheckpointNames
