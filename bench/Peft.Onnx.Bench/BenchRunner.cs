@@ -11,7 +11,7 @@ public sealed record BenchSettings(
     bool Export560m, int TrainBatch, int TrainSeq, int TrainSteps, long BandwidthBytes, string[] DecodeModels);
 
 /// <summary>
-/// `bench`: every comparison inside one run, as DESIGN §7 asks: generation of the base graph vs each adapter export,
+/// `bench`: every comparison inside one run (so the machine's drift hits both sides alike): generation of the base graph vs each adapter export,
 /// ours vs ORT GenAI on the same folders, export vs a plain copy of the same bytes, each tuner's training step vs the
 /// base model's forward + backward. Returns one JSON-ready dictionary.
 /// </summary>

@@ -1,11 +1,6 @@
-using Peft.Onnx.Core;
-using Peft.Onnx.Core.Configs;
-using Peft.Onnx.Core.Peft;
-using Peft.Onnx.Trainer;
-using Peft.Onnx.Trainer.Inference;
-using Peft.Onnx.Trainer.Modeling;
-using Peft.Onnx.Trainer.Training;
 using Peft.Onnx.Core.Data;
+using Peft.Onnx.Runtime;
+using Peft.Onnx.Trainer.Inference;
 
 namespace Peft.Onnx.Cli.Commands;
 
@@ -29,45 +24,34 @@ public sealed class ForwardCommand : ICommand
     public int Run(ArgReader args)
     {
         // forward --onnx DIR: the exported graphs with ONNX Runtime instead of the TorchSharp model
-        if (args.String("onnx") is { } onnxDir) return ForwardOnnx.Run(args, onnxDir);
+        if (args.String("onnx") is { } onnxDir) return RunOnnx(args, onnxDir);
         var baseDir = args.ExistingDir("base", "the Hugging Face model folder");
         var adapterDir = args.OptionalExistingDir("adapter");
         var merge = args.Flag("merge");
+        var (inputs, output, device) = InputsOutputDevice(args);
+        return Written(TorchForward.Run(new TorchForwardRequest(baseDir, adapterDir, merge, device), inputs, Console.Error), output);
+    }
+
+    private static int RunOnnx(ArgReader args, string onnxDir)
+    {
+        var (inputs, output, device) = InputsOutputDevice(args);
+        return Written(OnnxForward.Run(onnxDir, inputs, DeviceOptions.Parse(device).Device, Console.Error), output);
+    }
+
+    /// <summary>The options both engines read, in the order they are checked; the last, so every option is used.</summary>
+    private static (string Inputs, string Output, string Device) InputsOutputDevice(ArgReader args)
+    {
         var inputs = args.ExistingFile("inputs", "a safetensors file with input_ids, attention_mask [, labels]");
         var output = args.Required("out", "the safetensors file to write logits to");
         var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
         args.EnsureAllUsed();
-        if (merge && adapterDir is null) throw new PeftOnnxException("forward: --merge needs --adapter (the adapter to merge into the base weights)");
+        return (inputs, output, device);
+    }
 
-        var batch = ForwardBatch.Read(inputs);
-        // A learned position table (GPT-2, OPT) has no row beyond its length: refused before weights are read.
-        ModelConfig.Load(baseDir).PositionTable?.Check(batch.Shape[1], adapterDir is null ? 0 : AdapterConfig.Load(adapterDir).VirtualTokensBeforeInput, inputs);
-        TorchDevice.Resolve(device, Console.Error.WriteLine);
-        ForwardResult result;
-        if (adapterDir is null)
-        {
-            using var model = ModelLoader.Load(baseDir, out var report);
-            Warnings.Unexpected(report);
-            batch.CheckVocabulary(model.Architecture.Config.Dimensions.VocabSize, inputs);
-            batch.CheckLabels(model, inputs);
-            result = ForwardPass.Run(model, batch);
-        }
-        else
-        {
-            using var model = PeftModelSource.FromAdapter(baseDir, adapterDir, out var report, inferenceMode: true);
-            Warnings.Unexpected(report);
-            batch.CheckVocabulary(model.Base.Architecture.Config.Dimensions.VocabSize, inputs);
-            batch.CheckLabels(model.Base, inputs);
-            if (merge)
-            {
-                var merged = AdapterMerge.MergeAndUnload(model);
-                Console.Error.WriteLine($"merged the {model.Config.PeftType} adapter into the base weights");
-                result = ForwardPass.Run(merged, batch);
-            }
-            else result = ForwardPass.Run(model, batch);
-        }
-        ForwardPass.Write(result, output);
-        Console.Error.WriteLine($"wrote logits [{string.Join(", ", result.LogitsShape)}]{(result.Loss is { } l ? $" and loss {l:G9}" : "")} to {output}");
+    private static int Written(ForwardResult result, string output)
+    {
+        result.Write(output);
+        Console.Error.WriteLine(result.Describe(output));
         return 0;
     }
 }

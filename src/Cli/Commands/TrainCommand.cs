@@ -1,22 +1,15 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Peft.Onnx.Core;
-using Peft.Onnx.Core.Configs;
-using Peft.Onnx.Core.Peft;
-using Peft.Onnx.Trainer;
-using Peft.Onnx.Trainer.Finetune;
-using Peft.Onnx.Trainer.Inference;
-using Peft.Onnx.Trainer.Modeling;
-using Peft.Onnx.Trainer.Training;
-using Peft.Onnx.Trainer.Tuners;
 using Peft.Onnx.Core.Data;
+using Peft.Onnx.Trainer.Finetune;
+using Peft.Onnx.Trainer.Training;
 
 namespace Peft.Onnx.Cli.Commands;
 
 /// <summary>
-/// `train --batch`: N optimizer steps of an adapter on one fixed batch (constant lr), then the adapter is saved
-/// in PEFT's format. The adapter starts from a saved one (--adapter) or fresh from a config (--config, --seed).
+/// `train`: the options of a one-batch run (--batch), handed to <see cref="OneBatchJob"/>, or of a fine-tune job
+/// on a labelled file (--data, <see cref="TrainDataMode"/>).
 /// </summary>
 public sealed class TrainCommand : ICommand
 {
@@ -80,59 +73,36 @@ public sealed class TrainCommand : ICommand
             throw new PeftOnnxException($"train: --optimizer '{optimizerName}' is not one of {string.Join(", ", OptimizerSettings.Names)}");
         var lr = args.Double("lr") ?? throw new PeftOnnxException("train: missing --lr (learning rate)");
         var betas = Betas(args.String("betas"));
-        var eps = args.Double("eps");
-        var weightDecay = args.Double("weight-decay");
+        var optimizer = new OptimizerSettings(optimizerName, lr, betas?.Item1, betas?.Item2, args.Double("eps"), args.Double("weight-decay"));
         var seed = args.Int("seed", min: 0);
         var json = args.Flag("json");
         var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
         args.EnsureAllUsed();
 
-        if (adapterDir is null == configPath is null)
-            throw new PeftOnnxException("train: give exactly one of --adapter DIR (continue a saved adapter) or --config adapter_config.json (a new adapter)");
-        if (configPath is not null && !File.Exists(configPath) && !Directory.Exists(configPath))
-            throw new PeftOnnxException($"train: --config {configPath}: file not found");
-        if (File.Exists(outDir)) throw new PeftOnnxException($"train: --out {outDir} is a file (expected the folder to write the adapter to)");
-        if (lr <= 0) throw new PeftOnnxException($"train: --lr {lr.ToString(CultureInfo.InvariantCulture)} must be > 0");
-        var settings = new OptimizerSettings(optimizerName, lr, betas?.Item1, betas?.Item2, eps, weightDecay);
-        try { settings.Validate(); }
-        catch (PeftOnnxException ex) { throw new PeftOnnxException($"train: {ex.Message}"); }
-
-        var batch = ForwardBatch.Read(batchPath);
-        if (batch.Labels is null) throw new PeftOnnxException($"{batchPath}: missing tensor 'labels' (training needs targets; -100 marks ignored positions)");
-        ModelConfig.Load(baseDir).PositionTable?.Check(batch.Shape[1], AdapterConfig.Load(adapterDir ?? configPath!).VirtualTokensBeforeInput, batchPath);
-        TorchDevice.Resolve(device, Console.Error.WriteLine);
-
-        var clock = Stopwatch.StartNew();
-        using var model = adapterDir is not null
-            ? PeftModelSource.FromAdapter(baseDir, adapterDir, out var report)
-            : PeftModelSource.FromConfig(baseDir, configPath!, seed ?? 0, out report);
-        if (adapterDir is not null && seed is { } s) TorchSharp.torch.random.manual_seed(s);
-        Warnings.Unexpected(report);
-        batch.CheckVocabulary(model.Base.Architecture.Config.Dimensions.VocabSize, batchPath);
-        batch.CheckLabels(model.Base, batchPath);
-
-        var trainable = model.Tuner.TrainableParameters;
-        var count = trainable.Sum(p => p.Parameter.numel());
-        Console.Error.WriteLine($"{model.Config.PeftType} on {model.Base.Architecture.ClassName}: {count:N0} trainable parameters in {trainable.Count} tensors; {steps} {optimizerName} steps at lr {lr.ToString(CultureInfo.InvariantCulture)}");
-        OneBatchResult result;
-        using (var optimizer = settings.Create(trainable))
-            result = OneBatchSteps.Run(model, batch, optimizer, steps, (step, loss) => Console.Error.WriteLine($"step {step}/{steps}: loss {loss.ToString("G9", CultureInfo.InvariantCulture)}"));
-        var final = ForwardPass.Run(model, batch).Loss;
-
-        model.Save(outDir);
-        Console.Error.WriteLine($"wrote the adapter to {outDir} (loss {result.Losses[0].ToString("G6", CultureInfo.InvariantCulture)} -> {final?.ToString("G6", CultureInfo.InvariantCulture)}, {clock.Elapsed.TotalSeconds:F1} s)");
+        var report = OneBatchJob.Run(new OneBatchRequest
+        {
+            BaseDir = baseDir,
+            AdapterDir = adapterDir,
+            ConfigPath = configPath,
+            OutDir = outDir,
+            BatchPath = batchPath,
+            Steps = steps,
+            Optimizer = optimizer,
+            Seed = seed,
+            Device = device,
+        }, Console.Error);
         if (json)
         {
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
             {
-                ["losses"] = result.Losses.Select(l => (double)l).ToArray(),
-                ["final_loss"] = final is { } f ? (double)f : null,
+                ["losses"] = report.Losses.Select(l => (double)l).ToArray(),
+                ["final_loss"] = report.FinalLoss is { } f ? (double)f : null,
                 ["steps"] = steps,
-                ["optimizer"] = settings.Describe(),
-                ["peft_type"] = model.Config.PeftType,
-                ["trainable"] = count,
+                ["optimizer"] = optimizer.Describe(),
+                ["peft_type"] = report.PeftType,
+                ["trainable"] = report.Trainable,
                 ["out"] = outDir,
-                ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 3),
+                ["seconds"] = Math.Round(report.Seconds, 3),
             }));
         }
         return 0;

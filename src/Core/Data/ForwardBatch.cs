@@ -25,6 +25,13 @@ public sealed record ForwardBatch(long[] InputIds, long[] AttentionMask, long[] 
         return new ForwardBatch(file.ReadInt64("input_ids"), file.ReadInt64("attention_mask"), shape, labels, labelShape);
     }
 
+    /// <summary>A decoder-only model (<paramref name="model"/>) predicts its own sequence: labels must have the shape of input_ids.</summary>
+    public void CheckLabelsLikeInputs(string path, string model)
+    {
+        if (Labels is not null && !LabelShape!.SequenceEqual(Shape))
+            throw new PeftOnnxException($"{path}: labels has shape [{string.Join(", ", LabelShape!)}] but {model} needs the shape of input_ids [{string.Join(", ", Shape)}]");
+    }
+
     /// <summary>Rejects ids outside the vocabulary before any compute (an index error deep in libtorch helps nobody).</summary>
     public void CheckVocabulary(int vocabSize, string path)
     {

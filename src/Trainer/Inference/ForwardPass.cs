@@ -1,14 +1,10 @@
 using Peft.Onnx.Core;
-using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Tuners;
 using static TorchSharp.torch;
 using Peft.Onnx.Core.Data;
 
 namespace Peft.Onnx.Trainer.Inference;
-
-/// <summary>Logits [B, T, V] (float32) and the loss when labels were given.</summary>
-public sealed record ForwardResult(float[] Logits, long[] LogitsShape, float? Loss);
 
 /// <summary>Runs a base model's forward in eval mode on one batch.</summary>
 public static class ForwardPass
@@ -84,12 +80,5 @@ public static class ForwardPass
     {
         var cpu = logits.to(float32).cpu().contiguous();
         return new ForwardResult(cpu.data<float>().ToArray(), cpu.shape, loss?.to(float32).cpu().item<float>());
-    }
-
-    public static void Write(ForwardResult result, string path)
-    {
-        var tensors = new List<TensorData> { TensorData.FromFloat32("logits", result.LogitsShape, result.Logits) };
-        if (result.Loss is { } loss) tensors.Add(TensorData.FromFloat32("loss", [], [loss]));
-        SafeTensorsWriter.Write(path, tensors);
     }
 }

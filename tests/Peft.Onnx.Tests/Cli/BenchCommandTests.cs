@@ -4,7 +4,7 @@ using Xunit;
 
 namespace Peft.Onnx.Tests.Cli;
 
-/// <summary>`bench --quick`: one JSON object holding every figure the issue names (timings themselves are not checked).</summary>
+/// <summary>`bench --quick`: one JSON object holding every figure bench reports (timings themselves are not checked).</summary>
 public class BenchCommandTests
 {
     [Fact]

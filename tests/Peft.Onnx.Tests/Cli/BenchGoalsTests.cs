@@ -4,7 +4,7 @@ using Xunit;
 
 namespace Peft.Onnx.Tests.Cli;
 
-/// <summary>bench's goals summary: worst value per goal against issue 8's targets, only for the sections that ran.</summary>
+/// <summary>bench's goals summary: worst value per goal against its target, only for the sections that ran.</summary>
 public class BenchGoalsTests
 {
     private static JsonElement Goals(string resultJson) =>

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Peft.Onnx.Core.Data;
 using Peft.Onnx.Runtime;
-using Peft.Onnx.Tests.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Peft.Onnx.Bench.Load;
-using Peft.Onnx.Tests.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 

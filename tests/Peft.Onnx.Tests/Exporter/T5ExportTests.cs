@@ -100,7 +100,7 @@ public class T5ExportTests(ITestOutputHelper output)
             ["feed_forward_proj"] = "gated-gelu", ["dropout_rate"] = 0.0, ["layer_norm_epsilon"] = 1e-6,
             ["decoder_start_token_id"] = 0, ["pad_token_id"] = 0, ["eos_token_id"] = 1,
         };
-        var source = WriteRandomCheckpoint(config, seed: 3);
+        var source = RandomT5Checkpoint.Write(config, seed: 3);
         var dir = "";
         try
         {
@@ -253,27 +253,6 @@ public class T5ExportTests(ITestOutputHelper output)
             DecoderInputIds: tensor(decoderIds, [batch, decoderIds.Length / batch]));
         return model.Forward(input).Logits.contiguous().data<float>().ToArray();
     }
-
-    /// <summary>config.json + model.safetensors with N(0, 0.3) weights (relative bias tables N(0, 1)) in a fresh temp folder.</summary>
-    internal static string WriteRandomCheckpoint(JsonObject config, int seed)
-    {
-        var dir = Paths.TempDir("peft-onnx-random-t5");
-        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
-        var arch = (T5Architecture)Architecture.For(ModelConfig.Load(dir));
-        var rng = new Random(seed);
-        var tensors = arch.Parameters.Select(p =>
-        {
-            var values = new float[p.ElementCount];
-            var std = p.Name.EndsWith("layer_norm.weight") ? 0.2 : p.Name.Contains("relative_attention_bias") ? 1.0 : 0.3;
-            for (int i = 0; i < values.Length; i++)
-                values[i] = (float)((p.Name.EndsWith("layer_norm.weight") ? 1.0 : 0.0) + std * Gaussian(rng));
-            return TensorData.FromFloat32(p.Name, p.Shape, values);
-        }).ToList();
-        SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors);
-        return dir;
-    }
-
-    private static double Gaussian(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
     private static string[] Dims(ValueInfoProto v) =>
         v.Type.TensorType.Shape.Dim.Select(d => d.HasDimParam ? d.DimParam : d.DimValue.ToString()).ToArray();

@@ -93,7 +93,7 @@ public class AdapterConfigTests
     [Fact]
     public void Missing_keys_take_peft_071_defaults_and_are_written_in_full()
     {
-        var lora = (LoraConfig)Parse("""{"peft_type": "LORA"}""");
+        var lora = (LoraConfig)AdapterConfigJson.Parse("""{"peft_type": "LORA"}""");
         Assert.Equal(8, lora.R);
         Assert.Equal(8, lora.LoraAlpha);
         Assert.Equal(0.0, lora.LoraDropout);
@@ -107,22 +107,22 @@ public class AdapterConfigTests
              "modules_to_save", "peft_type", "r", "rank_pattern", "revision", "target_modules", "task_type"],
             Keys(lora.ToJson()));
 
-        var ia3 = (Ia3Config)Parse("""{"peft_type": "IA3"}""");
+        var ia3 = (Ia3Config)AdapterConfigJson.Parse("""{"peft_type": "IA3"}""");
         Assert.True(ia3.InitIa3Weights);
         Assert.Equal(
             ["auto_mapping", "base_model_name_or_path", "fan_in_fan_out", "feedforward_modules", "inference_mode", "init_ia3_weights",
              "modules_to_save", "peft_type", "revision", "target_modules", "task_type"],
             Keys(ia3.ToJson()));
 
-        var pt = (PromptEncoderConfig)Parse("""{"peft_type": "P_TUNING", "num_virtual_tokens": 4}""");
+        var pt = (PromptEncoderConfig)AdapterConfigJson.Parse("""{"peft_type": "P_TUNING", "num_virtual_tokens": 4}""");
         Assert.Equal("MLP", pt.EncoderReparameterizationType);
         Assert.Equal(2, pt.EncoderNumLayers);
         Assert.Null(pt.EncoderHiddenSize);
         Assert.Contains("\"encoder_dropout\": 0.0", pt.ToJson());
 
-        var prompt = (PromptTuningConfig)Parse("""{"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4}""");
+        var prompt = (PromptTuningConfig)AdapterConfigJson.Parse("""{"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4}""");
         Assert.Equal("RANDOM", prompt.PromptTuningInit);
-        var prefix = (PrefixTuningConfig)Parse("""{"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 4}""");
+        var prefix = (PrefixTuningConfig)AdapterConfigJson.Parse("""{"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 4}""");
         Assert.False(prefix.PrefixProjection);
     }
 
@@ -144,7 +144,7 @@ public class AdapterConfigTests
             {"peft_type": "LORA", "r": 16, "use_rslora": true, "use_dora": false, "layer_replication": null,
              "custom": {"b": [1, 2.5, "x\u00e9"], "a": 1e-05}, "lora_alpha": 32.5}
             """;
-        var lora = (LoraConfig)Parse(json);
+        var lora = (LoraConfig)AdapterConfigJson.Parse(json);
         Assert.True(lora.UseRslora);
         Assert.Equal(32.5, lora.LoraAlpha);
         Assert.Equal(["custom", "layer_replication", "use_dora"], lora.Extra!.Keys.Order());
@@ -154,24 +154,24 @@ public class AdapterConfigTests
         Assert.Contains("\"layer_replication\": null", saved);
         // Nested objects are sorted too, non-ASCII escaped, floats in Python's spelling.
         Assert.Contains("\"custom\": {\n    \"a\": 1e-05,\n    \"b\": [\n      1,\n      2.5,\n      \"x\\u00e9\"\n    ]\n  }", saved);
-        Assert.Equal(saved, Parse(saved).ToJson());
+        Assert.Equal(saved, AdapterConfigJson.Parse(saved).ToJson());
     }
 
     [Fact]
     public void Scalar_or_list_keys_keep_their_form()
     {
-        var regex = (LoraConfig)Parse("""{"peft_type": "LORA", "target_modules": ".*\\.(q|v)_proj"}""");
+        var regex = (LoraConfig)AdapterConfigJson.Parse("""{"peft_type": "LORA", "target_modules": ".*\\.(q|v)_proj"}""");
         Assert.True(regex.TargetModules!.IsPattern);
         Assert.Equal(@".*\.(q|v)_proj", regex.TargetModules.Pattern);
         Assert.Contains("\"target_modules\": \".*\\\\.(q|v)_proj\"", regex.ToJson());
 
-        var single = (LoraConfig)Parse("""{"peft_type": "LORA", "target_modules": ["c_attn"], "layers_to_transform": 1, "layers_pattern": "h"}""");
+        var single = (LoraConfig)AdapterConfigJson.Parse("""{"peft_type": "LORA", "target_modules": ["c_attn"], "layers_to_transform": 1, "layers_pattern": "h"}""");
         Assert.True(single.LayersToTransform!.IsSingle);
         Assert.Equal([1], single.LayersToTransform.Values);
         Assert.Contains("\"layers_to_transform\": 1,", single.ToJson());
         Assert.Contains("\"layers_pattern\": \"h\",", single.ToJson());
 
-        var list = (LoraConfig)Parse("""{"peft_type": "LORA", "target_modules": ["c_attn"], "layers_to_transform": [0, 1], "layers_pattern": ["h"]}""");
+        var list = (LoraConfig)AdapterConfigJson.Parse("""{"peft_type": "LORA", "target_modules": ["c_attn"], "layers_to_transform": [0, 1], "layers_pattern": ["h"]}""");
         Assert.False(list.LayersToTransform!.IsSingle);
         Assert.Contains("\"layers_to_transform\": [\n    0,\n    1\n  ]", list.ToJson());
         Assert.Contains("\"layers_pattern\": [\n    \"h\"\n  ]", list.ToJson());
@@ -183,7 +183,7 @@ public class AdapterConfigTests
     [InlineData("\"gaussian\"")]
     public void Init_lora_weights_round_trips(string value)
     {
-        var lora = (LoraConfig)Parse($$"""{"peft_type": "LORA", "init_lora_weights": {{value}}}""");
+        var lora = (LoraConfig)AdapterConfigJson.Parse($$"""{"peft_type": "LORA", "init_lora_weights": {{value}}}""");
         Assert.Equal(value, lora.InitLoraWeights.ToString());
         Assert.Contains($"\"init_lora_weights\": {value},", lora.ToJson());
     }
@@ -194,9 +194,6 @@ public class AdapterConfigTests
         var dir = PeftFixtures.AdapterDir("bloom/ia3");
         Assert.Equal(AdapterConfig.Load(dir).ToJson(), AdapterConfig.Load(Path.Combine(dir, AdapterConfig.FileName)).ToJson());
     }
-
-    internal static AdapterConfig Parse(string json, string path = "test/adapter_config.json") =>
-        AdapterConfig.Parse(System.Text.Encoding.UTF8.GetBytes(json), path);
 
     private static IEnumerable<string> Keys(string json) =>
         JsonDocument.Parse(json).RootElement.EnumerateObject().Select(p => p.Name).ToList();

@@ -98,9 +98,9 @@ public class ParameterCountTests
         long lora = 2 * 4 * (64 + 192);
         long biases = bloom.Parameters.Where(p => p.Name.Contains("bias")).Sum(p => p.ElementCount);
         Assert.True(biases > 0);
-        var all = ParameterCount.Count(bloom, AdapterConfigTests.Parse("""{"peft_type": "LORA", "r": 4, "bias": "all"}"""));
+        var all = ParameterCount.Count(bloom, AdapterConfigJson.Parse("""{"peft_type": "LORA", "r": 4, "bias": "all"}"""));
         Assert.Equal((lora + biases, bloom.CountParameters() + lora), (all.Trainable, all.All));
-        var loraOnly = ParameterCount.Count(bloom, AdapterConfigTests.Parse("""{"peft_type": "LORA", "r": 4, "bias": "lora_only"}"""));
+        var loraOnly = ParameterCount.Count(bloom, AdapterConfigJson.Parse("""{"peft_type": "LORA", "r": 4, "bias": "lora_only"}"""));
         Assert.Equal((lora, bloom.CountParameters() + lora), (loraOnly.Trainable, loraOnly.All));
     }
 
@@ -110,9 +110,9 @@ public class ParameterCountTests
         var bloom = PeftFixtures.TinyBloom();
         long lora = 2 * 4 * (64 + 192);
         // BLOOM's head is tied to the word embeddings; the saved copy gets its own 1000 x 64 weight.
-        var count = ParameterCount.Count(bloom, AdapterConfigTests.Parse("""{"peft_type": "LORA", "r": 4, "modules_to_save": ["lm_head"]}"""));
+        var count = ParameterCount.Count(bloom, AdapterConfigJson.Parse("""{"peft_type": "LORA", "r": 4, "modules_to_save": ["lm_head"]}"""));
         Assert.Equal((lora + 64_000, bloom.CountParameters() + lora + 64_000), (count.Trainable, count.All));
-        var ln = ParameterCount.Count(bloom, AdapterConfigTests.Parse("""{"peft_type": "IA3", "modules_to_save": ["ln_f"]}"""));
+        var ln = ParameterCount.Count(bloom, AdapterConfigJson.Parse("""{"peft_type": "IA3", "modules_to_save": ["ln_f"]}"""));
         Assert.Equal(2 * (192 + 256) + 128, ln.Trainable);
     }
 
@@ -120,7 +120,7 @@ public class ParameterCountTests
     public void Lora_rank_pattern_changes_the_count()
     {
         var bloom = PeftFixtures.TinyBloom();
-        var count = ParameterCount.Count(bloom, AdapterConfigTests.Parse("""{"peft_type": "LORA", "r": 4, "rank_pattern": {"h.1.self_attention.query_key_value": 8}}"""));
+        var count = ParameterCount.Count(bloom, AdapterConfigJson.Parse("""{"peft_type": "LORA", "r": 4, "rank_pattern": {"h.1.self_attention.query_key_value": 8}}"""));
         Assert.Equal(4 * 256 + 8 * 256, count.Trainable);
     }
 }

@@ -2,6 +2,7 @@ using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.PeftConfigs;
@@ -14,8 +15,8 @@ public class TargetMatchingTests
 {
     private static readonly Architecture Bloom = PeftFixtures.TinyBloom();
 
-    private static LoraConfig Lora(string keys) => (LoraConfig)AdapterConfigTests.Parse($$"""{"peft_type": "LORA", "r": 4, "lora_alpha": 8, {{keys}}}""");
-    private static Ia3Config Ia3(string keys) => (Ia3Config)AdapterConfigTests.Parse($$"""{"peft_type": "IA3", {{keys}}}""");
+    private static LoraConfig Lora(string keys) => (LoraConfig)AdapterConfigJson.Parse($$"""{"peft_type": "LORA", "r": 4, "lora_alpha": 8, {{keys}}}""");
+    private static Ia3Config Ia3(string keys) => (Ia3Config)AdapterConfigJson.Parse($$"""{"peft_type": "IA3", {{keys}}}""");
 
     private static string[] Paths(IEnumerable<TargetMatch> matches) => matches.Select(m => m.Path).ToArray();
 

@@ -12,7 +12,7 @@ public class ValidationTests
 
     private static PeftOnnxException Fails(string json)
     {
-        var ex = Assert.Throws<PeftOnnxException>(() => AdapterConfigTests.Parse(json, File));
+        var ex = Assert.Throws<PeftOnnxException>(() => AdapterConfigJson.Parse(json, File));
         Assert.DoesNotContain('\n', ex.Message);
         Assert.StartsWith(File + ": ", ex.Message);
         return ex;

@@ -1,5 +1,4 @@
 using Peft.Onnx.Core.SafeTensors;
-using Peft.Onnx.Tests.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 

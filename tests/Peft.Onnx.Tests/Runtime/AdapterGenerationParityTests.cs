@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Runtime;
@@ -174,35 +173,5 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
         var sequential = prompts.Select(p => model.Generate(GenerationRequest.FromIds(p, GenerationOptions.Greedy(6))).Sequences[0]).ToArray();
         var concurrent = Task.WhenAll(prompts.Select(p => Task.Run(() => model.Generate(GenerationRequest.FromIds(p, GenerationOptions.Greedy(6)))))).GetAwaiter().GetResult();
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(sequential[i], concurrent[i].Sequences[0]);
-    }
-}
-
-/// <summary>
-/// Fixture base + adapter exports, each written once per test run into a temp folder and loaded once on the CPU;
-/// deleted when the process exits.
-/// </summary>
-public static class AdapterExports
-{
-    private static readonly ConcurrentDictionary<string, Lazy<OnnxModel>> Models = new();
-    private static readonly string Root = Paths.TempDir("peft-onnx-adapter-exports");
-
-    static AdapterExports()
-    {
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            foreach (var m in Models.Values) if (m.IsValueCreated) m.Value.Dispose();
-            try { Directory.Delete(Root, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        };
-    }
-
-    public static OnnxModel Model(string arch, string method, ExportOptions options)
-    {
-        var key = $"{arch}-{method}-{(options.Merge ? "merged" : "unmerged")}-{options.DType}".ToLowerInvariant();
-        return Models.GetOrAdd(key, k => new Lazy<OnnxModel>(() =>
-        {
-            var dir = Path.Combine(Root, k);
-            OnnxExport.Export(Paths.Case(arch, "base_model"), Paths.Case(arch, Path.Combine(method, "adapter")), dir, options);
-            return OnnxModel.Load(dir, DeviceOptions.Cpu);
-        })).Value;
     }
 }

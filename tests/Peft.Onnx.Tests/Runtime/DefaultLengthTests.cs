@@ -1,4 +1,5 @@
 using Peft.Onnx.Runtime;
+using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Runtime;

@@ -2,7 +2,10 @@ using Xunit;
 
 namespace Peft.Onnx.Tests.Support;
 
-/// <summary>The comparison rules of DESIGN section 6.</summary>
+/// <summary>
+/// How close a result must be to its reference: float32 engines differ in summation order, so logits may differ by
+/// 1e-4 x max(1, std of the reference) and a loss by 1e-4 relative, and no more.
+/// </summary>
 public static class Tolerance
 {
     /// <summary>

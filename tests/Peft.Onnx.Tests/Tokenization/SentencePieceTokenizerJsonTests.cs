@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core.Tokenization;
+using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Tokenization;
@@ -74,7 +75,7 @@ public class SentencePieceTokenizerJsonTests
     [Fact]
     public void Hand_written_bpe_json_uses_byte_fallback_and_its_decoders()
     {
-        var tokenizer = Load(LlamaStyleBpe(byteFallback: true));
+        var tokenizer = Load(HandWrittenTokenizerJson.LlamaStyleBpe(byteFallback: true));
         Assert.Equal([1, 268], tokenizer.Encode("hello"));
         Assert.Equal([1, 268, 259, 269, 263, 270, 262, 271], tokenizer.Encode("hello world"));
         Assert.Equal([1, 264, 3 + 0xC3, 3 + 0xA9], tokenizer.Encode("hé"));
@@ -87,7 +88,7 @@ public class SentencePieceTokenizerJsonTests
     [Fact]
     public void Hand_written_bpe_json_fuses_unknown_characters_without_byte_fallback()
     {
-        var tokenizer = Load(LlamaStyleBpe(byteFallback: false));
+        var tokenizer = Load(HandWrittenTokenizerJson.LlamaStyleBpe(byteFallback: false));
         Assert.Equal([264, 0, 261], tokenizer.Encode("héée", addSpecialTokens: false));
     }
 
@@ -97,7 +98,7 @@ public class SentencePieceTokenizerJsonTests
         var vocab = new JsonArray(Piece("<unk>", 0), Piece("▁", -2), Piece("▁a", -1), Piece("a", -3), Piece("b", -3), Piece("▁ab", -1.5), Piece("c", -10));
         var json = new JsonObject
         {
-            ["added_tokens"] = new JsonArray(Added(0, "<unk>")),
+            ["added_tokens"] = new JsonArray(HandWrittenTokenizerJson.Added(0, "<unk>")),
             ["normalizer"] = null,
             ["pre_tokenizer"] = new JsonObject { ["type"] = "Metaspace", ["replacement"] = "▁", ["add_prefix_space"] = true },
             ["post_processor"] = null,
@@ -112,59 +113,6 @@ public class SentencePieceTokenizerJsonTests
         Assert.Equal("ab a", tokenizer.Decode([5, 2]));
         Assert.Equal(0, tokenizer.UnkTokenId);
     }
-
-    /// <summary>A LLaMA-style BPE: 256 byte tokens, "▁hello" built by five merges.</summary>
-    internal static JsonObject LlamaStyleBpe(bool byteFallback)
-    {
-        var vocab = new JsonObject { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 };
-        for (int b = 0; b < 256; b++) vocab[$"<0x{b:X2}>"] = 3 + b;
-        string[] pieces = ["▁", "h", "e", "l", "o", "▁h", "ll", "▁he", "llo", "▁hello", "w", "r", "d"];
-        for (int i = 0; i < pieces.Length; i++) vocab[pieces[i]] = 259 + i;
-        return new JsonObject
-        {
-            ["added_tokens"] = new JsonArray(Added(0, "<unk>"), Added(1, "<s>"), Added(2, "</s>")),
-            ["normalizer"] = new JsonObject
-            {
-                ["type"] = "Sequence",
-                ["normalizers"] = new JsonArray(
-                    new JsonObject { ["type"] = "Prepend", ["prepend"] = "▁" },
-                    new JsonObject { ["type"] = "Replace", ["pattern"] = new JsonObject { ["String"] = " " }, ["content"] = "▁" }),
-            },
-            ["pre_tokenizer"] = null,
-            ["post_processor"] = new JsonObject
-            {
-                ["type"] = "TemplateProcessing",
-                ["single"] = new JsonArray(
-                    new JsonObject { ["SpecialToken"] = new JsonObject { ["id"] = "<s>", ["type_id"] = 0 } },
-                    new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "A", ["type_id"] = 0 } }),
-                ["special_tokens"] = new JsonObject
-                {
-                    ["<s>"] = new JsonObject { ["id"] = "<s>", ["ids"] = new JsonArray(1), ["tokens"] = new JsonArray("<s>") },
-                },
-            },
-            ["decoder"] = new JsonObject
-            {
-                ["type"] = "Sequence",
-                ["decoders"] = new JsonArray(
-                    new JsonObject { ["type"] = "Replace", ["pattern"] = new JsonObject { ["String"] = "▁" }, ["content"] = " " },
-                    new JsonObject { ["type"] = "ByteFallback" },
-                    new JsonObject { ["type"] = "Fuse" },
-                    new JsonObject { ["type"] = "Strip", ["content"] = " ", ["start"] = 1, ["stop"] = 0 }),
-            },
-            ["model"] = new JsonObject
-            {
-                ["type"] = "BPE", ["unk_token"] = "<unk>", ["fuse_unk"] = true, ["byte_fallback"] = byteFallback,
-                ["vocab"] = vocab,
-                ["merges"] = new JsonArray("▁ h", "l l", "▁h e", "ll o", "▁he llo"),
-            },
-        };
-    }
-
-    internal static JsonObject Added(int id, string content) => new()
-    {
-        ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
-        ["normalized"] = false, ["special"] = true,
-    };
 
     private static JsonArray Piece(string piece, double score) => new(piece, score);
 

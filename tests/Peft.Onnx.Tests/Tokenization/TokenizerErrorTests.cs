@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Tokenization;
+using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Tokenization;
@@ -34,7 +35,7 @@ public class TokenizerErrorTests
     [Fact]
     public void Unsupported_model_type_is_reported()
     {
-        var json = SentencePieceTokenizerJsonTests.LlamaStyleBpe(byteFallback: true);
+        var json = HandWrittenTokenizerJson.LlamaStyleBpe(byteFallback: true);
         json["model"] = new JsonObject { ["type"] = "WordPiece", ["vocab"] = new JsonObject { ["[UNK]"] = 0 } };
         var error = ErrorFromTokenizerJson(json.ToJsonString());
         Assert.Contains("model.type 'WordPiece' is not supported", error.Message);
@@ -43,7 +44,7 @@ public class TokenizerErrorTests
     [Fact]
     public void Unsupported_normalizer_is_reported()
     {
-        var json = SentencePieceTokenizerJsonTests.LlamaStyleBpe(byteFallback: true);
+        var json = HandWrittenTokenizerJson.LlamaStyleBpe(byteFallback: true);
         json["normalizer"] = new JsonObject { ["type"] = "BertNormalizer" };
         Assert.Contains("normalizer type 'BertNormalizer' is not supported", ErrorFromTokenizerJson(json.ToJsonString()).Message);
     }

@@ -16,7 +16,7 @@ namespace Peft.Onnx.Tests.Training;
 
 /// <summary>
 /// Three SGD and three AdamW steps on each reference case's batch, against PEFT's own run (make_reference.py):
-/// the loss before each step and the first step's gradients by PEFT parameter name (DESIGN 6 tolerances), then
+/// the loss before each step and the first step's gradients by PEFT parameter name (the tolerances of <see cref="Tolerance"/>), then
 /// the adapter state after the steps (saved names) and the logits after. The trainable parameters start from the
 /// case's init.* tensors, so p-tuning and prefix projection start from the same encoder weights as PEFT did.
 ///
@@ -193,7 +193,7 @@ public class TrainingParityTests(ITestOutputHelper output)
         if (!(diff <= tol)) failures.Add($"{what}: |diff| {diff:g4} exceeds {tol:g4}");
     }
 
-    /// <summary>Max |expected - actual| on the rows marked real, and 1e-4 x max(1, std of expected): the rule of DESIGN 6.</summary>
+    /// <summary>Max |expected - actual| on the rows marked real, and 1e-4 x max(1, std of expected), the logits rule.</summary>
     private static (double Diff, double Tol) Difference(float[] expected, float[] actual, bool[]? rows = null, int rowLength = 1)
     {
         Assert.Equal(expected.Length, actual.Length);

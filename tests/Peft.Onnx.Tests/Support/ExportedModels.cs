@@ -1,9 +1,8 @@
 using System.Collections.Concurrent;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Runtime;
-using Peft.Onnx.Tests.Support;
 
-namespace Peft.Onnx.Tests.Runtime;
+namespace Peft.Onnx.Tests.Support;
 
 /// <summary>
 /// Each fixture base model exported once per test run (OnnxExport.ExportBase into a temp folder) and loaded once on
