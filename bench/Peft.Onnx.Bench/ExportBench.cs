@@ -40,7 +40,7 @@ public static class ExportBench
         var dir = Path.Combine(work, "ckpt-" + label);
         var adapter = Path.Combine(work, "lora-" + label);
         var clock = Stopwatch.StartNew();
-        long bytes = RandomCheckpoint.WriteBloom(dir, config);
+        long bytes = RandomCheckpoint.WriteAny(dir, config);
         RandomCheckpoint.WriteBloomLora(adapter, config, LoraRank);
         var writeSeconds = clock.Elapsed.TotalSeconds;
         log.WriteLine($"bench: wrote a random {label} checkpoint ({bytes / 1048576.0:F0} MB) and a rank-{LoraRank} LoRA on every linear module in {writeSeconds:F1} s");

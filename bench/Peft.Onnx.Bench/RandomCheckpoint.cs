@@ -29,39 +29,6 @@ public static class RandomCheckpoint
         return config;
     }
 
-    /// <summary>Writes config.json and model.safetensors into <paramref name="dir"/>; returns the safetensors size in bytes.</summary>
-    public static long WriteBloom(string dir, JsonObject config)
-    {
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        int h = config["hidden_size"]!.GetValue<int>(), layers = config["n_layer"]!.GetValue<int>(), vocab = config["vocab_size"]!.GetValue<int>();
-        var tensors = new List<(string Name, long[] Shape, bool Norm)>
-        {
-            ("transformer.word_embeddings.weight", [vocab, h], false),
-            ("transformer.word_embeddings_layernorm.weight", [h], true),
-            ("transformer.word_embeddings_layernorm.bias", [h], false),
-        };
-        for (int i = 0; i < layers; i++)
-        {
-            var p = $"transformer.h.{i}.";
-            tensors.Add((p + "input_layernorm.weight", [h], true));
-            tensors.Add((p + "input_layernorm.bias", [h], false));
-            tensors.Add((p + "self_attention.query_key_value.weight", [3 * h, h], false));
-            tensors.Add((p + "self_attention.query_key_value.bias", [3 * h], false));
-            tensors.Add((p + "self_attention.dense.weight", [h, h], false));
-            tensors.Add((p + "self_attention.dense.bias", [h], false));
-            tensors.Add((p + "post_attention_layernorm.weight", [h], true));
-            tensors.Add((p + "post_attention_layernorm.bias", [h], false));
-            tensors.Add((p + "mlp.dense_h_to_4h.weight", [4 * h, h], false));
-            tensors.Add((p + "mlp.dense_h_to_4h.bias", [4 * h], false));
-            tensors.Add((p + "mlp.dense_4h_to_h.weight", [h, 4 * h], false));
-            tensors.Add((p + "mlp.dense_4h_to_h.bias", [h], false));
-        }
-        tensors.Add(("transformer.ln_f.weight", [h], true));
-        tensors.Add(("transformer.ln_f.bias", [h], false));
-        return WriteSafetensors(Path.Combine(dir, CheckpointTensors.SingleFile), tensors);
-    }
-
     /// <summary>
     /// Any supported family: config.json as given, and every tensor of the state dict its architecture names
     /// (<see cref="Architecture.Parameters"/>); norm weights (1-D ".weight") are ones. Returns the safetensors size in bytes.
@@ -126,7 +93,9 @@ public static class RandomCheckpoint
     public static long WriteBloomLora(string dir, JsonObject config, int r = 8, int alpha = 16)
     {
         Directory.CreateDirectory(dir);
-        int h = config["hidden_size"]!.GetValue<int>(), layers = config["n_layer"]!.GetValue<int>();
+        // The targeted modules and their sizes as the family describes them, not a second list of BLOOM's names.
+        var architecture = Architecture.For(ModelConfig.Parse(Encoding.UTF8.GetBytes(config.ToJsonString()), "config.json"));
+        var targets = architecture.Linears.Where(l => BloomLinears.Contains(l.Path[(l.Path.LastIndexOf('.') + 1)..])).ToList();
         new LoraConfig
         {
             TaskType = AdapterConfig.CausalLm, R = r, LoraAlpha = alpha, TargetModules = TargetModules.FromNames(BloomLinears),
@@ -144,13 +113,11 @@ public static class RandomCheckpoint
             return values;
         }
         var tensors = new List<TensorData>();
-        for (int i = 0; i < layers; i++)
-            foreach (var (module, inF, outF) in new[] { ("self_attention.query_key_value", h, 3 * h), ("self_attention.dense", h, h), ("mlp.dense_h_to_4h", h, 4 * h), ("mlp.dense_4h_to_h", 4 * h, h) })
-            {
-                var path = $"transformer.h.{i}.{module}";
-                tensors.Add(TensorData.FromFloat32(AdapterFormat.LoraAKey(path), [r, inF], Random((long)r * inF)));
-                tensors.Add(TensorData.FromFloat32(AdapterFormat.LoraBKey(path), [outF, r], Random((long)outF * r)));
-            }
+        foreach (var linear in targets)
+        {
+            tensors.Add(TensorData.FromFloat32(AdapterFormat.LoraAKey(linear.Path), [r, linear.InFeatures], Random(r * linear.InFeatures)));
+            tensors.Add(TensorData.FromFloat32(AdapterFormat.LoraBKey(linear.Path), [linear.OutFeatures, r], Random(linear.OutFeatures * r)));
+        }
         var weights = Path.Combine(dir, AdapterFormat.WeightsFile);
         SafeTensorsWriter.Write(weights, tensors, AdapterFormat.WeightsMetadata);
         return new FileInfo(weights).Length;

@@ -2,7 +2,7 @@ using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Cli;
 
-/// <summary>The options that place an ONNX Runtime model, shared by every verb that serves one.</summary>
+/// <summary>--device (and --tf32 for an ONNX Runtime model): one reading for every verb that computes.</summary>
 public static class DeviceArgument
 {
     /// <summary>
@@ -10,5 +10,8 @@ public static class DeviceArgument
     /// models, ~1e-3 relative error; off by default so CUDA answers like the CPU).
     /// </summary>
     public static DeviceOptions Read(ArgReader args) =>
-        DeviceOptions.Parse(args.Choice("device", "auto", "cpu", "cuda", "auto")) with { AllowTf32 = args.Flag("tf32") };
+        DeviceOptions.Parse(Choice(args)) with { AllowTf32 = args.Flag("tf32") };
+
+    /// <summary>--device cpu|cuda|auto (default auto) as given: TorchSharp resolves the name itself.</summary>
+    public static string Choice(ArgReader args) => args.Choice("device", "auto", "cpu", "cuda", "auto");
 }

@@ -44,8 +44,20 @@ internal abstract class DecodingSession : IDisposable
         return all.Slice(offset, Vocab);
     }
 
+    /// <summary>
+    /// Takes a step's outputs: the logits, and the present cache as the next step's <paramref name="past"/> (the old
+    /// values are freed; the empty first cache may fill several slots, so each is freed once).
+    /// </summary>
+    protected void TakeStep(OrtIoBinding binding, OrtValue[] past)
+    {
+        var outputs = TakeOutputs(binding, 1 + past.Length);
+        var previous = past.Distinct().ToArray();
+        for (int i = 0; i < past.Length; i++) past[i] = outputs[1 + i];
+        foreach (var p in previous) p.Dispose();
+    }
+
     /// <summary>Takes the run's outputs: logits first, then the present cache in binding order.</summary>
-    protected OrtValue[] TakeOutputs(OrtIoBinding binding, int expected)
+    private OrtValue[] TakeOutputs(OrtIoBinding binding, int expected)
     {
         var outputs = binding.GetOutputValues();
         if (outputs.Count != expected)
@@ -138,10 +150,7 @@ internal sealed class CausalLmSession : DecodingSession
 
         _graph.Session.RunWithBinding(runOptions, _binding);
 
-        var outputs = TakeOutputs(_binding, 1 + _past.Length);
-        var previous = _past.Distinct().ToArray();
-        for (int i = 0; i < _past.Length; i++) _past[i] = outputs[1 + i];
-        foreach (var p in previous) p.Dispose();
+        TakeStep(_binding, _past);
     }
 
     public override void Feed(ReadOnlySpan<long> next)
@@ -237,10 +246,7 @@ internal sealed class Seq2SeqSession : DecodingSession
 
         _graph.Decoder.RunWithBinding(runOptions, _binding);
 
-        var outputs = TakeOutputs(_binding, 1 + _past.Length);
-        var previous = _past.Distinct().ToArray();
-        for (int i = 0; i < _past.Length; i++) _past[i] = outputs[1 + i];
-        foreach (var p in previous) p.Dispose();
+        TakeStep(_binding, _past);
     }
 
     public override void Feed(ReadOnlySpan<long> next) => _pending = next.ToArray();

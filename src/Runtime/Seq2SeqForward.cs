@@ -2,6 +2,7 @@ using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime.Sampling;
 
 namespace Peft.Onnx.Runtime;
 
@@ -173,7 +174,7 @@ public sealed class Seq2SeqForward : IDisposable
             cache = step.Present;
             for (int b = 0; b < batch; b++)
             {
-                long token = finished[b] ? padId : ArgMax(step.Logits.AsSpan(b * VocabSize, VocabSize));
+                long token = finished[b] ? padId : TokenChooser.ArgMax(step.Logits.AsSpan(b * VocabSize, VocabSize));
                 sequences[b].Add(token);
                 next[b] = token;
                 if (eosIds.Contains(token)) finished[b] = true;
@@ -198,13 +199,6 @@ public sealed class Seq2SeqForward : IDisposable
         }
         for (int i = 0; i < shifted.Length; i++) if (shifted[i] == -100) shifted[i] = padId;
         return shifted;
-    }
-
-    private static long ArgMax(ReadOnlySpan<float> values)
-    {
-        int best = 0;
-        for (int v = 1; v < values.Length; v++) if (values[v] > values[best]) best = v;
-        return best;
     }
 
     public void Dispose() => _graph.Dispose();

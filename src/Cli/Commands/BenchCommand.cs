@@ -54,7 +54,7 @@ public sealed class BenchCommand : ICommand
         var bandwidthMb = args.Int("bandwidth-mb", min: 1) ?? (quick ? 16 : 256);
         var decodeModels = (args.String("decode-models") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var json = args.Flag("json");
-        var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
+        var device = DeviceArgument.Choice(args);
         args.EnsureAllUsed();
         if (device == "cuda") throw new PeftOnnxException("bench: measures the CPU path here (ONNX Runtime CPU provider, TorchSharp CPU); use --device cpu or auto");
         if (device == "auto") Console.Error.WriteLine("device: cpu (bench measures the CPU path)");

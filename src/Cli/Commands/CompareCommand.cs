@@ -47,7 +47,7 @@ public sealed class CompareCommand : ICommand
         var maxNew = args.Int("max-new-tokens", min: 0)!.Value;
         var json = args.Flag("json");
         var plot = args.String("plot");
-        var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
+        var device = DeviceArgument.Choice(args);
         args.EnsureAllUsed();
         if ((inputs == null) == (data == null)) throw new PeftOnnxException("compare: give exactly one of --inputs F.safetensors or --data FILE");
         if (inputs != null && !File.Exists(inputs)) throw new PeftOnnxException($"compare: --inputs {inputs}: file not found");

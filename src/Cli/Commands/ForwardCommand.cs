@@ -43,7 +43,7 @@ public sealed class ForwardCommand : ICommand
     {
         var inputs = args.ExistingFile("inputs", "a safetensors file with input_ids, attention_mask [, labels]");
         var output = args.Required("out", "the safetensors file to write logits to");
-        var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
+        var device = DeviceArgument.Choice(args);
         args.EnsureAllUsed();
         return (inputs, output, device);
     }

@@ -76,7 +76,7 @@ public sealed class TrainCommand : ICommand
         var optimizer = new OptimizerSettings(optimizerName, lr, betas?.Item1, betas?.Item2, args.Double("eps"), args.Double("weight-decay"));
         var seed = args.Int("seed", min: 0);
         var json = args.Flag("json");
-        var device = args.Choice("device", "auto", "cpu", "cuda", "auto");
+        var device = DeviceArgument.Choice(args);
         args.EnsureAllUsed();
 
         var report = OneBatchJob.Run(new OneBatchRequest

@@ -54,7 +54,7 @@ public static class TrainDataMode
             TargetMaxLength = args.Int("target-max-length", min: 1),
             OutDir = args.Required("out", "the folder for the adapter, checkpoints, metrics.jsonl and loss.png"),
             Resume = args.Flag("resume"),
-            Device = args.Choice("device", "auto", "cpu", "cuda", "auto"),
+            Device = DeviceArgument.Choice(args),
         };
         var json = args.Flag("json");
         args.EnsureAllUsed();

@@ -50,7 +50,8 @@ internal sealed class TokenChooser
         return Sample(scores);
     }
 
-    private static int ArgMax(ReadOnlySpan<float> values)
+    /// <summary>The first index of the largest value (greedy choice; ties go to the lower id, as torch.argmax).</summary>
+    internal static int ArgMax(ReadOnlySpan<float> values)
     {
         int best = 0;
         float max = values[0];
