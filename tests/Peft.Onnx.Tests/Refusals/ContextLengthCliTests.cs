@@ -75,7 +75,7 @@ public class ContextLengthCliTests
         try
         {
             // 118 tokens after 8 virtual ones: the logits fit, and 2 of the 10 new tokens before the table ends.
-            var onnx = AdapterExports.Model("gpt2", "prompt_tuning_random", new Peft.Onnx.Exporter.ExportOptions { Verify = false }).Directory;
+            var onnx = ExportedModels.Adapter("gpt2", "prompt_tuning_random", new Peft.Onnx.Exporter.ExportOptions { Verify = false }).Directory;
             var r = CliRunner.Run("compare", "--base", Paths.Case("gpt2", "base_model"), "--adapter", Paths.Case("gpt2", Path.Combine("prompt_tuning_random", "adapter")),
                 "--onnx", onnx, "--inputs", Batch(dir, 118), "--max-new-tokens", "10", "--json");
             Assert.True(r.ExitCode == 0, r.Stderr);

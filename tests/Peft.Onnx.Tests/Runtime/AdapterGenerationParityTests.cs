@@ -10,7 +10,7 @@ namespace Peft.Onnx.Tests.Runtime;
 /// <summary>
 /// Every fixture case (6 archs x 9 methods) compiled with OnnxExport.Export (LoRA/IA3 merged, prompt methods baked)
 /// and run by the Runtime: greedy generation equals PEFT's generate (meta.json "generated") token for token. Each
-/// export is written once per test run (<see cref="AdapterExports"/>) and loaded once on the CPU.
+/// export is written once per test run (<see cref="ExportedModels.Adapter"/>) and loaded once on the CPU.
 /// </summary>
 public class AdapterGenerationParityTests(ITestOutputHelper output)
 {
@@ -40,7 +40,7 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     [MemberData(nameof(Cases))]
     public void Greedy_generation_of_the_export_equals_peft(string arch, string method)
     {
-        var model = AdapterExports.Model(arch, method, new ExportOptions { Verify = false });
+        var model = ExportedModels.Adapter(arch, method, new ExportOptions { Verify = false });
         var expected = Expected(arch, method);
         int newTokens = NewTokens(arch, expected);
         Assert.Equal(6, newTokens);
@@ -53,7 +53,7 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     [InlineData("t5")]
     public void Unmerged_lora_generates_as_merged(string arch)
     {
-        var model = AdapterExports.Model(arch, "lora", new ExportOptions { Verify = false, Merge = false });
+        var model = ExportedModels.Adapter(arch, "lora", new ExportOptions { Verify = false, Merge = false });
         var expected = Expected(arch, "lora");
         var result = model.Generate(GenerationRequest.FromIds(GenInput(arch), GenerationOptions.Greedy(NewTokens(arch, expected))));
         Assert.Equal(expected, result.Sequences[0]);
@@ -63,7 +63,7 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     public void Fp16_export_runs_through_the_runtime()
     {
         const string arch = "gpt2";
-        var model = AdapterExports.Model(arch, "lora", new ExportOptions { Verify = false, DType = ExportDType.Fp16 });
+        var model = ExportedModels.Adapter(arch, "lora", new ExportOptions { Verify = false, DType = ExportDType.Fp16 });
         var expected = Expected(arch, "lora");
         var prompt = GenInput(arch);
         var result = model.Generate(GenerationRequest.FromIds(prompt, GenerationOptions.Greedy(NewTokens(arch, expected))));
@@ -80,7 +80,7 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     [InlineData("gpt2", "lora", true)]
     public void Genai_config_lists_position_ids_only_when_the_graph_takes_them(string arch, string method, bool expected)
     {
-        var model = AdapterExports.Model(arch, method, new ExportOptions { Verify = false });
+        var model = ExportedModels.Adapter(arch, method, new ExportOptions { Verify = false });
         var genai = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(model.Directory, GenAiConfig.FileName)))!;
         Assert.Equal(expected, genai["model"]!["decoder"]!["inputs"]!.AsObject().ContainsKey("position_ids"));
     }
@@ -89,7 +89,7 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     public void Fp16_seq2seq_export_runs_through_the_runtime()
     {
         const string arch = "t5";
-        var model = AdapterExports.Model(arch, "prompt_tuning_text", new ExportOptions { Verify = false, DType = ExportDType.Fp16 });
+        var model = ExportedModels.Adapter(arch, "prompt_tuning_text", new ExportOptions { Verify = false, DType = ExportDType.Fp16 });
         var expected = Expected(arch, "prompt_tuning_text");
         var result = model.Generate(GenerationRequest.FromIds(GenInput(arch), GenerationOptions.Greedy(NewTokens(arch, expected))));
         int agree = expected.Zip(result.Sequences[0]).TakeWhile(p => p.First == p.Second).Count();
@@ -106,7 +106,7 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     [InlineData("opt", "prefix")]
     public void Runtime_runs_the_prefix_in_cache_graph_and_model_onnx_alone_generates_the_same(string arch, string method)
     {
-        var model = AdapterExports.Model(arch, method, new ExportOptions { Verify = false });
+        var model = ExportedModels.Adapter(arch, method, new ExportOptions { Verify = false });
         Assert.Equal(CausalLmContract.PrefixInCacheFile, CausalLmGraph.FileIn(model.Directory));
         // the folder as ORT GenAI reads it: model.onnx (real tokens only in the cache) and its data file
         var alone = Path.Combine(Path.GetTempPath(), $"peft-onnx-genai-graph-{Guid.NewGuid():N}");
@@ -135,7 +135,7 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     [InlineData("llama", "prefix")]
     public void Baked_virtual_tokens_take_their_positions_of_the_context(string arch, string method)
     {
-        var model = AdapterExports.Model(arch, method, new ExportOptions { Verify = false });
+        var model = ExportedModels.Adapter(arch, method, new ExportOptions { Verify = false });
         int virtualTokens = Reference.Meta(arch, method).GetProperty("peft_config").GetProperty("num_virtual_tokens").GetInt32();
         int context = model.ContextLength!.Value;
         var fits = Enumerable.Range(0, context - virtualTokens - 1).Select(i => 5 + i % 100).ToArray();
@@ -149,13 +149,13 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     public void Export_checks_run_fp16_and_prompted_encoder_exports()
     {
         // the copy-in/copy-out runners of the exporter take the caches' element type and the encoder outputs' length from the graphs
-        var fp16 = AdapterExports.Model("gpt2", "lora", new ExportOptions { Verify = false, DType = ExportDType.Fp16 });
+        var fp16 = ExportedModels.Adapter("gpt2", "lora", new ExportOptions { Verify = false, DType = ExportDType.Fp16 });
         Assert.Equal([2, 3, fp16.VocabSize], Peft.Onnx.Exporter.Onnx.OnnxCheck.CausalLm(Path.Combine(fp16.Directory, "model.onnx")).PrefillLogitsShape);
-        var baked = AdapterExports.Model("gpt2", "prompt_tuning_text", new ExportOptions { Verify = false });
+        var baked = ExportedModels.Adapter("gpt2", "prompt_tuning_text", new ExportOptions { Verify = false });
         Assert.Equal([2, 1, baked.VocabSize], Peft.Onnx.Exporter.Onnx.OnnxCheck.CausalLm(Path.Combine(baked.Directory, "model.onnx")).DecodeLogitsShape);
         foreach (var dtype in new[] { ExportDType.Fp32, ExportDType.Fp16 })
         {
-            var t5 = AdapterExports.Model("t5", "prompt_tuning_text", new ExportOptions { Verify = false, DType = dtype });
+            var t5 = ExportedModels.Adapter("t5", "prompt_tuning_text", new ExportOptions { Verify = false, DType = dtype });
             int virtualTokens = Reference.Meta("t5", "prompt_tuning_text").GetProperty("peft_config").GetProperty("num_virtual_tokens").GetInt32();
             var report = Peft.Onnx.Exporter.Onnx.OnnxCheck.Seq2Seq(Path.Combine(t5.Directory, "encoder_model.onnx"), Path.Combine(t5.Directory, "decoder_model.onnx"));
             Assert.Equal(4 + virtualTokens, report.EncoderOutputShape[1]);
@@ -167,7 +167,7 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     [InlineData("t5", "p_tuning_mlp")]
     public void Concurrent_generations_on_a_baked_export_equal_sequential(string arch, string method)
     {
-        var model = AdapterExports.Model(arch, method, new ExportOptions { Verify = false });
+        var model = ExportedModels.Adapter(arch, method, new ExportOptions { Verify = false });
         var prompt = GenInput(arch);
         var prompts = Enumerable.Range(0, 8).Select(i => prompt.Skip(i % 3).ToArray()).ToArray();
         var sequential = prompts.Select(p => model.Generate(GenerationRequest.FromIds(p, GenerationOptions.Greedy(6))).Sequences[0]).ToArray();

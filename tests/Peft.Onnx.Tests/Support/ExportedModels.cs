@@ -5,20 +5,21 @@ using Peft.Onnx.Runtime;
 namespace Peft.Onnx.Tests.Support;
 
 /// <summary>
-/// Each fixture base model exported once per test run (OnnxExport.ExportBase into a temp folder) and loaded once on
-/// the CPU; the folders are deleted when the process exits.
+/// Each fixture base model, and each fixture base + adapter, exported once per test run into a temp folder and loaded
+/// once on the CPU; the folders are deleted when the process exits.
 /// </summary>
 public static class ExportedModels
 {
     private static readonly ConcurrentDictionary<string, Lazy<string>> Folders = new();
     private static readonly ConcurrentDictionary<string, Lazy<OnnxModel>> Models = new();
+    private static readonly ConcurrentDictionary<string, Lazy<OnnxModel>> AdapterModels = new();
     private static readonly string Root = Paths.TempDir("peft-onnx-runtime");
 
     static ExportedModels()
     {
         AppDomain.CurrentDomain.ProcessExit += (_, _) =>
         {
-            foreach (var m in Models.Values) if (m.IsValueCreated) m.Value.Dispose();
+            foreach (var m in Models.Values.Concat(AdapterModels.Values)) if (m.IsValueCreated) m.Value.Dispose();
             try { Directory.Delete(Root, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         };
     }
@@ -36,6 +37,20 @@ public static class ExportedModels
     /// <summary>The exported fixture model loaded on the CPU (shared by the tests: the model is thread-safe).</summary>
     public static OnnxModel Model(string arch) =>
         Models.GetOrAdd(arch, a => new Lazy<OnnxModel>(() => OnnxModel.Load(Folder(a), DeviceOptions.Cpu))).Value;
+
+    /// <summary>
+    /// The fixture case's base + adapter compiled with <paramref name="options"/> (OnnxExport.Export), loaded on the CPU.
+    /// </summary>
+    public static OnnxModel Adapter(string arch, string method, ExportOptions options)
+    {
+        var key = $"{arch}-{method}-{(options.Merge ? "merged" : "unmerged")}-{options.DType}".ToLowerInvariant();
+        return AdapterModels.GetOrAdd(key, k => new Lazy<OnnxModel>(() =>
+        {
+            var dir = Path.Combine(Root, "adapter-" + k);
+            OnnxExport.Export(Paths.Case(arch, "base_model"), Paths.Case(arch, Path.Combine(method, "adapter")), dir, options);
+            return OnnxModel.Load(dir, DeviceOptions.Cpu);
+        })).Value;
+    }
 
     /// <summary>A folder with a copy of the files of <paramref name="arch"/>'s export, for tests that change or remove files.</summary>
     public static string Copy(string arch)
