@@ -38,7 +38,7 @@ public sealed class ForwardCommand : ICommand
         return Written(OnnxForward.Run(onnxDir, inputs, DeviceOptions.Parse(device).Device, Console.Error), output);
     }
 
-    /// <summary>The options both engines read, in the order they are checked; the last, so every option is used.</summary>
+    /// <summary>The options both engines take; read last, so that an option neither engine takes is refused.</summary>
     private static (string Inputs, string Output, string Device) InputsOutputDevice(ArgReader args)
     {
         var inputs = args.ExistingFile("inputs", "a safetensors file with input_ids, attention_mask [, labels]");
