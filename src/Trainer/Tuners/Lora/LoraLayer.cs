@@ -121,8 +121,10 @@ public sealed class LoraLayer : InjectedLayer
     private Tensor WeightNorm(Tensor weight)
     {
         using var delta = DeltaWeight();
-        using var adapted = weight.add(delta);
-        return linalg.vector_norm(adapted, dims: [1]);
+        using var adapted = weight.Plus(delta);
+        using var squares = adapted.mul(adapted);
+        using var sums = squares.sum(1);
+        return sums.sqrt();
     }
 
     /// <summary>get_delta_weight: B @ A * scaling, [out, in] like the trainer's weight.</summary>
