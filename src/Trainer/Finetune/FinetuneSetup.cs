@@ -70,12 +70,7 @@ public static class FinetuneSetup
         if (o.NumVirtualTokens is < 1) throw new PeftOnnxException($"--num-virtual-tokens {o.NumVirtualTokens} must be >= 1");
         AdapterConfig config = method switch
         {
-            "lora" => new LoraConfig
-            {
-                R = o.R ?? 8, LoraAlpha = o.LoraAlpha ?? 8, LoraDropout = o.LoraDropout ?? 0, TargetModules = targets, TaskType = taskType,
-                UsesDora = o.UseDora, HasLoraBias = o.LoraBias,
-                ExcludedModules = o.ExcludeModules is { Count: > 0 } excluded ? TargetModules.FromNames(excluded) : null,
-            },
+            "lora" => Lora(o, targets, taskType),
             "ia3" => Ia3(o, targets, taskType),
             "prompt_tuning" => PromptTuning(o, taskType, baseDir, tokenizer),
             "p_tuning" => new PromptEncoderConfig
@@ -92,6 +87,16 @@ public static class FinetuneSetup
             _ => throw new PeftOnnxException($"--method '{method}' is not one of {string.Join(", ", Methods)}"),
         };
         return config with { BaseModelNameOrPath = Path.GetFullPath(baseDir), InferenceMode = false };
+    }
+
+    /// <summary>LoraConfig(...); the keys of newer PEFT are written only when their option is given, so a plain LoRA config stays as before.</summary>
+    private static LoraConfig Lora(MethodOptions o, TargetModules? targets, string taskType)
+    {
+        var config = new LoraConfig { R = o.R ?? 8, LoraAlpha = o.LoraAlpha ?? 8, LoraDropout = o.LoraDropout ?? 0, TargetModules = targets, TaskType = taskType };
+        if (o.UseDora) config = config with { UsesDora = true };
+        if (o.LoraBias) config = config with { HasLoraBias = true };
+        if (o.ExcludeModules is { Count: > 0 } excluded) config = config with { ExcludedModules = TargetModules.FromNames(excluded) };
+        return config;
     }
 
     private static AdapterConfig Ia3(MethodOptions o, TargetModules? targets, string taskType)

@@ -139,6 +139,10 @@ public class CurrentLoraConfigTests
         var biased = Assert.IsType<LoraConfig>(FinetuneSetup.ConfigFor("lora", new MethodOptions { LoraBias = true }, TaskKind.CausalLm, model, tokenizer));
         Assert.True(biased.HasLoraBias);
         Assert.Contains("\"lora_bias\": true", biased.ToJson());
+        var plain = FinetuneSetup.ConfigFor("lora", new MethodOptions(), TaskKind.CausalLm, model, tokenizer).ToJson();
+        Assert.DoesNotContain("use_dora", plain);
+        Assert.DoesNotContain("lora_bias", plain);
+        Assert.DoesNotContain("exclude_modules", plain);
         var error = Assert.Throws<PeftOnnxException>(() => FinetuneSetup.ConfigFor("ia3", new MethodOptions { UseDora = true }, TaskKind.CausalLm, model, tokenizer));
         Assert.Contains("--use-dora", error.Message);
     }

@@ -134,10 +134,15 @@ public sealed class LoraLayer : InjectedLayer
     /// W' = W + s B A and bias' = bias + s b_B; with DoRA W' = (m / ||W + s B A||) * (W + s B A) row by row. PEFT
     /// refuses lora_bias on a module without a bias (there is nothing to merge it into).
     /// </summary>
-    protected override void MergeInto(LinearLayer layer)
+    public override void CheckMergeable(LinearLayer layer)
     {
         if (BBias is not null && layer.Bias is null)
             throw new PeftOnnxException($"cannot merge LoRA with lora_bias = true into '{Path}': the base layer has no bias (PEFT refuses this merge too; export adds the bias instead)");
+    }
+
+    protected override void MergeInto(LinearLayer layer)
+    {
+        CheckMergeable(layer);
         using var delta = DeltaWeight();
         if (UsesDora)
         {
