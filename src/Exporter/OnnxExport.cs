@@ -141,10 +141,15 @@ public static class OnnxExport
             {
                 var targets = lora.FindTargets(architecture);
                 var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, targets));
-                if (options.Merge) result = MergeLora.Apply(lora, architecture, adapter, replaced);
+                if (options.Merge)
+                {
+                    var merge = MergeLora.Apply(lora, architecture, adapter, replaced);
+                    if (merge.AddedBiases.Count > 0) unmerged = new LoraBranches(merge.AddedBiases);
+                    result = merge;
+                }
                 else
                 {
-                    unmerged = new LoraBranches(LoraTarget.ReadAll(lora, architecture, adapter, replaced).Select(t => t.AsBranch()));
+                    unmerged = new LoraBranches(LoraTarget.ReadAll(lora, architecture, adapter, replaced).Select(t => t.AsBranch(replaced)));
                     result = replaced;
                 }
                 break;
@@ -170,7 +175,10 @@ public static class OnnxExport
     public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options)
     {
         if (!options.Merge) throw new ArgumentException("an unmerged LoRA export keeps graph branches: use the overload that returns them");
-        return ApplyAdapter(adapter, architecture, weights, options, out _);
+        var merged = ApplyAdapter(adapter, architecture, weights, options, out var terms);
+        if (terms != null)
+            throw new PeftOnnxException($"{adapter.Dir}: lora_bias on a module without a bias adds a bias term to the graph, which merged weights alone cannot hold (export the whole model instead)");
+        return merged;
     }
 
     /// <summary>Writes model + side files into a temporary folder beside <paramref name="outDir"/>, verifies, renames.</summary>

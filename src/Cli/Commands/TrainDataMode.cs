@@ -36,6 +36,9 @@ public static class TrainDataMode
                 PromptInitText = args.String("prompt-init-text"),
                 EncoderHiddenSize = args.Int("encoder-hidden-size", min: 1),
                 PrefixProjection = args.Flag("prefix-projection"),
+                UseDora = args.Flag("use-dora"),
+                LoraBias = args.Flag("lora-bias"),
+                ExcludeModules = args.String("exclude-modules")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             },
             OptimizerName = args.String("optimizer") ?? "adamw",
             Options = new FinetuneOptions

@@ -52,8 +52,19 @@ public static class AdapterFit
         if (missing.Count == 0 && unexpected.Count == 0) return;
         var parts = new List<string>();
         if (missing.Count > 0) parts.Add($"missing {List(missing.Select(t => $"'{t.Key}' {ExpectedTensor.Show(t.Shape)}").ToList())}");
-        if (unexpected.Count > 0) parts.Add($"unexpected {List(unexpected.Select(n => $"'{n}' {ExpectedTensor.Show(file[n].Shape)}").ToList())}");
+        if (unexpected.Count > 0) parts.Add($"unexpected {List(unexpected.Select(n => $"'{n}' {ExpectedTensor.Show(file[n].Shape)}").ToList())}{LoraKeyHint(config, unexpected)}");
         throw new PeftOnnxException($"{path}: the {config.PeftType} adapter does not fit {arch.ClassName} with this adapter_config.json: {string.Join("; ", parts)}");
+    }
+
+    /// <summary>Tensors that only a LoRA key set to true explains: name the key, which is what is wrong in such a folder.</summary>
+    private static string LoraKeyHint(AdapterConfig config, IReadOnlyList<string> unexpected)
+    {
+        if (config is not LoraConfig lora) return "";
+        if (!lora.UsesDora && unexpected.Any(n => n.EndsWith("." + AdapterFormat.LoraMagnitude, StringComparison.Ordinal)))
+            return $" (DoRA magnitudes, but adapter_config.json has {LoraNewerKeys.UseDora} = false)";
+        if (!lora.HasLoraBias && unexpected.Any(n => n.EndsWith($".{AdapterFormat.LoraB}.{AdapterFormat.LinearBias}", StringComparison.Ordinal)))
+            return $" (lora_B biases, but adapter_config.json has {LoraNewerKeys.LoraBias} = false)";
+        return "";
     }
 
     private static string List(IReadOnlyList<string> items) =>

@@ -33,6 +33,12 @@ public static class AdapterFormat
     /// <summary>LoRA's up projection B [out, r] below a wrapped module.</summary>
     public const string LoraB = "lora_B";
 
+    /// <summary>DoRA's per-output magnitude [out] below a wrapped module, saved without nn.Parameter's ".weight" leaf.</summary>
+    public const string LoraMagnitude = "lora_magnitude_vector";
+
+    /// <summary>The leaf of lora_B's bias (lora_bias = true).</summary>
+    public const string LinearBias = "bias";
+
     /// <summary>The leaf of LoRA's A and B (they are bias-free nn.Linear modules).</summary>
     public const string LinearWeight = "weight";
 
@@ -56,6 +62,12 @@ public static class AdapterFormat
 
     /// <summary>Saved name of LoRA's B of a module ("base_model.model.{module}.lora_B.weight").</summary>
     public static string LoraBKey(string modulePath) => ModuleKey(modulePath, $"{LoraB}.{LinearWeight}");
+
+    /// <summary>Saved name of DoRA's magnitude of a module ("base_model.model.{module}.lora_magnitude_vector").</summary>
+    public static string LoraMagnitudeKey(string modulePath) => ModuleKey(modulePath, LoraMagnitude);
+
+    /// <summary>Saved name of lora_B's bias of a module ("base_model.model.{module}.lora_B.bias").</summary>
+    public static string LoraBBiasKey(string modulePath) => ModuleKey(modulePath, $"{LoraB}.{LinearBias}");
 
     /// <summary>Saved name of IA3's vector of a module ("base_model.model.{module}.ia3_l").</summary>
     public static string Ia3Key(string modulePath) => ModuleKey(modulePath, Ia3Vector);

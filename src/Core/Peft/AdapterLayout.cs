@@ -25,11 +25,15 @@ public sealed record AdapterLayout(IReadOnlyList<ExpectedTensor> Required, IRead
         foreach (var t in placement.Targets)
         {
             var linear = t.Linear;
-            if (config is LoraConfig)
+            if (config is LoraConfig lora)
             {
                 var why = $"r = {t.Rank} on '{t.Path}'";
                 required.Add(new(AdapterFormat.LoraAKey(t.Path), [t.Rank, linear.InFeatures], ExpectedTensor.BaseNeeds, $"LoRA A, {why}"));
                 required.Add(new(AdapterFormat.LoraBKey(t.Path), [linear.OutFeatures, t.Rank], ExpectedTensor.BaseNeeds, $"LoRA B, {why}"));
+                if (lora.HasLoraBias)
+                    required.Add(new(AdapterFormat.LoraBBiasKey(t.Path), [linear.OutFeatures], ExpectedTensor.BaseNeeds, $"lora_B bias (lora_bias = true) of '{t.Path}', one per output"));
+                if (lora.UsesDora)
+                    required.Add(new(AdapterFormat.LoraMagnitudeKey(t.Path), [linear.OutFeatures], ExpectedTensor.BaseNeeds, $"DoRA magnitude (use_dora = true) of '{t.Path}', one per output"));
             }
             else
             {

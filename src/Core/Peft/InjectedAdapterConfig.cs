@@ -18,11 +18,25 @@ public abstract record InjectedAdapterConfig : AdapterConfig
     /// <summary>PEFT's per-family target_modules used when the config leaves it null.</summary>
     [JsonIgnore] protected abstract IReadOnlyDictionary<string, IReadOnlyList<string>> DefaultTargets { get; }
 
-    /// <summary>target_modules, or PEFT's default for the family when null (the tuner's _prepare_adapter_config).</summary>
-    public TargetModules TargetModulesFor(ModelConfig model) =>
-        TargetModules ?? (DefaultTargets.TryGetValue(model.ModelType, out var names)
+    /// <summary>PEFT's shorthand for every linear layer but the output head (matched case-insensitively, as PEFT does).</summary>
+    public const string AllLinear = "all-linear";
+
+    /// <summary>
+    /// target_modules, or PEFT's default for the family when null (the tuner's _prepare_adapter_config); "all-linear"
+    /// resolved as _maybe_include_all_linear_layers does: the full names of every linear layer except the output head.
+    /// </summary>
+    public TargetModules TargetModulesFor(Architecture arch)
+    {
+        var model = arch.Config;
+        if (TargetModules is { Pattern: { } p } && p.Equals(AllLinear, StringComparison.OrdinalIgnoreCase))
+        {
+            var head = arch.OutputHead.EndsWith(".weight", StringComparison.Ordinal) ? arch.OutputHead[..^".weight".Length] : arch.OutputHead;
+            return TargetModules.FromNames(arch.Linears.Select(l => l.Path).Where(path => path != head));
+        }
+        return TargetModules ?? (DefaultTargets.TryGetValue(model.ModelType, out var names)
             ? TargetModules.FromNames(names)
             : throw new PeftOnnxException($"{SourcePath}: target_modules is null and PEFT has no default for model_type '{model.ModelType}' (set target_modules)"));
+    }
 
     /// <summary>The linear modules the adapter wraps, in Architecture.Linears order.</summary>
     public IReadOnlyList<TargetMatch> FindTargets(Architecture arch) => Place(arch).Targets;
@@ -37,7 +51,7 @@ public abstract record InjectedAdapterConfig : AdapterConfig
     /// </summary>
     public AdapterPlacement Place(Architecture arch)
     {
-        var targets = TargetModulesFor(arch.Config);
+        var targets = TargetModulesFor(arch);
         var linears = arch.Linears.ToDictionary(l => l.Path);
         var saved = new List<string>();
         var adapted = new HashSet<string>();
@@ -99,7 +113,7 @@ public abstract record InjectedAdapterConfig : AdapterConfig
     public override InjectedAdapterConfig PreparedFor(Architecture arch)
     {
         var targets = FindTargets(arch);
-        return this with { TargetModules = TargetModulesFor(arch.Config), FanInFanOut = targets[^1].Linear.IsConv1D };
+        return this with { TargetModules = TargetModulesFor(arch), FanInFanOut = targets[^1].Linear.IsConv1D };
     }
 
     public override void Validate()

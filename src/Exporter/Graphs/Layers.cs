@@ -21,7 +21,7 @@ public static class Layers
         using var _ = g.Scope(ModulePath.ToScope(spec.Path));
         var w = g.Initializer(spec.WeightName, spec.IsConv1D ? weights.AsIs(spec.WeightName) : weights.Transposed(spec.WeightName));
         // an adapter left unmerged (--no-merge) adds its own term to the module's output: base(x) + branch(x)
-        var branch = lora?.Build(g, spec, x);
+        var branch = lora?.Build(g, spec, x, w);
         if (!spec.HasBias && branch == null) return g.MatMul(x, w, output: output);
         var y = g.MatMul(x, w);
         if (spec.HasBias)

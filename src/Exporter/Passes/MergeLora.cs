@@ -8,18 +8,48 @@ using Peft.Onnx.Exporter.Weights;
 
 namespace Peft.Onnx.Exporter.Passes;
 
-/// <summary>One LoRA target with its adapter matrices: A [r, in], B [out, r] (PEFT's nn.Linear layouts).</summary>
+/// <summary>
+/// One LoRA target with its adapter tensors: A [r, in], B [out, r] (PEFT's nn.Linear layouts), lora_B's bias [out]
+/// with lora_bias, DoRA's magnitude [out] with use_dora.
+/// </summary>
 public sealed record LoraTarget(TargetMatch Match, float[] A, float[] B)
 {
     public LinearSpec Linear => Match.Linear;
     public int Rank => Match.Rank;
 
-    /// <summary>This target kept unmerged, as a graph's side branch.</summary>
-    public LoraBranch AsBranch() => new(Linear.Path, Rank, A, B, Match.Scaling);
+    /// <summary>lora_B.bias (lora_bias = true), else null.</summary>
+    public float[]? BBias { get; init; }
+
+    /// <summary>lora_magnitude_vector (use_dora = true), else null.</summary>
+    public float[]? Magnitude { get; init; }
+
+    /// <summary>This target kept unmerged, as a graph's side branch; DoRA's factor is computed from the base weight in <paramref name="weights"/>.</summary>
+    public LoraBranch AsBranch(WeightSource weights) =>
+        new(Linear.Path, Rank, A, B, Match.Scaling) { Bias = BBias, MagnitudeScale = Magnitude is null ? null : DoraFactor(weights) };
+
+    /// <summary>
+    /// DoRA's m / ||W + scaling * B @ A|| for each output (get_weight_norm over in_features), W read from
+    /// <paramref name="weights"/> in its checkpoint layout (GPT-2's Conv1D [in, out] is transposed first, as PEFT does).
+    /// The norm is summed in double; PEFT's float32 norm differs from it by rounding only.
+    /// </summary>
+    public float[] DoraFactor(WeightSource weights)
+    {
+        int inF = checked((int)Linear.InFeatures), outF = checked((int)Linear.OutFeatures);
+        var w = weights.ReadFloat32(Linear.WeightName);
+        new LoraDelta(A, B, Rank, inF, outF, Match.Scaling, Linear.IsConv1D).AddTo(w, 0);
+        var squares = new double[outF];
+        for (long e = 0; e < w.LongLength; e++)
+        {
+            int output = Linear.IsConv1D ? (int)(e % outF) : (int)(e / inF);
+            squares[output] += (double)w[e] * w[e];
+        }
+        return Enumerable.Range(0, outF).Select(o => (float)(Magnitude![o] / Math.Sqrt(squares[o]))).ToArray();
+    }
 
     /// <summary>
     /// Reads and checks the LoRA tensors of every target of <paramref name="config"/> in <paramref name="arch"/>:
-    /// lora_A [r, in_features] and lora_B [out_features, r], r from rank_pattern or r.
+    /// lora_A [r, in_features] and lora_B [out_features, r], r from rank_pattern or r; lora_B.bias [out] with
+    /// lora_bias and lora_magnitude_vector [out] with use_dora.
     /// </summary>
     public static IReadOnlyList<LoraTarget> ReadAll(LoraConfig config, Architecture arch, AdapterWeights adapter, WeightSource weights)
     {
@@ -31,7 +61,11 @@ public sealed record LoraTarget(TargetMatch Match, float[] A, float[] B)
             var what = $"'{t.Path}' (in {t.Linear.InFeatures}, out {t.Linear.OutFeatures}, r {t.Rank})";
             var a = adapter.Read(AdapterFormat.LoraAKey(t.Path), [t.Rank, t.Linear.InFeatures], what);
             var b = adapter.Read(AdapterFormat.LoraBKey(t.Path), [t.Linear.OutFeatures, t.Rank], what);
-            result.Add(new LoraTarget(t, a, b));
+            result.Add(new LoraTarget(t, a, b)
+            {
+                BBias = config.HasLoraBias ? adapter.Read(AdapterFormat.LoraBBiasKey(t.Path), [t.Linear.OutFeatures], $"the lora_B bias (lora_bias = true) of {what}") : null,
+                Magnitude = config.UsesDora ? adapter.Read(AdapterFormat.LoraMagnitudeKey(t.Path), [t.Linear.OutFeatures], $"the DoRA magnitude (use_dora = true) of {what}") : null,
+            });
         }
         return result;
     }
@@ -41,13 +75,17 @@ public sealed record LoraTarget(TargetMatch Match, float[] A, float[] B)
 /// PEFT's LoRA merge (lora/layer.py Linear.merge, get_delta_weight): W' = W + scaling * (B @ A) for each target,
 /// scaling = lora_alpha / r (alpha / sqrt(r) with use_rslora), the delta transposed for GPT-2's Conv1D whose weight
 /// is stored [in, out] (fan_in_fan_out). Computed range by range as each weight streams to the data file
-/// (<see cref="LoraDelta"/>); the bias is unchanged.
+/// (<see cref="LoraDelta"/>). DoRA then scales each output of the sum by m / ||W + scaling * B @ A||; lora_bias adds
+/// scaling * lora_B.bias to the base bias, or, where the module has none, leaves it as a graph term
+/// (<see cref="AddedBiases"/>).
 /// </summary>
 public sealed class MergeLora : WeightPass
 {
     private readonly Dictionary<string, LoraTarget> _byWeight;
     private readonly Dictionary<string, LoraDelta> _deltas;
     private readonly Dictionary<string, LoraDelta> _transposedDeltas;
+    private readonly Dictionary<string, Lazy<float[]>> _doraFactors;
+    private readonly Dictionary<string, LoraTarget> _byBias;
 
     private MergeLora(WeightSource inner, IReadOnlyList<LoraTarget> targets) : base(inner)
     {
@@ -55,27 +93,50 @@ public sealed class MergeLora : WeightPass
         _deltas = targets.ToDictionary(t => t.Linear.WeightName, t => new LoraDelta(t.A, t.B, t.Rank, checked((int)t.Linear.InFeatures),
             checked((int)t.Linear.OutFeatures), t.Match.Scaling, t.Linear.IsConv1D), StringComparer.Ordinal);
         // an nn.Linear weight [out, in] is written transposed, [in, out]: Conv1D's layout, so the same delta in that layout
-        _transposedDeltas = targets.Where(t => !t.Linear.IsConv1D).ToDictionary(t => t.Linear.WeightName, t => new LoraDelta(t.A, t.B, t.Rank,
+        // (DoRA's merge scales the sum, so it is no plain addend)
+        _transposedDeltas = targets.Where(t => !t.Linear.IsConv1D && t.Magnitude is null).ToDictionary(t => t.Linear.WeightName, t => new LoraDelta(t.A, t.B, t.Rank,
             checked((int)t.Linear.InFeatures), checked((int)t.Linear.OutFeatures), t.Match.Scaling, conv1D: true), StringComparer.Ordinal);
+        _doraFactors = targets.Where(t => t.Magnitude is not null)
+            .ToDictionary(t => t.Linear.WeightName, t => new Lazy<float[]>(() => t.DoraFactor(inner)), StringComparer.Ordinal);
+        _byBias = targets.Where(t => t.BBias is not null && t.Linear.HasBias).ToDictionary(t => t.Linear.BiasName, StringComparer.Ordinal);
+        AddedBiases = targets.Where(t => t.BBias is not null && !t.Linear.HasBias)
+            .Select(t => LoraBranch.AddedBias(t.Linear.Path, t.BBias!, t.Match.Scaling)).ToList();
     }
 
     public IReadOnlyCollection<LoraTarget> Targets => _byWeight.Values;
+
+    /// <summary>lora_bias on modules without a bias: the scaled lora_B bias each must add in the graph (the merged weights hold the rest).</summary>
+    public IReadOnlyList<LoraBranch> AddedBiases { get; }
 
     /// <summary>Checks the adapter against the base and wraps <paramref name="weights"/> with the merge.</summary>
     public static MergeLora Apply(LoraConfig config, Architecture arch, AdapterWeights adapter, WeightSource weights) =>
         new(weights, LoraTarget.ReadAll(config, arch, adapter, weights));
 
-    protected override bool Changes(string name) => _byWeight.ContainsKey(name);
+    protected override bool Changes(string name) => _byWeight.ContainsKey(name) || _byBias.ContainsKey(name);
 
     protected override void ReadChanged(string name, long start, Span<float> destination)
     {
         Inner.Read(name, start, destination);
+        if (_byBias.TryGetValue(name, out var biased))
+        {
+            for (int i = 0; i < destination.Length; i++) destination[i] += (float)(biased.Match.Scaling * biased.BBias![start + i]);
+            return;
+        }
         _deltas[name].AddTo(destination, start);
+        if (!_doraFactors.TryGetValue(name, out var factors)) return;
+        var f = factors.Value;
+        var linear = _byWeight[name].Linear;
+        for (int i = 0; i < destination.Length; i++)
+        {
+            long e = start + i;
+            destination[i] *= f[linear.IsConv1D ? (int)(e % linear.OutFeatures) : (int)(e / linear.InFeatures)];
+        }
     }
 
     /// <summary>A merged nn.Linear weight read transposed: the weight below, transposed where it lies, plus the delta in [in, out] (same values as <see cref="ReadChanged"/> transposed).</summary>
     public override TransposedTerm? TransposedAddend(string name)
     {
+        if (_doraFactors.ContainsKey(name)) return null;
         if (!_transposedDeltas.TryGetValue(name, out var delta)) return base.TransposedAddend(name);
         return Inner.TransposedAddend(name) == null ? new TransposedTerm(Inner, delta) : null;
     }

@@ -101,7 +101,8 @@ public static class FinetuneJob
 
     private static bool HasMethodOptions(MethodOptions o) =>
         o.R is not null || o.LoraAlpha is not null || o.LoraDropout is not null || o.TargetModules is not null
-        || o.NumVirtualTokens is not null || o.PromptInitText is not null || o.EncoderHiddenSize is not null || o.PrefixProjection;
+        || o.NumVirtualTokens is not null || o.PromptInitText is not null || o.EncoderHiddenSize is not null || o.PrefixProjection
+        || o.UseDora || o.LoraBias || o.ExcludeModules is not null;
 
     /// <summary>What must not change between a run and its --resume (epochs included: the schedule depends on it).</summary>
     private static Dictionary<string, string> Settings(string baseDir, string data, string? validation, double? split, string text, string label,

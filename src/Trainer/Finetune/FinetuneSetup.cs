@@ -17,6 +17,9 @@ public sealed record MethodOptions
     public string? PromptInitText { get; init; }
     public int? EncoderHiddenSize { get; init; }
     public bool PrefixProjection { get; init; }
+    public bool UseDora { get; init; }
+    public bool LoraBias { get; init; }
+    public IReadOnlyList<string>? ExcludeModules { get; init; }
 }
 
 /// <summary>Builds what a run needs from files: the adapter config for --method, the splits, the tokenized examples.</summary>
@@ -36,7 +39,13 @@ public static class FinetuneSetup
     public static AdapterConfig ConfigFor(string method, MethodOptions o, TaskKind task, string baseDir, HfTokenizer tokenizer, ModelDimensions? dims = null)
     {
         var taskType = task == TaskKind.Seq2SeqLm ? AdapterConfig.Seq2SeqLm : AdapterConfig.CausalLm;
-        var targets = o.TargetModules is { Count: > 0 } t ? TargetModules.FromNames(t) : null;
+        // "all-linear" is PEFT's shorthand string, resolved when the adapter attaches; anything else is a list of names
+        var targets = o.TargetModules is [var only] && only.Equals(InjectedAdapterConfig.AllLinear, StringComparison.OrdinalIgnoreCase)
+            ? TargetModules.FromPattern(only)
+            : o.TargetModules is { Count: > 0 } t ? TargetModules.FromNames(t) : null;
+        Reject(method != "lora" && o.UseDora, "--use-dora");
+        Reject(method != "lora" && o.LoraBias, "--lora-bias");
+        Reject(method != "lora" && o.ExcludeModules is not null, "--exclude-modules");
         void Reject(bool given, string option)
         {
             if (given) throw new PeftOnnxException($"{option} does not apply to --method {method}");
@@ -61,10 +70,7 @@ public static class FinetuneSetup
         if (o.NumVirtualTokens is < 1) throw new PeftOnnxException($"--num-virtual-tokens {o.NumVirtualTokens} must be >= 1");
         AdapterConfig config = method switch
         {
-            "lora" => new LoraConfig
-            {
-                R = o.R ?? 8, LoraAlpha = o.LoraAlpha ?? 8, LoraDropout = o.LoraDropout ?? 0, TargetModules = targets, TaskType = taskType,
-            },
+            "lora" => Lora(o, targets, taskType),
             "ia3" => Ia3(o, targets, taskType),
             "prompt_tuning" => PromptTuning(o, taskType, baseDir, tokenizer),
             "p_tuning" => new PromptEncoderConfig
@@ -81,6 +87,16 @@ public static class FinetuneSetup
             _ => throw new PeftOnnxException($"--method '{method}' is not one of {string.Join(", ", Methods)}"),
         };
         return config with { BaseModelNameOrPath = Path.GetFullPath(baseDir), InferenceMode = false };
+    }
+
+    /// <summary>LoraConfig(...); the keys of newer PEFT are written only when their option is given, so a plain LoRA config stays as before.</summary>
+    private static LoraConfig Lora(MethodOptions o, TargetModules? targets, string taskType)
+    {
+        var config = new LoraConfig { R = o.R ?? 8, LoraAlpha = o.LoraAlpha ?? 8, LoraDropout = o.LoraDropout ?? 0, TargetModules = targets, TaskType = taskType };
+        if (o.UseDora) config = config with { UsesDora = true };
+        if (o.LoraBias) config = config with { HasLoraBias = true };
+        if (o.ExcludeModules is { Count: > 0 } excluded) config = config with { ExcludedModules = TargetModules.FromNames(excluded) };
+        return config;
     }
 
     private static AdapterConfig Ia3(MethodOptions o, TargetModules? targets, string taskType)

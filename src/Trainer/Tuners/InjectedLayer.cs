@@ -39,6 +39,9 @@ public abstract class InjectedLayer(TargetMatch target) : ILinearAdapter, IDispo
         Merged = false;
     }
 
+    /// <summary>Throws when the adapter cannot be folded into <paramref name="layer"/>; run for every layer before any merges.</summary>
+    public virtual void CheckMergeable(LinearLayer layer) { }
+
     protected abstract void MergeInto(LinearLayer layer);
     protected abstract void UnmergeFrom(LinearLayer layer);
 

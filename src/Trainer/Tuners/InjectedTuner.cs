@@ -198,6 +198,8 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
     public void Merge()
     {
         ThrowIfUnloaded();
+        // all or nothing: a layer that cannot merge leaves every layer unmerged
+        foreach (var layer in _layers) layer.CheckMergeable(Model.Linears[layer.Path]);
         foreach (var layer in _layers) layer.Merge(Model.Linears[layer.Path]);
     }
 

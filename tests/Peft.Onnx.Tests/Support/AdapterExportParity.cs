@@ -15,10 +15,15 @@ public static class AdapterExportParity
     /// Logits on the fixture batch vs reference.safetensors[<paramref name="logitsName"/>] (asserted within the
     /// logits tolerance) and one greedy generation of <paramref name="generatedLength"/> tokens in all.
     /// </summary>
-    public static (double MaxDiff, long[] Generated) Run(string arch, string method, string dir, string logitsName, int generatedLength)
+    public static (double MaxDiff, long[] Generated) Run(string arch, string method, string dir, string logitsName, int generatedLength) =>
+        RunCase(arch, Paths.Case(arch, method), dir, logitsName, generatedLength);
+
+    /// <summary>As <see cref="Run"/>, for a case folder of any fixture set over the same base models (tests/fixtures/peft-current).</summary>
+    public static (double MaxDiff, long[] Generated) RunCase(string arch, string caseDir, string dir, string logitsName, int generatedLength)
     {
+        var method = Path.GetFileName(caseDir.TrimEnd('/'));
         using var reference = new Reference(arch);
-        using var expected = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch, method), "reference.safetensors"));
+        using var expected = SafeTensorsFile.Open(Path.Combine(caseDir, "reference.safetensors"));
         var ids = reference.Inputs.ReadInt64("input_ids");
         var mask = reference.Inputs.ReadInt64("attention_mask");
         var labels = reference.Inputs.ReadInt64("labels");

@@ -7,11 +7,17 @@ public static class Paths
 
     public static string Fixtures => Path.Combine(RepoRoot, "tests", "fixtures");
     public static string Reference => Path.Combine(Fixtures, "peft-reference");
+    /// <summary>Cases written by PEFT 0.13.2 / 0.20.0 on the same base models and inputs as <see cref="Reference"/>.</summary>
+    public static string Current => Path.Combine(Fixtures, "peft-current");
+
     public static string DocConfigs => Path.Combine(Fixtures, "peft-doc-configs");
     public static string Models => Path.Combine(RepoRoot, "models");
 
     /// <summary>tests/fixtures/peft-reference/{arch}/{sub}.</summary>
     public static string Case(string arch, string sub = "") => Path.Combine(Reference, arch, sub);
+
+    /// <summary>tests/fixtures/peft-current/{arch}/{method}.</summary>
+    public static string CurrentCase(string arch, string method) => Path.Combine(Current, arch, method);
 
     public static readonly string[] Archs = ["bloom", "gpt2", "llama", "opt", "t5", "mt5"];
 

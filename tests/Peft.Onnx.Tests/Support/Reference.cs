@@ -24,8 +24,11 @@ public sealed class Reference : IDisposable
     public static long[][] Rows(JsonElement array) =>
         array.EnumerateArray().Select(r => r.EnumerateArray().Select(v => v.GetInt64()).ToArray()).ToArray();
 
-    public static JsonElement Meta(string arch, string method) =>
-        JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Paths.Case(arch, method), "meta.json"))).RootElement;
+    public static JsonElement Meta(string arch, string method) => MetaAt(Paths.Case(arch, method));
+
+    /// <summary>meta.json of the case folder <paramref name="caseDir"/>.</summary>
+    public static JsonElement MetaAt(string caseDir) =>
+        JsonDocument.Parse(File.ReadAllBytes(Path.Combine(caseDir, "meta.json"))).RootElement;
 
     public void Dispose() => Inputs.Dispose();
 }

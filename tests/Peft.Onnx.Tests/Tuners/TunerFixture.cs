@@ -16,12 +16,16 @@ namespace Peft.Onnx.Tests.Tuners;
 /// </summary>
 public sealed class TunerFixture : IDisposable
 {
-    public TunerFixture(string arch, string method)
+    public TunerFixture(string arch, string method) : this(arch, method, Paths.Case(arch, method)) { }
+
+    /// <summary>A case in another fixture set over the same base models and inputs (tests/fixtures/peft-current).</summary>
+    public TunerFixture(string arch, string method, string caseDir)
     {
         Arch = arch;
         Method = method;
+        CaseDir = caseDir;
         Inputs = new Reference(arch);
-        Meta = Reference.Meta(arch, method);
+        Meta = Reference.MetaAt(caseDir);
         Expected = SafeTensorsFile.Open(Path.Combine(CaseDir, "reference.safetensors"));
     }
 
@@ -31,7 +35,7 @@ public sealed class TunerFixture : IDisposable
     public JsonElement Meta { get; }
     public SafeTensorsFile Expected { get; }
 
-    public string CaseDir => Paths.Case(Arch, Method);
+    public string CaseDir { get; }
     public string BaseDir => Paths.Case(Arch, "base_model");
     public string AdapterDir => Path.Combine(CaseDir, "adapter");
     public string TrainedAdapterDir => Path.Combine(CaseDir, "adapter_trained");

@@ -6,8 +6,11 @@ using Peft.Onnx.Core.Configs;
 namespace Peft.Onnx.Core.Peft;
 
 /// <summary>
-/// PEFT 0.7.1's LoraConfig: W' = W + scaling * B @ A on each target, with scaling = lora_alpha / r
-/// (lora_alpha / sqrt(r) with use_rslora, a key PEFT added in 0.8).
+/// PEFT's LoraConfig: W' = W + scaling * B @ A on each target, with scaling = lora_alpha / r (lora_alpha / sqrt(r)
+/// with use_rslora). The keys of PEFT 0.7.1 are properties; the keys later versions (0.8 to 0.20) added live in
+/// <see cref="AdapterConfig.Extra"/>, so a file is written back exactly as read, with typed views of those this
+/// project implements (use_dora, lora_bias, exclude_modules); the others are refused when they would change the
+/// computation (<see cref="LoraNewerKeys"/>).
 /// </summary>
 public sealed record LoraConfig : InjectedAdapterConfig
 {
@@ -50,12 +53,34 @@ public sealed record LoraConfig : InjectedAdapterConfig
     /// <summary>Per-module lora_alpha, looked up with the same key as <see cref="RankPattern"/>.</summary>
     public Dictionary<string, double>? AlphaPattern { get; init; } = [];
 
+    /// <summary>Used by PEFT only on Megatron's parallel linear layers, which no family here has: no effect on these models.</summary>
     public JsonElement? MegatronConfig { get; init; }
     public string? MegatronCore { get; init; } = "megatron.core";
     public JsonElement? LoftqConfig { get; init; } = EmptyObject;
 
     /// <summary>Rank-stabilised scaling (PEFT 0.8+); absent from 0.7.1 files, so only written when set.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public bool? UseRslora { get; init; }
+
+    /// <summary>use_dora (PEFT 0.9+): weight-decomposed LoRA, a trained per-output magnitude over the normalised adapted weight.</summary>
+    [JsonIgnore] public bool UsesDora
+    {
+        get => LoraNewerKeys.Flag(Extra, LoraNewerKeys.UseDora);
+        init => Extra = LoraNewerKeys.With(Extra, LoraNewerKeys.UseDora, JsonSerializer.SerializeToElement(value));
+    }
+
+    /// <summary>lora_bias (PEFT 0.14+): lora_B carries a bias, scaled with the branch and merged into the base bias.</summary>
+    [JsonIgnore] public bool HasLoraBias
+    {
+        get => LoraNewerKeys.Flag(Extra, LoraNewerKeys.LoraBias);
+        init => Extra = LoraNewerKeys.With(Extra, LoraNewerKeys.LoraBias, JsonSerializer.SerializeToElement(value));
+    }
+
+    /// <summary>exclude_modules (PEFT 0.14+): modules never adapted, a regex (full match) or a list of names or dotted suffixes.</summary>
+    [JsonIgnore] public TargetModules? ExcludedModules
+    {
+        get => LoraNewerKeys.Modules(Extra, LoraNewerKeys.ExcludeModules, SourcePath);
+        init => Extra = LoraNewerKeys.With(Extra, LoraNewerKeys.ExcludeModules, JsonSerializer.SerializeToElement(value));
+    }
 
     protected override string MethodPeftType => Type;
     protected override IReadOnlyDictionary<string, IReadOnlyList<string>> DefaultTargets => DefaultTargetModules.Lora;
@@ -67,6 +92,8 @@ public sealed record LoraConfig : InjectedAdapterConfig
     /// </summary>
     protected override bool IsTarget(TargetModules targets, string moduleName)
     {
+        // check_target_module_exists tests exclude_modules first: an excluded module is never adapted
+        if (ExcludedModules is { } excluded && excluded.Matches(moduleName)) return false;
         if (!targets.Matches(moduleName)) return false;
         if (targets.IsPattern || LayersToTransform is null) return true;
         foreach (var pattern in LayersPattern?.Values ?? CommonLayersPattern)
@@ -79,7 +106,8 @@ public sealed record LoraConfig : InjectedAdapterConfig
     }
 
     protected override string LayerFilterDescription =>
-        LayersToTransform is null ? "" : $" with layers_to_transform {LayersToTransform}" + (LayersPattern is null ? "" : $" and layers_pattern {LayersPattern}");
+        (ExcludedModules is null ? "" : $" without exclude_modules {ExcludedModules}")
+        + (LayersToTransform is null ? "" : $" with layers_to_transform {LayersToTransform}" + (LayersPattern is null ? "" : $" and layers_pattern {LayersPattern}"));
 
     /// <summary>LoraModel._create_and_replace: r and alpha from the first matching pattern key.</summary>
     protected override TargetMatch Match(LinearSpec linear, ModelConfig model)
@@ -91,7 +119,10 @@ public sealed record LoraConfig : InjectedAdapterConfig
         return new TargetMatch(linear, rank, alpha, scaling, IsFeedforward: false);
     }
 
-    protected override long AddedParameters(TargetMatch match) => match.Rank * (match.Linear.InFeatures + match.Linear.OutFeatures);
+    /// <summary>A [r, in] and B [out, r], plus DoRA's magnitude [out] and lora_B's bias [out] when set.</summary>
+    protected override long AddedParameters(TargetMatch match) =>
+        match.Rank * (match.Linear.InFeatures + match.Linear.OutFeatures)
+        + (UsesDora ? match.Linear.OutFeatures : 0) + (HasLoraBias ? match.Linear.OutFeatures : 0);
 
     /// <summary>
     /// PEFT chains rank_pattern's keys then alpha_pattern's (file order) and takes the first with
@@ -120,6 +151,10 @@ public sealed record LoraConfig : InjectedAdapterConfig
         Require(InitLoraWeights is { IsKnown: true }, "init_lora_weights", InitLoraWeights?.Method, "true, false, \"gaussian\" or \"loftq\"");
         if (InitLoraWeights!.Method == "loftq")
             Require(LoftqConfig is { ValueKind: JsonValueKind.Object } l && l.EnumerateObject().Any(), "loftq_config", LoftqConfig?.GetRawText(), "a non-empty object when init_lora_weights is \"loftq\"");
+        LoraNewerKeys.Validate(this);
+        Require(!(UsesDora && HasLoraBias), "lora_bias", HasLoraBias, "false when use_dora is true (PEFT does not support lora_bias with DoRA)");
+        if (ExcludedModules?.Pattern is { } excludePattern && PythonRegex.Error(excludePattern) is { } excludeError)
+            throw new PeftOnnxException($"{SourcePath}: exclude_modules: {excludeError}");
         foreach (var (key, rank) in RankPattern ?? [])
             Require(rank > 0, $"rank_pattern[\"{key}\"]", rank, "a positive integer");
         foreach (var (key, alpha) in AlphaPattern ?? [])
@@ -127,7 +162,7 @@ public sealed record LoraConfig : InjectedAdapterConfig
             Require(double.IsFinite(alpha), $"alpha_pattern[\"{key}\"]", alpha, "a finite number");
             Require(Math.Abs(alpha) <= MaxAlpha, $"alpha_pattern[\"{key}\"]", alpha, $"a number of magnitude at most {Show(MaxAlpha)}");
         }
-        if (TargetModules is { IsPattern: true })
+        if (TargetModules is { Pattern: { } targetPattern } && !targetPattern.Equals(AllLinear, StringComparison.OrdinalIgnoreCase))
         {
             if (LayersToTransform is not null)
                 throw new PeftOnnxException($"{SourcePath}: layers_to_transform cannot be used when target_modules is a regular expression (a string)");

@@ -13,7 +13,7 @@ public sealed class LoraTuner : InjectedTuner<LoraLayer>
     private readonly IReadOnlyList<string> _trainableBiases;
 
     public LoraTuner(PretrainedModel model, LoraConfig config)
-        : base(model, config, target => new LoraLayer(target, config.InitLoraWeights, config.LoraDropout, () => model.Training, model.WordEmbeddings.device))
+        : base(model, config, target => new LoraLayer(target, config, model.Linears[target.Path], () => model.Training))
     {
         LoraConfig = (LoraConfig)Config;
         // _mark_only_adapters_as_trainable: bias = "all" unfreezes every parameter whose name contains "bias";
