@@ -15,10 +15,11 @@ public static class AdapterExportParity
     /// Logits on the fixture batch vs reference.safetensors[<paramref name="logitsName"/>] (asserted within the
     /// logits tolerance) and one greedy generation of <paramref name="generatedLength"/> tokens in all.
     /// </summary>
-    public static (double MaxDiff, long[] Generated) Run(string arch, string method, string dir, string logitsName, int generatedLength)
+    /// <param name="caseDir">The case's folder when it is not tests/fixtures/peft-reference/{arch}/{method}.</param>
+    public static (double MaxDiff, long[] Generated) Run(string arch, string method, string dir, string logitsName, int generatedLength, string? caseDir = null)
     {
         using var reference = new Reference(arch);
-        using var expected = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch, method), "reference.safetensors"));
+        using var expected = SafeTensorsFile.Open(Path.Combine(caseDir ?? Paths.Case(arch, method), "reference.safetensors"));
         var ids = reference.Inputs.ReadInt64("input_ids");
         var mask = reference.Inputs.ReadInt64("attention_mask");
         var labels = reference.Inputs.ReadInt64("labels");

@@ -10,6 +10,12 @@ public static class Paths
     public static string DocConfigs => Path.Combine(Fixtures, "peft-doc-configs");
     public static string Models => Path.Combine(RepoRoot, "models");
 
+    /// <summary>Cases written by current PEFT (0.13.2 / 0.20.0) on the same base models and inputs as <see cref="Reference"/>.</summary>
+    public static string Current => Path.Combine(Fixtures, "peft-current");
+
+    /// <summary>tests/fixtures/peft-current/{arch}/{sub}.</summary>
+    public static string CurrentCase(string arch, string sub = "") => Path.Combine(Current, arch, sub);
+
     /// <summary>tests/fixtures/peft-reference/{arch}/{sub}.</summary>
     public static string Case(string arch, string sub = "") => Path.Combine(Reference, arch, sub);
 

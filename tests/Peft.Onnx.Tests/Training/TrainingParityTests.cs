@@ -75,11 +75,25 @@ public class TrainingParityTests(ITestOutputHelper output)
     /// </summary>
     private const double NoisePerturbation = 1e-6;
 
-    [Theory, MemberData(nameof(Cases))]
-    public void Training_steps_match_peft(string arch, string method)
+    /// <summary>LoHa and LoKr cases of current PEFT (tests/fixtures/peft-current); PEFT refuses both on GPT-2's Conv1D.</summary>
+    public static TheoryData<string, string> LycorisCases()
     {
-        var caseDir = Paths.Case(arch, method);
-        var meta = Reference.Meta(arch, method);
+        var data = new TheoryData<string, string>();
+        foreach (var arch in Paths.Archs.Where(a => a != "gpt2"))
+            foreach (var method in new[] { "loha", "lokr" })
+                data.Add(arch, method);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Training_steps_match_peft(string arch, string method) => AssertTrainingMatchesPeft(arch, method, Paths.Case(arch, method));
+
+    [Theory, MemberData(nameof(LycorisCases))]
+    public void Lycoris_training_steps_match_peft(string arch, string method) => AssertTrainingMatchesPeft(arch, method, Paths.CurrentCase(arch, method));
+
+    private void AssertTrainingMatchesPeft(string arch, string method, string caseDir)
+    {
+        var meta = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(caseDir, "meta.json"))).RootElement;
         using var reference = SafeTensorsFile.Open(Path.Combine(caseDir, "reference.safetensors"));
         var batch = ForwardBatch.Read(Path.Combine(Paths.Case(arch), "inputs.safetensors"));
 

@@ -16,12 +16,14 @@ namespace Peft.Onnx.Tests.Tuners;
 /// </summary>
 public sealed class TunerFixture : IDisposable
 {
-    public TunerFixture(string arch, string method)
+    /// <param name="casesRoot">The folder holding {arch}/{method}: tests/fixtures/peft-reference unless given (<see cref="Paths.Current"/>).</param>
+    public TunerFixture(string arch, string method, string? casesRoot = null)
     {
         Arch = arch;
         Method = method;
+        CasesRoot = casesRoot ?? Paths.Reference;
         Inputs = new Reference(arch);
-        Meta = Reference.Meta(arch, method);
+        Meta = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(CaseDir, "meta.json"))).RootElement;
         Expected = SafeTensorsFile.Open(Path.Combine(CaseDir, "reference.safetensors"));
     }
 
@@ -31,7 +33,8 @@ public sealed class TunerFixture : IDisposable
     public JsonElement Meta { get; }
     public SafeTensorsFile Expected { get; }
 
-    public string CaseDir => Paths.Case(Arch, Method);
+    public string CasesRoot { get; }
+    public string CaseDir => Path.Combine(CasesRoot, Arch, Method);
     public string BaseDir => Paths.Case(Arch, "base_model");
     public string AdapterDir => Path.Combine(CaseDir, "adapter");
     public string TrainedAdapterDir => Path.Combine(CaseDir, "adapter_trained");

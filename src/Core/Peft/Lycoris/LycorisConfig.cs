@@ -44,7 +44,7 @@ public abstract record LycorisConfig : InjectedAdapterConfig
     public Dictionary<string, double>? AlphaPattern { get; init; } = [];
 
     /// <summary>LyCORIS configs have no fan_in_fan_out key: the flag stays internal (always false, Conv1D is refused).</summary>
-    [JsonIgnore] public new bool FanInFanOut => false;
+    [JsonIgnore] public override bool FanInFanOut { get; init; }
 
     protected override IReadOnlyDictionary<string, IReadOnlyList<string>> DefaultTargets => DefaultTargetModules.Lora;
 
