@@ -36,6 +36,9 @@ public static class TrainDataMode
                 PromptInitText = args.String("prompt-init-text"),
                 EncoderHiddenSize = args.Int("encoder-hidden-size", min: 1),
                 PrefixProjection = args.Flag("prefix-projection"),
+                Alpha = args.Double("alpha"),
+                DecomposeBoth = args.Flag("decompose-both"),
+                DecomposeFactor = args.Int("decompose-factor"),
             },
             OptimizerName = args.String("optimizer") ?? "adamw",
             Options = new FinetuneOptions
