@@ -33,10 +33,3 @@ public abstract class MergeDelta : WeightPass
         _byWeight[name].AddTo(destination, start);
     }
 }
-
-/// <summary>The weight change of one adapted module, [out, in] row-major, added to any range of the weight.</summary>
-public interface IDeltaWeight
-{
-    /// <summary>Adds delta elements [start, start + w.Length) to <paramref name="w"/>.</summary>
-    void AddTo(Span<float> w, long start);
-}

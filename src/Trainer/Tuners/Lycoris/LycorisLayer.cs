@@ -35,7 +35,7 @@ public abstract class LycorisLayer : InjectedLayer
             if (_config.ModuleDropout > 0) throw Refused("module_dropout", _config.ModuleDropout);
         }
         using var delta = DeltaWeight();
-        return layer.BaseForward(x).add(nn.functional.linear(x, delta));
+        return layer.BaseForward(x).Plus(nn.functional.linear(x, delta));
     }
 
     private PeftOnnxException Refused(string key, double value) =>
