@@ -161,6 +161,20 @@ public static class OnnxExport
                 result = MergeIa3.Apply(ia3, architecture, adapter, replaced);
                 break;
             }
+            case LoHaConfig loha:
+            {
+                RefuseUnmerged(adapter, options);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, loha.FindTargets(architecture)));
+                result = MergeLoHa.Apply(loha, architecture, adapter, replaced);
+                break;
+            }
+            case LoKrConfig lokr:
+            {
+                RefuseUnmerged(adapter, options);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, lokr.FindTargets(architecture)));
+                result = MergeLoKr.Apply(lokr, architecture, adapter, replaced);
+                break;
+            }
             case PromptLearningConfig:
                 // prompt tuning / p-tuning / prefix tuning are baked into the graphs (BakeSoftPrompt, BakePrefix): not here yet
                 throw new PeftOnnxException($"{adapter.Dir}: ONNX export of {adapter.Config.PeftType} adapters is not supported yet (LoRA and IA3 are)");
@@ -169,6 +183,13 @@ public static class OnnxExport
         }
         adapter.RefuseUnused();
         return result;
+    }
+
+    /// <summary>Methods whose export is always merged refuse --no-merge, naming the method.</summary>
+    private static void RefuseUnmerged(AdapterWeights adapter, ExportOptions options)
+    {
+        if (!options.Merge)
+            throw new PeftOnnxException($"{adapter.Dir}: --no-merge applies to LoRA adapters only (a {adapter.Config.PeftType} delta is always merged into its module's weights)");
     }
 
     /// <summary>The adapter merged into the base weights (<see cref="ExportOptions.Merge"/> must be true).</summary>

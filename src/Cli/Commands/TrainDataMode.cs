@@ -39,6 +39,9 @@ public static class TrainDataMode
                 UseDora = args.Flag("use-dora"),
                 LoraBias = args.Flag("lora-bias"),
                 ExcludeModules = args.String("exclude-modules")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                Alpha = args.Double("alpha"),
+                DecomposeBoth = args.Flag("decompose-both"),
+                DecomposeFactor = args.Int("decompose-factor"),
             },
             OptimizerName = args.String("optimizer") ?? "adamw",
             Options = new FinetuneOptions

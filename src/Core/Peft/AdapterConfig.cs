@@ -27,10 +27,13 @@ public abstract record AdapterConfig
         [PromptTuningConfig.Type] = typeof(PromptTuningConfig),
         [PromptEncoderConfig.Type] = typeof(PromptEncoderConfig),
         [PrefixTuningConfig.Type] = typeof(PrefixTuningConfig),
+        [LoHaConfig.Type] = typeof(LoHaConfig),
+        [LoKrConfig.Type] = typeof(LoKrConfig),
     }.ToFrozenDictionary();
 
     /// <summary>The peft_type values this project reads, in PEFT's spelling.</summary>
-    public static IReadOnlyList<string> KnownPeftTypes { get; } = [LoraConfig.Type, Ia3Config.Type, PromptTuningConfig.Type, PromptEncoderConfig.Type, PrefixTuningConfig.Type];
+    public static IReadOnlyList<string> KnownPeftTypes { get; } = [LoraConfig.Type, Ia3Config.Type, PromptTuningConfig.Type, PromptEncoderConfig.Type, PrefixTuningConfig.Type,
+        LoHaConfig.Type, LoKrConfig.Type];
 
     public string PeftType { get; init; } = "";
     public string? TaskType { get; init; }

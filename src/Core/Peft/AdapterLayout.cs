@@ -25,7 +25,8 @@ public sealed record AdapterLayout(IReadOnlyList<ExpectedTensor> Required, IRead
         foreach (var t in placement.Targets)
         {
             var linear = t.Linear;
-            if (config is LoraConfig lora)
+            if (config is LycorisConfig lycoris) required.AddRange(lycoris.ExpectedTensors(t));
+            else if (config is LoraConfig lora)
             {
                 var why = $"r = {t.Rank} on '{t.Path}'";
                 required.Add(new(AdapterFormat.LoraAKey(t.Path), [t.Rank, linear.InFeatures], ExpectedTensor.BaseNeeds, $"LoRA A, {why}"));

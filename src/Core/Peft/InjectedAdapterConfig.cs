@@ -12,7 +12,7 @@ namespace Peft.Onnx.Core.Peft;
 public abstract record InjectedAdapterConfig : AdapterConfig
 {
     public TargetModules? TargetModules { get; init; }
-    public bool FanInFanOut { get; init; }
+    public virtual bool FanInFanOut { get; init; }
     public IReadOnlyList<string>? ModulesToSave { get; init; }
 
     /// <summary>PEFT's per-family target_modules used when the config leaves it null.</summary>

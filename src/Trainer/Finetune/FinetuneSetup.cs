@@ -20,12 +20,21 @@ public sealed record MethodOptions
     public bool UseDora { get; init; }
     public bool LoraBias { get; init; }
     public IReadOnlyList<string>? ExcludeModules { get; init; }
+
+    /// <summary>LoHa / LoKr: the scale numerator (PEFT's alpha; the scale is alpha / r).</summary>
+    public double? Alpha { get; init; }
+
+    /// <summary>LoKr: also split w1 into a rank-r product.</summary>
+    public bool DecomposeBoth { get; init; }
+
+    /// <summary>LoKr: the largest factor of the Kronecker split (-1: the most balanced one).</summary>
+    public int? DecomposeFactor { get; init; }
 }
 
 /// <summary>Builds what a run needs from files: the adapter config for --method, the splits, the tokenized examples.</summary>
 public static class FinetuneSetup
 {
-    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning"];
+    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr"];
 
     /// <summary>Default number of virtual tokens of the prompt methods when neither --num-virtual-tokens nor an init text sets it.</summary>
     public const int DefaultVirtualTokens = 20;
@@ -67,11 +76,22 @@ public static class FinetuneSetup
         }
         Reject(method != "prompt_tuning" && o.PromptInitText is not null, "--prompt-init-text");
         Reject(method != "prefix_tuning" && o.PrefixProjection, "--prefix-projection");
+        Reject(method is not ("loha" or "lokr") && o.Alpha is not null, "--alpha");
+        Reject(method != "lokr" && o.DecomposeBoth, "--decompose-both");
+        Reject(method != "lokr" && o.DecomposeFactor is not null, "--decompose-factor");
+        Reject(method is "loha" or "lokr" && o.LoraAlpha is not null, "--lora-alpha (use --alpha)");
+        Reject(method is "loha" or "lokr" && o.LoraDropout is not null, "--lora-dropout");
         if (o.NumVirtualTokens is < 1) throw new PeftOnnxException($"--num-virtual-tokens {o.NumVirtualTokens} must be >= 1");
         AdapterConfig config = method switch
         {
             "lora" => Lora(o, targets, taskType),
             "ia3" => Ia3(o, targets, taskType),
+            "loha" => new LoHaConfig { R = o.R ?? 8, Alpha = o.Alpha ?? 8, TargetModules = targets, TaskType = taskType },
+            "lokr" => new LoKrConfig
+            {
+                R = o.R ?? 8, Alpha = o.Alpha ?? 8, DecomposeBoth = o.DecomposeBoth, DecomposeFactor = o.DecomposeFactor ?? -1,
+                TargetModules = targets, TaskType = taskType,
+            },
             "prompt_tuning" => PromptTuning(o, taskType, baseDir, tokenizer),
             "p_tuning" => new PromptEncoderConfig
             {

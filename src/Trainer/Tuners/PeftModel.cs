@@ -4,6 +4,8 @@ using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Tuners.Ia3;
+using Peft.Onnx.Trainer.Tuners.LoHa;
+using Peft.Onnx.Trainer.Tuners.LoKr;
 using Peft.Onnx.Trainer.Tuners.Lora;
 using Peft.Onnx.Trainer.Tuners.PrefixTuning;
 using Peft.Onnx.Trainer.Tuners.PromptTuning;
@@ -64,6 +66,8 @@ public sealed class PeftModel : IDisposable
     {
         LoraConfig c => new LoraTuner(baseModel, c),
         Ia3Config c => new Ia3Tuner(baseModel, c),
+        LoHaConfig c => new LoHaTuner(baseModel, c),
+        LoKrConfig c => new LoKrTuner(baseModel, c),
         PromptTuningConfig c => new PromptTuner(baseModel, c),
         PromptEncoderConfig c => new PromptEncoderTuner(baseModel, c),
         PrefixTuningConfig c => new PrefixTuner(baseModel, c),

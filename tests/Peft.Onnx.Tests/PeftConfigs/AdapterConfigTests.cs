@@ -134,7 +134,11 @@ public class AdapterConfigTests
         Assert.Equal("PROMPT_TUNING", new PromptTuningConfig().PeftType);
         Assert.Equal("P_TUNING", new PromptEncoderConfig().PeftType);
         Assert.Equal("PREFIX_TUNING", new PrefixTuningConfig().PeftType);
-        Assert.Equal(["LORA", "IA3", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"], AdapterConfig.KnownPeftTypes);
+        Assert.Equal(["LORA", "IA3", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"], AdapterConfig.KnownPeftTypes.Take(5));
+        Assert.Equal("LOHA", new LoHaConfig().PeftType);
+        Assert.Equal("LOKR", new LoKrConfig().PeftType);
+        Assert.Contains("LOHA", AdapterConfig.KnownPeftTypes);
+        Assert.Contains("LOKR", AdapterConfig.KnownPeftTypes);
     }
 
     [Fact]

@@ -13,11 +13,11 @@ public static class Paths
     public static string DocConfigs => Path.Combine(Fixtures, "peft-doc-configs");
     public static string Models => Path.Combine(RepoRoot, "models");
 
+    /// <summary>tests/fixtures/peft-current/{arch}/{sub}.</summary>
+    public static string CurrentCase(string arch, string sub = "") => Path.Combine(Current, arch, sub);
+
     /// <summary>tests/fixtures/peft-reference/{arch}/{sub}.</summary>
     public static string Case(string arch, string sub = "") => Path.Combine(Reference, arch, sub);
-
-    /// <summary>tests/fixtures/peft-current/{arch}/{method}.</summary>
-    public static string CurrentCase(string arch, string method) => Path.Combine(Current, arch, method);
 
     public static readonly string[] Archs = ["bloom", "gpt2", "llama", "opt", "t5", "mt5"];
 

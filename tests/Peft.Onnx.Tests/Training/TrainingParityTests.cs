@@ -75,8 +75,21 @@ public class TrainingParityTests(ITestOutputHelper output)
     /// </summary>
     private const double NoisePerturbation = 1e-6;
 
+    /// <summary>LoHa and LoKr cases of current PEFT (tests/fixtures/peft-current); PEFT refuses both on GPT-2's Conv1D.</summary>
+    public static TheoryData<string, string> LycorisCases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var arch in Paths.Archs.Where(a => a != "gpt2"))
+            foreach (var method in new[] { "loha", "lokr" })
+                data.Add(arch, method);
+        return data;
+    }
+
     [Theory, MemberData(nameof(Cases))]
     public void Training_steps_match_peft(string arch, string method) => AssertTrainingMatches(arch, method, Paths.Case(arch, method));
+
+    [Theory, MemberData(nameof(LycorisCases))]
+    public void Lycoris_training_steps_match_peft(string arch, string method) => AssertTrainingMatches(arch, method, Paths.CurrentCase(arch, method));
 
     /// <summary>3 SGD and 3 AdamW steps from the case's init.* values against its reference: losses, first gradients, end state, logits after.</summary>
     public void AssertTrainingMatches(string arch, string method, string caseDir)

@@ -1,0 +1,132 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter;
+using Peft.Onnx.Tests.Support;
+using Peft.Onnx.Trainer.Training;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Peft.Onnx.Tests.Exporter;
+
+/// <summary>
+/// LoHa and LoKr compiled to ONNX (always merged) against current PEFT's merge_and_unload (tests/fixtures/peft-current),
+/// and the adapters both the trainer and the exporter refuse, with the same one-line message, before anything is written.
+/// </summary>
+public class LycorisExportTests(ITestOutputHelper output)
+{
+    public static TheoryData<string, string> Cases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var arch in Paths.Archs.Where(a => a != "gpt2"))
+            foreach (var method in new[] { "loha", "lokr" })
+                data.Add(arch, method);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Merged_export_matches_peft_merge_and_unload(string arch, string method)
+    {
+        var caseDir = Paths.CurrentCase(arch, method);
+        var dir = TempExports.FreshPath();
+        try
+        {
+            OnnxExport.Export(Paths.Case(arch, "base_model"), Path.Combine(caseDir, "adapter"), dir, new ExportOptions());
+            var meta = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(caseDir, "meta.json"))).RootElement;
+            var expected = Reference.Rows(meta.GetProperty("generated_merged"))[0];
+            var (diff, generated) = AdapterExportParity.RunCase(arch, caseDir, dir, "logits_merged", expected.Length);
+            output.WriteLine($"{arch}/{method} merged: max |logit diff| vs logits_merged = {diff:g3}");
+            Assert.Equal(expected, generated);
+            Assert.Equal(Reference.Rows(meta.GetProperty("generated"))[0], generated);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    [Theory]
+    [InlineData("loha")]
+    [InlineData("lokr")]
+    public void No_merge_is_refused_naming_the_method(string method)
+    {
+        var dir = TempExports.FreshPath();
+        var ex = Assert.Throws<PeftOnnxException>(() =>
+            OnnxExport.Export(Paths.Case("opt", "base_model"), Paths.CurrentCase("opt", method + "/adapter"), dir, new ExportOptions { Merge = false }));
+        Assert.Contains($"--no-merge applies to LoRA adapters only (a {method.ToUpperInvariant()} delta is always merged", ex.Message);
+        TempExports.AssertNothingWritten(dir);
+    }
+
+    /// <summary>A copy of a current-PEFT fixture adapter with config keys replaced and one tensor reshaped.</summary>
+    private static string Changed(string arch, string method, IReadOnlyDictionary<string, JsonNode?> keys, (string Name, long[] Shape)? reshaped = null)
+    {
+        var source = Paths.CurrentCase(arch, Path.Combine(method, "adapter"));
+        var dir = Paths.TempDir("peft-onnx-bad-lycoris");
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, AdapterFormat.ConfigFile)))!.AsObject();
+        foreach (var (key, value) in keys) config[key] = value?.DeepClone();
+        File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), config.ToJsonString());
+        using var weights = SafeTensorsFile.Open(Path.Combine(source, AdapterFormat.WeightsFile));
+        TensorData Copy(string n)
+        {
+            if (reshaped is not { } r || r.Name != n) return TensorData.FromFloat32(n, weights[n].Shape, weights.ReadFloat32(n));
+            return TensorData.FromFloat32(n, r.Shape, new float[r.Shape.Aggregate(1L, (a, b) => a * b)]);
+        }
+        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), weights.Names.Select(Copy).ToList(), AdapterFormat.WeightsMetadata);
+        return dir;
+    }
+
+    public static TheoryData<string, string, string, string, string> BadAdapters() => new()
+    {
+        // arch, method, changed key or "reshape", value (JSON, or the reshaped tensor's new shape), expected part of the message
+        {
+            "bloom", "lokr", "reshape", "[16, 8]",
+            "tensor 'base_model.model.transformer.h.0.self_attention.query_key_value.lokr_w1' has shape [16, 8] but the base model needs [12, 8] (LoKr w1, kron(w1 [12, 8], w2 [16, 8]) must be the weight's [192, 64] of 'transformer.h.0.self_attention.query_key_value', r = 2)"
+        },
+        { "bloom", "lokr", "decompose_factor", "4", "tensor 'base_model.model.transformer.h.0.self_attention.query_key_value.lokr_w1' has shape [12, 8] but the base model needs [4, 4]" },
+        { "bloom", "loha", "r", "8", "tensor 'base_model.model.transformer.h.0.self_attention.query_key_value.hada_w1_a' has shape [192, 4] but the base model needs [192, 8]" },
+        { "bloom", "loha", "layers_to_transform", "[0]", "layers_to_transform = [0] is not supported for LOHA adapters" },
+        { "bloom", "lokr", "exclude_modules", "[\"dense\"]", "exclude_modules = [\"dense\"] is not supported for LOKR adapters" },
+        { "bloom", "loha", "rank_dropout", "1.5", "rank_dropout = 1.5 is invalid (expected a probability in [0, 1))" },
+        { "bloom", "lokr", "r", "0", "r = 0 is invalid (expected a positive integer)" },
+        { "bloom", "loha", "target_modules", "[\"c_attn\"]", "matches no module" },
+    };
+
+    [Theory, MemberData(nameof(BadAdapters))]
+    public void Trainer_and_exporter_refuse_the_same_adapter_with_the_same_message(string arch, string method, string key, string value, string expected)
+    {
+        var adapter = key == "reshape"
+            ? Changed(arch, method, new Dictionary<string, JsonNode?>(),
+                ("base_model.model.transformer.h.0.self_attention.query_key_value.lokr_w1", JsonSerializer.Deserialize<long[]>(value)!))
+            : Changed(arch, method, new Dictionary<string, JsonNode?> { [key] = JsonNode.Parse(value) });
+        var outDir = TempExports.FreshPath();
+        try
+        {
+            var trainer = Assert.Throws<PeftOnnxException>(() => PeftModelSource.FromAdapter(Paths.Case(arch, "base_model"), adapter, out _, inferenceMode: true).Dispose());
+            var exporter = Assert.Throws<PeftOnnxException>(() => OnnxExport.Export(Paths.Case(arch, "base_model"), adapter, outDir, new ExportOptions()));
+            Assert.Equal(exporter.Message, trainer.Message);
+            Assert.Contains(expected, trainer.Message);
+            Assert.Contains(adapter, trainer.Message);
+            Assert.DoesNotContain('\n', trainer.Message);
+            TempExports.AssertNothingWritten(outDir);
+        }
+        finally { Directory.Delete(adapter, true); }
+    }
+
+    [Theory]
+    [InlineData("LOHA", "LoHa")]
+    [InlineData("LOKR", "LoKr")]
+    public void Gpt2_conv1d_targets_are_refused_as_peft_refuses_them(string peftType, string name)
+    {
+        var dir = Paths.TempDir("peft-onnx-gpt2-lycoris");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), $$"""{"peft_type": "{{peftType}}", "r": 4, "alpha": 4, "task_type": "CAUSAL_LM"}""");
+            SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), [], AdapterFormat.WeightsMetadata);
+            var ex = Assert.Throws<PeftOnnxException>(() => PeftModelSource.FromAdapter(Paths.Case("gpt2", "base_model"), dir, out _, inferenceMode: true).Dispose());
+            Assert.Contains($"selects 'transformer.h.0.attn.c_attn', a transformers Conv1D layer, which PEFT's {name} does not support (only nn.Linear layers)", ex.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
