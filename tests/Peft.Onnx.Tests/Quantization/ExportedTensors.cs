@@ -8,8 +8,7 @@ public sealed class ExportedTensors
     public ExportedTensors(string modelPath)
     {
         Model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(modelPath));
-        var dataPath = modelPath + ".data";
-        var data = File.Exists(dataPath) ? File.ReadAllBytes(dataPath) : [];
+        var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         foreach (var t in Model.Graph.Initializer)
         {
             if (t.ExternalData.Count == 0) Bytes[t.Name] = t.RawData.ToByteArray();
@@ -17,6 +16,9 @@ public sealed class ExportedTensors
             {
                 int offset = int.Parse(t.ExternalData.Single(e => e.Key == "offset").Value);
                 int length = int.Parse(t.ExternalData.Single(e => e.Key == "length").Value);
+                var location = t.ExternalData.Single(e => e.Key == "location").Value;
+                if (!files.TryGetValue(location, out var data))
+                    files[location] = data = File.ReadAllBytes(Path.Combine(Path.GetDirectoryName(modelPath)!, location));
                 Bytes[t.Name] = data.AsSpan(offset, length).ToArray();
             }
             Dims[t.Name] = t.Dims.ToArray();
