@@ -71,6 +71,14 @@ public sealed class ExportCommand : ICommand
                 ["files"] = files,
                 ["bytes"] = bytes,
                 ["dtype"] = dtype,
+                ["quantize"] = quantize == null ? null : new Dictionary<string, object>
+                {
+                    ["bits"] = quantize.Format.Bits,
+                    ["block_size"] = quantize.Format.BlockSize,
+                    ["symmetric"] = quantize.Format.Symmetric,
+                    ["accuracy_level"] = quantize.AccuracyLevel,
+                    ["head_float"] = quantize.KeepHeadFloat,
+                },
                 ["merged"] = adapterDir is not null && !noMerge,
                 ["adapter"] = adapterDir,
                 ["checked_with_ort"] = true,
@@ -83,7 +91,7 @@ public sealed class ExportCommand : ICommand
         }
         else
         {
-            Console.WriteLine($"exported {string.Join(" + ", result.Models.Select(m => Path.GetFileName(m.ModelPath)))} ({bytes / 1048576.0:F1} MB, {dtype}{(adapterDir is null ? "" : noMerge ? ", adapter unmerged" : ", adapter merged")}) to {result.OutDir}, checked with ONNX Runtime");
+            Console.WriteLine($"exported {string.Join(" + ", result.Models.Select(m => Path.GetFileName(m.ModelPath)))} ({bytes / 1048576.0:F1} MB, {dtype}{(quantize == null ? "" : $" with int{quantize.Format.Bits} weights")}{(adapterDir is null ? "" : noMerge ? ", adapter unmerged" : ", adapter merged")}) to {result.OutDir}, checked with ONNX Runtime");
         }
         Console.Error.WriteLine($"export: {seconds:F2} s ({phases.CpuSeconds:F2} s CPU), peak RSS {peak / 1048576.0:F1} MB; "
             + string.Join(", ", phases.Figures.Select(f => $"{f["phase"]} {f["seconds"]} s, peak {f["peak_rss_mb"]} MB")));
