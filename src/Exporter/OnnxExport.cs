@@ -6,6 +6,7 @@ using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Onnx;
 using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Exporter.Quantization;
 using Peft.Onnx.Exporter.Weights;
 
 namespace Peft.Onnx.Exporter;
@@ -27,6 +28,12 @@ public sealed record ExportOptions
 
     /// <summary>fp32 (default) or fp16 weights and compute (<see cref="ConvertFp16"/>).</summary>
     public ExportDType DType { get; init; } = ExportDType.Fp32;
+
+    /// <summary>
+    /// Quantize the linear layers' weights (the adapted float32 weights, adapters merged first unless <see cref="Merge"/>
+    /// is false, when the LoRA branches stay float32) into MatMulNBits; null (default) keeps them float.
+    /// </summary>
+    public WeightQuantization? Quantize { get; init; }
 
     /// <summary>Replace a non-empty output folder (only once the new export has been written and checked).</summary>
     public bool Overwrite { get; init; }
@@ -101,14 +108,19 @@ public static class OnnxExport
         var checkpoint = new CheckpointWeights(tensors);
         checkpoint.Validate(architecture, modelDir);
         WeightSource weights = checkpoint;
+        if (options.Quantize != null && options.DType == ExportDType.Fp16)
+            throw new PeftOnnxException("--quantize writes int8/int4 weights with float32 activations: --dtype fp16 with --quantize is not supported on the CPU (use --dtype fp32, the default)");
         using var adapter = adapterDir == null ? null : AdapterWeights.Open(adapterDir, architecture);
         // prompt tuning / p-tuning / prefix tuning change the graph, not the weights: baked as constants (BakeSoftPrompt, BakePrefix)
+        // baked prompts and prefixes run the model they are baked into: quantized when the export is
         if (adapter?.Config is PromptLearningConfig)
-            return PromptAdapter.Export(config, weights, modelDir, PromptAdapter.Load(adapter.Dir, config), outDir, options,
+            return PromptAdapter.Export(config, Quantized(weights, architecture, options), modelDir, PromptAdapter.Load(adapter.Dir, config), outDir, options,
                 options.WriteGenAiConfig ? new Dictionary<string, string> { [GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson() } : null);
         LoraBranches? unmerged = null;
         if (adapter != null) weights = ApplyAdapter(adapter, architecture, weights, options, out unmerged);
         else if (!options.Merge) throw new PeftOnnxException("--no-merge needs an adapter (it keeps the adapter's LoRA branches beside the base weights)");
+
+        weights = Quantized(weights, architecture, options);
 
         var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
@@ -191,6 +203,9 @@ public static class OnnxExport
         if (!options.Merge)
             throw new PeftOnnxException($"{adapter.Dir}: --no-merge applies to LoRA adapters only (a {adapter.Config.PeftType} delta is always merged into its module's weights)");
     }
+    /// <summary>The weights as the graphs should read them: wrapped with the quantization decision when the export quantizes.</summary>
+    private static WeightSource Quantized(WeightSource weights, Core.Architectures.Architecture architecture, ExportOptions options) =>
+        options.Quantize == null ? weights : new QuantizingWeights(weights, options.Quantize, architecture.OutputHead);
 
     /// <summary>The adapter merged into the base weights (<see cref="ExportOptions.Merge"/> must be true).</summary>
     public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options)

@@ -84,6 +84,8 @@ public static class CompareRunner
         if (onnx.Length != torch.Logits.Length)
             throw new PeftOnnxException($"the export returned {onnx.Length} logits, the adapted model {torch.Logits.Length} ([{string.Join(", ", torch.LogitsShape)}])");
         var stats = LogitStats.Compute(torch.Logits, onnx, torch.LogitsShape, seq2seq ? null : batch.AttentionMask);
+        var distribution = DistributionStats.Compute(torch.Logits, onnx, torch.LogitsShape, seq2seq ? null : batch.AttentionMask, batch.Labels, shifted: !seq2seq);
+        bool quantized = QuantizedExport.Detect(r.OnnxDir);
         double tolerance = r.Tolerance ?? 1e-4 * Math.Max(1, stats.Std);
 
         // 2. greedy generations, one row at a time.
@@ -123,7 +125,12 @@ public static class CompareRunner
         return new CompareReport(peft.Config.PeftType, source, (int)batch.Shape[0], stats.Positions, stats.MaxAbs, stats.MeanAbs, stats.Std,
             tolerance, stats.Top1Agreement, generated, equal, r.MaxNewTokens,
             labelled > 0 ? (double)torchCorrect / labelled : null, labelled > 0 ? (double)onnxCorrect / labelled : null,
-            torchSamples, onnxSamples, torchSeconds, onnxSeconds, stats.Differences);
+            torchSamples, onnxSamples, torchSeconds, onnxSeconds, stats.Differences)
+        {
+            Quantized = quantized,
+            ToleranceApplies = !quantized || r.Tolerance != null,
+            Distribution = distribution,
+        };
     }
 
     /// <summary>Each row's real tokens (attention_mask == 1), the prompt of its greedy run.</summary>

@@ -7,7 +7,8 @@ namespace Peft.Onnx.Cli.Commands;
 /// <summary>
 /// `compare`: the adapted model (TorchSharp, unmerged) against its compiled ONNX folder on the same inputs: max and
 /// mean absolute logit difference on real tokens, top-1 agreement, exact agreement of greedy generations and, with a
-/// labelled data set, each side's accuracy. Exit 1 when the max difference is beyond --tolerance.
+/// labelled data set, each side's accuracy, and the KL divergence and each side's perplexity on the labels. Exit 1 when the
+/// max difference is beyond --tolerance (a quantized export: only when --tolerance is given).
 /// </summary>
 public sealed class CompareCommand : ICommand
 {
@@ -73,6 +74,11 @@ public sealed class CompareCommand : ICommand
                 ["tolerance"] = report.Tolerance,
                 ["passed"] = report.Passed,
                 ["top1_agreement"] = report.Top1Agreement,
+                ["kl_divergence"] = report.Distribution?.KlDivergence,
+                ["torch_perplexity"] = report.Distribution?.AdaptedPerplexity,
+                ["onnx_perplexity"] = report.Distribution?.ExportPerplexity,
+                ["quantized"] = report.Quantized,
+                ["tolerance_applied"] = report.ToleranceApplies,
                 ["generations"] = report.Generations,
                 ["generations_equal"] = report.GenerationsEqual,
                 ["generation_agreement"] = report.GenerationAgreement,
@@ -92,6 +98,12 @@ public sealed class CompareCommand : ICommand
             Console.WriteLine($"  max |diff|        {report.MaxAbsDiff:E3}   (tolerance {report.Tolerance:E3}: {(report.Passed ? "ok" : "BEYOND")})");
             Console.WriteLine($"  mean |diff|       {report.MeanAbsDiff:E3}");
             Console.WriteLine($"  top-1 agreement   {report.Top1Agreement:P2}");
+            if (report.Distribution is { } d)
+            {
+                Console.WriteLine($"  KL divergence     {d.KlDivergence:E3}");
+                if (d.AdaptedPerplexity is { } tp) Console.WriteLine($"  perplexity        torch {tp:F4}, onnx {d.ExportPerplexity:F4}");
+            }
+            if (report.Quantized && !report.ToleranceApplies) Console.WriteLine("  quantized export: no pass/fail without --tolerance");
             Console.WriteLine($"  greedy agreement  {report.GenerationsEqual}/{report.Generations} ({report.MaxNewTokens} new tokens)");
             if (report.TorchAccuracy is { } ta) Console.WriteLine($"  accuracy          torch {ta:P1}, onnx {report.OnnxAccuracy:P1}");
             if (plot != null) Console.WriteLine($"  histogram         {plot}");

@@ -1,8 +1,10 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Text.Json;
 using Peft.Onnx.Bench;
 using Peft.Onnx.Core;
 using Peft.Onnx.Exporter;
+using Peft.Onnx.Exporter.Quantization;
 
 namespace Peft.Onnx.Cli.Commands;
 
@@ -23,6 +25,11 @@ public sealed class ExportCommand : ICommand
         VerbOption.Value("out", "DIR", "the folder to write (must be empty or absent unless --force)"),
         VerbOption.Flag("no-merge", "keep a LoRA adapter's A/B as a side branch instead of merging it into the weights"),
         VerbOption.Value("dtype", "fp32|fp16", "the weights' type in the export", "fp32"),
+        VerbOption.Value("quantize", "int8|int4", "quantize every linear layer's weights (the output head too) into MatMulNBits; norms and embeddings stay float32"),
+        VerbOption.Value("block-size", "N", "with --quantize: inputs per scale, a power of two of at least 16", QuantizationFormat.DefaultBlockSize.ToString(CultureInfo.InvariantCulture)),
+        VerbOption.Flag("asymmetric", "with --quantize: a zero point per block (default symmetric)"),
+        VerbOption.Value("accuracy-level", "0..4", "with --quantize: MatMulNBits compute precision (4: int8 activations, fastest on the CPU)", WeightQuantization.DefaultAccuracyLevel.ToString(CultureInfo.InvariantCulture)),
+        VerbOption.Flag("keep-head-float", "with --quantize: leave the output head in float32"),
         VerbOption.Flag("force", "replace a non-empty --out"),
         SharedOptions.Json,
     ];
@@ -34,6 +41,7 @@ public sealed class ExportCommand : ICommand
         var outDir = args.Required("out", "the folder to write the ONNX export to");
         var noMerge = args.Flag("no-merge");
         var dtype = args.Choice("dtype", "fp32", "fp32", "fp16");
+        var quantize = Quantization(args);
         var force = args.Flag("force");
         var json = args.Flag("json");
         args.EnsureAllUsed();
@@ -44,6 +52,7 @@ public sealed class ExportCommand : ICommand
             Merge = !noMerge,
             DType = dtype == "fp16" ? ExportDType.Fp16 : ExportDType.Fp32,
             Overwrite = force,
+            Quantize = quantize,
         };
         var clock = Stopwatch.StartNew();
         var phases = new ExportPhases(clock);
@@ -62,6 +71,14 @@ public sealed class ExportCommand : ICommand
                 ["files"] = files,
                 ["bytes"] = bytes,
                 ["dtype"] = dtype,
+                ["quantize"] = quantize == null ? null : new Dictionary<string, object>
+                {
+                    ["bits"] = quantize.Format.Bits,
+                    ["block_size"] = quantize.Format.BlockSize,
+                    ["symmetric"] = quantize.Format.Symmetric,
+                    ["accuracy_level"] = quantize.AccuracyLevel,
+                    ["head_float"] = quantize.KeepHeadFloat,
+                },
                 ["merged"] = adapterDir is not null && !noMerge,
                 ["adapter"] = adapterDir,
                 ["checked_with_ort"] = true,
@@ -74,10 +91,41 @@ public sealed class ExportCommand : ICommand
         }
         else
         {
-            Console.WriteLine($"exported {string.Join(" + ", result.Models.Select(m => Path.GetFileName(m.ModelPath)))} ({bytes / 1048576.0:F1} MB, {dtype}{(adapterDir is null ? "" : noMerge ? ", adapter unmerged" : ", adapter merged")}) to {result.OutDir}, checked with ONNX Runtime");
+            Console.WriteLine($"exported {string.Join(" + ", result.Models.Select(m => Path.GetFileName(m.ModelPath)))} ({bytes / 1048576.0:F1} MB, {dtype}{(quantize == null ? "" : $" with int{quantize.Format.Bits} weights")}{(adapterDir is null ? "" : noMerge ? ", adapter unmerged" : ", adapter merged")}) to {result.OutDir}, checked with ONNX Runtime");
         }
         Console.Error.WriteLine($"export: {seconds:F2} s ({phases.CpuSeconds:F2} s CPU), peak RSS {peak / 1048576.0:F1} MB; "
             + string.Join(", ", phases.Figures.Select(f => $"{f["phase"]} {f["seconds"]} s, peak {f["peak_rss_mb"]} MB")));
         return 0;
+    }
+
+    /// <summary>--quantize and its settings; the settings without --quantize are refused rather than ignored.</summary>
+    private static WeightQuantization? Quantization(ArgReader args)
+    {
+        var bits = args.String("quantize");
+        var blockSize = args.Int("block-size");
+        var asymmetric = args.Flag("asymmetric");
+        var accuracyLevel = args.Int("accuracy-level");
+        var keepHeadFloat = args.Flag("keep-head-float");
+        if (bits == null)
+        {
+            var stray = new[] { "block-size", "asymmetric", "accuracy-level", "keep-head-float" }.FirstOrDefault(args.Given);
+            if (stray != null) throw new PeftOnnxException($"export: --{stray} needs --quantize int8|int4");
+            return null;
+        }
+        int b = bits switch
+        {
+            "int8" => 8,
+            "int4" => 4,
+            _ => throw new PeftOnnxException($"export: --quantize '{bits}' is not supported (expected int8 or int4)"),
+        };
+        var format = new QuantizationFormat(b, blockSize ?? QuantizationFormat.DefaultBlockSize, !asymmetric);
+        try
+        {
+            return new WeightQuantization(format, accuracyLevel ?? WeightQuantization.DefaultAccuracyLevel, keepHeadFloat).Validated();
+        }
+        catch (PeftOnnxException ex)
+        {
+            throw new PeftOnnxException($"export: {ex.Message}");
+        }
     }
 }

@@ -80,7 +80,7 @@ public sealed class BloomGraph
             using var _ = g.Scope("/lm_head");
             var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer("transformer.word_embeddings.weight", _weights.AsIs("transformer.word_embeddings.weight"));
-            Layers.TiedHead(g, "/lm_head", "transformer.word_embeddings.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmContract.Logits);
+            Layers.TiedHead(g, _weights, "/lm_head", "transformer.word_embeddings.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmContract.Logits);
         }
         else
         {

@@ -77,7 +77,7 @@ public sealed class Gpt2Graph
             using var _ = g.Scope("/lm_head");
             var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer("transformer.wte.weight", _weights.AsIs("transformer.wte.weight"));
-            Layers.TiedHead(g, "/lm_head", "transformer.wte.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmContract.Logits);
+            Layers.TiedHead(g, _weights, "/lm_head", "transformer.wte.weight", hidden, _hidden, _config.VocabSize, batchSeq, CausalLmContract.Logits);
         }
         else
         {

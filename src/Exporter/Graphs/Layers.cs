@@ -1,6 +1,7 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Exporter.Onnx;
+using Peft.Onnx.Exporter.Quantization;
 using Peft.Onnx.Exporter.Weights;
 
 namespace Peft.Onnx.Exporter.Graphs;
@@ -14,16 +15,24 @@ public static class Layers
     /// <summary>
     /// nn.Linear (or transformers' Conv1D) as MatMul + Add. The weight initializer is stored [in, out]
     /// (nn.Linear's [out, in] transposed at export; Conv1D is already [in, out]) under the HF weight name, plus the
-    /// module's unmerged LoRA branch where <paramref name="lora"/> has one.
+    /// module's unmerged LoRA branch where <paramref name="lora"/> has one. Weights that a quantized export quantizes
+    /// (<see cref="QuantizingWeights"/>) become a MatMulNBits instead (<see cref="QuantizedMatMul"/>); the bias and
+    /// the branch stay float32.
     /// </summary>
     public static string Linear(GraphBuilder g, WeightSource weights, LoraBranches? lora, LinearSpec spec, string x, string? output = null)
     {
         using var _ = g.Scope(ModulePath.ToScope(spec.Path));
-        var w = g.Initializer(spec.WeightName, spec.IsConv1D ? weights.AsIs(spec.WeightName) : weights.Transposed(spec.WeightName));
+        var quantizing = weights as QuantizingWeights;
+        // the weight's initializers first (the data file's order), then the branch's
+        var quantized = quantizing?.Quantizes(spec.WeightName) == true
+            ? QuantizedMatMul.AddWeight(g, QuantizedMatMul.ForLinear(quantizing, spec), spec.WeightName)
+            : null;
+        var w = quantized == null ? g.Initializer(spec.WeightName, spec.IsConv1D ? weights.AsIs(spec.WeightName) : weights.Transposed(spec.WeightName)) : null;
+        string MatMul(string? name) => quantized == null ? g.MatMul(x, w!, output: name) : QuantizedMatMul.Apply(g, quantized, quantizing!.Quantization.AccuracyLevel, x, name);
         // an adapter left unmerged (--no-merge) adds its own term to the module's output: base(x) + branch(x)
-        var branch = lora?.Build(g, spec, x, w);
-        if (!spec.HasBias && branch == null) return g.MatMul(x, w, output: output);
-        var y = g.MatMul(x, w);
+        if (!spec.HasBias && lora?.Targets(spec.Path) != true) return MatMul(output);
+        var y = MatMul(null);
+        var branch = lora?.Build(g, spec, x, y);
         if (spec.HasBias)
         {
             var b = g.Initializer(spec.BiasName, weights.AsIs(spec.BiasName));
@@ -80,11 +89,18 @@ public static class Layers
     /// <summary>
     /// Output head tied to an embedding table [vocab, hidden] that is already an initializer: logits =
     /// hidden @ table^T as Gemm(transB) over [batch*seq, hidden], so the table is stored once.
-    /// <paramref name="batchSeqShape"/> is the 1-D int64 [batch, seq] to restore.
+    /// <paramref name="batchSeqShape"/> is the 1-D int64 [batch, seq] to restore. A quantized export
+    /// (<see cref="QuantizingWeights"/>) gives the head its own quantized copy of the table, a MatMulNBits over hidden,
+    /// while the embedding lookup keeps the float32 table.
     /// </summary>
-    public static string TiedHead(GraphBuilder g, string scope, string table, string hidden, long hiddenSize, long vocabSize, string batchSeqShape, string output)
+    public static string TiedHead(GraphBuilder g, WeightSource weights, string scope, string table, string hidden, long hiddenSize, long vocabSize, string batchSeqShape, string output)
     {
         using var _ = g.Scope(scope);
+        if (weights is QuantizingWeights q && q.Quantizes(q.HeadWeight))
+        {
+            var copy = new QuantizedMatrix(weights.AsIs(table).Values!, vocabSize, hiddenSize, q.Quantization.Format);
+            return QuantizedMatMul.Apply(g, QuantizedMatMul.AddWeight(g, copy, q.HeadWeight), q.Quantization.AccuracyLevel, hidden, output);
+        }
         var flat = g.Reshape(hidden, [-1, hiddenSize]);
         var logits = g.Gemm(flat, table, transB: true);
         var shape = g.Concat(0, [batchSeqShape, g.Ints(vocabSize)]);

@@ -80,7 +80,7 @@ public sealed class LlamaGraph
             using var _ = g.Scope("/lm_head");
             var batchSeq = g.Shape(hidden, 0, 2);
             if (_options.TakeInputsEmbeds) g.Initializer(_arch.WordEmbeddings, _weights.AsIs(_arch.WordEmbeddings));
-            Layers.TiedHead(g, "/lm_head", _arch.WordEmbeddings, hidden, _hidden, _config.VocabSize, batchSeq, CausalLmContract.Logits);
+            Layers.TiedHead(g, _weights, "/lm_head", _arch.WordEmbeddings, hidden, _hidden, _config.VocabSize, batchSeq, CausalLmContract.Logits);
         }
         else
         {

@@ -32,11 +32,14 @@ public sealed class LoraBranches
 
     /// <summary>
     /// The branch added to the output of the linear module <paramref name="spec"/> for input <paramref name="x"/>,
-    /// null when the adapter does not target it. <paramref name="weight"/> is the module's weight initializer
-    /// ([in, out]), which DoRA's branch multiplies again (ORT's common-subexpression pass shares the product with
-    /// the base's). Nodes go into the builder's current scope (the module's).
+    /// null when the adapter does not target it. <paramref name="baseProduct"/> is the module's x @ W (bias not
+    /// added, float or quantized), which DoRA's constant per-output factor rescales. Nodes go into the builder's
+    /// current scope (the module's).
     /// </summary>
-    internal string? Build(GraphBuilder g, LinearSpec spec, string x, string weight)
+    /// <summary>True when the adapter has a branch on the module at <paramref name="path"/>.</summary>
+    internal bool Targets(string path) => _byPath.ContainsKey(path);
+
+    internal string? Build(GraphBuilder g, LinearSpec spec, string x, string baseProduct)
     {
         if (!_byPath.TryGetValue(spec.Path, out var t)) return null;
         long r = t.Rank, inF = spec.InFeatures, outF = spec.OutFeatures;
@@ -54,8 +57,7 @@ public sealed class LoraBranches
         var lora = g.Mul(up, s, name: "lora_scaling/Mul");
         if (t.MagnitudeScale is null) return lora;
         var f = g.Initializer(MagnitudeScaleName(spec.Path), InitializerData.FromFloats(t.MagnitudeScale, outF));
-        var baseTerm = g.MatMul(x, weight, name: "dora/base/MatMul");
-        var scaledBase = g.Mul(baseTerm, g.Sub(f, g.Constant(1f), name: "dora/Sub"), name: "dora/base/Mul");
+        var scaledBase = g.Mul(baseProduct, g.Sub(f, g.Constant(1f), name: "dora/Sub"), name: "dora/base/Mul");
         return g.Add(scaledBase, g.Mul(lora, f, name: "dora/lora/Mul"), name: "dora/Add");
     }
 }

@@ -77,7 +77,7 @@ public sealed class T5DecoderGraph
             using var _ = g.Scope("/lm_head");
             // Mesh TensorFlow rescales before the projection tied to the embedding.
             hidden = g.Mul(hidden, g.Constant((float)Math.Pow(_config.DModel, -0.5)), name: "rescale/Mul");
-            Layers.TiedHead(g, "/lm_head", "shared.weight", hidden, _config.DModel, _config.VocabSize, g.Shape(InputIds), Logits);
+            Layers.TiedHead(g, _weights, "/lm_head", "shared.weight", hidden, _config.DModel, _config.VocabSize, g.Shape(InputIds), Logits);
         }
         else
         {

@@ -1,0 +1,111 @@
+using System.Runtime.InteropServices;
+using Peft.Onnx.Exporter.Onnx;
+
+namespace Peft.Onnx.Exporter.Quantization;
+
+/// <summary>
+/// A weight [N outputs, K inputs] (row n = output n's inputs, <paramref name="rows"/> row-major) quantized for
+/// MatMulNBits as three initializers: <see cref="Codes"/> uint8 [N, blocks, blob], <see cref="Scales"/> float32
+/// [N * blocks] and <see cref="ZeroPoints"/> uint8 [N * zero-point bytes] (asymmetric formats only). All three are
+/// computed while the model writer streams the codes, a chunk of rows at a time, so the float weight is never held
+/// whole; scales and zero points (a 1/32 or less of the float bytes) wait for their turn in memory and go after it.
+/// </summary>
+public sealed class QuantizedMatrix
+{
+    private const int ChunkElements = 1 << 20;
+
+    private readonly FloatValues _rows;
+    private readonly long _n;
+    private readonly long _k;
+    private float[]? _scales;
+    private byte[]? _zeroPoints;
+    private bool _scalesWritten;
+    private bool _zeroPointsWritten;
+
+    public QuantizedMatrix(FloatValues rows, long n, long k, QuantizationFormat format)
+    {
+        if (rows.Count != checked(n * k)) throw new ArgumentException($"{rows.Count} values given for a [{n}, {k}] weight");
+        _rows = rows;
+        _n = n;
+        _k = k;
+        Format = format;
+    }
+
+    public QuantizationFormat Format { get; }
+
+    public long N => _n;
+
+    public long K => _k;
+
+    public InitializerData Codes => InitializerData.Deferred(ElementType.UInt8, [_n, Format.BlockCount(_k), Format.BlobBytes], WriteCodes);
+
+    public InitializerData Scales => InitializerData.Deferred(ElementType.Float, [_n * Format.BlockCount(_k)], stream =>
+    {
+        EnsureQuantized();
+        InitializerData.WriteChunked<float>(stream, _scales);
+        _scalesWritten = true;
+        DropWhenWritten();
+    });
+
+    public InitializerData ZeroPoints => InitializerData.Deferred(ElementType.UInt8, [_n * Format.ZeroPointBytes(_k)], stream =>
+    {
+        EnsureQuantized();
+        InitializerData.WriteChunked<byte>(stream, _zeroPoints);
+        _zeroPointsWritten = true;
+        DropWhenWritten();
+    });
+
+    private void WriteCodes(Stream stream) => Quantize(stream);
+
+    private void EnsureQuantized()
+    {
+        if (_scales == null) Quantize(null);
+    }
+
+    /// <summary>One pass over the rows: codes to <paramref name="codes"/> (when given), scales and zero points kept.</summary>
+    private void Quantize(Stream? codes)
+    {
+        var format = Format;
+        long blocks = format.BlockCount(_k);
+        int rowCodes = checked((int)(blocks * format.BlobBytes));
+        int rowZeroPoints = checked((int)format.ZeroPointBytes(_k));
+        var scales = new float[checked(_n * blocks)];
+        var zeroPoints = new byte[checked(_n * rowZeroPoints)];
+        int k = checked((int)_k);
+        int chunkRows = (int)Math.Max(1, Math.Min(_n, ChunkElements / Math.Max(1, _k)));
+        var input = new float[(long)chunkRows * k];
+        var output = new byte[(long)chunkRows * rowCodes];
+        try
+        {
+            for (long first = 0; first < _n; first += chunkRows)
+            {
+                int count = (int)Math.Min(chunkRows, _n - first);
+                // one copy of the chunk (mapped or computed) that the parallel rows share
+                _rows.Read(first * _k, input.AsSpan(0, count * k));
+                Parallel.For(0, count, () => new float[format.BlockSize], (r, _, block) =>
+                {
+                    long row = first + r;
+                    BlockQuantizer.QuantizeRow(format, input.AsSpan(r * k, k), output.AsSpan(r * rowCodes, rowCodes),
+                        scales.AsSpan(checked((int)(row * blocks)), (int)blocks), zeroPoints.AsSpan(checked((int)(row * rowZeroPoints)), rowZeroPoints), block);
+                    return block;
+                }, _ => { });
+                codes?.Write(output, 0, count * rowCodes);
+            }
+        }
+        finally
+        {
+            _rows.Release();
+        }
+        _scales = scales;
+        _zeroPoints = zeroPoints;
+    }
+
+    private void DropWhenWritten()
+    {
+        if (_scalesWritten && (_zeroPointsWritten || Format.Symmetric))
+        {
+            _scales = null;
+            _zeroPoints = null;
+        }
+    }
+}

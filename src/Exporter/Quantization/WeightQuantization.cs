@@ -1,0 +1,21 @@
+namespace Peft.Onnx.Exporter.Quantization;
+
+/// <summary>
+/// Quantized export: every linear layer's weight, the output head included unless <paramref name="KeepHeadFloat"/>,
+/// becomes a MatMulNBits of <paramref name="Format"/> computed at <paramref name="AccuracyLevel"/> (0: float32 compute
+/// of the dequantized weight; 4: activations quantized to int8 per block, ONNX Runtime's fastest CPU kernels).
+/// Embeddings and norms stay float32.
+/// </summary>
+public sealed record WeightQuantization(QuantizationFormat Format, int AccuracyLevel = WeightQuantization.DefaultAccuracyLevel, bool KeepHeadFloat = false)
+{
+    /// <summary>The fastest level on the CPU for both int8 and int4, and within the accuracy goals (see README).</summary>
+    public const int DefaultAccuracyLevel = 4;
+
+    /// <summary>Throws a one-line error naming the bad value unless every setting is one MatMulNBits takes.</summary>
+    public WeightQuantization Validated()
+    {
+        Format.Validated();
+        if (AccuracyLevel is < 0 or > 4) throw new Core.PeftOnnxException($"accuracy level {AccuracyLevel} is not supported (expected 0, 1, 2, 3 or 4)");
+        return this;
+    }
+}
