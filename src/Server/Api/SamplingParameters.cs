@@ -1,0 +1,5 @@
+namespace Peft.Onnx.Server.Api;
+
+/// <summary>What a completion or chat request asks of the generation (null: the folder's generation_config.json).</summary>
+public sealed record SamplingParameters(
+    string Model, int? MaxTokens, double? Temperature, double? TopP, int? TopK, ulong? Seed, IReadOnlyList<string> Stop, bool Stream, bool IncludeUsage);
