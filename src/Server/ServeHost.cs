@@ -14,7 +14,7 @@ using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Runtime.Batching;
 using Peft.Onnx.Server.Api;
-using Peft.Onnx.Server.Chat;
+using Peft.Onnx.Runtime.Chat;
 using Peft.Onnx.Server.Metrics;
 using Peft.Onnx.Server.Scheduling;
 

@@ -1,18 +1,16 @@
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Server.Api;
-using Peft.Onnx.Server.Chat;
+using Peft.Onnx.Runtime.Chat;
 using Peft.Onnx.Server.Scheduling;
 
 namespace Peft.Onnx.Server;
 
 /// <summary>
 /// One loaded export under the name clients ask for, with its scheduler and (when the folder has one) its chat
-/// template. Tokenization goes through this object's lock: the folder's tokenizer is not safe for concurrent use.
+/// template.
 /// </summary>
 public sealed class ServedModel : IAsyncDisposable
 {
-    private readonly object _tokenizerLock = new();
-
     public ServedModel(string name, OnnxModel model, IGenerationScheduler scheduler, ChatTemplateSource chat)
     {
         Name = name;
@@ -33,17 +31,13 @@ public sealed class ServedModel : IAsyncDisposable
     public int[] Encode(string text, bool addSpecialTokens)
     {
         if (!Model.HasTokenizer) throw ApiException.BadRequest($"model '{Name}' has no tokenizer files: send the prompt as an array of token ids", "prompt");
-        var tokenizer = Model.Tokenizer;
-        lock (_tokenizerLock) return tokenizer.Encode(text, addSpecialTokens).ToArray();
+        return Model.Encode(text, addSpecialTokens);
     }
 
     /// <summary>Ids to text as the Runtime decodes them (special tokens skipped; "" without a tokenizer).</summary>
     public string Decode(IReadOnlyList<int> ids)
     {
-        if (!Model.HasTokenizer) return "";
-        var tokenizer = Model.Tokenizer;
-        var known = ids.Where(i => i >= 0 && i < tokenizer.VocabSize).ToArray();
-        lock (_tokenizerLock) return tokenizer.Decode(known);
+        return Model.HasTokenizer ? Model.Decode(ids) : "";
     }
 
     /// <summary>

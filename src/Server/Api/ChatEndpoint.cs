@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
-using Peft.Onnx.Server.Chat;
+using Peft.Onnx.Runtime.Chat;
 
 namespace Peft.Onnx.Server.Api;
 

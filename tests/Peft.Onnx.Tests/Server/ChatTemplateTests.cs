@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Peft.Onnx.Server.Chat;
+using Peft.Onnx.Runtime.Chat;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 

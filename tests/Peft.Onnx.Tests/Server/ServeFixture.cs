@@ -38,6 +38,16 @@ public sealed class ServeFixture : IAsyncLifetime
 
     public string Name => Path.GetFileName(Folder);
 
+    /// <summary>The chat answer the Runtime gives alone: the Qwen2 template rendered, tokenized without special tokens, greedy.</summary>
+    public string ExpectedChat(IReadOnlyList<Peft.Onnx.Runtime.Chat.ChatMessage> messages, int maxTokens)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Paths.Fixtures, "chat-templates", "qwen2.json")));
+        var prompt = Peft.Onnx.Runtime.Chat.ChatTemplate.Parse(doc.RootElement.GetProperty("chat_template").GetString()!).Render(messages, "", "", addGenerationPrompt: true);
+        var ids = Reference.Tokenizer.Encode(prompt, addSpecialTokens: false).ToArray();
+        var request = new GenerationRequest { InputIds = [ids], AttentionMask = [Enumerable.Repeat(1, ids.Length).ToArray()], Options = GenerationOptions.Greedy(maxTokens) };
+        return Reference.Generate(request).NewText![0];
+    }
+
     public static Task<RunningServer> Start(ServeOptions options) => ServeHost.StartAsync(options, TextWriter.Null);
 
     public async Task DisposeAsync()

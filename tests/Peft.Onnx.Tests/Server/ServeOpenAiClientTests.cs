@@ -1,11 +1,7 @@
 using System.ClientModel;
-using System.Text.Json;
 using Microsoft.Extensions.AI;
 using OpenAI;
 using OpenAI.Chat;
-using Peft.Onnx.Runtime;
-using Peft.Onnx.Server.Chat;
-using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Server;
@@ -19,15 +15,7 @@ public class ServeOpenAiClientTests(ServeFixture fixture) : IClassFixture<ServeF
     private ChatClient Client() =>
         new(fixture.Name, new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(fixture.Server.Address, "v1") });
 
-    /// <summary>What the server must answer: the Qwen2 template rendered, tokenized without special tokens, greedy.</summary>
-    private string Expected(IReadOnlyList<Peft.Onnx.Server.Chat.ChatMessage> messages, int maxTokens)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Paths.Fixtures, "chat-templates", "qwen2.json")));
-        var prompt = ChatTemplate.Parse(doc.RootElement.GetProperty("chat_template").GetString()!).Render(messages, "", "", addGenerationPrompt: true);
-        var ids = fixture.Reference.Tokenizer.Encode(prompt, addSpecialTokens: false).ToArray();
-        var request = new GenerationRequest { InputIds = [ids], AttentionMask = [Enumerable.Repeat(1, ids.Length).ToArray()], Options = GenerationOptions.Greedy(maxTokens) };
-        return fixture.Reference.Generate(request).NewText![0];
-    }
+    private string Expected(IReadOnlyList<Peft.Onnx.Runtime.Chat.ChatMessage> messages, int maxTokens) => fixture.ExpectedChat(messages, maxTokens);
 
     [Fact]
     public async Task OpenAI_chat_client_gets_the_exact_answer()

@@ -2,7 +2,7 @@ using System.Collections;
 using System.Globalization;
 using System.Text;
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>Python's meaning of the values a template handles: truth, text, equality, order, +, indexing, attributes.</summary>
 internal static class TemplateValues

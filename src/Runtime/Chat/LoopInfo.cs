@@ -1,4 +1,4 @@
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>The loop variable of a for: index, index0, revindex, revindex0, first, last, length, previtem, nextitem.</summary>
 internal sealed class LoopInfo(IReadOnlyList<object?> items)

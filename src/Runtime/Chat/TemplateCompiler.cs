@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>
 /// Compiles segments into one render action: text, {{ expression }}, and the statements chat templates use:

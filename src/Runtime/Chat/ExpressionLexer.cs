@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>Tokenizes the inside of a {{ }} or {% %} tag.</summary>
 internal static class ExpressionLexer

@@ -1,6 +1,6 @@
 using System.Collections;
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>The tests of "x is ...": defined, undefined, none, string, number, mapping, sequence, iterable, true, false, odd, even.</summary>
 internal static class Tests

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>
 /// A chat template (the Jinja subset Hugging Face chat templates use) compiled once and rendered per request with

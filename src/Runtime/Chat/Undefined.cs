@@ -1,4 +1,4 @@
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>Jinja's undefined: a missing variable, key or attribute; prints as "", is false, is not defined.</summary>
 internal sealed class Undefined

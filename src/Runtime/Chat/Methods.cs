@@ -1,6 +1,6 @@
 using System.Collections;
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>The Python methods templates call on strings and mappings (message.content.strip(), dict.items(), ...).</summary>
 internal static class Methods

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>
 /// The chat template of an export folder's tokenizer_config.json ("chat_template": a string, or a list of named

@@ -1,5 +1,5 @@
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>
 /// Compiles one tag's expression into a function of the scope, with Jinja's precedence: conditional, or, and, not,

@@ -1,4 +1,4 @@
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>A piece of a template: literal text, an {{ expression }} or a {% statement %} (its inner text).</summary>
 internal readonly record struct TemplateSegment(TemplateSegmentKind Kind, string Text);

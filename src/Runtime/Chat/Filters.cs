@@ -1,7 +1,7 @@
 using System.Collections;
 using System.Globalization;
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>The filters chat templates use: trim, length, upper, lower, tojson, string, default, join, first, last, ...</summary>
 internal static class Filters

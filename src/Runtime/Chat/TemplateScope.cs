@@ -1,4 +1,4 @@
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>Variables by scope: the render's globals, then one frame per loop (a set inside a loop stays in it).</summary>
 internal sealed class TemplateScope

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Peft.Onnx.Server.Chat;
+namespace Peft.Onnx.Runtime.Chat;
 
 /// <summary>
 /// Splits a template into text, {{ }} and {% %} segments (comments dropped) with Jinja's whitespace control as
