@@ -64,6 +64,7 @@ public sealed class ServedModel : IAsyncDisposable
             TopP = p.TopP,
             TopK = p.TopK,
             Seed = p.Seed,
+            StopTokenIds = p.IgnoreEos ? [] : null,
         };
         // text prompts attend to every token, as generate --prompt does; ids alone follow transformers' mask rule
         return fromText

@@ -99,7 +99,8 @@ public static class JsonRequest
             if (options.ValueKind != JsonValueKind.Object) throw WrongType("stream_options", "an object");
             includeUsage = Bool(options, "include_usage") ?? false;
         }
-        return new SamplingParameters(model, (int?)maxTokens, temperature, topP, (int?)topK, seed is { } s ? unchecked((ulong)s) : null, Stops(body), stream, includeUsage);
+        return new SamplingParameters(model, (int?)maxTokens, temperature, topP, (int?)topK, seed is { } s ? unchecked((ulong)s) : null, Stops(body), stream, includeUsage,
+            Bool(body, "ignore_eos") ?? false);
     }
 
     private static string[] Stops(JsonElement body)

@@ -1,6 +1,5 @@
 using Peft.Onnx.Server.Metrics;
 using System.Collections.Concurrent;
-using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Runtime.Batching;
 
@@ -76,9 +75,9 @@ public sealed class BatchScheduler : IGenerationScheduler
                     if (t.Finished) job.Complete(t.Row.StoppedOnToken);
                 }
             }
-            catch (Exception ex) when (ex is PeftOnnxException or OperationCanceledException)
+            catch (Exception ex)
             {
-                // a failed step fails the rows in it; the next jobs start a fresh batch state
+                // a failed step fails the rows in it (never the thread): the next jobs start a fresh batch state
                 foreach (var (row, job) in jobs) { row.Cancel(); job.Fail(ex); }
             }
             batch.RemoveDone();
@@ -110,8 +109,9 @@ public sealed class BatchScheduler : IGenerationScheduler
                     Interlocked.Increment(ref _running);
                 }
             }
-            catch (Exception ex) when (ex is PeftOnnxException or OperationCanceledException)
+            catch (Exception ex)
             {
+                // a bad request fails its own job only (the thread serves the others on)
                 job.Fail(ex);
             }
         }
