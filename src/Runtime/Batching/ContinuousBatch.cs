@@ -20,6 +20,8 @@ public sealed class ContinuousBatch : IDisposable
     private readonly OnnxModel _model;
     private readonly CausalLmGraph _graph;
     private readonly List<BatchRow> _rows = [];
+    // prefilled rows waiting for the next step, merged into the batch cache together (one copy for all of them)
+    private readonly List<(BatchRow Row, OrtValue[] Past, long[] Mask)> _joining = [];
     private readonly RunOptions _runOptions = new();
     private OrtValue[] _past = [];
     private long[] _mask = [];
@@ -41,8 +43,8 @@ public sealed class ContinuousBatch : IDisposable
         : graph.VirtualTokens > 0 ? "the export bakes virtual tokens into the graph"
         : null;
 
-    /// <summary>Rows in the batch (each has a token to feed at the next step).</summary>
-    public int Count => _rows.Count;
+    /// <summary>Rows in the batch, joined ones included (each has a token to feed at the next step).</summary>
+    public int Count => _rows.Count + _joining.Count;
 
     /// <summary>Positions in the batch cache (the longest row, with padding).</summary>
     public int Length => _length;
@@ -65,14 +67,7 @@ public sealed class ContinuousBatch : IDisposable
             first = Finish(row, token.TokenId);
             if (row.IsDone) return row;
             var (past, mask) = ((CausalLmSession)generator.Session).DetachCache();
-            try
-            {
-                Admit(row, past, mask);
-            }
-            finally
-            {
-                foreach (var p in past.Distinct()) p.Dispose();
-            }
+            _joining.Add((row, past, mask));
             return row;
         }
         catch
@@ -91,24 +86,34 @@ public sealed class ContinuousBatch : IDisposable
 
     private static bool IsStop(BatchRow row, int token) => row.Generator.IsStopToken(token);
 
-    private void Admit(BatchRow row, OrtValue[] past, long[] mask)
+    /// <summary>Copies the joined rows' caches into the batch cache, all in one pass, each left-padded to the longest row.</summary>
+    private void MergeJoining()
     {
-        int rowLength = mask.Length;
-        int length = Math.Max(_length, rowLength);
-        var sources = new List<CacheRows.Source>[past.Length];
-        var newPast = new OrtValue[past.Length];
-        for (int i = 0; i < past.Length; i++)
+        if (_joining.Count == 0) return;
+        int length = Math.Max(_length, _joining.Max(j => j.Mask.Length));
+        int rows = _rows.Count + _joining.Count;
+        var newPast = new OrtValue[_graph.PastNames.Length];
+        for (int i = 0; i < newPast.Length; i++)
         {
-            var list = new List<CacheRows.Source>();
+            var list = new List<CacheRows.Source>(rows);
             for (int r = 0; r < _rows.Count; r++) list.Add(new(_past[i], r, 0));
-            list.Add(new(past[i], 0, 0));
+            foreach (var j in _joining) list.Add(new(j.Past[i], 0, 0));
             newPast[i] = CacheRows.Gather(list, length, _graph.CacheType);
         }
-        var newMask = new long[(_rows.Count + 1) * length];
+        var newMask = new long[rows * length];
         for (int r = 0; r < _rows.Count; r++) Array.Copy(_mask, r * _length, newMask, r * length + length - _length, _length);
-        Array.Copy(mask, 0, newMask, _rows.Count * length + length - rowLength, rowLength);
+        for (int k = 0; k < _joining.Count; k++)
+        {
+            var mask = _joining[k].Mask;
+            Array.Copy(mask, 0, newMask, (_rows.Count + k) * length + length - mask.Length, mask.Length);
+        }
         Replace(newPast, newMask, length);
-        _rows.Add(row);
+        foreach (var j in _joining)
+        {
+            _rows.Add(j.Row);
+            foreach (var p in j.Past.Distinct()) p.Dispose();
+        }
+        _joining.Clear();
     }
 
     private void Replace(OrtValue[] past, long[] mask, int length)
@@ -128,6 +133,7 @@ public sealed class ContinuousBatch : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         RemoveDone();
+        MergeJoining();
         if (_rows.Count == 0) return [];
         cancellationToken.ThrowIfCancellationRequested();
         int batch = _rows.Count, total = _length + 1;
@@ -193,6 +199,11 @@ public sealed class ContinuousBatch : IDisposable
     /// <summary>Removes the rows that are done or cancelled (the caller disposes them) and trims padding no row needs.</summary>
     public void RemoveDone()
     {
+        foreach (var j in _joining.Where(j => j.Row.IsDone).ToList())
+        {
+            foreach (var p in j.Past.Distinct()) p.Dispose();
+            _joining.Remove(j);
+        }
         if (_rows.All(r => !r.IsDone)) return;
         var keep = Enumerable.Range(0, _rows.Count).Where(r => !_rows[r].IsDone).ToArray();
         int skip = _length;
@@ -221,6 +232,7 @@ public sealed class ContinuousBatch : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var p in _past.Distinct()) p.Dispose();
+        foreach (var p in _joining.SelectMany(j => j.Past).Distinct()) p.Dispose();
         _runOptions.Dispose();
     }
 }
