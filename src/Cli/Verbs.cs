@@ -6,5 +6,5 @@ namespace Peft.Onnx.Cli;
 public static class Verbs
 {
     public static IReadOnlyList<ICommand> All() =>
-        [new InspectCommand(), new ForwardCommand(), new TrainCommand(), new ExportCommand(), new GenerateCommand(), new CompareCommand(), new BenchCommand(), new LoadCommand()];
+        [new InspectCommand(), new ForwardCommand(), new TrainCommand(), new ExportCommand(), new GenerateCommand(), new CompareCommand(), new BenchCommand(), new LoadCommand(), new ServeCommand()];
 }

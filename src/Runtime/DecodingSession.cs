@@ -167,10 +167,26 @@ internal sealed class CausalLmSession : DecodingSession
         _total++;
     }
 
+    /// <summary>
+    /// Hands the cache after the runs so far (past values, and the mask over their positions) to the caller, who then
+    /// owns the values; the session no longer disposes them. Only for a cache on the CPU.
+    /// </summary>
+    internal (OrtValue[] Past, long[] Mask) DetachCache()
+    {
+        if (_detached) throw new InvalidOperationException("the cache was already detached");
+        int length = (int)_past[0].GetTensorTypeAndShape().Shape[2];
+        var mask = new long[Batch * length];
+        for (int b = 0; b < Batch; b++) Array.Copy(_mask, b * _total, mask, b * length, length);
+        _detached = true;
+        return (_past.ToArray(), mask);
+    }
+
+    private bool _detached;
+
     public override void Dispose()
     {
         base.Dispose();
-        foreach (var p in _past.Distinct()) p.Dispose();
+        if (!_detached) foreach (var p in _past.Distinct()) p.Dispose();
         _binding.Dispose();
         _keepLast?.Dispose();
     }

@@ -122,6 +122,28 @@ public sealed class Generator : IDisposable
         return produced;
     }
 
+    /// <summary>
+    /// Row 0's next token from logits another session computed (the continuous batch steps the row after its prefill
+    /// here): the same choice and bookkeeping as <see cref="GenerateNextToken"/>, so the row's tokens and sampler
+    /// stream stay those of this generator.
+    /// </summary>
+    internal GeneratedToken ChooseFrom(ReadOnlySpan<float> logits)
+    {
+        if (BatchSize != 1 || IsDone) throw new InvalidOperationException("ChooseFrom steps a single running row");
+        int token = _chooser.Choose(logits, _sequences[0]);
+        _newTokens[0].Add(token);
+        var produced = new GeneratedToken(0, _step, token);
+        if (_stop.Contains(token)) _finished[0] = true;
+        _sequences[0].Add(token);
+        _step++;
+        return produced;
+    }
+
+    internal bool IsStopToken(int token) => _stop.Contains(token);
+
+    /// <summary>Row 0's last token (the one the next step feeds).</summary>
+    internal int LastToken => _sequences[0][^1];
+
     /// <summary>Token ids as Hugging Face generate returns them (see <see cref="GenerationResult.Sequences"/>).</summary>
     public int[][] GetSequences() => _sequences.Select(s => s.ToArray()).ToArray();
 

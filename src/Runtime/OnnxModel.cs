@@ -87,6 +87,16 @@ public sealed class OnnxModel : IDisposable
     }
 
     /// <summary>
+    /// tokenizer(text, add_special_tokens=...)["input_ids"] with the folder's tokenizer: without special tokens for a
+    /// rendered chat template, which writes them itself.
+    /// </summary>
+    public int[] Encode(string text, bool addSpecialTokens)
+    {
+        var tokenizer = Tokenizer;
+        lock (_tokenizerLock) return tokenizer.Encode(text, addSpecialTokens).ToArray();
+    }
+
+    /// <summary>
     /// transformers' tokenizer.decode(ids, skip_special_tokens=True) with the folder's tokenizer; ids past the
     /// tokenizer's vocabulary (graphs whose embedding is padded beyond it) are skipped.
     /// </summary>

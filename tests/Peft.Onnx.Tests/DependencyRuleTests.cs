@@ -17,6 +17,7 @@ public class DependencyRuleTests
     [InlineData("Exporter", new[] { "TorchSharp", "libtorch", "Peft.Onnx.Trainer", "Trainer.csproj" })]
     [InlineData("Core", new[] { "TorchSharp", "libtorch", "OnnxRuntime", "Trainer.csproj", "Exporter.csproj", "Runtime.csproj" })]
     [InlineData("Verification", new[] { "Cli.csproj", "Spectre" })]
+    [InlineData("Server", new[] { "TorchSharp", "libtorch", "Trainer.csproj", "Exporter.csproj", "Cli.csproj", "Spectre" })]
     public void Project_file_has_no_forbidden_reference(string project, string[] forbidden)
     {
         var csproj = XDocument.Load(Path.Combine(Paths.RepoRoot, "src", project, $"{project}.csproj"));

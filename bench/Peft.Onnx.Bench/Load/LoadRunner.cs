@@ -105,7 +105,7 @@ public static class LoadRunner
     }
 
     /// <summary>Each distinct prompt once, one after another: the answers the concurrent requests must equal.</summary>
-    private static List<LoadPrompt> Sequential(OnnxModel model, LoadSettings s, TextWriter log, out double seconds)
+    internal static List<LoadPrompt> Sequential(OnnxModel model, LoadSettings s, TextWriter log, out double seconds)
     {
         var requests = LoadPrompt.Requests(model, s.Prompts, s.PromptLength, s.NewTokens, s.Seed);
         var clock = Stopwatch.StartNew();

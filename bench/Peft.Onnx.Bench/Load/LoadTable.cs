@@ -19,4 +19,14 @@ public static class LoadTable
         foreach (var f in r.Failures) o.WriteLine($"failure: {f}");
         o.WriteLine(r.Passed ? "PASS" : "FAIL");
     }
+
+    public static void Print(HttpLoadReport r, TextWriter o)
+    {
+        o.WriteLine($"load {r.Url} (model {r.Model}): {r.Concurrency} HTTP clients for {r.ElapsedSeconds:F1} s, {r.Prompts} prompts, {r.NewTokens} new tokens each");
+        o.WriteLine($"completed {r.Completed} of {r.Requests}: {r.Mismatches} mismatches, {r.Errors} errors; {r.Tokens} tokens, {r.TokensPerSecond:F0} tok/s (sequential in process {r.SequentialTokensPerSecond:F0})");
+        o.WriteLine($"first token p50 {r.TimeToFirstTokenP50Seconds * 1000:F0} ms, p95 {r.TimeToFirstTokenP95Seconds * 1000:F0} ms; latency p50 {r.LatencyP50Seconds * 1000:F0} ms, p95 {r.LatencyP95Seconds * 1000:F0} ms");
+        o.WriteLine($"cancelled {r.Cancelled} (disconnects), {r.SlowCancels} slow");
+        foreach (var f in r.Failures) o.WriteLine($"failure: {f}");
+        o.WriteLine(r.Passed ? "PASS" : "FAIL");
+    }
 }

@@ -18,6 +18,7 @@ public sealed class LoadCommand : ICommand
     public IReadOnlyList<VerbOption> Options { get; } =
     [
         VerbOption.Value("onnx", "DIR", "the folder written by peft-onnx export"),
+        VerbOption.Value("url", "URL", "drive a running `peft-onnx serve` over HTTP (the folder it serves as --onnx gives the reference answers)"),
         VerbOption.Value("concurrency", "N", "callers sending requests at once", "64"),
         VerbOption.Value("duration", "SECONDS", "how long the callers send requests", "120"),
         VerbOption.Value("prompt-length", "N", "tokens of each prompt", "32"),
@@ -53,6 +54,7 @@ public sealed class LoadCommand : ICommand
         var naturalGc = args.Flag("natural-gc");
         var plot = args.String("plot");
         var json = args.Flag("json");
+        var url = args.String("url");
         var device = DeviceArgument.Read(args);
         args.EnsureAllUsed();
 
@@ -70,6 +72,15 @@ public sealed class LoadCommand : ICommand
 
         var settings = new LoadSettings(dir, device, concurrency, duration, promptLength, newTokens, prompts, cancelFraction, interval, warmup,
             (long)(maxGrowthMb * 1048576), cancelDeadline, seed, ForceGc: !naturalGc);
+        if (url != null)
+        {
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https"))
+                throw new PeftOnnxException($"load: --url {url} is not an http(s) address (expected e.g. http://127.0.0.1:8000)");
+            var remote = HttpLoadRunner.Run(settings, address, Console.Error);
+            if (json) Console.WriteLine(JsonSerializer.Serialize(remote));
+            else LoadTable.Print(remote, Console.Out);
+            return remote.Passed ? 0 : 1;
+        }
         var report = LoadRunner.Run(settings, Console.Error);
         if (plot != null) RssPlot.Write(plot, report);
         if (json) Console.WriteLine(JsonSerializer.Serialize(report));

@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Peft.Onnx.Core;
+using Peft.Onnx.Runtime;
+
+namespace Peft.Onnx.Bench.Load;
+
+/// <summary>
+/// `load --url`: the same prompts and checks as the in-process run, sent to a running `peft-onnx serve` over HTTP.
+/// The reference answers come from the Runtime in this process (each prompt alone, greedy, no stop token); then
+/// <see cref="LoadSettings.Concurrency"/> clients stream completions for the duration (ignore_eos, so every request
+/// does the same work), a share of them disconnecting part-way, and every finished answer must equal its reference
+/// token for token. Reports tokens/s and time to first token; the server's memory is its own process's, not measured here.
+/// </summary>
+public static class HttpLoadRunner
+{
+    public static HttpLoadReport Run(LoadSettings s, Uri url, TextWriter log) => RunAsync(s, url, log).GetAwaiter().GetResult();
+
+    public static async Task<HttpLoadReport> RunAsync(LoadSettings s, Uri url, TextWriter log)
+    {
+        List<LoadPrompt> prompts;
+        double sequentialSeconds;
+        using (var model = OnnxModel.Load(s.Dir, s.Device))
+            prompts = LoadRunner.Sequential(model, s, log, out sequentialSeconds);
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = s.Concurrency + 4, PooledConnectionLifetime = TimeSpan.FromMinutes(10) })
+        {
+            BaseAddress = url,
+            Timeout = TimeSpan.FromSeconds(Math.Max(60, s.DurationSeconds * 2)),
+        };
+        string name;
+        try
+        {
+            var models = JsonNode.Parse(await http.GetStringAsync("/v1/models").ConfigureAwait(false))!;
+            name = models["data"]![0]!["id"]!.GetValue<string>();
+        }
+        catch (Exception ex) when (ex is HttpRequestException or JsonException or NullReferenceException)
+        {
+            throw new PeftOnnxException($"load: --url {url}: GET /v1/models failed ({ex.Message}); expected a running peft-onnx serve");
+        }
+
+        var counters = new ConcurrentBag<string>();
+        var latencies = new ConcurrentBag<double>();
+        var firstTokens = new ConcurrentBag<double>();
+        var cancelLatencies = new ConcurrentBag<double>();
+        long requests = 0, completed = 0, cancelled = 0, mismatches = 0, errors = 0, tokens = 0;
+        var clock = Stopwatch.StartNew();
+        log.WriteLine($"load: {s.Concurrency} HTTP clients on {url} (model '{name}') for {s.DurationSeconds:F0} s");
+
+        async Task Client(int index)
+        {
+            var random = new Random(s.Seed * 7919 + index);
+            while (clock.Elapsed.TotalSeconds < s.DurationSeconds)
+            {
+                var prompt = prompts[random.Next(prompts.Count)];
+                int cancelAfter = random.NextDouble() < s.CancelFraction && s.NewTokens > 1 ? random.Next(1, s.NewTokens) : 0;
+                Interlocked.Increment(ref requests);
+                var body = new JsonObject
+                {
+                    ["model"] = name, ["max_tokens"] = s.NewTokens, ["temperature"] = 0, ["ignore_eos"] = true, ["stream"] = true,
+                    ["prompt"] = prompt.Request.Prompts != null ? prompt.Request.Prompts[0] : new JsonArray(prompt.Request.InputIds![0].Select(i => (JsonNode)i).ToArray()),
+                };
+                var start = Stopwatch.GetTimestamp();
+                var ids = new List<int>();
+                try
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
+                    using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).ConfigureAwait(false);
+                    if (!response.IsSuccessStatusCode)
+                    {
+                        Interlocked.Increment(ref errors);
+                        counters.Add($"prompt {prompt.Index}: HTTP {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync().ConfigureAwait(false)}");
+                        continue;
+                    }
+                    using var reader = new StreamReader(await response.Content.ReadAsStreamAsync().ConfigureAwait(false));
+                    bool done = false;
+                    while (!done && await reader.ReadLineAsync().ConfigureAwait(false) is { } line)
+                    {
+                        if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
+                        var data = line["data: ".Length..];
+                        if (data == "[DONE]") { done = true; break; }
+                        var chunk = JsonNode.Parse(data)!["choices"]!.AsArray();
+                        if (chunk.Count == 0) continue;
+                        bool none = ids.Count == 0;
+                        foreach (var id in chunk[0]!["token_ids"]!.AsArray()) ids.Add(id!.GetValue<int>());
+                        if (none && ids.Count > 0) firstTokens.Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
+                        if (cancelAfter > 0 && ids.Count >= cancelAfter) break;
+                    }
+                    if (cancelAfter > 0 && !done)
+                    {
+                        // leaving the using blocks closes the stream: the server sees the disconnect
+                        var cancelAt = Stopwatch.GetTimestamp();
+                        response.Dispose();
+                        cancelLatencies.Add(Stopwatch.GetElapsedTime(cancelAt).TotalSeconds);
+                        Interlocked.Increment(ref cancelled);
+                        Interlocked.Add(ref tokens, ids.Count);
+                        continue;
+                    }
+                    latencies.Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
+                    Interlocked.Increment(ref completed);
+                    Interlocked.Add(ref tokens, ids.Count);
+                    if (!ids.SequenceEqual(prompt.ExpectedTokens))
+                    {
+                        Interlocked.Increment(ref mismatches);
+                        counters.Add($"prompt {prompt.Index}: {ids.Count} tokens [{string.Join(',', ids.Take(8))}...], the sequential run gave {prompt.ExpectedTokens.Length} [{string.Join(',', prompt.ExpectedTokens.Take(8))}...]");
+                    }
+                }
+                catch (Exception ex) when (ex is HttpRequestException or IOException or JsonException or TaskCanceledException)
+                {
+                    Interlocked.Increment(ref errors);
+                    counters.Add($"prompt {prompt.Index}: {ex.GetType().Name}: {ex.Message.Split('\n')[0]}");
+                }
+            }
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, s.Concurrency).Select(i => Task.Run(() => Client(i)))).ConfigureAwait(false);
+        double elapsed = clock.Elapsed.TotalSeconds;
+        var failures = counters.Take(20).ToList();
+        if (completed == 0) failures.Add("no request completed");
+        var sortedLatency = latencies.Order().ToArray();
+        var sortedFirst = firstTokens.Order().ToArray();
+        var sortedCancel = cancelLatencies.Order().ToArray();
+        return new HttpLoadReport
+        {
+            Url = url.ToString(),
+            Model = name,
+            Concurrency = s.Concurrency,
+            DurationSeconds = s.DurationSeconds,
+            ElapsedSeconds = Math.Round(elapsed, 3),
+            Prompts = prompts.Count,
+            NewTokens = s.NewTokens,
+            SequentialTokensPerSecond = Math.Round(prompts.Sum(p => p.ExpectedTokens.Length) / sequentialSeconds, 1),
+            Requests = requests,
+            Completed = completed,
+            Cancelled = cancelled,
+            Mismatches = mismatches,
+            Errors = errors,
+            SlowCancels = sortedCancel.Count(c => c > s.CancelDeadlineSeconds),
+            Tokens = tokens,
+            TokensPerSecond = Math.Round(tokens / elapsed, 1),
+            TimeToFirstTokenP50Seconds = Math.Round(LoadRunner.Percentile(sortedFirst, 0.50), 4),
+            TimeToFirstTokenP95Seconds = Math.Round(LoadRunner.Percentile(sortedFirst, 0.95), 4),
+            LatencyP50Seconds = Math.Round(LoadRunner.Percentile(sortedLatency, 0.50), 4),
+            LatencyP95Seconds = Math.Round(LoadRunner.Percentile(sortedLatency, 0.95), 4),
+            CancelLatencyMaxSeconds = Math.Round(sortedCancel.LastOrDefault(), 4),
+            Failures = failures,
+            Passed = failures.Count == 0 && mismatches == 0 && errors == 0,
+        };
+    }
+}

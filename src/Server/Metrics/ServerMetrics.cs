@@ -1,0 +1,61 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+
+namespace Peft.Onnx.Server.Metrics;
+
+/// <summary>
+/// The server's counters, one instance per server (no process-wide registry), written in Prometheus' text format:
+/// requests by endpoint and status, generated tokens, queue depth and running rows (read at scrape time), batch
+/// occupancy per step and a time-to-first-token histogram.
+/// </summary>
+public sealed class ServerMetrics
+{
+    private static readonly double[] FirstTokenBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+    private static readonly double[] OccupancyBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+    private readonly object _lock = new();
+    private readonly Dictionary<(string Endpoint, int Status), long> _requests = [];
+    private readonly Histogram _firstToken = new(FirstTokenBuckets);
+    private readonly Histogram _occupancy = new(OccupancyBuckets);
+    private long _tokens;
+
+    public void CountRequest(string endpoint, int status)
+    {
+        lock (_lock) _requests[(endpoint, status)] = _requests.GetValueOrDefault((endpoint, status)) + 1;
+    }
+
+    public void CountTokens(int count) => Interlocked.Add(ref _tokens, count);
+
+    public void ObserveFirstToken(long queuedAt)
+    {
+        lock (_lock) _firstToken.Observe(Stopwatch.GetElapsedTime(queuedAt).TotalSeconds);
+    }
+
+    public void ObserveBatch(int rows)
+    {
+        lock (_lock) _occupancy.Observe(rows);
+    }
+
+    public long Tokens => Interlocked.Read(ref _tokens);
+
+    /// <summary>The text exposition; <paramref name="queueDepth"/> and <paramref name="running"/> are read now.</summary>
+    public string Render(int queueDepth, int running)
+    {
+        var s = new StringBuilder();
+        lock (_lock)
+        {
+            s.Append("# HELP peft_onnx_requests_total HTTP requests by endpoint and status.\n# TYPE peft_onnx_requests_total counter\n");
+            foreach (var ((endpoint, status), count) in _requests.OrderBy(p => p.Key.Endpoint, StringComparer.Ordinal).ThenBy(p => p.Key.Status))
+                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {count}\n");
+            s.Append("# HELP peft_onnx_generated_tokens_total Tokens generated.\n# TYPE peft_onnx_generated_tokens_total counter\n");
+            s.Append(CultureInfo.InvariantCulture, $"peft_onnx_generated_tokens_total {Tokens}\n");
+            s.Append("# HELP peft_onnx_queue_depth Requests waiting to start.\n# TYPE peft_onnx_queue_depth gauge\n");
+            s.Append(CultureInfo.InvariantCulture, $"peft_onnx_queue_depth {queueDepth}\n");
+            s.Append("# HELP peft_onnx_running_rows Requests generating now.\n# TYPE peft_onnx_running_rows gauge\n");
+            s.Append(CultureInfo.InvariantCulture, $"peft_onnx_running_rows {running}\n");
+            _occupancy.Write(s, "peft_onnx_batch_occupancy", "Rows in the batch at each step.");
+            _firstToken.Write(s, "peft_onnx_time_to_first_token_seconds", "Seconds from queueing a request to its first token.");
+        }
+        return s.ToString();
+    }
+}
