@@ -4,7 +4,7 @@ using Microsoft.ML.Tokenizers;
 namespace Peft.Onnx.Core.Tokenization;
 
 /// <summary>
-/// Byte-level BPE (GPT-2, BLOOM, OPT) on Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/> with ByteLevel on.
+/// Byte-level BPE (vocab.json + merges.txt or a tokenizer.json BPE model with ByteLevel) on Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/> with ByteLevel on.
 /// Words are split here (GPT-2's regex or a tokenizer.json Split pattern) and handed to ML one by one, so text
 /// between pattern matches is kept as its own word like Hugging Face's "Isolated" split does.
 /// </summary>
