@@ -10,10 +10,15 @@ namespace Peft.Onnx.Tests.Server;
 /// <summary>Plain HTTP calls on a test server: JSON posts, server-sent event streams, OpenAI error objects.</summary>
 public static class ServeClient
 {
-    public static async Task<(HttpStatusCode Status, JsonNode? Body, HttpResponseMessage Response)> PostAsync(HttpClient http, string path, string body, string? key = null)
+    /// <param name="expectContinue">
+    /// Send "Expect: 100-continue", so a body the server refuses unread (413) is never written: without it the client may
+    /// still be writing when the server answers and closes, and the send fails with a broken pipe instead of the answer.
+    /// </param>
+    public static async Task<(HttpStatusCode Status, JsonNode? Body, HttpResponseMessage Response)> PostAsync(HttpClient http, string path, string body, string? key = null, bool expectContinue = false)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         if (key != null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        if (expectContinue) request.Headers.ExpectContinue = true;
         var response = await http.SendAsync(request);
         var text = await response.Content.ReadAsStringAsync();
         return (response.StatusCode, text.Length == 0 ? null : JsonNode.Parse(text), response);

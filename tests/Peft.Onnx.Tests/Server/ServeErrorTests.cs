@@ -71,7 +71,7 @@ public class ServeErrorTests(ServeFixture fixture) : IClassFixture<ServeFixture>
     {
         var body = Valid();
         body["prompt"] = new string('a', 2 << 20);
-        var (status, json, _) = await ServeClient.PostAsync(fixture.Http, "/v1/completions", body);
+        var (status, json, _) = await ServeClient.PostAsync(fixture.Http, "/v1/completions", body.ToJsonString(), expectContinue: true);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
         ServeClient.AssertError(json);
     }
