@@ -16,7 +16,7 @@ public sealed record NamedAdapter(string Name, string Dir);
 
 /// <summary>
 /// Many adapters on one base in one folder: the base weights once, every adapter's LoRA tensors stacked per module
-/// (<see cref="LoraStack"/>) and chosen per row by <see cref="CausalLmContract.AdapterIndex"/>, and
+/// (<see cref="AdapterStack"/>) and chosen per row by <see cref="CausalLmContract.AdapterIndex"/>, and
 /// <see cref="AdapterManifest"/> naming them. Every adapter is read and checked against the base before anything is
 /// written.
 /// </summary>
@@ -45,27 +45,55 @@ public static class MultiAdapterExport
         checkpoint.Validate(architecture, modelDir);
 
         var branches = new List<IReadOnlyList<LoraBranch>>();
+        var vectors = new List<IReadOnlyList<Ia3Vector>>();
         var entries = new List<AdapterManifestEntry>();
         foreach (var named in adapters)
         {
             using var adapter = AdapterWeights.Open(named.Dir, architecture);
-            if (adapter.Config is not LoraConfig lora)
-                throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is {adapter.Config.PeftType}; a multi-adapter export stacks LoRA adapters so far (export it alone with an unnamed --adapter)");
-            var targets = lora.FindTargets(architecture);
+            if (adapter.Config is not (LoraConfig or Ia3Config))
+                throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is {adapter.Config.PeftType}; a multi-adapter export stacks LoRA (DoRA) and IA3 adapters so far (export it alone with an unnamed --adapter)");
+            var injected = (InjectedAdapterConfig)adapter.Config;
+            var targets = injected.FindTargets(architecture);
             var replaced = adapter.Replacements(architecture, targets);
             if (replaced.Count > 0)
                 throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' replaces base tensor '{replaced.Keys.First()}' whole (modules_to_save or trained biases), which a shared base cannot hold per adapter");
-            var read = LoraTarget.ReadAll(lora, architecture, adapter, checkpoint);
+            int rank = 0;
+            if (adapter.Config is LoraConfig lora)
+            {
+                var read = LoraTarget.ReadAll(lora, architecture, adapter, checkpoint);
+                branches.Add(read.Select(t => t.AsBranch(checkpoint)).ToList());
+                vectors.Add([]);
+                rank = read.Count == 0 ? 0 : read.Max(t => t.Rank);
+            }
+            else
+            {
+                branches.Add([]);
+                vectors.Add(ReadIa3(adapter, targets, checkpoint));
+            }
             adapter.RefuseUnused();
-            branches.Add(read.Select(t => t.AsBranch(checkpoint)).ToList());
-            entries.Add(new AdapterManifestEntry(named.Name, lora.PeftType, read.Count == 0 ? 0 : read.Max(t => t.Rank),
-                lora.CountParameters(architecture).Trainable, SourceConfig(named.Dir)));
+            entries.Add(new AdapterManifestEntry(named.Name, adapter.Config.PeftType, rank, adapter.Config.CountParameters(architecture).Trainable, SourceConfig(named.Dir)));
         }
 
-        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = new LoraBranches(new LoraStack(branches)) });
+        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = new LoraBranches(new AdapterStack(branches, vectors)) });
         var extra = new Dictionary<string, string>(StringComparer.Ordinal) { [AdapterManifest.FileName] = new AdapterManifest(entries).ToJson() };
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
         return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extra);
+    }
+
+    /// <summary>IA3's vectors, checked as the merge checks them: ia3_l [1, in] for feed-forward targets, [out, 1] otherwise.</summary>
+    private static List<Ia3Vector> ReadIa3(AdapterWeights adapter, IReadOnlyList<TargetMatch> targets, WeightSource weights)
+    {
+        var result = new List<Ia3Vector>();
+        foreach (var t in targets)
+        {
+            if (!weights.Contains(t.Linear.WeightName))
+                throw new PeftOnnxException($"{adapter.Dir}: the adapter targets '{t.Path}', whose weight is tied to the input embeddings in this base; exporting an adapted tied head is not supported");
+            long[] shape = t.IsFeedforward ? [1, t.Linear.InFeatures] : [t.Linear.OutFeatures, 1];
+            var l = adapter.Read(AdapterFormat.Ia3Key(t.Path), shape,
+                $"'{t.Path}' ({(t.IsFeedforward ? "feed-forward: scales its " + t.Linear.InFeatures + " inputs" : "scales its " + t.Linear.OutFeatures + " outputs")})");
+            result.Add(new Ia3Vector(t.Path, l, t.IsFeedforward));
+        }
+        return result;
     }
 
     private static JsonObject? SourceConfig(string dir) =>

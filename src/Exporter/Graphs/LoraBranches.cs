@@ -19,20 +19,20 @@ namespace Peft.Onnx.Exporter.Graphs;
 public sealed class LoraBranches
 {
     private readonly FrozenDictionary<string, LoraBranch> _byPath;
-    private readonly LoraStack? _stack;
+    private readonly AdapterStack? _stack;
 
     public LoraBranches(IEnumerable<LoraBranch> branches) =>
         _byPath = branches.ToFrozenDictionary(b => b.Path, StringComparer.Ordinal);
 
-    /// <summary>Several adapters chosen per row (<see cref="LoraStack"/>) instead of one adapter's branches.</summary>
-    public LoraBranches(LoraStack stack)
+    /// <summary>Several adapters chosen per row (<see cref="AdapterStack"/>) instead of one adapter's branches.</summary>
+    public LoraBranches(AdapterStack stack)
     {
         _byPath = FrozenDictionary<string, LoraBranch>.Empty;
         _stack = stack;
     }
 
     /// <summary>The per-row adapter stack, when the graph takes an adapter index.</summary>
-    public LoraStack? Stack => _stack;
+    public AdapterStack? Stack => _stack;
 
     public static string AName(string path) => path + ".lora_A.weight";
     public static string BName(string path) => path + ".lora_B.weight";

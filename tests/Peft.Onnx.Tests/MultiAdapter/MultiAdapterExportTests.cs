@@ -8,7 +8,7 @@ using Xunit;
 namespace Peft.Onnx.Tests.MultiAdapter;
 
 /// <summary>
-/// One export holding several trained LoRA adapters (plain, all-linear, DoRA, lora_bias) on one base: every row of a
+/// One export holding several trained adapters (LoRA plain, all-linear, DoRA, lora_bias; IA3) on one base: every row of a
 /// mixed batch (different lengths, left padding, one adapter repeated, the base in the middle) equals that adapter's own
 /// merged export, in logits and greedy tokens; base rows equal the base export.
 /// </summary>
@@ -21,15 +21,16 @@ public class MultiAdapterExportTests
         ("all_linear", Paths.Case(arch, "lora_all/adapter_trained")),
         ("dora", Paths.CurrentCase(arch, "lora_dora/adapter_trained")),
         ("with_bias", Paths.CurrentCase(arch, "lora_bias/adapter_trained")),
+        ("ia3", Paths.Case(arch, "ia3/adapter_trained")),
     ];
 
     /// <summary>Rows as (adapter or null, prompt length): lengths differ, "plain" twice, the base in the middle.</summary>
     private static readonly (string? Adapter, int Length)[] Rows =
-        [("plain", 5), ("dora", 3), (null, 4), ("all_linear", 7), ("plain", 2), ("with_bias", 6)];
+        [("plain", 5), ("dora", 3), (null, 4), ("ia3", 5), ("all_linear", 7), ("plain", 2), ("with_bias", 6)];
 
     private static readonly ConcurrentDictionary<string, Lazy<string>> Exports = new();
 
-    /// <summary>The multi-adapter export of <paramref name="arch"/>'s four adapters, written once per run.</summary>
+    /// <summary>The multi-adapter export of <paramref name="arch"/>'s five adapters, written once per run.</summary>
     public static string MultiExport(string arch) => Exports.GetOrAdd(arch, a => new Lazy<string>(() =>
     {
         var dir = TempExports.FreshPath();

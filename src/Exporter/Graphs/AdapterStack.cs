@@ -6,7 +6,7 @@ using Peft.Onnx.Exporter.Onnx;
 namespace Peft.Onnx.Exporter.Graphs;
 
 /// <summary>
-/// Several LoRA adapters on one base, chosen per row by <see cref="CausalLmContract.AdapterIndex"/>: per targeted
+/// Several LoRA (DoRA) and IA3 adapters on one base, chosen per row by <see cref="CausalLmContract.AdapterIndex"/>: per targeted
 /// module the adapters' A and B stacked along a leading axis of adapter count + 1 (the last slot all zeros: the base,
 /// which index -1 also reaches), ranks padded with zeros to the module's largest, the scaling folded into B. A row's
 /// branch is x @ Gather(A, index) @ Gather(B, index) (a batched MatMul); lora_B's bias and DoRA's factor are stacked the
@@ -14,13 +14,27 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// [n + 1, in, r], <c>{path}.lora_B.stacked</c> [n + 1, r, out], <c>{path}.lora_B.bias_stacked</c> [n + 1, out],
 /// <c>{path}.lora_magnitude_scale_stacked</c> [n + 1, out].
 /// </summary>
-public sealed class LoraStack
+public sealed class AdapterStack
 {
     private readonly FrozenDictionary<string, LoraBranch?[]> _byPath;
+    private readonly FrozenDictionary<string, Ia3Vector?[]> _ia3ByPath;
 
-    /// <param name="adapters">Per adapter, in index order, its branches (one per targeted module).</param>
-    public LoraStack(IReadOnlyList<IReadOnlyList<LoraBranch>> adapters)
+    /// <param name="adapters">Per adapter, in index order, its LoRA branches (one per targeted module).</param>
+    /// <param name="ia3">Per adapter, in the same order, its IA3 vectors (empty for a LoRA adapter); null: none.</param>
+    public AdapterStack(IReadOnlyList<IReadOnlyList<LoraBranch>> adapters, IReadOnlyList<IReadOnlyList<Ia3Vector>>? ia3 = null)
     {
+        if (ia3 != null && ia3.Count != adapters.Count) throw new ArgumentException($"{ia3.Count} IA3 lists for {adapters.Count} adapters");
+        var ia3ByPath = new Dictionary<string, Ia3Vector?[]>(StringComparer.Ordinal);
+        for (int k = 0; k < (ia3?.Count ?? 0); k++)
+            foreach (var v in ia3![k])
+            {
+                if (!ia3ByPath.TryGetValue(v.Path, out var slots)) ia3ByPath[v.Path] = slots = new Ia3Vector?[adapters.Count];
+                slots[k] = v;
+            }
+        foreach (var (path, slots) in ia3ByPath)
+            if (slots.Any(v => v != null && v.Feedforward != slots.First(x => x != null)!.Feedforward))
+                throw new Core.PeftOnnxException($"'{path}': one adapter scales its inputs (feed-forward) and another its outputs; stack them in separate exports");
+        _ia3ByPath = ia3ByPath.ToFrozenDictionary(StringComparer.Ordinal);
         Count = adapters.Count;
         var byPath = new Dictionary<string, LoraBranch?[]>(StringComparer.Ordinal);
         for (int k = 0; k < adapters.Count; k++)
@@ -42,6 +56,30 @@ public sealed class LoraStack
     public static string MagnitudeScaleName(string path) => path + ".lora_magnitude_scale_stacked";
 
     internal bool Targets(string path) => _byPath.ContainsKey(path);
+
+    /// <summary>Each row's input scaled by its adapter's feed-forward IA3 vector; null when no adapter scales this module's input.</summary>
+    internal string? ScaleInput(GraphBuilder g, LinearSpec spec, string x) =>
+        _ia3ByPath.TryGetValue(spec.Path, out var slots) && slots.Any(v => v?.Feedforward == true)
+            ? g.Mul(x, Ia3Row(g, spec.Path, slots, checked((int)spec.InFeatures)), name: "ia3/Mul")
+            : null;
+
+    /// <summary>Whether some adapter scales this module's output (bias included).</summary>
+    internal bool ScalesOutput(string path) => _ia3ByPath.TryGetValue(path, out var slots) && slots.Any(v => v is { Feedforward: false });
+
+    /// <summary>Each row's output <paramref name="y"/> scaled by its adapter's IA3 vector (see <see cref="ScalesOutput"/>).</summary>
+    internal string ScaleOutput(GraphBuilder g, LinearSpec spec, string y, string? output) =>
+        g.Mul(y, Ia3Row(g, spec.Path, _ia3ByPath[spec.Path], checked((int)spec.OutFeatures)), name: "ia3/Mul", output: output);
+
+    public static string Ia3Name(string path) => path + ".ia3_l.stacked";
+
+    private string Ia3Row(GraphBuilder g, string path, Ia3Vector?[] slots, int width)
+    {
+        var stacked = new float[(Count + 1) * width];
+        Array.Fill(stacked, 1f);
+        for (int k = 0; k < Count; k++)
+            if (slots[k] is { } v) v.L.CopyTo(stacked, k * width);
+        return Row(g, g.Initializer(Ia3Name(path), InitializerData.FromFloats(stacked, Count + 1, width)), "ia3");
+    }
 
     /// <summary>The per-row branch of module <paramref name="spec"/> (see <see cref="LoraBranches.Build"/>), null when no adapter targets it.</summary>
     internal string? Build(GraphBuilder g, LinearSpec spec, string x, string baseProduct)
