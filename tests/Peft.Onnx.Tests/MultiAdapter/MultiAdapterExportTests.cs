@@ -39,7 +39,7 @@ public class MultiAdapterExportTests
     })).Value;
 
     /// <summary>The single-adapter merged export of one adapter (null = the base), written once per run.</summary>
-    private static string SingleExport(string arch, string? adapter) => Exports.GetOrAdd($"{arch}/{adapter ?? "(base)"}", _ => new Lazy<string>(() =>
+    public static string SingleExport(string arch, string? adapter) => Exports.GetOrAdd($"{arch}/{adapter ?? "(base)"}", _ => new Lazy<string>(() =>
     {
         var dir = TempExports.FreshPath();
         var adapterDir = adapter == null ? null : Adapters(arch).Single(x => x.Name == adapter).Dir;
