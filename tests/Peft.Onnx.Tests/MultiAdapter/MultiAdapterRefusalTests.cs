@@ -1,5 +1,6 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Exporter;
+using Peft.Onnx.Exporter.Quantization;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Tests.Support;
 using Xunit;
@@ -48,6 +49,18 @@ public class MultiAdapterRefusalTests
     [Fact]
     public void A_method_that_cannot_be_stacked_is_refused_naming_it() =>
         Assert.Contains("PROMPT_TUNING", Refused(("ok", Lora), ("soft", Paths.Case(Arch, "prompt_tuning_random/adapter_trained"))).Message);
+
+    [Fact]
+    public void A_quantized_or_fp16_multi_adapter_export_is_refused_before_writing()
+    {
+        foreach (var options in new[] { new ExportOptions { DType = ExportDType.Fp16 }, new ExportOptions { Quantize = new WeightQuantization(new QuantizationFormat(8, 32, true), 0, false) } })
+        {
+            var outDir = TempExports.FreshPath();
+            var ex = Assert.Throws<PeftOnnxException>(() => MultiAdapterExport.Export(Paths.Case(Arch, "base_model"), [new NamedAdapter("a", Lora)], outDir, options));
+            Assert.Contains("float32 weights", ex.Message);
+            TempExports.AssertNothingWritten(outDir);
+        }
+    }
 
     [Fact]
     public void An_unknown_adapter_in_a_request_lists_the_known_ones_and_leaves_the_model_usable()
