@@ -74,18 +74,31 @@ public sealed class CausalLmForward : IDisposable
     /// One forward with explicit <paramref name="positionIds"/> [batch, seq] for graphs that take them; null feeds
     /// <see cref="CausalLmContract.PositionIdsFromMask"/> (the generation contract). Ignored by graphs without the input.
     /// </summary>
-    public CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, KeyValueCache? past, long[]? positionIds)
+    public CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, KeyValueCache? past, long[]? positionIds) =>
+        Run(inputIds, attentionMask, batch, past, positionIds, adapterIndices: null);
+
+    /// <summary>
+    /// As above, each row with its adapter of a multi-adapter export: <paramref name="adapterIndices"/> [batch], the
+    /// indices of <see cref="AdapterManifest"/> (-1 = the base); null runs every row on the base.
+    /// </summary>
+    public CausalLmStep Run(long[] inputIds, long[] attentionMask, int batch, KeyValueCache? past, long[]? positionIds, long[]? adapterIndices)
     {
         int seq = IdsLength(inputIds, batch);
-        return Run(() => OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]), seq, attentionMask, batch, past, positionIds, readPresent: true);
+        return Run(() => OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]), seq, attentionMask, batch, past, positionIds, readPresent: true, adapterIndices);
     }
 
     /// <summary>Logits [batch, seq, vocab] of a prefill with an empty cache (the present cache is not copied out).</summary>
-    public float[] Logits(long[] inputIds, long[] attentionMask, int batch)
+    public float[] Logits(long[] inputIds, long[] attentionMask, int batch) => Logits(inputIds, attentionMask, batch, adapterIndices: null);
+
+    /// <summary>As above, each row with its adapter (see <see cref="Run(long[], long[], int, KeyValueCache, long[], long[])"/>).</summary>
+    public float[] Logits(long[] inputIds, long[] attentionMask, int batch, long[]? adapterIndices)
     {
         int seq = IdsLength(inputIds, batch);
-        return Run(() => OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]), seq, attentionMask, batch, null, null, readPresent: false).Logits;
+        return Run(() => OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]), seq, attentionMask, batch, null, null, readPresent: false, adapterIndices).Logits;
     }
+
+    /// <summary>Whether the graph takes adapter_index (a multi-adapter export).</summary>
+    public bool TakesAdapterIndex => _graph.TakesAdapterIndex;
 
     /// <summary>
     /// One forward of a graph opened with <see cref="OpenWithEmbeddings"/> on <paramref name="inputsEmbeds"/>
@@ -106,7 +119,8 @@ public sealed class CausalLmForward : IDisposable
     }
 
     /// <summary>Runs the graph on the token input <paramref name="tokens"/> makes (input_ids or inputs_embeds, <paramref name="seq"/> long).</summary>
-    private CausalLmStep Run(Func<OrtValue> tokens, int seq, long[] attentionMask, int batch, KeyValueCache? past, long[]? positionIds, bool readPresent)
+    private CausalLmStep Run(Func<OrtValue> tokens, int seq, long[] attentionMask, int batch, KeyValueCache? past, long[]? positionIds, bool readPresent,
+        long[]? adapterIndices = null)
     {
         past ??= EmptyCache(batch);
         if (past.Batch != batch) throw new ArgumentException($"cache batch {past.Batch} != {batch}");
@@ -127,6 +141,13 @@ public sealed class CausalLmForward : IDisposable
                 if (positionIds.Length != batch * seq) throw new ArgumentException($"position_ids must be [{batch}, {seq}]");
                 names.Add(CausalLmContract.PositionIds);
                 values.Add(OrtValue.CreateTensorValueFromMemory(positionIds, [batch, seq]));
+            }
+            if (adapterIndices != null)
+            {
+                if (!_graph.TakesAdapterIndex) throw new PeftOnnxException($"the graph has no '{CausalLmContract.AdapterIndex}' input (not a multi-adapter export)");
+                if (adapterIndices.Length != batch) throw new ArgumentException($"adapter_index must be [{batch}]");
+                names.Add(CausalLmContract.AdapterIndex);
+                values.Add(OrtValue.CreateTensorValueFromMemory(adapterIndices, [batch]));
             }
             long[] pastShape = [batch, NumHeads, past.Length, HeadDim];
             for (int i = 0; i < NumLayers; i++)

@@ -38,6 +38,8 @@ internal sealed class CausalLmGraph : IDisposable
         if (!session.OutputMetadata.TryGetValue(CausalLmContract.Logits, out var logits)) throw new PeftOnnxException($"{path}: the model has no output '{CausalLmContract.Logits}'");
         VocabSize = logits.Dimensions[^1];
         HasPositionIds = inputs.ContainsKey(CausalLmContract.PositionIds);
+        // an overridable initializer (one -1: every row on the base) in multi-adapter exports
+        TakesAdapterIndex = inputs.ContainsKey(CausalLmContract.AdapterIndex) || session.OverridableInitializerMetadata.ContainsKey(CausalLmContract.AdapterIndex);
         // an overridable initializer (default 0: every position) in exports that have it; older exports lack it
         KeepsLastLogits = inputs.ContainsKey(CausalLmContract.NumLogitsToKeep) || session.OverridableInitializerMetadata.ContainsKey(CausalLmContract.NumLogitsToKeep);
         VirtualTokens = session.ModelMetadata.CustomMetadataMap.TryGetValue(OnnxMetadataKeys.NumVirtualTokens, out var virtualText)
@@ -73,6 +75,8 @@ internal sealed class CausalLmGraph : IDisposable
     public bool KeepsLastLogits { get; }
     /// <summary>Whether the graph takes position_ids (baked prompt/prefix exports compute positions in-graph and have none).</summary>
     public bool HasPositionIds { get; }
+    /// <summary>Whether the graph takes adapter_index [batch] (a multi-adapter export).</summary>
+    public bool TakesAdapterIndex { get; }
     /// <summary>Element type of past_key_values / present (float, or float16 for fp16 exports).</summary>
     public TensorElementType CacheType { get; }
     /// <summary>

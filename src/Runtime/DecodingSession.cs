@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using Peft.Onnx.Core;
 using Peft.Onnx.Core.Onnx;
 
 namespace Peft.Onnx.Runtime;
@@ -102,8 +103,10 @@ internal sealed class CausalLmSession : DecodingSession
     private long[] _mask;
     private int _total;
     private readonly OrtValue? _keepLast;
+    private readonly OrtValue? _adapterIndex;
 
-    public CausalLmSession(CausalLmGraph graph, int vocab, long[][] prompts, long[][] masks, long padId, OrtMemoryInfo cacheMemory)
+    /// <param name="adapterIndices">Per row the adapter of a multi-adapter export (null: every row on the base).</param>
+    public CausalLmSession(CausalLmGraph graph, int vocab, long[][] prompts, long[][] masks, long padId, OrtMemoryInfo cacheMemory, long[]? adapterIndices = null)
         : base(prompts.Length, vocab, cacheMemory)
     {
         _graph = graph;
@@ -129,6 +132,14 @@ internal sealed class CausalLmSession : DecodingSession
             // bound once: only the last position's logits are ever read (Logits(row)), also at the prompt's prefill
             _keepLast = OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []);
             _binding.BindInput(CausalLmContract.NumLogitsToKeep, _keepLast);
+        }
+        if (adapterIndices != null)
+        {
+            if (!graph.TakesAdapterIndex) throw new PeftOnnxException($"the graph has no '{CausalLmContract.AdapterIndex}' input (not a multi-adapter export)");
+            if (adapterIndices.Length != Batch) throw new ArgumentException($"{adapterIndices.Length} adapter indices for {Batch} rows");
+            // a row keeps its adapter for the whole generation: bound once
+            _adapterIndex = OrtValue.CreateTensorValueFromMemory(adapterIndices, [Batch]);
+            _binding.BindInput(CausalLmContract.AdapterIndex, _adapterIndex);
         }
     }
 
@@ -189,6 +200,7 @@ internal sealed class CausalLmSession : DecodingSession
         if (!_detached) foreach (var p in _past.Distinct()) p.Dispose();
         _binding.Dispose();
         _keepLast?.Dispose();
+        _adapterIndex?.Dispose();
     }
 }
 

@@ -23,6 +23,18 @@ public sealed record GenerationRequest
 
     public GenerationOptions Options { get; init; } = new();
 
+    /// <summary>
+    /// The adapter of a multi-adapter export every row runs with (<see cref="OnnxModel.Adapters"/>); null = the base.
+    /// <see cref="RowAdapters"/> picks one per row instead.
+    /// </summary>
+    public string? Adapter { get; init; }
+
+    /// <summary>Per row the adapter (null = the base), one entry per prompt; overrides <see cref="Adapter"/>. One batch may mix them.</summary>
+    public IReadOnlyList<string?>? Adapters { get; init; }
+
+    /// <summary>The adapter of each of <paramref name="rows"/> rows.</summary>
+    internal IReadOnlyList<string?> RowAdapters(int rows) => Adapters ?? Enumerable.Repeat(Adapter, rows).ToArray();
+
     public static GenerationRequest FromText(string prompt, GenerationOptions? options = null) => FromText([prompt], options);
 
     public static GenerationRequest FromText(IReadOnlyList<string> prompts, GenerationOptions? options = null) =>
@@ -39,6 +51,7 @@ public sealed record GenerationRequest
         if ((Prompts == null) == (InputIds == null)) throw new PeftOnnxException("a generation request needs either prompts (text) or input ids, not both");
         int count = Prompts?.Count ?? InputIds!.Count;
         if (count == 0) throw new PeftOnnxException("a generation request needs at least one prompt");
+        if (Adapters != null && Adapters.Count != count) throw new PeftOnnxException($"a generation request names {Adapters.Count} adapters for {count} prompts (one per prompt, null for the base)");
         if (AttentionMask != null)
         {
             if (InputIds == null) throw new PeftOnnxException("an attention mask goes with input ids, not with text prompts");

@@ -28,7 +28,7 @@ public sealed class Generator : IDisposable
     private int _step;
     private bool _disposed;
 
-    internal Generator(OnnxModel model, int[][] prompts, int[][] masks, ResolvedOptions options, int maxSteps)
+    internal Generator(OnnxModel model, int[][] prompts, int[][] masks, ResolvedOptions options, int maxSteps, long[]? adapterIndices = null)
     {
         _model = model;
         _options = options;
@@ -44,7 +44,7 @@ public sealed class Generator : IDisposable
         {
             if (model.CausalLm is { } causal)
             {
-                _session = new CausalLmSession(causal, model.VocabSize, promptIds, promptMasks, options.PadTokenId, model.CacheMemory);
+                _session = new CausalLmSession(causal, model.VocabSize, promptIds, promptMasks, options.PadTokenId, model.CacheMemory, adapterIndices);
                 int length = prompts.Max(p => p.Length);
                 _sequences = prompts.Select(p => Enumerable.Repeat(options.PadTokenId, length - p.Length).Concat(p).ToList()).ToArray();
             }

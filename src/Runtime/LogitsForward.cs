@@ -51,8 +51,8 @@ public sealed class LogitsForward : IDisposable
     /// Decoder-only, logits [batch, seq, vocab] for input_ids / attention_mask [batch, seq] with an empty cache;
     /// position_ids (where the graph takes them) from the mask.
     /// </summary>
-    public float[] Causal(long[] inputIds, long[] attentionMask, int batch) =>
-        (_causal ?? throw new PeftOnnxException("this export is encoder-decoder: it needs decoder inputs (labels)")).Logits(inputIds, attentionMask, batch);
+    public float[] Causal(long[] inputIds, long[] attentionMask, int batch, long[]? adapterIndices = null) =>
+        (_causal ?? throw new PeftOnnxException("this export is encoder-decoder: it needs decoder inputs (labels)")).Logits(inputIds, attentionMask, batch, adapterIndices);
 
     /// <summary>
     /// Encoder-decoder, teacher-forced: the encoder on input_ids / attention_mask [batch, length], then the decoder on

@@ -1,6 +1,7 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Data;
+using Peft.Onnx.Core.Onnx;
 
 namespace Peft.Onnx.Runtime;
 
@@ -16,17 +17,28 @@ public static class OnnxForward
     /// Reads the batch (input_ids, attention_mask [, labels]) from a safetensors file and runs it. <see cref="Device.Auto"/>
     /// runs on the CPU and says so in <paramref name="log"/>.
     /// </summary>
-    public static ForwardResult Run(string onnxDir, string inputsPath, Device device, TextWriter log)
+    public static ForwardResult Run(string onnxDir, string inputsPath, Device device, TextWriter log) => Run(onnxDir, inputsPath, device, log, adapter: null);
+
+    /// <summary>As above, every row with <paramref name="adapter"/> of a multi-adapter export (null = the base).</summary>
+    public static ForwardResult Run(string onnxDir, string inputsPath, Device device, TextWriter log, string? adapter)
     {
         CheckFolder(onnxDir);
         if (device == Device.Auto) log.WriteLine("device: cpu (ONNX Runtime CPU provider)");
-        return Run(onnxDir, ForwardBatch.Read(inputsPath), inputsPath, device == Device.Cuda ? ForwardSessionKind.Cuda : ForwardSessionKind.Cpu);
+        return Run(onnxDir, ForwardBatch.Read(inputsPath), inputsPath, device == Device.Cuda ? ForwardSessionKind.Cuda : ForwardSessionKind.Cpu, adapter);
     }
 
     /// <param name="inputsPath">where <paramref name="batch"/> came from, named in errors</param>
-    public static ForwardResult Run(string onnxDir, ForwardBatch batch, string inputsPath, ForwardSessionKind kind = ForwardSessionKind.Cpu)
+    /// <param name="adapter">the adapter of a multi-adapter export every row runs with (null = the base)</param>
+    public static ForwardResult Run(string onnxDir, ForwardBatch batch, string inputsPath, ForwardSessionKind kind = ForwardSessionKind.Cpu, string? adapter = null)
     {
         CheckFolder(onnxDir);
+        long[]? adapterIndices = null;
+        if (adapter != null)
+        {
+            var manifest = AdapterManifest.Load(onnxDir)
+                ?? throw new PeftOnnxException($"unknown adapter '{adapter}' ({onnxDir} holds no named adapters: export with --adapter NAME=DIR)");
+            adapterIndices = Enumerable.Repeat(manifest.IndexOf(adapter), (int)batch.Shape[0]).ToArray();
+        }
         using var model = LogitsForward.Open(onnxDir, kind);
         var config = ModelConfig.Load(onnxDir);
         config.PositionTable?.Check(batch.Shape[1], model.VirtualTokens, inputsPath);
@@ -41,7 +53,7 @@ public static class OnnxForward
             return new ForwardResult(logits, [size, batch.LabelShape![1], vocab], (float)MeanCrossEntropy.Of(logits, vocab, labels, shift: false, size));
         }
         batch.CheckLabelsLikeInputs(inputsPath, "a decoder-only export");
-        var causal = model.Causal(batch.InputIds, batch.AttentionMask, size);
+        var causal = model.Causal(batch.InputIds, batch.AttentionMask, size, adapterIndices);
         float? loss = batch.Labels is { } causalLabels ? (float)MeanCrossEntropy.Of(causal, vocab, causalLabels, shift: true, size) : null;
         return new ForwardResult(causal, [size, batch.Shape[1], vocab], loss);
     }

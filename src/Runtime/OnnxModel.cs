@@ -23,6 +23,7 @@ public sealed class OnnxModel : IDisposable
     private readonly Lazy<(HfTokenizer? Tokenizer, PeftOnnxException? Error)> _tokenizer;
     private readonly object _tokenizerLock = new();
     private OrtMemoryInfo? _cudaMemory;
+    private readonly AdapterManifest? _adapters;
 
     private OnnxModel(string dir, ModelConfig config, GenerationConfig generation, CausalLmGraph? causal, Seq2SeqGraph? seq2seq, Device device, int cudaDeviceId)
     {
@@ -35,6 +36,9 @@ public sealed class OnnxModel : IDisposable
         int graphVocab = causal?.VocabSize ?? seq2seq!.VocabSize;
         VocabSize = graphVocab > 0 ? graphVocab : config.Dimensions.VocabSize;
         NumLayers = causal?.NumLayers ?? seq2seq!.NumLayers;
+        _adapters = AdapterManifest.Load(dir);
+        if (_adapters != null && causal?.TakesAdapterIndex != true)
+            throw new PeftOnnxException($"{dir}: {AdapterManifest.FileName} names adapters but the graph has no '{CausalLmContract.AdapterIndex}' input");
         (ContextLength, ContextKey) = (config.ContextWindow?.Positions, config.ContextWindow?.Key);
         if (device == Device.Cuda) _cudaMemory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, cudaDeviceId, OrtMemType.Default);
         _tokenizer = new(() =>
@@ -59,6 +63,21 @@ public sealed class OnnxModel : IDisposable
     public string DeviceName => Device == Device.Cuda ? "cuda" : "cpu";
 
     public bool IsEncoderDecoder => Seq2Seq != null;
+
+    /// <summary>The adapters a multi-adapter export holds, in index order (empty for other exports); a request picks one by name.</summary>
+    public IReadOnlyList<string> Adapters => _adapters?.Adapters.Select(a => a.Name).ToArray() ?? [];
+
+    /// <summary>
+    /// Per row the <see cref="CausalLmContract.AdapterIndex"/> value for the adapter names (null = the base); null when
+    /// every row runs the base. An unknown name is refused, listing the known ones.
+    /// </summary>
+    internal long[]? AdapterIndices(IReadOnlyList<string?> names)
+    {
+        if (names.All(n => n == null)) return null;
+        if (_adapters == null)
+            throw new PeftOnnxException($"unknown adapter '{names.First(n => n != null)}' ({Directory} holds no named adapters: export with --adapter NAME=DIR)");
+        return names.Select(_adapters.IndexOf).ToArray();
+    }
     public int VocabSize { get; }
     public int NumLayers { get; }
 
@@ -247,7 +266,8 @@ public sealed class OnnxModel : IDisposable
                     : $"prompt of {length} tokens is too long: the model's context is {context} positions ({ContextKey}) and the baked adapter's {virtualTokens} virtual tokens take the first ones, leaving no room for a new token");
             maxSteps = Math.Min(maxSteps, context - virtualTokens - length);
         }
-        return new Generator(this, prompts, masks, options, maxSteps);
+        var adapterIndices = AdapterIndices(request.RowAdapters(prompts.Length));
+        return new Generator(this, prompts, masks, options, maxSteps, adapterIndices);
     }
 
     /// <summary>

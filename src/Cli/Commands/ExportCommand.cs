@@ -21,7 +21,7 @@ public sealed class ExportCommand : ICommand
     public IReadOnlyList<VerbOption> Options { get; } =
     [
         SharedOptions.Base(),
-        SharedOptions.Adapter("the PEFT adapter folder to compile in"),
+        VerbOption.Repeated("adapter", "DIR|NAME=DIR", "the PEFT adapter folder to compile in; NAME=DIR (repeatable) keeps named LoRA adapters beside one base, chosen per request"),
         VerbOption.Value("out", "DIR", "the folder to write (must be empty or absent unless --force)"),
         VerbOption.Flag("no-merge", "keep a LoRA adapter's A/B as a side branch instead of merging it into the weights"),
         VerbOption.Value("dtype", "fp32|fp16", "the weights' type in the export", "fp32"),
@@ -37,7 +37,10 @@ public sealed class ExportCommand : ICommand
     public int Run(ArgReader args)
     {
         var baseDir = args.ExistingDir("base", "the Hugging Face model folder");
-        var adapterDir = args.OptionalExistingDir("adapter");
+        var adapterArgs = args.Strings("adapter");
+        var named = NamedAdapters(adapterArgs);
+        var adapterDir = named == null ? adapterArgs.FirstOrDefault() : null;
+        if (adapterDir != null && !Directory.Exists(adapterDir)) throw new PeftOnnxException($"export: --adapter {adapterDir}: folder not found");
         var outDir = args.Required("out", "the folder to write the ONNX export to");
         var noMerge = args.Flag("no-merge");
         var dtype = args.Choice("dtype", "fp32", "fp32", "fp16");
@@ -56,7 +59,10 @@ public sealed class ExportCommand : ICommand
         };
         var clock = Stopwatch.StartNew();
         var phases = new ExportPhases(clock);
-        var result = OnnxExport.Export(baseDir, adapterDir, outDir, options with { OnPhase = phases.Begin });
+        if (named != null && noMerge) throw new PeftOnnxException("export: --no-merge applies to a single unnamed --adapter (named adapters always stay unmerged)");
+        var result = named != null
+            ? MultiAdapterExport.Export(baseDir, named, outDir, options with { OnPhase = phases.Begin })
+            : OnnxExport.Export(baseDir, adapterDir, outDir, options with { OnPhase = phases.Begin });
         var seconds = clock.Elapsed.TotalSeconds;
         phases.End();
         var peak = phases.Peak;
@@ -81,6 +87,7 @@ public sealed class ExportCommand : ICommand
                 },
                 ["merged"] = adapterDir is not null && !noMerge,
                 ["adapter"] = adapterDir,
+                ["adapters"] = named?.Select(a => new Dictionary<string, string> { ["name"] = a.Name, ["dir"] = a.Dir }).ToList(),
                 ["checked_with_ort"] = true,
                 ["seconds"] = Math.Round(seconds, 3),
                 ["cpu_seconds"] = Math.Round(phases.CpuSeconds, 3),
@@ -91,11 +98,30 @@ public sealed class ExportCommand : ICommand
         }
         else
         {
-            Console.WriteLine($"exported {string.Join(" + ", result.Models.Select(m => Path.GetFileName(m.ModelPath)))} ({bytes / 1048576.0:F1} MB, {dtype}{(quantize == null ? "" : $" with int{quantize.Format.Bits} weights")}{(adapterDir is null ? "" : noMerge ? ", adapter unmerged" : ", adapter merged")}) to {result.OutDir}, checked with ONNX Runtime");
+            Console.WriteLine($"exported {string.Join(" + ", result.Models.Select(m => Path.GetFileName(m.ModelPath)))} ({bytes / 1048576.0:F1} MB, {dtype}{(quantize == null ? "" : $" with int{quantize.Format.Bits} weights")}{(named != null ? $", {named.Count} named adapters" : adapterDir is null ? "" : noMerge ? ", adapter unmerged" : ", adapter merged")}) to {result.OutDir}, checked with ONNX Runtime");
         }
         Console.Error.WriteLine($"export: {seconds:F2} s ({phases.CpuSeconds:F2} s CPU), peak RSS {peak / 1048576.0:F1} MB; "
             + string.Join(", ", phases.Figures.Select(f => $"{f["phase"]} {f["seconds"]} s, peak {f["peak_rss_mb"]} MB")));
         return 0;
+    }
+
+    /// <summary>
+    /// The named adapters of `--adapter NAME=DIR ...`, null for today's single unnamed `--adapter DIR`; several
+    /// adapters must all be named.
+    /// </summary>
+    private static List<NamedAdapter>? NamedAdapters(IReadOnlyList<string> values)
+    {
+        if (values.Count == 0 || (values.Count == 1 && !values[0].Contains('='))) return null;
+        var result = new List<NamedAdapter>();
+        foreach (var v in values)
+        {
+            int eq = v.IndexOf('=');
+            if (eq < 0) throw new PeftOnnxException($"export: --adapter {v}: with several adapters each must be NAME=DIR");
+            var (name, dir) = (v[..eq], v[(eq + 1)..]);
+            if (!Directory.Exists(dir)) throw new PeftOnnxException($"export: --adapter {v}: folder '{dir}' not found");
+            result.Add(new NamedAdapter(name, dir));
+        }
+        return result;
     }
 
     /// <summary>--quantize and its settings; the settings without --quantize are refused rather than ignored.</summary>

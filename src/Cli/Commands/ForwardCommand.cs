@@ -16,6 +16,7 @@ public sealed class ForwardCommand : ICommand
         SharedOptions.Adapter(),
         VerbOption.Flag("merge", "merge the adapter into the base weights before the forward (LoRA, IA3)"),
         VerbOption.Value("onnx", "DIR", "run this exported folder with ONNX Runtime instead of --base"),
+        VerbOption.Value("adapter-name", "NAME", "with --onnx: the adapter of a multi-adapter export every row runs with (default: the base)"),
         VerbOption.Value("inputs", "F.safetensors", "input_ids and attention_mask [batch, seq] (int64), optional labels"),
         VerbOption.Value("out", "F.safetensors", "where to write logits (float32) and, with labels, loss"),
         SharedOptions.Device,
@@ -34,8 +35,9 @@ public sealed class ForwardCommand : ICommand
 
     private static int RunOnnx(ArgReader args, string onnxDir)
     {
+        var adapterName = args.String("adapter-name");
         var (inputs, output, device) = InputsOutputDevice(args);
-        return Written(OnnxForward.Run(onnxDir, inputs, DeviceOptions.Parse(device).Device, Console.Error), output);
+        return Written(OnnxForward.Run(onnxDir, inputs, DeviceOptions.Parse(device).Device, Console.Error, adapterName), output);
     }
 
     /// <summary>The options both engines take; read last, so that an option neither engine takes is refused.</summary>

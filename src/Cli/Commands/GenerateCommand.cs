@@ -3,6 +3,7 @@ using System.Text.Json;
 using Peft.Onnx.Core.Data;
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
+using Peft.Onnx.Runtime.Requests;
 
 namespace Peft.Onnx.Cli.Commands;
 
@@ -33,7 +34,9 @@ public sealed class GenerateCommand : ICommand
         VerbOption.Value("out", "F.csv", "--data: the CSV to write"),
         VerbOption.Value("label-column", "C", "--data: the output column holding the label", "label"),
         VerbOption.Value("id-column", "C", "--data: write only this column, the text and the label"),
-        VerbOption.Value("batch-size", "N", "--data: rows generated together", "32"),
+        VerbOption.Value("batch-size", "N", "--data, --requests: rows generated together", "32"),
+        VerbOption.Value("adapter-name", "NAME", "the adapter of a multi-adapter export to generate with (default: the base)"),
+        VerbOption.Value("requests", "F.jsonl", "serve every request of this file ({\"id\", \"input_ids\" or \"prompt\", \"adapter\", \"max_new_tokens\"} a line), batched whatever their adapters"),
         VerbOption.Value("max-length", "N", "--data: the most prompt tokens (a longer prompt loses its start), as train --max-length"),
         SharedOptions.Device,
         SharedOptions.Tf32,
@@ -45,6 +48,8 @@ public sealed class GenerateCommand : ICommand
         var dir = args.ExistingDir("onnx", "the folder written by peft-onnx export");
         var data = args.String("data");
         if (data != null) return GenerateDataMode.Run(args, dir, data);
+        var requests = args.String("requests");
+        var adapterName = args.String("adapter-name");
         var prompt = args.String("prompt");
         var inputIds = args.String("input-ids");
         var maxNewTokens = args.Int("max-new-tokens", min: 0);
@@ -56,9 +61,12 @@ public sealed class GenerateCommand : ICommand
         var repetitionPenalty = args.Double("repetition-penalty");
         var device = DeviceArgument.Read(args);
         var json = args.Flag("json");
+        var batchSize = requests != null ? args.Int("batch-size", min: 1)!.Value : 0;
         args.EnsureAllUsed();
 
-        if ((prompt == null) == (inputIds == null)) throw new PeftOnnxException("generate: give exactly one of --prompt TEXT, --input-ids 1,2,3 or --data F.csv|F.jsonl");
+        if (requests != null && (prompt != null || inputIds != null || adapterName != null))
+            throw new PeftOnnxException("generate: --requests names each request's prompt and adapter itself (drop --prompt, --input-ids and --adapter-name)");
+        if (requests == null && (prompt == null) == (inputIds == null)) throw new PeftOnnxException("generate: give exactly one of --prompt TEXT, --input-ids 1,2,3 or --data F.csv|F.jsonl");
         bool sampling = temperature != null || topK != null || topP != null || seed != null;
         if (greedy && sampling) throw new PeftOnnxException("generate: --greedy cannot be combined with --temperature, --top-k, --top-p or --seed");
         ulong? seedValue = null;
@@ -78,9 +86,10 @@ public sealed class GenerateCommand : ICommand
             Seed = seedValue,
             RepetitionPenalty = repetitionPenalty,
         };
-        var request = prompt != null
+        if (requests != null) return RunRequests(dir, device, RequestFile.Read(requests), batchSize, options, json);
+        var request = (prompt != null
             ? GenerationRequest.FromText(prompt, options)
-            : GenerationRequest.FromIds(ParseIds(inputIds!), options);
+            : GenerationRequest.FromIds(ParseIds(inputIds!), options)) with { Adapter = adapterName };
 
         using var model = OnnxModel.Load(dir, device);
         var result = model.Generate(request);
@@ -102,6 +111,35 @@ public sealed class GenerateCommand : ICommand
             Console.WriteLine(result.Text?[0] ?? string.Join(',', result.Sequences[0]));
             Console.Error.WriteLine($"{result.NewTokenCount} new tokens in {result.Elapsed.TotalSeconds:F3} s ({result.TokensPerSecond:F1} tokens/s, {result.Device})");
         }
+        return 0;
+    }
+
+    /// <summary>`generate --requests`: every request served in batches; --json prints {"results": [{id, adapter, sequences, new_text}]}.</summary>
+    private static int RunRequests(string dir, DeviceOptions device, IReadOnlyList<RequestLine> requests, int batchSize, GenerationOptions options, bool json)
+    {
+        using var model = OnnxModel.Load(dir, device);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var results = RequestBatches.Run(model, requests, batchSize, options);
+        clock.Stop();
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["results"] = results.Select(r => new Dictionary<string, object?>
+                {
+                    ["id"] = r.Id,
+                    ["adapter"] = r.Adapter,
+                    ["sequences"] = new[] { r.Sequence },
+                    ["new_text"] = r.NewText == null ? null : new[] { r.NewText },
+                }).ToList(),
+            }));
+        }
+        else
+        {
+            foreach (var r in results) Console.WriteLine($"{r.Id}\t{r.Adapter ?? "(base)"}\t{r.NewText ?? string.Join(',', r.NewTokens)}");
+        }
+        int tokens = results.Sum(r => r.NewTokens.Length);
+        Console.Error.WriteLine($"{results.Count} requests, {tokens} new tokens in {clock.Elapsed.TotalSeconds:F3} s ({(clock.Elapsed.TotalSeconds > 0 ? tokens / clock.Elapsed.TotalSeconds : 0):F1} tokens/s, {model.DeviceName})");
         return 0;
     }
 

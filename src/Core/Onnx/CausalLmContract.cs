@@ -32,6 +32,13 @@ public static class CausalLmContract
     public const string AttentionMask = "attention_mask";
     public const string PositionIds = "position_ids";
     public const string NumLogitsToKeep = "num_logits_to_keep";
+
+    /// <summary>
+    /// Multi-adapter exports only (<see cref="AdapterManifest"/>): int64 [batch], per row the adapter's index in
+    /// adapters.json, -1 (or the adapter count) for the base alone. An overridable initializer of one -1, so a caller that
+    /// feeds nothing runs every row on the base.
+    /// </summary>
+    public const string AdapterIndex = "adapter_index";
     public const string Logits = "logits";
 
     public const string PastKeyPattern = "past_key_values.%d.key";

@@ -53,12 +53,25 @@ public sealed record CausalLmGraphOptions
         if (!TakeInputsEmbeds)
         {
             CausalLmInterface.Declare(g, numLayers, numKvHeads, headDim, vocabSize, positionIds && DeclaresPositionIds);
+            DeclareAdapterIndex(g);
             return;
         }
         g.Input(CausalLmContract.InputsEmbeds, ElementType.Float, Dims.Batch, Dims.Sequence, hidden);
         g.Input(CausalLmContract.AttentionMask, ElementType.Int64, Dims.Batch, Dims.TotalSequence);
         if (positionIds && DeclaresPositionIds) g.Input(CausalLmContract.PositionIds, ElementType.Int64, Dims.Batch, Dims.Sequence);
         CausalLmInterface.DeclarePastAndOutputs(g, numLayers, numKvHeads, headDim, vocabSize);
+        DeclareAdapterIndex(g);
+    }
+
+    /// <summary>
+    /// adapter_index [batch] where <see cref="Lora"/> stacks several adapters: an overridable initializer of one -1
+    /// (every row on the base) so that callers unaware of adapters run the graph unchanged.
+    /// </summary>
+    private void DeclareAdapterIndex(GraphBuilder g)
+    {
+        if (Lora?.Stack == null) return;
+        g.Input(CausalLmContract.AdapterIndex, ElementType.Int64, Dims.Batch);
+        g.Initializer(CausalLmContract.AdapterIndex, InitializerData.FromInt64([-1L], 1));
     }
 
     /// <summary>

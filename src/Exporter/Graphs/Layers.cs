@@ -23,6 +23,10 @@ public static class Layers
     {
         using var _ = g.Scope(ModulePath.ToScope(spec.Path));
         var quantizing = weights as QuantizingWeights;
+        var stack = lora?.Stack;
+        // a stacked IA3 feed-forward vector scales each row's input before anything reads it
+        x = stack?.ScaleInput(g, spec, x) ?? x;
+        bool scalesOutput = stack?.ScalesOutput(spec.Path) == true;
         // the weight's initializers first (the data file's order), then the branch's
         var quantized = quantizing?.Quantizes(spec.WeightName) == true
             ? QuantizedMatMul.AddWeight(g, QuantizedMatMul.ForLinear(quantizing, spec), spec.WeightName)
@@ -30,15 +34,17 @@ public static class Layers
         var w = quantized == null ? g.Initializer(spec.WeightName, spec.IsConv1D ? weights.AsIs(spec.WeightName) : weights.Transposed(spec.WeightName)) : null;
         string MatMul(string? name) => quantized == null ? g.MatMul(x, w!, output: name) : QuantizedMatMul.Apply(g, quantized, quantizing!.Quantization.AccuracyLevel, x, name);
         // an adapter left unmerged (--no-merge) adds its own term to the module's output: base(x) + branch(x)
-        if (!spec.HasBias && lora?.Targets(spec.Path) != true) return MatMul(output);
+        if (!spec.HasBias && lora?.Targets(spec.Path) != true && !scalesOutput) return MatMul(output);
         var y = MatMul(null);
         var branch = lora?.Build(g, spec, x, y);
+        // the last node writes the module's output: the bias, the branch, or a stacked IA3 output scale
         if (spec.HasBias)
         {
             var b = g.Initializer(spec.BiasName, weights.AsIs(spec.BiasName));
-            y = branch == null ? g.Add(y, b, output: output) : g.Add(y, b);
+            y = branch == null && !scalesOutput ? g.Add(y, b, output: output) : g.Add(y, b);
         }
-        return branch == null ? y : g.Add(y, branch, name: "adapter/Add", output: output);
+        if (branch != null) y = scalesOutput ? g.Add(y, branch, name: "adapter/Add") : g.Add(y, branch, name: "adapter/Add", output: output);
+        return scalesOutput ? stack!.ScaleOutput(g, spec, y, output) : y;
     }
 
     /// <summary>nn.LayerNorm over the last axis: LayerNormalization with {path}.weight / {path}.bias.</summary>

@@ -19,9 +19,20 @@ namespace Peft.Onnx.Exporter.Graphs;
 public sealed class LoraBranches
 {
     private readonly FrozenDictionary<string, LoraBranch> _byPath;
+    private readonly AdapterStack? _stack;
 
     public LoraBranches(IEnumerable<LoraBranch> branches) =>
         _byPath = branches.ToFrozenDictionary(b => b.Path, StringComparer.Ordinal);
+
+    /// <summary>Several adapters chosen per row (<see cref="AdapterStack"/>) instead of one adapter's branches.</summary>
+    public LoraBranches(AdapterStack stack)
+    {
+        _byPath = FrozenDictionary<string, LoraBranch>.Empty;
+        _stack = stack;
+    }
+
+    /// <summary>The per-row adapter stack, when the graph takes an adapter index.</summary>
+    public AdapterStack? Stack => _stack;
 
     public static string AName(string path) => path + ".lora_A.weight";
     public static string BName(string path) => path + ".lora_B.weight";
@@ -30,17 +41,18 @@ public sealed class LoraBranches
     public static string MagnitudeScaleName(string path) => path + ".lora_magnitude_scale";
     public static string AddedBiasName(string path) => path + ".lora_bias";
 
+    /// <summary>True when the adapter has a branch on the module at <paramref name="path"/>.</summary>
+    internal bool Targets(string path) => _stack?.Targets(path) ?? _byPath.ContainsKey(path);
+
     /// <summary>
     /// The branch added to the output of the linear module <paramref name="spec"/> for input <paramref name="x"/>,
     /// null when the adapter does not target it. <paramref name="baseProduct"/> is the module's x @ W (bias not
     /// added, float or quantized), which DoRA's constant per-output factor rescales. Nodes go into the builder's
     /// current scope (the module's).
     /// </summary>
-    /// <summary>True when the adapter has a branch on the module at <paramref name="path"/>.</summary>
-    internal bool Targets(string path) => _byPath.ContainsKey(path);
-
     internal string? Build(GraphBuilder g, LinearSpec spec, string x, string baseProduct)
     {
+        if (_stack != null) return _stack.Build(g, spec, x, baseProduct);
         if (!_byPath.TryGetValue(spec.Path, out var t)) return null;
         long r = t.Rank, inF = spec.InFeatures, outF = spec.OutFeatures;
         if (t.BiasOnly)

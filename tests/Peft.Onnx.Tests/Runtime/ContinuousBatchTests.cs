@@ -2,6 +2,7 @@ using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Runtime.Batching;
+using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Runtime;

@@ -1,0 +1,65 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Peft.Onnx.Core.Onnx;
+
+/// <summary>
+/// adapters.json of a multi-adapter export: the adapters the graph holds, in the order of their
+/// <see cref="CausalLmContract.AdapterIndex"/> values.
+/// </summary>
+public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapters)
+{
+    public const string FileName = "adapters.json";
+
+    /// <summary>The index of <paramref name="name"/> (null = the base: -1); an unknown name is refused, listing the known ones.</summary>
+    public long IndexOf(string? name)
+    {
+        if (name == null) return -1;
+        for (int i = 0; i < Adapters.Count; i++)
+            if (string.Equals(Adapters[i].Name, name, StringComparison.Ordinal)) return i;
+        var known = Adapters.Count == 0 ? "none" : string.Join(", ", Adapters.Select(a => a.Name));
+        throw new PeftOnnxException($"unknown adapter '{name}' (this export has: {known}; omit the adapter for the base)");
+    }
+
+    /// <summary>Reads dir/adapters.json; null when the folder has none (a single-adapter or base export).</summary>
+    public static AdapterManifest? Load(string dir)
+    {
+        var path = Path.Combine(dir, FileName);
+        if (!File.Exists(path)) return null;
+        JsonNode? root;
+        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        catch (JsonException e) { throw new PeftOnnxException($"{path}: not valid JSON ({e.Message})"); }
+        if (root?["adapters"] is not JsonArray items) throw new PeftOnnxException($"{path}: expected an object with an \"adapters\" array");
+        var entries = new List<AdapterManifestEntry>();
+        foreach (var item in items)
+        {
+            string? name = item?["name"]?.GetValue<string>(), method = item?["method"]?.GetValue<string>();
+            if (name == null || method == null) throw new PeftOnnxException($"{path}: every adapter needs \"name\" and \"method\" strings");
+            entries.Add(new AdapterManifestEntry(name, method, item!["rank"]?.GetValue<int>() ?? 0, item["parameters"]?.GetValue<long>() ?? 0,
+                item["source_config"]?.DeepClone() as JsonObject));
+        }
+        return new AdapterManifest(entries);
+    }
+
+    public string ToJson()
+    {
+        var items = new JsonArray();
+        for (int i = 0; i < Adapters.Count; i++)
+        {
+            var a = Adapters[i];
+            items.Add(new JsonObject
+            {
+                ["name"] = a.Name, ["index"] = i, ["method"] = a.Method, ["rank"] = a.Rank, ["parameters"] = a.Parameters,
+                ["source_config"] = a.SourceConfig?.DeepClone(),
+            });
+        }
+        return new JsonObject { ["adapters"] = items }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>A plain identifier (letters, digits, '_', '-', '.', not starting with a digit): what an adapter may be named.</summary>
+    public static bool IsValidName(string name) =>
+        name.Length > 0 && !char.IsAsciiDigit(name[0]) && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.');
+}
+
+/// <summary>One adapter of <see cref="AdapterManifest"/>: its name, PEFT method, largest rank (0 for IA3), trained parameter count and adapter_config.json.</summary>
+public sealed record AdapterManifestEntry(string Name, string Method, int Rank, long Parameters, JsonObject? SourceConfig);

@@ -1,0 +1,101 @@
+using System.Text.Json.Nodes;
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter.Graphs;
+using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Exporter.Weights;
+
+namespace Peft.Onnx.Exporter;
+
+/// <summary>One adapter of a multi-adapter export: the name requests choose it by, and its PEFT folder.</summary>
+public sealed record NamedAdapter(string Name, string Dir);
+
+/// <summary>
+/// Many adapters on one base in one folder: the base weights once, every adapter's LoRA tensors stacked per module
+/// (<see cref="AdapterStack"/>) and chosen per row by <see cref="CausalLmContract.AdapterIndex"/>, and
+/// <see cref="AdapterManifest"/> naming them. Every adapter is read and checked against the base before anything is
+/// written.
+/// </summary>
+public static class MultiAdapterExport
+{
+    public static ExportResult Export(string modelDir, IReadOnlyList<NamedAdapter> adapters, string outDir, ExportOptions options)
+    {
+        if (adapters.Count == 0) throw new PeftOnnxException("--adapter NAME=DIR: a multi-adapter export needs at least one named adapter");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var a in adapters)
+        {
+            if (!AdapterManifest.IsValidName(a.Name))
+                throw new PeftOnnxException($"--adapter {a.Name}={a.Dir}: '{a.Name}' is not a plain identifier (letters, digits, '_', '-', '.'; not starting with a digit)");
+            if (!seen.Add(a.Name)) throw new PeftOnnxException($"--adapter {a.Name}={a.Dir}: two adapters are named '{a.Name}'");
+        }
+        if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
+        if (options.Quantize != null || options.DType != ExportDType.Fp32)
+            throw new PeftOnnxException("a multi-adapter export writes float32 weights (--quantize and --dtype fp16 are not supported with named adapters yet)");
+        var config = ModelConfig.Load(modelDir);
+        if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
+        if (config.IsEncoderDecoder)
+            throw new PeftOnnxException($"{modelDir}: multi-adapter export supports decoder-only models so far ({config.ModelType} is encoder-decoder)");
+        var architecture = Architecture.For(config);
+        using var tensors = CheckpointTensors.Open(modelDir);
+        var checkpoint = new CheckpointWeights(tensors);
+        checkpoint.Validate(architecture, modelDir);
+
+        var branches = new List<IReadOnlyList<LoraBranch>>();
+        var vectors = new List<IReadOnlyList<Ia3Vector>>();
+        var entries = new List<AdapterManifestEntry>();
+        foreach (var named in adapters)
+        {
+            using var adapter = AdapterWeights.Open(named.Dir, architecture);
+            if (adapter.Config is not (LoraConfig or Ia3Config))
+                throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is {adapter.Config.PeftType}; a multi-adapter export stacks LoRA (DoRA) and IA3 adapters so far (export it alone with an unnamed --adapter)");
+            var injected = (InjectedAdapterConfig)adapter.Config;
+            var targets = injected.FindTargets(architecture);
+            var replaced = adapter.Replacements(architecture, targets);
+            if (replaced.Count > 0)
+                throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' replaces base tensor '{replaced.Keys.First()}' whole (modules_to_save or trained biases), which a shared base cannot hold per adapter");
+            int rank = 0;
+            if (adapter.Config is LoraConfig lora)
+            {
+                var read = LoraTarget.ReadAll(lora, architecture, adapter, checkpoint);
+                branches.Add(read.Select(t => t.AsBranch(checkpoint)).ToList());
+                vectors.Add([]);
+                rank = read.Count == 0 ? 0 : read.Max(t => t.Rank);
+            }
+            else
+            {
+                branches.Add([]);
+                vectors.Add(ReadIa3(adapter, targets, checkpoint));
+            }
+            adapter.RefuseUnused();
+            entries.Add(new AdapterManifestEntry(named.Name, adapter.Config.PeftType, rank, adapter.Config.CountParameters(architecture).Trainable, SourceConfig(named.Dir)));
+        }
+
+        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = new LoraBranches(new AdapterStack(branches, vectors)) });
+        var extra = new Dictionary<string, string>(StringComparer.Ordinal) { [AdapterManifest.FileName] = new AdapterManifest(entries).ToJson() };
+        if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
+        return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extra);
+    }
+
+    /// <summary>IA3's vectors, checked as the merge checks them: ia3_l [1, in] for feed-forward targets, [out, 1] otherwise.</summary>
+    private static List<Ia3Vector> ReadIa3(AdapterWeights adapter, IReadOnlyList<TargetMatch> targets, WeightSource weights)
+    {
+        var result = new List<Ia3Vector>();
+        foreach (var t in targets)
+        {
+            if (!weights.Contains(t.Linear.WeightName))
+                throw new PeftOnnxException($"{adapter.Dir}: the adapter targets '{t.Path}', whose weight is tied to the input embeddings in this base; exporting an adapted tied head is not supported");
+            long[] shape = t.IsFeedforward ? [1, t.Linear.InFeatures] : [t.Linear.OutFeatures, 1];
+            var l = adapter.Read(AdapterFormat.Ia3Key(t.Path), shape,
+                $"'{t.Path}' ({(t.IsFeedforward ? "feed-forward: scales its " + t.Linear.InFeatures + " inputs" : "scales its " + t.Linear.OutFeatures + " outputs")})");
+            result.Add(new Ia3Vector(t.Path, l, t.IsFeedforward));
+        }
+        return result;
+    }
+
+    private static JsonObject? SourceConfig(string dir) =>
+        JsonNode.Parse(File.ReadAllText(Path.Combine(dir, AdapterFormat.ConfigFile))) as JsonObject;
+}
