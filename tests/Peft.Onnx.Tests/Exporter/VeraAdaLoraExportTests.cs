@@ -79,13 +79,13 @@ public class VeraAdaLoraExportTests(ITestOutputHelper output)
         { "bloom", "vera", "drop", VeraConfig.SharedAKey, "missing 'base_model.vera_A' [16, 64]" },
         { "gpt2", "vera", "drop", VeraConfig.SharedBKey, "missing 'base_model.vera_B' [192, 16]" },
         { "bloom", "vera", "save_projection", "false", "save_projection = false is not supported for VERA adapters" },
-        { "bloom", "vera", "r", "8", "tensor 'base_model.vera_A' has shape [16, 64] but the base model needs [8, 64]" },
+        { "bloom", "vera", "r", "8", "tensor 'base_model.model.transformer.h.0.self_attention.query_key_value.vera_lambda_d' has shape [16] but the base model needs [8]" },
         { "bloom", "vera", "layers_to_transform", "[0]", "layers_to_transform = [0] is not supported for VERA adapters" },
         { "bloom", "vera", "bias", "\"vera_only\"", "bias = \"vera_only\" is not supported for VERA adapters" },
         { "bloom", "adalora", "init_r", "2", "has shape [4, 64] but the base model needs [2, 64]" },
-        { "bloom", "adalora", "rank_pattern", "{\"transformer.h.0.self_attention.query_key_value\": [true, false, true, true]}", "rank_pattern = {\"transformer.h.0.self_attention.query_key_value\": [true, false, true, true]} is not supported for ADALORA adapters" },
+        { "bloom", "adalora", "rank_pattern", "{\"transformer.h.0.self_attention.query_key_value\": [true, false, true, true]}", "rank_pattern = {\"transformer.h.0.self_attention.query_key_value\":[true,false,true,true]} is not supported for ADALORA adapters" },
         { "bloom", "adalora", "use_dora", "true", "use_dora = true is not supported for ADALORA adapters" },
-        { "bloom", "adalora", "layer_replication", "[[0, 2]]", "layer_replication = [[0, 2]] is not supported for ADALORA adapters" },
+        { "bloom", "adalora", "layer_replication", "[[0, 2]]", "layer_replication = [[0,2]] is not supported for ADALORA adapters" },
         { "bloom", "adalora", "bias", "\"all\"", "bias = \"all\" is not supported for ADALORA adapters" },
     };
 

@@ -68,11 +68,14 @@ public sealed record AdaLoraConfig : InjectedAdapterConfig
     /// The scale alpha / (init_r + 1e-5) as PEFT computes it per forward: float32 ranknum plus 1e-5 in float32,
     /// then the division by the Python float alpha in float32.
     /// </summary>
-    public double Scale => (float)((float)LoraAlpha / ((float)InitR + (float)RankEpsilon));
+    [JsonIgnore] public double Scale => (float)((float)LoraAlpha / ((float)InitR + (float)RankEpsilon));
 
     protected override TargetMatch Match(LinearSpec linear, ModelConfig model) => new(linear, InitR, LoraAlpha, Scale, IsFeedforward: false);
 
     protected override long AddedParameters(TargetMatch match) => ExpectedTensors(match).Sum(t => t.Shape.Aggregate(1L, (p, d) => p * d));
+
+    /// <summary>ranknum: a one-element nn.Parameter with requires_grad false per target, counted in all params.</summary>
+    protected override long FrozenAddedParameters(TargetMatch match) => 1;
 
     /// <summary>lora_A, lora_E, lora_B of one target (saved without a ".weight" leaf).</summary>
     public IReadOnlyList<ExpectedTensor> ExpectedTensors(TargetMatch target)
