@@ -95,7 +95,7 @@ public sealed class PeftModel : IDisposable
     {
         if (output.Loss is not { } loss || Tuner is not IRegularizedTuner regularized) return output;
         using var term = regularized.Regularizer();
-        var total = loss.add(term);
+        var total = loss.Plus(term);
         loss.Dispose();
         return output with { Loss = total };
     }

@@ -97,6 +97,8 @@ public sealed record AdaLoraConfig : InjectedAdapterConfig
         Require(double.IsFinite(LoraAlpha) && LoraAlpha > 0 && LoraAlpha <= LoraConfig.MaxAlpha, "lora_alpha", LoraAlpha, $"a positive number at most {Show(LoraConfig.MaxAlpha)} (PEFT replaces 0 by r)");
         Require(LoraDropout >= 0 && LoraDropout < 1, "lora_dropout", LoraDropout, "a probability in [0, 1)");
         Require(double.IsFinite(OrthRegWeight) && OrthRegWeight >= 0, "orth_reg_weight", OrthRegWeight, "a finite number >= 0");
+        Require(double.IsFinite(Beta1), "beta1", Beta1, "a finite number");
+        Require(double.IsFinite(Beta2), "beta2", Beta2, "a finite number");
         if (Bias != "none")
             throw new PeftOnnxException($"{SourcePath}: bias = \"{Bias}\" is not supported for ADALORA adapters (expected \"none\": trained biases are not implemented)");
         if (UseDora == true) throw Refused("use_dora", "true", "false");

@@ -24,10 +24,10 @@ public sealed class AdaLoraTuner(PretrainedModel model, AdaLoraConfig config)
         foreach (var layer in Layers)
             foreach (var norm in layer.OrthogonalityNorms())
             {
-                sum = sum is null ? norm : sum.add(norm);
+                sum = sum is null ? norm : sum.Plus(norm);
                 count++;
             }
         if (sum is null) return zeros(1).squeeze().MoveToOuterDisposeScope();
-        return sum.div(count).Times(config.OrthRegWeight).MoveToOuterDisposeScope();
+        return sum.Over(count).Times(config.OrthRegWeight).MoveToOuterDisposeScope();
     }
 }

@@ -8,7 +8,7 @@ namespace Peft.Onnx.Trainer.Tuners.Vera;
 /// <summary>
 /// PEFT's vera.Linear: out = base(x) + lambda_b * linear(lambda_d * linear(x, vera_A[:, :in]), vera_B[:out]);
 /// merged as W += (lambda_b[:, None] * vera_B[:out]) @ (lambda_d[:, None] * vera_A[:, :in]). A new adapter starts
-/// with lambda_b = 0 and lambda_d = d_initial (init_weights true).
+/// with lambda_b = 0 and lambda_d = d_initial (init_weights true), else lambda_b = 1 and lambda_d ~ N(0, 1).
 /// </summary>
 public sealed class VeraLayer : InjectedLayer
 {
@@ -24,9 +24,14 @@ public sealed class VeraLayer : InjectedLayer
         long outF = target.Linear.OutFeatures;
         using (no_grad())
         {
-            // reset_vera_parameters: lambda_b zeros, lambda_d d_initial; with init_weights false the same values (PEFT 0.13.2 only changes init for True).
-            LambdaB = zeros(outF, device: device);
-            LambdaD = full(target.Rank, config.DInitial, device: device);
+            // update_layer: lambda_b ones, lambda_d randn (drawn either way); init_weights then resets them to 0 and d_initial.
+            LambdaB = ones(outF, device: device);
+            LambdaD = randn(target.Rank, device: device);
+            if (config.InitWeights)
+            {
+                LambdaB.zero_();
+                LambdaD.FillWith(config.DInitial);
+            }
         }
         LambdaB.DetachFromDisposeScope().requires_grad_(true);
         LambdaD.DetachFromDisposeScope().requires_grad_(true);
