@@ -187,6 +187,20 @@ public static class OnnxExport
                 result = MergeLoKr.Apply(lokr, architecture, adapter, replaced);
                 break;
             }
+            case VeraConfig vera:
+            {
+                RefuseUnmerged(adapter, options);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, vera.FindTargets(architecture)));
+                result = MergeVera.Apply(vera, architecture, adapter, replaced);
+                break;
+            }
+            case AdaLoraConfig adaLora:
+            {
+                RefuseUnmerged(adapter, options);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, adaLora.FindTargets(architecture)));
+                result = MergeAdaLora.Apply(adaLora, architecture, adapter, replaced);
+                break;
+            }
             case PromptLearningConfig:
                 // prompt tuning / p-tuning / prefix tuning are baked into the graphs (BakeSoftPrompt, BakePrefix): not here yet
                 throw new PeftOnnxException($"{adapter.Dir}: ONNX export of {adapter.Config.PeftType} adapters is not supported yet (LoRA and IA3 are)");

@@ -42,6 +42,11 @@ public static class TrainDataMode
                 Alpha = args.Double("alpha"),
                 DecomposeBoth = args.Flag("decompose-both"),
                 DecomposeFactor = args.Int("decompose-factor"),
+                DInitial = args.Double("d-initial"),
+                ProjectionPrngKey = args.Int("projection-prng-key", min: 0),
+                InitR = args.Int("init-r", min: 1),
+                TargetR = args.Int("target-r", min: 1),
+                OrthRegWeight = args.Double("orth-reg-weight"),
             },
             OptimizerName = args.String("optimizer") ?? "adamw",
             Options = new FinetuneOptions

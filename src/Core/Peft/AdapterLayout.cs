@@ -26,6 +26,8 @@ public sealed record AdapterLayout(IReadOnlyList<ExpectedTensor> Required, IRead
         {
             var linear = t.Linear;
             if (config is LycorisConfig lycoris) required.AddRange(lycoris.ExpectedTensors(t));
+            else if (config is VeraConfig vera) required.AddRange(vera.ExpectedTensors(t));
+            else if (config is AdaLoraConfig adaLora) required.AddRange(adaLora.ExpectedTensors(t));
             else if (config is LoraConfig lora)
             {
                 var why = $"r = {t.Rank} on '{t.Path}'";
@@ -43,6 +45,7 @@ public sealed record AdapterLayout(IReadOnlyList<ExpectedTensor> Required, IRead
                     t.IsFeedforward ? $"IA3 input scale of feed-forward '{t.Path}'" : $"IA3 output scale of '{t.Path}'"));
             }
         }
+        if (config is VeraConfig shared) required.AddRange(shared.SharedTensors(placement.Targets));
         foreach (var module in placement.ModulesToSave)
             foreach (var (name, shape) in TensorsUnder(arch, module))
                 required.Add(new(AdapterFormat.BaseKey(name), shape, ExpectedTensor.BaseNeeds, $"'{name}', which modules_to_save copies ('{module}')"));

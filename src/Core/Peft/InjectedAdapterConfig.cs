@@ -102,8 +102,12 @@ public abstract record InjectedAdapterConfig : AdapterConfig
         var placement = Place(arch);
         long added = placement.Targets.Sum(AddedParameters);
         long copies = placement.ModulesToSave.Sum(m => ModuleNames.ParameterCountUnder(arch, m));
-        return new ParameterCount(added + copies + TrainableBaseParameters(arch), arch.CountParameters() + added + copies);
+        long frozen = placement.Targets.Sum(FrozenAddedParameters);
+        return new ParameterCount(added + copies + TrainableBaseParameters(arch), arch.CountParameters() + added + copies + frozen);
     }
+
+    /// <summary>Parameters the method adds per target that do not train (AdaLoRA's ranknum); counted in all params only.</summary>
+    protected virtual long FrozenAddedParameters(TargetMatch match) => 0;
 
     /// <summary>
     /// The config as PEFT holds (and saves) it once attached: target_modules filled with the family default, and

@@ -29,12 +29,30 @@ public sealed record MethodOptions
 
     /// <summary>LoKr: the largest factor of the Kronecker split (-1: the most balanced one).</summary>
     public int? DecomposeFactor { get; init; }
+
+    /// <summary>VeRA: lambda_d's initial value.</summary>
+    public double? DInitial { get; init; }
+
+    /// <summary>VeRA: the seed of the shared projections.</summary>
+    public long? ProjectionPrngKey { get; init; }
+
+    /// <summary>AdaLoRA: the rank every target starts with.</summary>
+    public int? InitR { get; init; }
+
+    /// <summary>AdaLoRA: the average rank update_and_allocate prunes to; only init_r is supported (no re-allocation).</summary>
+    public int? TargetR { get; init; }
+
+    /// <summary>AdaLoRA: the weight of the orthogonal regulariser in the loss.</summary>
+    public double? OrthRegWeight { get; init; }
 }
 
 /// <summary>Builds what a run needs from files: the adapter config for --method, the splits, the tokenized examples.</summary>
 public static class FinetuneSetup
 {
-    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr"];
+    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr", "vera", "adalora"];
+
+    /// <summary>PEFT's AdaLoraConfig init_r default.</summary>
+    private const int AdaLoraDefaultRank = 12;
 
     /// <summary>Default number of virtual tokens of the prompt methods when neither --num-virtual-tokens nor an init text sets it.</summary>
     public const int DefaultVirtualTokens = 20;
@@ -81,6 +99,16 @@ public static class FinetuneSetup
         Reject(method != "lokr" && o.DecomposeFactor is not null, "--decompose-factor");
         Reject(method is "loha" or "lokr" && o.LoraAlpha is not null, "--lora-alpha (use --alpha)");
         Reject(method is "loha" or "lokr" && o.LoraDropout is not null, "--lora-dropout");
+        Reject(method != "vera" && o.DInitial is not null, "--d-initial");
+        Reject(method != "vera" && o.ProjectionPrngKey is not null, "--projection-prng-key");
+        Reject(method != "adalora" && o.InitR is not null, "--init-r");
+        Reject(method != "adalora" && o.TargetR is not null, "--target-r");
+        Reject(method != "adalora" && o.OrthRegWeight is not null, "--orth-reg-weight");
+        Reject(method == "vera" && (o.LoraAlpha is not null || o.LoraDropout is not null), "--lora-alpha / --lora-dropout");
+        Reject(method == "adalora" && o.R is not null, "--r (use --init-r)");
+        Reject(method == "adalora" && o.LoraDropout is not null, "--lora-dropout");
+        if (method == "adalora" && o.TargetR is { } targetR && targetR != (o.InitR ?? AdaLoraDefaultRank))
+            throw new PeftOnnxException($"--target-r {targetR} differs from --init-r {o.InitR ?? AdaLoraDefaultRank}: AdaLoRA's rank re-allocation (update_and_allocate) is not implemented by train --data (give --target-r equal to --init-r, or leave it out)");
         if (o.NumVirtualTokens is < 1) throw new PeftOnnxException($"--num-virtual-tokens {o.NumVirtualTokens} must be >= 1");
         AdapterConfig config = method switch
         {
@@ -91,6 +119,15 @@ public static class FinetuneSetup
             {
                 R = o.R ?? 8, Alpha = o.Alpha ?? 8, DecomposeBoth = o.DecomposeBoth, DecomposeFactor = o.DecomposeFactor ?? -1,
                 TargetModules = targets, TaskType = taskType,
+            },
+            "vera" => new VeraConfig
+            {
+                R = o.R ?? 256, DInitial = o.DInitial ?? 0.1, ProjectionPrngKey = o.ProjectionPrngKey ?? 0, TargetModules = targets, TaskType = taskType,
+            },
+            "adalora" => new AdaLoraConfig
+            {
+                InitR = o.InitR ?? AdaLoraDefaultRank, TargetR = o.InitR ?? AdaLoraDefaultRank, LoraAlpha = o.LoraAlpha ?? 8,
+                OrthRegWeight = o.OrthRegWeight ?? 0.5, TargetModules = targets, TaskType = taskType,
             },
             "prompt_tuning" => PromptTuning(o, taskType, baseDir, tokenizer),
             "p_tuning" => new PromptEncoderConfig

@@ -15,6 +15,7 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
     private readonly List<TLayer> _layers = [];
     private readonly List<ModuleCopy> _modulesToSave = [];
     private bool _unloaded;
+    private bool _sharedDisposed;
 
     protected InjectedTuner(PretrainedModel model, InjectedAdapterConfig config, Func<TargetMatch, TLayer> createLayer)
     {
@@ -63,6 +64,15 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
     /// (state-dict name as PEFT writes it below its model prefix, tensor, whether loading puts it back into the model).
     /// </summary>
     protected virtual IEnumerable<(string Name, Tensor Value, bool Loads)> SavedBaseTensors() => [];
+
+    /// <summary>
+    /// Frozen tensors the method shares across layers and saves under their own full key (VeRA's projections):
+    /// written by save, required by load.
+    /// </summary>
+    protected virtual IReadOnlyList<(string Key, Tensor Value)> SharedTensors => [];
+
+    /// <summary>Frees what <see cref="SharedTensors"/> holds; runs once, when the tuner is disposed.</summary>
+    protected virtual void DisposeShared() { }
 
     /// <summary>PEFT's named_parameters() name of a base tensor: a wrapped linear's own tensors sit under base_layer.</summary>
     protected string PeftNameOf(string storeName)
@@ -120,6 +130,7 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
         var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         static Tensor Fresh(Tensor t) => t.detach().cpu().contiguous().clone().MoveToOuterDisposeScope();
         foreach (var (name, value, _) in SavedBaseTensors()) state[AdapterFormat.BaseKey(name)] = Fresh(value);
+        foreach (var (key, value) in SharedTensors) state[key] = Fresh(value);
         foreach (var layer in _layers)
             foreach (var p in layer.Parameters)
                 state[p.SavedOn(layer.Path)] = Fresh(p.Value);
@@ -147,6 +158,7 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
             targets[key] = value;
             optional.Add(key);
         }
+        foreach (var (key, value) in SharedTensors) targets[key] = value;
         foreach (var layer in _layers)
             foreach (var p in layer.Parameters)
                 targets[p.SavedOn(layer.Path)] = p.Value;
@@ -264,6 +276,11 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
             FreezeBase();
             Detach();
             _unloaded = true;
+        }
+        if (!_sharedDisposed)
+        {
+            DisposeShared();
+            _sharedDisposed = true;
         }
         GC.SuppressFinalize(this);
     }

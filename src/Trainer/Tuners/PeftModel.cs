@@ -4,7 +4,9 @@ using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Tuners.Ia3;
+using Peft.Onnx.Trainer.Tuners.AdaLora;
 using Peft.Onnx.Trainer.Tuners.LoHa;
+using Peft.Onnx.Trainer.Tuners.Vera;
 using Peft.Onnx.Trainer.Tuners.LoKr;
 using Peft.Onnx.Trainer.Tuners.Lora;
 using Peft.Onnx.Trainer.Tuners.PrefixTuning;
@@ -68,23 +70,35 @@ public sealed class PeftModel : IDisposable
         Ia3Config c => new Ia3Tuner(baseModel, c),
         LoHaConfig c => new LoHaTuner(baseModel, c),
         LoKrConfig c => new LoKrTuner(baseModel, c),
+        VeraConfig c => new VeraTuner(baseModel, c),
+        AdaLoraConfig c => new AdaLoraTuner(baseModel, c),
         PromptTuningConfig c => new PromptTuner(baseModel, c),
         PromptEncoderConfig c => new PromptEncoderTuner(baseModel, c),
         PrefixTuningConfig c => new PrefixTuner(baseModel, c),
         _ => throw new PeftOnnxException($"{config.SourcePath}: peft_type '{config.PeftType}' has no trainer implementation"),
     };
 
-    public LmOutput Forward(CausalLmInput input) => Base switch
+    public LmOutput Forward(CausalLmInput input) => Regularized(Base switch
     {
         CausalLm lm => lm.Forward(Tuner.PrepareCausal(input)),
         _ => throw new PeftOnnxException($"{Base.Architecture.ClassName} is not a causal LM"),
-    };
+    });
 
-    public LmOutput Forward(Seq2SeqLmInput input) => Base switch
+    public LmOutput Forward(Seq2SeqLmInput input) => Regularized(Base switch
     {
         Seq2SeqLm s2s => s2s.Forward(Tuner.PrepareSeq2Seq(input)),
         _ => throw new PeftOnnxException($"{Base.Architecture.ClassName} is not an encoder-decoder"),
-    };
+    });
+
+    /// <summary>The method's loss term added whenever the base computed a loss (labels given), as PEFT's model forward adds it.</summary>
+    private LmOutput Regularized(LmOutput output)
+    {
+        if (output.Loss is not { } loss || Tuner is not IRegularizedTuner regularized) return output;
+        using var term = regularized.Regularizer();
+        var total = loss.Plus(term);
+        loss.Dispose();
+        return output with { Loss = total };
+    }
 
     /// <summary>Reads adapter_model.safetensors from a folder into the attached tuner.</summary>
     public void LoadAdapter(string adapterDir) => AdapterFiles.LoadInto(Tuner, Base.Architecture, adapterDir);

@@ -152,9 +152,9 @@ public class FinetuneRunTests
     {
         var (dir, train, validation) = FinetuneData.Write(4, 4);
         var args = LoraArgs(FinetuneData.Bloom, train, validation, Path.Combine(dir, "o"));
-        args[Array.IndexOf(args, "--method") + 1] = "adalora";
+        args[Array.IndexOf(args, "--method") + 1] = "xlora";
         var ex = Assert.Throws<PeftOnnxException>(() => Train(args));
-        Assert.Contains("--method 'adalora' is not one of lora, ia3, prompt_tuning, p_tuning, prefix_tuning", ex.Message);
+        Assert.Contains("--method 'xlora' is not one of lora, ia3, prompt_tuning, p_tuning, prefix_tuning", ex.Message);
     }
 
     [Fact]

@@ -21,8 +21,8 @@ public class ValidationTests
     [Fact]
     public void Unknown_peft_type_lists_the_known_ones()
     {
-        var ex = Fails("""{"peft_type": "ADALORA", "r": 8}""");
-        Assert.Contains("peft_type 'ADALORA'", ex.Message);
+        var ex = Fails("""{"peft_type": "XLORA", "r": 8}""");
+        Assert.Contains("peft_type 'XLORA'", ex.Message);
         Assert.Contains("LORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING", ex.Message);
     }
 

@@ -85,6 +85,19 @@ public class TrainingParityTests(ITestOutputHelper output)
         return data;
     }
 
+    /// <summary>VeRA and AdaLoRA cases of current PEFT (tests/fixtures/peft-current), GPT-2's Conv1D included.</summary>
+    public static TheoryData<string, string> VeraAdaLoraCases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var arch in Paths.Archs)
+            foreach (var method in new[] { "vera", "adalora" })
+                data.Add(arch, method);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(VeraAdaLoraCases))]
+    public void Vera_and_adalora_training_steps_match_peft(string arch, string method) => AssertTrainingMatches(arch, method, Paths.CurrentCase(arch, method));
+
     [Theory, MemberData(nameof(Cases))]
     public void Training_steps_match_peft(string arch, string method) => AssertTrainingMatches(arch, method, Paths.Case(arch, method));
 

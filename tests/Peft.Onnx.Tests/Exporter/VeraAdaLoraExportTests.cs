@@ -1,0 +1,111 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter;
+using Peft.Onnx.Tests.Support;
+using Peft.Onnx.Trainer.Training;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Peft.Onnx.Tests.Exporter;
+
+/// <summary>
+/// VeRA and AdaLoRA compiled to ONNX (always merged) against current PEFT's merge_and_unload (tests/fixtures/peft-current),
+/// and the adapters both the trainer and the exporter refuse, with the same one-line message, before anything is written.
+/// </summary>
+public class VeraAdaLoraExportTests(ITestOutputHelper output)
+{
+    public static TheoryData<string, string> Cases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var arch in Paths.Archs)
+            foreach (var method in new[] { "vera", "adalora" })
+                data.Add(arch, method);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Merged_export_matches_peft_merge_and_unload(string arch, string method)
+    {
+        var caseDir = Paths.CurrentCase(arch, method);
+        var dir = TempExports.FreshPath();
+        try
+        {
+            OnnxExport.Export(Paths.Case(arch, "base_model"), Path.Combine(caseDir, "adapter"), dir, new ExportOptions());
+            var meta = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(caseDir, "meta.json"))).RootElement;
+            var expected = Reference.Rows(meta.GetProperty("generated_merged"))[0];
+            var (diff, generated) = AdapterExportParity.RunCase(arch, caseDir, dir, "logits_merged", expected.Length);
+            output.WriteLine($"{arch}/{method} merged: max |logit diff| vs logits_merged = {diff:g3}");
+            Assert.Equal(expected, generated);
+            Assert.Equal(Reference.Rows(meta.GetProperty("generated"))[0], generated);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    [Theory]
+    [InlineData("vera")]
+    [InlineData("adalora")]
+    public void No_merge_is_refused_naming_the_method(string method)
+    {
+        var dir = TempExports.FreshPath();
+        var ex = Assert.Throws<PeftOnnxException>(() =>
+            OnnxExport.Export(Paths.Case("opt", "base_model"), Paths.CurrentCase("opt", method + "/adapter"), dir, new ExportOptions { Merge = false }));
+        Assert.Contains($"--no-merge applies to LoRA adapters only (a {method.ToUpperInvariant()} delta is always merged", ex.Message);
+        TempExports.AssertNothingWritten(dir);
+    }
+
+    /// <summary>A copy of a current-PEFT fixture adapter with config keys replaced and tensors dropped.</summary>
+    private static string Changed(string arch, string method, IReadOnlyDictionary<string, JsonNode?> keys, params string[] dropped)
+    {
+        var source = Paths.CurrentCase(arch, Path.Combine(method, "adapter"));
+        var dir = Paths.TempDir("peft-onnx-bad-vera");
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, AdapterFormat.ConfigFile)))!.AsObject();
+        foreach (var (key, value) in keys) config[key] = value?.DeepClone();
+        File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), config.ToJsonString());
+        using var weights = SafeTensorsFile.Open(Path.Combine(source, AdapterFormat.WeightsFile));
+        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile),
+            weights.Names.Where(n => !dropped.Contains(n)).Select(n => TensorData.FromFloat32(n, weights[n].Shape, weights.ReadFloat32(n))).ToList(), AdapterFormat.WeightsMetadata);
+        return dir;
+    }
+
+    public static TheoryData<string, string, string, string, string> BadAdapters() => new()
+    {
+        // arch, method, changed key or "drop", value (JSON, or the dropped tensor), expected part of the message
+        { "bloom", "vera", "drop", VeraConfig.SharedAKey, "missing 'base_model.vera_A' [16, 64]" },
+        { "gpt2", "vera", "drop", VeraConfig.SharedBKey, "missing 'base_model.vera_B' [192, 16]" },
+        { "bloom", "vera", "save_projection", "false", "save_projection = false is not supported for VERA adapters" },
+        { "bloom", "vera", "r", "8", "tensor 'base_model.model.transformer.h.0.self_attention.query_key_value.vera_lambda_d' has shape [16] but the base model needs [8]" },
+        { "bloom", "vera", "layers_to_transform", "[0]", "layers_to_transform = [0] is not supported for VERA adapters" },
+        { "bloom", "vera", "bias", "\"vera_only\"", "bias = \"vera_only\" is not supported for VERA adapters" },
+        { "bloom", "adalora", "init_r", "2", "has shape [4, 64] but the base model needs [2, 64]" },
+        { "bloom", "adalora", "rank_pattern", "{\"transformer.h.0.self_attention.query_key_value\": [true, false, true, true]}", "rank_pattern = {\"transformer.h.0.self_attention.query_key_value\":[true,false,true,true]} is not supported for ADALORA adapters" },
+        { "bloom", "adalora", "use_dora", "true", "use_dora = true is not supported for ADALORA adapters" },
+        { "bloom", "adalora", "layer_replication", "[[0, 2]]", "layer_replication = [[0,2]] is not supported for ADALORA adapters" },
+        { "bloom", "adalora", "bias", "\"all\"", "bias = \"all\" is not supported for ADALORA adapters" },
+    };
+
+    [Theory, MemberData(nameof(BadAdapters))]
+    public void Trainer_and_exporter_refuse_the_same_adapter_with_the_same_message(string arch, string method, string key, string value, string expected)
+    {
+        var adapter = key == "drop"
+            ? Changed(arch, method, new Dictionary<string, JsonNode?>(), value)
+            : Changed(arch, method, new Dictionary<string, JsonNode?> { [key] = JsonNode.Parse(value) });
+        var outDir = TempExports.FreshPath();
+        try
+        {
+            var trainer = Assert.Throws<PeftOnnxException>(() => PeftModelSource.FromAdapter(Paths.Case(arch, "base_model"), adapter, out _, inferenceMode: true).Dispose());
+            var exporter = Assert.Throws<PeftOnnxException>(() => OnnxExport.Export(Paths.Case(arch, "base_model"), adapter, outDir, new ExportOptions()));
+            Assert.Equal(exporter.Message, trainer.Message);
+            Assert.Contains(expected, trainer.Message);
+            Assert.Contains(adapter, trainer.Message);
+            Assert.DoesNotContain('\n', trainer.Message);
+            TempExports.AssertNothingWritten(outDir);
+        }
+        finally { Directory.Delete(adapter, true); }
+    }
+}
