@@ -30,6 +30,7 @@ public sealed class ExportCommand : ICommand
         VerbOption.Flag("asymmetric", "with --quantize: a zero point per block (default symmetric)"),
         VerbOption.Value("accuracy-level", "0..4", "with --quantize: MatMulNBits compute precision (4: int8 activations, fastest on the CPU)", WeightQuantization.DefaultAccuracyLevel.ToString(CultureInfo.InvariantCulture)),
         VerbOption.Flag("keep-head-float", "with --quantize: leave the output head in float32"),
+        VerbOption.Flag("quantize-head", "with --quantize: quantize the output head too (the default; the opposite of --keep-head-float)"),
         VerbOption.Flag("force", "replace a non-empty --out"),
         SharedOptions.Json,
     ];
@@ -106,12 +107,15 @@ public sealed class ExportCommand : ICommand
         var asymmetric = args.Flag("asymmetric");
         var accuracyLevel = args.Int("accuracy-level");
         var keepHeadFloat = args.Flag("keep-head-float");
+        var quantizeHead = args.Flag("quantize-head");
         if (bits == null)
         {
-            var stray = new[] { "block-size", "asymmetric", "accuracy-level", "keep-head-float" }.FirstOrDefault(args.Given);
+            var stray = new[] { "block-size", "asymmetric", "accuracy-level", "keep-head-float", "quantize-head" }.FirstOrDefault(args.Given);
             if (stray != null) throw new PeftOnnxException($"export: --{stray} needs --quantize int8|int4");
             return null;
         }
+        if (keepHeadFloat && quantizeHead)
+            throw new PeftOnnxException("export: --keep-head-float and --quantize-head contradict each other (give one: the head float32, or quantized as by default)");
         int b = bits switch
         {
             "int8" => 8,

@@ -1,6 +1,7 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Runtime.Batching;
+using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Runtime;

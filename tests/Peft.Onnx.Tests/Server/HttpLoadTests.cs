@@ -2,6 +2,7 @@ using Peft.Onnx.Bench.Load;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Server;
 using Peft.Onnx.Tests.Runtime;
+using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Server;

@@ -2,6 +2,7 @@ using Microsoft.Extensions.AI;
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime.AI;
 using Peft.Onnx.Tests.Runtime;
+using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Server;
