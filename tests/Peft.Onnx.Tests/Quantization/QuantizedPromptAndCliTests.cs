@@ -59,24 +59,27 @@ public class QuantizedPromptAndCliTests(ITestOutputHelper output)
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
 
         var help = CliRunner.Run("export", "--help");
-        foreach (var option in new[] { "--quantize", "--block-size", "--asymmetric", "--accuracy-level", "--keep-head-float", "--quantize-head" })
+        foreach (var option in new[] { "--quantize", "--block-size", "--asymmetric", "--accuracy-level", "--keep-head-float", "--quantize-head", "--head-quantize" })
             Assert.Contains(option, help.Stdout + help.Stderr);
     }
 
     [Fact]
-    public void Export_quantize_head_is_the_default_spelled_out()
+    public void Export_quantize_head_is_the_default_spelled_out_and_head_quantize_sets_its_width()
     {
         var dir = TempExports.FreshPath();
         try
         {
-            var export = CliRunner.Run("export", "--base", Paths.Case("gpt2", "base_model"), "--out", dir, "--quantize", "int8", "--quantize-head", "--json");
+            var export = CliRunner.Run("export", "--base", Paths.Case("gpt2", "base_model"), "--out", dir, "--quantize", "int4", "--head-quantize", "int8", "--quantize-head", "--json");
             output.WriteLine(export.Stderr);
             Assert.Equal(0, export.ExitCode);
             using var json = System.Text.Json.JsonDocument.Parse(export.Stdout);
             Assert.False(json.RootElement.GetProperty("quantize").GetProperty("head_float").GetBoolean());
+            Assert.Equal(4, json.RootElement.GetProperty("quantize").GetProperty("bits").GetInt32());
+            Assert.Equal(8, json.RootElement.GetProperty("quantize").GetProperty("head_bits").GetInt32());
             // gpt2 ties its head to the embeddings: the head gets its own quantized copy, the lookup stays float
             var graph = new ExportedTensors(Path.Combine(dir, "model.onnx"));
             Assert.Contains("lm_head.weight_Q8", graph.Bytes.Keys);
+            Assert.Contains(graph.Bytes.Keys, k => k.EndsWith("_Q4", StringComparison.Ordinal));
             Assert.DoesNotContain(graph.Model.Graph.Node, n => n.OpType == "MatMul" && n.Input.Any(i => i.Contains("wte")));
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
@@ -91,6 +94,9 @@ public class QuantizedPromptAndCliTests(ITestOutputHelper output)
     [InlineData("--block-size needs --quantize", "--block-size", "32")]
     [InlineData("--keep-head-float needs --quantize", "--keep-head-float")]
     [InlineData("--quantize-head needs --quantize", "--quantize-head")]
+    [InlineData("--head-quantize needs --quantize", "--head-quantize", "int8")]
+    [InlineData("--head-quantize 'int2' is not supported", "--quantize", "int4", "--head-quantize", "int2")]
+    [InlineData("--head-quantize and --keep-head-float contradict", "--quantize", "int4", "--head-quantize", "int8", "--keep-head-float")]
     [InlineData("--keep-head-float and --quantize-head contradict", "--quantize", "int8", "--keep-head-float", "--quantize-head")]
     public void Bad_quantization_options_are_refused_with_one_line_and_exit_2(string message, params string[] options)
     {
