@@ -30,7 +30,7 @@ public sealed class ExportCommand : ICommand
         VerbOption.Flag("asymmetric", "with --quantize: a zero point per block (default symmetric)"),
         VerbOption.Value("accuracy-level", "0..4", "with --quantize: MatMulNBits compute precision (4: int8 activations, fastest on the CPU)", WeightQuantization.DefaultAccuracyLevel.ToString(CultureInfo.InvariantCulture)),
         VerbOption.Flag("keep-head-float", "with --quantize: leave the output head in float32"),
-        VerbOption.Value("head-quantize", "int8|int4", "with --quantize: the output head's own width (int8 over an int4 body: a mixed precision), default the body's"),
+        VerbOption.Value("head-quantize", "int8|int4", "with --quantize: the output head's own width (default int8 for both: an int4 body gets an int8 head, a mixed precision; int4 to quantize all to int4)"),
         VerbOption.Flag("quantize-head", "with --quantize: quantize the output head too (the default; the opposite of --keep-head-float)"),
         VerbOption.Flag("force", "replace a non-empty --out"),
         SharedOptions.Json,
@@ -122,7 +122,8 @@ public sealed class ExportCommand : ICommand
         if (keepHeadFloat && headBits != null)
             throw new PeftOnnxException("export: --head-quantize and --keep-head-float contradict each other (give one: the head's width, or the head float32)");
         var format = new QuantizationFormat(Bits("quantize", bits), blockSize ?? QuantizationFormat.DefaultBlockSize, !asymmetric);
-        var headFormat = headBits == null ? null : format with { Bits = Bits("head-quantize", headBits) };
+        var headFormat = headBits != null ? format with { Bits = Bits("head-quantize", headBits) }
+            : keepHeadFloat ? null : WeightQuantization.DefaultHeadFormat(format);
         try
         {
             return new WeightQuantization(format, accuracyLevel ?? WeightQuantization.DefaultAccuracyLevel, keepHeadFloat, headFormat).Validated();

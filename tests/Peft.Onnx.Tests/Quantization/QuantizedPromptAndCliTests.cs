@@ -63,23 +63,26 @@ public class QuantizedPromptAndCliTests(ITestOutputHelper output)
             Assert.Contains(option, help.Stdout + help.Stderr);
     }
 
-    [Fact]
-    public void Export_quantize_head_is_the_default_spelled_out_and_head_quantize_sets_its_width()
+    [Theory]
+    [InlineData(8, "--quantize-head")]                              // int4's default: an int8 head
+    [InlineData(8, "--head-quantize", "int8")]
+    [InlineData(4, "--quantize-head", "--head-quantize", "int4")]
+    public void Export_quantize_head_is_the_default_spelled_out_and_head_quantize_sets_its_width(int headBits, params string[] options)
     {
         var dir = TempExports.FreshPath();
         try
         {
-            var export = CliRunner.Run("export", "--base", Paths.Case("gpt2", "base_model"), "--out", dir, "--quantize", "int4", "--head-quantize", "int8", "--quantize-head", "--json");
+            var export = CliRunner.Run(["export", "--base", Paths.Case("gpt2", "base_model"), "--out", dir, "--quantize", "int4", .. options, "--json"]);
             output.WriteLine(export.Stderr);
             Assert.Equal(0, export.ExitCode);
             using var json = System.Text.Json.JsonDocument.Parse(export.Stdout);
             Assert.False(json.RootElement.GetProperty("quantize").GetProperty("head_float").GetBoolean());
             Assert.Equal(4, json.RootElement.GetProperty("quantize").GetProperty("bits").GetInt32());
-            Assert.Equal(8, json.RootElement.GetProperty("quantize").GetProperty("head_bits").GetInt32());
+            Assert.Equal(headBits, json.RootElement.GetProperty("quantize").GetProperty("head_bits").GetInt32());
             // gpt2 ties its head to the embeddings: the head gets its own quantized copy, the lookup stays float
             var graph = new ExportedTensors(Path.Combine(dir, "model.onnx"));
-            Assert.Contains("lm_head.weight_Q8", graph.Bytes.Keys);
-            Assert.Contains(graph.Bytes.Keys, k => k.EndsWith("_Q4", StringComparison.Ordinal));
+            Assert.Contains($"lm_head.weight_Q{headBits}", graph.Bytes.Keys);
+            Assert.Contains(graph.Bytes.Keys, k => k.EndsWith("_Q4", StringComparison.Ordinal) && !k.StartsWith("lm_head", StringComparison.Ordinal));
             Assert.DoesNotContain(graph.Model.Graph.Node, n => n.OpType == "MatMul" && n.Input.Any(i => i.Contains("wte")));
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
