@@ -30,6 +30,8 @@ public sealed class ExportCommand : ICommand
         VerbOption.Flag("asymmetric", "with --quantize: a zero point per block (default symmetric)"),
         VerbOption.Value("accuracy-level", "0..4", "with --quantize: MatMulNBits compute precision (4: int8 activations, fastest on the CPU)", WeightQuantization.DefaultAccuracyLevel.ToString(CultureInfo.InvariantCulture)),
         VerbOption.Flag("keep-head-float", "with --quantize: leave the output head in float32"),
+        VerbOption.Value("head-quantize", "int8|int4", "with --quantize: the output head's own width (default int8 for both: an int4 body gets an int8 head, a mixed precision; int4 to quantize all to int4)"),
+        VerbOption.Flag("quantize-head", "with --quantize: quantize the output head too (the default; the opposite of --keep-head-float)"),
         VerbOption.Flag("force", "replace a non-empty --out"),
         SharedOptions.Json,
     ];
@@ -77,13 +79,14 @@ public sealed class ExportCommand : ICommand
                 ["files"] = files,
                 ["bytes"] = bytes,
                 ["dtype"] = dtype,
-                ["quantize"] = quantize == null ? null : new Dictionary<string, object>
+                ["quantize"] = quantize == null ? null : new Dictionary<string, object?>
                 {
                     ["bits"] = quantize.Format.Bits,
                     ["block_size"] = quantize.Format.BlockSize,
                     ["symmetric"] = quantize.Format.Symmetric,
                     ["accuracy_level"] = quantize.AccuracyLevel,
                     ["head_float"] = quantize.KeepHeadFloat,
+                    ["head_bits"] = quantize.KeepHeadFloat ? null : quantize.HeadOrBodyFormat.Bits,
                 },
                 ["merged"] = adapterDir is not null && !noMerge,
                 ["adapter"] = adapterDir,
@@ -132,26 +135,35 @@ public sealed class ExportCommand : ICommand
         var asymmetric = args.Flag("asymmetric");
         var accuracyLevel = args.Int("accuracy-level");
         var keepHeadFloat = args.Flag("keep-head-float");
+        var quantizeHead = args.Flag("quantize-head");
+        var headBits = args.String("head-quantize");
         if (bits == null)
         {
-            var stray = new[] { "block-size", "asymmetric", "accuracy-level", "keep-head-float" }.FirstOrDefault(args.Given);
+            var stray = new[] { "block-size", "asymmetric", "accuracy-level", "keep-head-float", "quantize-head", "head-quantize" }.FirstOrDefault(args.Given);
             if (stray != null) throw new PeftOnnxException($"export: --{stray} needs --quantize int8|int4");
             return null;
         }
-        int b = bits switch
-        {
-            "int8" => 8,
-            "int4" => 4,
-            _ => throw new PeftOnnxException($"export: --quantize '{bits}' is not supported (expected int8 or int4)"),
-        };
-        var format = new QuantizationFormat(b, blockSize ?? QuantizationFormat.DefaultBlockSize, !asymmetric);
+        if (keepHeadFloat && quantizeHead)
+            throw new PeftOnnxException("export: --keep-head-float and --quantize-head contradict each other (give one: the head float32, or quantized as by default)");
+        if (keepHeadFloat && headBits != null)
+            throw new PeftOnnxException("export: --head-quantize and --keep-head-float contradict each other (give one: the head's width, or the head float32)");
+        var format = new QuantizationFormat(Bits("quantize", bits), blockSize ?? QuantizationFormat.DefaultBlockSize, !asymmetric);
+        var headFormat = headBits != null ? format with { Bits = Bits("head-quantize", headBits) }
+            : keepHeadFloat ? null : WeightQuantization.DefaultHeadFormat(format);
         try
         {
-            return new WeightQuantization(format, accuracyLevel ?? WeightQuantization.DefaultAccuracyLevel, keepHeadFloat).Validated();
+            return new WeightQuantization(format, accuracyLevel ?? WeightQuantization.DefaultAccuracyLevel, keepHeadFloat, headFormat).Validated();
         }
         catch (PeftOnnxException ex)
         {
             throw new PeftOnnxException($"export: {ex.Message}");
         }
     }
+
+    private static int Bits(string option, string value) => value switch
+    {
+        "int8" => 8,
+        "int4" => 4,
+        _ => throw new PeftOnnxException($"export: --{option} '{value}' is not supported (expected int8 or int4)"),
+    };
 }

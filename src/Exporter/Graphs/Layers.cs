@@ -104,7 +104,7 @@ public static class Layers
         using var _ = g.Scope(scope);
         if (weights is QuantizingWeights q && q.Quantizes(q.HeadWeight))
         {
-            var copy = new QuantizedMatrix(weights.AsIs(table).Values!, vocabSize, hiddenSize, q.Quantization.Format);
+            var copy = new QuantizedMatrix(weights.AsIs(table).Values!, vocabSize, hiddenSize, q.FormatOf(q.HeadWeight));
             return QuantizedMatMul.Apply(g, QuantizedMatMul.AddWeight(g, copy, q.HeadWeight), q.Quantization.AccuracyLevel, hidden, output);
         }
         var flat = g.Reshape(hidden, [-1, hiddenSize]);

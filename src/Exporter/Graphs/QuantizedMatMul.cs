@@ -16,7 +16,7 @@ public static class QuantizedMatMul
     public static QuantizedMatrix ForLinear(QuantizingWeights weights, LinearSpec spec) =>
         // nn.Linear stores [out, in] (rows are outputs already); Conv1D stores [in, out] and is read transposed
         new(spec.IsConv1D ? weights.Transposed(spec.WeightName).Values! : weights.AsIs(spec.WeightName).Values!,
-            spec.OutFeatures, spec.InFeatures, weights.Quantization.Format);
+            spec.OutFeatures, spec.InFeatures, weights.FormatOf(spec.WeightName));
 
     /// <summary>Adds the initializers of <paramref name="matrix"/> under <paramref name="weightName"/>.</summary>
     public static QuantizedWeightInputs AddWeight(GraphBuilder g, QuantizedMatrix matrix, string weightName)

@@ -18,6 +18,9 @@ public sealed class QuantizingWeights(WeightSource inner, WeightQuantization qua
     /// <summary>Whether the linear weight <paramref name="weightName"/> is quantized (all are, but a head kept float).</summary>
     public bool Quantizes(string weightName) => !(Quantization.KeepHeadFloat && weightName == HeadWeight);
 
+    /// <summary>The format <paramref name="weightName"/> is quantized in: the head's own, or the body's.</summary>
+    public QuantizationFormat FormatOf(string weightName) => weightName == HeadWeight ? Quantization.HeadOrBodyFormat : Quantization.Format;
+
     public override bool Contains(string name) => inner.Contains(name);
 
     public override long[] Shape(string name) => inner.Shape(name);

@@ -19,26 +19,29 @@ namespace Peft.Onnx.Tests.Quantization;
 /// </summary>
 public class QuantizedExportTests(ITestOutputHelper output)
 {
-    public static TheoryData<string, int, int, bool, bool> Cases()
+    public static TheoryData<string, int, int, bool, bool, int> Cases()
     {
-        var data = new TheoryData<string, int, int, bool, bool>();
+        var data = new TheoryData<string, int, int, bool, bool, int>();
         foreach (var arch in Paths.Archs)
         {
-            data.Add(arch, 8, 32, true, true);
-            data.Add(arch, 4, 32, true, true);
+            data.Add(arch, 8, 32, true, true, 8);
+            data.Add(arch, 4, 32, true, true, 4);
         }
-        data.Add("gpt2", 4, 128, false, true);   // hidden 64: one zero-padded block per output, Conv1D weights
-        data.Add("bloom", 8, 16, false, false);  // --no-merge: quantized base, float32 LoRA branch; tied head
-        data.Add("t5", 4, 64, false, false);
-        data.Add("llama", 4, 16, true, false);
+        data.Add("gpt2", 4, 128, false, true, 4);   // hidden 64: one zero-padded block per output, Conv1D weights
+        data.Add("bloom", 8, 16, false, false, 8);  // --no-merge: quantized base, float32 LoRA branch; tied head
+        data.Add("t5", 4, 64, false, false, 4);
+        data.Add("llama", 4, 16, true, false, 4);
+        data.Add("bloom", 4, 32, false, true, 8);   // mixed precision: int8 head (a tied one's copy) over an int4 body
+        data.Add("llama", 4, 32, true, true, 8);    // mixed precision, an untied head
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Quantized_lora_export_holds_the_reference_codes_and_stays_near_the_float_model(string arch, int bits, int block, bool symmetric, bool merge)
+    public void Quantized_lora_export_holds_the_reference_codes_and_stays_near_the_float_model(string arch, int bits, int block, bool symmetric, bool merge, int headBits)
     {
-        var quantization = new WeightQuantization(new QuantizationFormat(bits, block, symmetric));
+        var format = new QuantizationFormat(bits, block, symmetric);
+        var quantization = new WeightQuantization(format, HeadFormat: headBits == bits ? null : format with { Bits = headBits });
         var floatDir = TempExports.Adapted(arch, "lora", new ExportOptions { Merge = merge });
         var quantDir = TempExports.Adapted(arch, "lora", new ExportOptions { Merge = merge, Quantize = quantization });
         try
@@ -53,13 +56,15 @@ public class QuantizedExportTests(ITestOutputHelper output)
                     nodes++;
                     Assert.Equal(QuantizedMatMul.Domain, node.Domain);
                     var attributes = node.Attribute.ToDictionary(a => a.Name, a => a.I);
-                    Assert.Equal(bits, attributes["bits"]);
+                    var weightName = System.Text.RegularExpressions.Regex.Replace(node.Input[1], "_Q[48]$", "");
+                    int weightBits = weightName == architecture.OutputHead ? headBits : bits;
+                    Assert.Equal($"{weightName}_Q{weightBits}", node.Input[1]);
+                    Assert.Equal(weightBits, attributes["bits"]);
                     Assert.Equal(block, attributes["block_size"]);
                     Assert.Equal(WeightQuantization.DefaultAccuracyLevel, attributes["accuracy_level"]);
                     int n = (int)attributes["N"], k = (int)attributes["K"];
-                    var weightName = node.Input[1][..^$"_Q{bits}".Length];
                     var w = FloatRows(floats, weightName, architecture, n, k);
-                    var expected = ReferenceQuantizer.Quantize(w, n, k, bits, block, symmetric);
+                    var expected = ReferenceQuantizer.Quantize(w, n, k, weightBits, block, symmetric);
                     Assert.True(expected.Codes.AsSpan().SequenceEqual(graph.Bytes[node.Input[1]]), $"{weightName}: codes differ");
                     Assert.True(System.Runtime.InteropServices.MemoryMarshal.AsBytes(expected.Scales.AsSpan()).SequenceEqual(graph.Bytes[node.Input[2]]), $"{weightName}: scales differ");
                     if (symmetric) Assert.Equal(3, node.Input.Count);
@@ -79,7 +84,7 @@ public class QuantizedExportTests(ITestOutputHelper output)
             var stats = Peft.Onnx.Verification.LogitStats.Compute(expectedLogits, actualLogits, [1, rows.Length, vocab], rows.Select(r => r ? 1L : 0L).ToArray());
             double agreement = stats.Top1Agreement, maxDiff = stats.MaxAbs, scale = 0;
             for (int i = 0; i < expectedLogits.Length; i++) if (rows[i / vocab]) scale = Math.Max(scale, Math.Abs(expectedLogits[i]));
-            output.WriteLine($"{arch} int{bits} block {block} {(symmetric ? "sym" : "asym")} {(merge ? "merged" : "unmerged")}: top-1 agreement {agreement:F3}, max |diff| {maxDiff:g3} (max |logit| {scale:g3}), mean |diff| {stats.MeanAbs:g3} (std {stats.Std:g3})");
+            output.WriteLine($"{arch} int{bits} (head int{headBits}) block {block} {(symmetric ? "sym" : "asym")} {(merge ? "merged" : "unmerged")}: top-1 agreement {agreement:F3}, max |diff| {maxDiff:g3} (max |logit| {scale:g3}), mean |diff| {stats.MeanAbs:g3} (std {stats.Std:g3})");
             // tiny random models have near-flat logits, so top-1 agreement is only asked of int8 here (the trained model's figures are in the README)
             Assert.True(maxDiff < (bits == 8 ? 0.05 : 0.4) * scale, $"max |logit diff| {maxDiff} against logits up to {scale}");
             Assert.True(stats.MeanAbs < (bits == 8 ? 0.03 : 0.25) * stats.Std, $"mean |logit diff| {stats.MeanAbs} against a logit std of {stats.Std}");

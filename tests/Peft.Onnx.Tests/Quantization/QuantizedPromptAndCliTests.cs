@@ -59,8 +59,33 @@ public class QuantizedPromptAndCliTests(ITestOutputHelper output)
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
 
         var help = CliRunner.Run("export", "--help");
-        foreach (var option in new[] { "--quantize", "--block-size", "--asymmetric", "--accuracy-level", "--keep-head-float" })
+        foreach (var option in new[] { "--quantize", "--block-size", "--asymmetric", "--accuracy-level", "--keep-head-float", "--quantize-head", "--head-quantize" })
             Assert.Contains(option, help.Stdout + help.Stderr);
+    }
+
+    [Theory]
+    [InlineData(8, "--quantize-head")]                              // int4's default: an int8 head
+    [InlineData(8, "--head-quantize", "int8")]
+    [InlineData(4, "--quantize-head", "--head-quantize", "int4")]
+    public void Export_quantize_head_is_the_default_spelled_out_and_head_quantize_sets_its_width(int headBits, params string[] options)
+    {
+        var dir = TempExports.FreshPath();
+        try
+        {
+            var export = CliRunner.Run(["export", "--base", Paths.Case("gpt2", "base_model"), "--out", dir, "--quantize", "int4", .. options, "--json"]);
+            output.WriteLine(export.Stderr);
+            Assert.Equal(0, export.ExitCode);
+            using var json = System.Text.Json.JsonDocument.Parse(export.Stdout);
+            Assert.False(json.RootElement.GetProperty("quantize").GetProperty("head_float").GetBoolean());
+            Assert.Equal(4, json.RootElement.GetProperty("quantize").GetProperty("bits").GetInt32());
+            Assert.Equal(headBits, json.RootElement.GetProperty("quantize").GetProperty("head_bits").GetInt32());
+            // gpt2 ties its head to the embeddings: the head gets its own quantized copy, the lookup stays float
+            var graph = new ExportedTensors(Path.Combine(dir, "model.onnx"));
+            Assert.Contains($"lm_head.weight_Q{headBits}", graph.Bytes.Keys);
+            Assert.Contains(graph.Bytes.Keys, k => k.EndsWith("_Q4", StringComparison.Ordinal) && !k.StartsWith("lm_head", StringComparison.Ordinal));
+            Assert.DoesNotContain(graph.Model.Graph.Node, n => n.OpType == "MatMul" && n.Input.Any(i => i.Contains("wte")));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
 
     [Theory]
@@ -71,6 +96,11 @@ public class QuantizedPromptAndCliTests(ITestOutputHelper output)
     [InlineData("--dtype fp16 with --quantize is not supported on the CPU", "--quantize", "int8", "--dtype", "fp16")]
     [InlineData("--block-size needs --quantize", "--block-size", "32")]
     [InlineData("--keep-head-float needs --quantize", "--keep-head-float")]
+    [InlineData("--quantize-head needs --quantize", "--quantize-head")]
+    [InlineData("--head-quantize needs --quantize", "--head-quantize", "int8")]
+    [InlineData("--head-quantize 'int2' is not supported", "--quantize", "int4", "--head-quantize", "int2")]
+    [InlineData("--head-quantize and --keep-head-float contradict", "--quantize", "int4", "--head-quantize", "int8", "--keep-head-float")]
+    [InlineData("--keep-head-float and --quantize-head contradict", "--quantize", "int8", "--keep-head-float", "--quantize-head")]
     public void Bad_quantization_options_are_refused_with_one_line_and_exit_2(string message, params string[] options)
     {
         var dir = TempExports.FreshPath();
