@@ -56,8 +56,12 @@ public sealed partial class FolderSnapshot
     }
 
     /// <summary>Whether process <paramref name="pid"/> has a staging folder in <paramref name="dir"/> (for any entry).</summary>
-    public static bool StagingIn(string dir, int pid) =>
-        Directory.Exists(dir) && Directory.EnumerateDirectories(dir, $".*.{pid}.*.tmp").Any();
+    public static bool StagingIn(string dir, int pid)
+    {
+        // polled while the child runs: the folder may vanish between the check and the listing (a run replacing OUT)
+        try { return Directory.Exists(dir) && Directory.EnumerateDirectories(dir, $".*.{pid}.*.tmp").Any(); }
+        catch (DirectoryNotFoundException) { return false; }
+    }
 
     /// <summary>How many staging or temp entries a writer left in <paramref name="dir"/> (at any depth) and beside it.</summary>
     public static int Leftovers(string dir) =>
