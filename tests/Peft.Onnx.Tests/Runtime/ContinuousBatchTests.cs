@@ -1,3 +1,4 @@
+using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Runtime.Batching;

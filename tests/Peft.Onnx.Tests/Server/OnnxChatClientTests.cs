@@ -1,3 +1,4 @@
+using Peft.Onnx.Tests.Support;
 using Microsoft.Extensions.AI;
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime.AI;

@@ -1,3 +1,4 @@
+using Peft.Onnx.Tests.Support;
 using System.Net;
 using System.Text.Json.Nodes;
 using Peft.Onnx.Runtime;
