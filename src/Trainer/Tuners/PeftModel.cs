@@ -7,6 +7,7 @@ using Peft.Onnx.Trainer.Tuners.Ia3;
 using Peft.Onnx.Trainer.Tuners.LoHa;
 using Peft.Onnx.Trainer.Tuners.LoKr;
 using Peft.Onnx.Trainer.Tuners.Lora;
+using Peft.Onnx.Trainer.Tuners.Oft;
 using Peft.Onnx.Trainer.Tuners.PrefixTuning;
 using Peft.Onnx.Trainer.Tuners.PromptTuning;
 using Peft.Onnx.Trainer.Tuners.PTuning;
@@ -68,6 +69,7 @@ public sealed class PeftModel : IDisposable
         Ia3Config c => new Ia3Tuner(baseModel, c),
         LoHaConfig c => new LoHaTuner(baseModel, c),
         LoKrConfig c => new LoKrTuner(baseModel, c),
+        OftConfig c => new OftTuner(baseModel, c),
         PromptTuningConfig c => new PromptTuner(baseModel, c),
         PromptEncoderConfig c => new PromptEncoderTuner(baseModel, c),
         PrefixTuningConfig c => new PrefixTuner(baseModel, c),

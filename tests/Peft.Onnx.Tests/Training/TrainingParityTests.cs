@@ -91,6 +91,11 @@ public class TrainingParityTests(ITestOutputHelper output)
     [Theory, MemberData(nameof(LycorisCases))]
     public void Lycoris_training_steps_match_peft(string arch, string method) => AssertTrainingMatches(arch, method, Paths.CurrentCase(arch, method));
 
+    public static TheoryData<string> OftArchs() => new(Paths.Archs.Where(a => a != "gpt2"));
+
+    [Theory, MemberData(nameof(OftArchs))]
+    public void Oft_training_steps_match_peft(string arch) => AssertTrainingMatches(arch, "oft", Paths.CurrentCase(arch, "oft"));
+
     /// <summary>3 SGD and 3 AdamW steps from the case's init.* values against its reference: losses, first gradients, end state, logits after.</summary>
     public void AssertTrainingMatches(string arch, string method, string caseDir)
     {
