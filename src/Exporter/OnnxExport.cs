@@ -194,6 +194,13 @@ public static class OnnxExport
                 result = MergeOft.Apply(oft, architecture, adapter, replaced);
                 break;
             }
+            case HraConfig hra:
+            {
+                RefuseUnmerged(adapter, options);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, hra.FindTargets(architecture)));
+                result = MergeHra.Apply(hra, architecture, adapter, replaced);
+                break;
+            }
             case PromptLearningConfig:
                 // prompt tuning / p-tuning / prefix tuning are baked into the graphs (BakeSoftPrompt, BakePrefix): not here yet
                 throw new PeftOnnxException($"{adapter.Dir}: ONNX export of {adapter.Config.PeftType} adapters is not supported yet (LoRA and IA3 are)");

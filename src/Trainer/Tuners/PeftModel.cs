@@ -8,6 +8,7 @@ using Peft.Onnx.Trainer.Tuners.LoHa;
 using Peft.Onnx.Trainer.Tuners.LoKr;
 using Peft.Onnx.Trainer.Tuners.Lora;
 using Peft.Onnx.Trainer.Tuners.Oft;
+using Peft.Onnx.Trainer.Tuners.Hra;
 using Peft.Onnx.Trainer.Tuners.PrefixTuning;
 using Peft.Onnx.Trainer.Tuners.PromptTuning;
 using Peft.Onnx.Trainer.Tuners.PTuning;
@@ -70,6 +71,7 @@ public sealed class PeftModel : IDisposable
         LoHaConfig c => new LoHaTuner(baseModel, c),
         LoKrConfig c => new LoKrTuner(baseModel, c),
         OftConfig c => new OftTuner(baseModel, c),
+        HraConfig c => new HraTuner(baseModel, c),
         PromptTuningConfig c => new PromptTuner(baseModel, c),
         PromptEncoderConfig c => new PromptEncoderTuner(baseModel, c),
         PrefixTuningConfig c => new PrefixTuner(baseModel, c),
