@@ -42,6 +42,8 @@ public static class TrainDataMode
                 Alpha = args.Double("alpha"),
                 DecomposeBoth = args.Flag("decompose-both"),
                 DecomposeFactor = args.Int("decompose-factor"),
+                OftBlockSize = args.Int("oft-block-size", min: 1),
+                ApplyGs = args.Flag("apply-gs"),
             },
             OptimizerName = args.String("optimizer") ?? "adamw",
             Options = new FinetuneOptions

@@ -29,12 +29,18 @@ public sealed record MethodOptions
 
     /// <summary>LoKr: the largest factor of the Kronecker split (-1: the most balanced one).</summary>
     public int? DecomposeFactor { get; init; }
+
+    /// <summary>OFT: the side of each rotation block (PEFT's oft_block_size; 32 when neither it nor --r is given).</summary>
+    public int? OftBlockSize { get; init; }
+
+    /// <summary>HRA: orthonormalise the reflection vectors (Gram-Schmidt) first.</summary>
+    public bool ApplyGs { get; init; }
 }
 
 /// <summary>Builds what a run needs from files: the adapter config for --method, the splits, the tokenized examples.</summary>
 public static class FinetuneSetup
 {
-    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr"];
+    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr", "oft", "hra"];
 
     /// <summary>Default number of virtual tokens of the prompt methods when neither --num-virtual-tokens nor an init text sets it.</summary>
     public const int DefaultVirtualTokens = 20;
@@ -81,6 +87,12 @@ public static class FinetuneSetup
         Reject(method != "lokr" && o.DecomposeFactor is not null, "--decompose-factor");
         Reject(method is "loha" or "lokr" && o.LoraAlpha is not null, "--lora-alpha (use --alpha)");
         Reject(method is "loha" or "lokr" && o.LoraDropout is not null, "--lora-dropout");
+        Reject(method != "oft" && o.OftBlockSize is not null, "--oft-block-size");
+        Reject(method != "hra" && o.ApplyGs, "--apply-gs");
+        Reject(method is "oft" or "hra" && o.LoraAlpha is not null, "--lora-alpha");
+        Reject(method is "oft" or "hra" && o.LoraDropout is not null, "--lora-dropout");
+        if (method == "oft" && o.R is not null && o.OftBlockSize is not null)
+            throw new PeftOnnxException("--r and --oft-block-size exclude each other for --method oft (give the block count or the block size)");
         if (o.NumVirtualTokens is < 1) throw new PeftOnnxException($"--num-virtual-tokens {o.NumVirtualTokens} must be >= 1");
         AdapterConfig config = method switch
         {
@@ -92,6 +104,8 @@ public static class FinetuneSetup
                 R = o.R ?? 8, Alpha = o.Alpha ?? 8, DecomposeBoth = o.DecomposeBoth, DecomposeFactor = o.DecomposeFactor ?? -1,
                 TargetModules = targets, TaskType = taskType,
             },
+            "oft" => new OftConfig { R = o.R ?? 0, OftBlockSize = o.R is null ? o.OftBlockSize ?? 32 : 0, TargetModules = targets, TaskType = taskType },
+            "hra" => new HraConfig { R = o.R ?? 8, ApplyGs = o.ApplyGs, TargetModules = targets, TaskType = taskType },
             "prompt_tuning" => PromptTuning(o, taskType, baseDir, tokenizer),
             "p_tuning" => new PromptEncoderConfig
             {
