@@ -201,6 +201,13 @@ public static class OnnxExport
                 result = MergeHra.Apply(hra, architecture, adapter, replaced);
                 break;
             }
+            case FourierFtConfig fourier:
+            {
+                RefuseUnmerged(adapter, options);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, fourier.FindTargets(architecture)));
+                result = MergeFourierFt.Apply(fourier, architecture, adapter, replaced);
+                break;
+            }
             case PromptLearningConfig:
                 // prompt tuning / p-tuning / prefix tuning are baked into the graphs (BakeSoftPrompt, BakePrefix): not here yet
                 throw new PeftOnnxException($"{adapter.Dir}: ONNX export of {adapter.Config.PeftType} adapters is not supported yet (LoRA and IA3 are)");
