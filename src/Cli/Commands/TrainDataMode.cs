@@ -44,6 +44,9 @@ public static class TrainDataMode
                 DecomposeFactor = args.Int("decompose-factor"),
                 OftBlockSize = args.Int("oft-block-size", min: 1),
                 ApplyGs = args.Flag("apply-gs"),
+                NFrequency = args.Int("n-frequency", min: 1),
+                Scaling = args.Double("scaling"),
+                RandomLocSeed = args.Int("random-loc-seed", min: 0),
             },
             OptimizerName = args.String("optimizer") ?? "adamw",
             Options = new FinetuneOptions

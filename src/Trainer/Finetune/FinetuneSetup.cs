@@ -35,12 +35,21 @@ public sealed record MethodOptions
 
     /// <summary>HRA: orthonormalise the reflection vectors (Gram-Schmidt) first.</summary>
     public bool ApplyGs { get; init; }
+
+    /// <summary>FourierFT: spectrum entries per layer (PEFT's n_frequency, 1000 by default).</summary>
+    public int? NFrequency { get; init; }
+
+    /// <summary>FourierFT: the delta's scale (PEFT's scaling, 150 by default).</summary>
+    public double? Scaling { get; init; }
+
+    /// <summary>FourierFT: the seed of the spectrum positions (PEFT's random_loc_seed, 777 by default).</summary>
+    public long? RandomLocSeed { get; init; }
 }
 
 /// <summary>Builds what a run needs from files: the adapter config for --method, the splits, the tokenized examples.</summary>
 public static class FinetuneSetup
 {
-    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr", "oft", "hra"];
+    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr", "oft", "hra", "fourierft"];
 
     /// <summary>Default number of virtual tokens of the prompt methods when neither --num-virtual-tokens nor an init text sets it.</summary>
     public const int DefaultVirtualTokens = 20;
@@ -89,8 +98,12 @@ public static class FinetuneSetup
         Reject(method is "loha" or "lokr" && o.LoraDropout is not null, "--lora-dropout");
         Reject(method != "oft" && o.OftBlockSize is not null, "--oft-block-size");
         Reject(method != "hra" && o.ApplyGs, "--apply-gs");
-        Reject(method is "oft" or "hra" && o.LoraAlpha is not null, "--lora-alpha");
-        Reject(method is "oft" or "hra" && o.LoraDropout is not null, "--lora-dropout");
+        Reject(method is "oft" or "hra" or "fourierft" && o.LoraAlpha is not null, "--lora-alpha");
+        Reject(method is "oft" or "hra" or "fourierft" && o.LoraDropout is not null, "--lora-dropout");
+        Reject(method == "fourierft" && o.R is not null, "--r (use --n-frequency)");
+        Reject(method != "fourierft" && o.NFrequency is not null, "--n-frequency");
+        Reject(method != "fourierft" && o.Scaling is not null, "--scaling");
+        Reject(method != "fourierft" && o.RandomLocSeed is not null, "--random-loc-seed");
         if (method == "oft" && o.R is not null && o.OftBlockSize is not null)
             throw new PeftOnnxException("--r and --oft-block-size exclude each other for --method oft (give the block count or the block size)");
         if (o.NumVirtualTokens is < 1) throw new PeftOnnxException($"--num-virtual-tokens {o.NumVirtualTokens} must be >= 1");
@@ -105,6 +118,10 @@ public static class FinetuneSetup
                 TargetModules = targets, TaskType = taskType,
             },
             "oft" => new OftConfig { R = o.R ?? 0, OftBlockSize = o.R is null ? o.OftBlockSize ?? 32 : 0, TargetModules = targets, TaskType = taskType },
+            "fourierft" => new FourierFtConfig
+            {
+                NFrequency = o.NFrequency ?? 1000, Scaling = o.Scaling ?? 150.0, RandomLocSeed = o.RandomLocSeed ?? 777, TargetModules = targets, TaskType = taskType,
+            },
             "hra" => new HraConfig { R = o.R ?? 8, ApplyGs = o.ApplyGs, TargetModules = targets, TaskType = taskType },
             "prompt_tuning" => PromptTuning(o, taskType, baseDir, tokenizer),
             "p_tuning" => new PromptEncoderConfig

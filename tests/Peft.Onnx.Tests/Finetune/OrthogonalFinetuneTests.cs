@@ -12,7 +12,7 @@ using Xunit;
 
 namespace Peft.Onnx.Tests.Finetune;
 
-/// <summary>`train --data --method oft|hra`: the options build PEFT's configs, and a short run trains and saves a loadable adapter.</summary>
+/// <summary>`train --data --method oft|hra|fourierft`: the options build PEFT's configs, and a short run trains and saves a loadable adapter.</summary>
 public class OrthogonalFinetuneTests
 {
     private static AdapterConfig For(string method, MethodOptions o)
@@ -33,6 +33,10 @@ public class OrthogonalFinetuneTests
         var hra = Assert.IsType<HraConfig>(For("hra", new MethodOptions { R = 4, ApplyGs = true }));
         Assert.Equal((4, true, true), (hra.R, hra.ApplyGs, hra.InitWeights));
         Assert.Equal(8, Assert.IsType<HraConfig>(For("hra", new MethodOptions())).R);
+        var fourier = Assert.IsType<FourierFtConfig>(For("fourierft", new MethodOptions()));
+        Assert.Equal((1000, 150.0, (long?)777, false), (fourier.NFrequency, fourier.Scaling, fourier.RandomLocSeed, fourier.InitWeights));
+        var chosen = Assert.IsType<FourierFtConfig>(For("fourierft", new MethodOptions { NFrequency = 32, Scaling = 10, RandomLocSeed = 5 }));
+        Assert.Equal((32, 10.0, (long?)5), (chosen.NFrequency, chosen.Scaling, chosen.RandomLocSeed));
     }
 
     [Theory]
@@ -40,6 +44,9 @@ public class OrthogonalFinetuneTests
     [InlineData("oft", "--apply-gs")]
     [InlineData("hra", "--lora-alpha")]
     [InlineData("oft", "--alpha")]
+    [InlineData("lora", "--n-frequency")]
+    [InlineData("hra", "--random-loc-seed")]
+    [InlineData("fourierft", "--r (use --n-frequency)")]
     public void Options_of_another_method_are_refused_naming_the_option(string method, string option)
     {
         var o = option switch
@@ -47,6 +54,9 @@ public class OrthogonalFinetuneTests
             "--oft-block-size" => new MethodOptions { OftBlockSize = 8 },
             "--apply-gs" => new MethodOptions { ApplyGs = true },
             "--alpha" => new MethodOptions { Alpha = 4 },
+            "--n-frequency" => new MethodOptions { NFrequency = 8 },
+            "--random-loc-seed" => new MethodOptions { RandomLocSeed = 1 },
+            "--r (use --n-frequency)" => new MethodOptions { R = 4 },
             _ => new MethodOptions { LoraAlpha = 4 },
         };
         var ex = Assert.Throws<PeftOnnxException>(() => For(method, o));
@@ -63,6 +73,7 @@ public class OrthogonalFinetuneTests
     [Theory]
     [InlineData("oft", new[] { "--oft-block-size", "16" })]
     [InlineData("hra", new[] { "--r", "4" })]
+    [InlineData("fourierft", new[] { "--n-frequency", "64", "--scaling", "25" })]
     public void Run_lowers_the_loss_and_saves_an_adapter_that_loads(string method, string[] options)
     {
         var (dir, train, validation) = FinetuneData.Write(train: 16, validation: 8);
