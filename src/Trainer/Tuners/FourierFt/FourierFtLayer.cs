@@ -37,8 +37,7 @@ public sealed class FourierFtLayer : InjectedLayer
         using var scope = NewDisposeScope();
         long outF = Target.Linear.OutFeatures, inF = Target.Linear.InFeatures;
         var index = tensor(_flatPositions, device: Spectrum.device);
-        using TorchSharp.Scalar one = 1.0;
-        var dense = zeros(outF * inF, dtype: Spectrum.dtype, device: Spectrum.device).index_add(0, index, Spectrum, one).view(outF, inF);
+        var dense = zeros(outF * inF, dtype: Spectrum.dtype, device: Spectrum.device).scatter_add(0, index, Spectrum).view(outF, inF);
         return fft.ifft2(dense).real.Times(Target.Scaling).MoveToOuterDisposeScope();
     }
 
@@ -46,14 +45,14 @@ public sealed class FourierFtLayer : InjectedLayer
     {
         using var scope = NewDisposeScope();
         var delta = DeltaWeight();
-        return layer.BaseForward(x).add(nn.functional.linear(x.to(delta.dtype), delta)).MoveToOuterDisposeScope();
+        return layer.BaseForward(x).Plus(nn.functional.linear(x.to(delta.dtype), delta)).MoveToOuterDisposeScope();
     }
 
     protected override void MergeInto(LinearLayer layer)
     {
         using var scope = NewDisposeScope();
         var delta = DeltaWeight();
-        layer.Weight.add_(delta);
+        layer.Weight.PlusInPlace(delta);
     }
 
     protected override void UnmergeFrom(LinearLayer layer)

@@ -59,7 +59,7 @@ public sealed class HraLayer : InjectedLayer
                 columns.Add(ui.div(ui.norm()).view(-1, 1));
             }
             var e = cat(columns, 1);
-            h = eye.sub(e.matmul(e.t()).mul(2));
+            h = eye.sub(e.matmul(e.t()).Times(2));
         }
         else
         {
@@ -68,7 +68,7 @@ public sealed class HraLayer : InjectedLayer
             foreach (var i in reverse ? Enumerable.Range(0, r).Reverse() : Enumerable.Range(0, r))
             {
                 var ui = unit[TensorIndex.Colon, i].view(-1, 1);
-                h = h.sub(h.matmul(ui).matmul(ui.t()).mul(2));
+                h = h.sub(h.matmul(ui).matmul(ui.t()).Times(2));
             }
         }
         return h.MoveToOuterDisposeScope();

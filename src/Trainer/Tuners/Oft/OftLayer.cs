@@ -78,10 +78,10 @@ public sealed class OftLayer : InjectedLayer
             for (int k = 1; k <= terms - 1; k++)
             {
                 if (k > 1) power = power.bmm(q);
-                r = k == terms - 1 ? r.add(power) : r.add(power.Times(2.0));
+                r = k == terms - 1 ? r.Plus(power) : r.Plus(power, 2.0);
             }
         }
-        else r = eye.sub(q).bmm(linalg.inv(eye.add(q)));
+        else r = eye.sub(q).bmm(linalg.inv(eye.Plus(q)));
         return r.MoveToOuterDisposeScope();
     }
 
