@@ -201,6 +201,27 @@ public static class OnnxExport
                 result = MergeAdaLora.Apply(adaLora, architecture, adapter, replaced);
                 break;
             }
+            case OftConfig oft:
+            {
+                RefuseUnmerged(adapter, options);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, oft.FindTargets(architecture)));
+                result = MergeOft.Apply(oft, architecture, adapter, replaced);
+                break;
+            }
+            case HraConfig hra:
+            {
+                RefuseUnmerged(adapter, options);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, hra.FindTargets(architecture)));
+                result = MergeHra.Apply(hra, architecture, adapter, replaced);
+                break;
+            }
+            case FourierFtConfig fourier:
+            {
+                RefuseUnmerged(adapter, options);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, fourier.FindTargets(architecture)));
+                result = MergeFourierFt.Apply(fourier, architecture, adapter, replaced);
+                break;
+            }
             case PromptLearningConfig:
                 // prompt tuning / p-tuning / prefix tuning are baked into the graphs (BakeSoftPrompt, BakePrefix): not here yet
                 throw new PeftOnnxException($"{adapter.Dir}: ONNX export of {adapter.Config.PeftType} adapters is not supported yet (LoRA and IA3 are)");

@@ -47,6 +47,11 @@ public static class TrainDataMode
                 InitR = args.Int("init-r", min: 1),
                 TargetR = args.Int("target-r", min: 1),
                 OrthRegWeight = args.Double("orth-reg-weight"),
+                OftBlockSize = args.Int("oft-block-size", min: 1),
+                ApplyGs = args.Flag("apply-gs"),
+                NFrequency = args.Int("n-frequency", min: 1),
+                Scaling = args.Double("scaling"),
+                RandomLocSeed = args.Int("random-loc-seed", min: 0),
             },
             OptimizerName = args.String("optimizer") ?? "adamw",
             Options = new FinetuneOptions

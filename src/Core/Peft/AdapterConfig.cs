@@ -31,12 +31,15 @@ public abstract record AdapterConfig
         [LoKrConfig.Type] = typeof(LoKrConfig),
         [VeraConfig.Type] = typeof(VeraConfig),
         [AdaLoraConfig.Type] = typeof(AdaLoraConfig),
+        [OftConfig.Type] = typeof(OftConfig),
+        [HraConfig.Type] = typeof(HraConfig),
+        [FourierFtConfig.Type] = typeof(FourierFtConfig),
     }.ToFrozenDictionary();
 
     /// <summary>The peft_type values this project reads, in PEFT's spelling.</summary>
     public static IReadOnlyList<string> KnownPeftTypes { get; } = [LoraConfig.Type, Ia3Config.Type, PromptTuningConfig.Type, PromptEncoderConfig.Type, PrefixTuningConfig.Type,
         LoHaConfig.Type, LoKrConfig.Type,
-        VeraConfig.Type, AdaLoraConfig.Type];
+        VeraConfig.Type, AdaLoraConfig.Type, OftConfig.Type, HraConfig.Type, FourierFtConfig.Type];
 
     public string PeftType { get; init; } = "";
     public string? TaskType { get; init; }

@@ -28,6 +28,9 @@ public sealed record AdapterLayout(IReadOnlyList<ExpectedTensor> Required, IRead
             if (config is LycorisConfig lycoris) required.AddRange(lycoris.ExpectedTensors(t));
             else if (config is VeraConfig vera) required.AddRange(vera.ExpectedTensors(t));
             else if (config is AdaLoraConfig adaLora) required.AddRange(adaLora.ExpectedTensors(t));
+            else if (config is OftConfig oft) required.Add(oft.RotationTensor(t));
+            else if (config is HraConfig hra) required.Add(hra.VectorsTensor(t));
+            else if (config is FourierFtConfig fourier) required.Add(fourier.SpectrumTensor(t));
             else if (config is LoraConfig lora)
             {
                 var why = $"r = {t.Rank} on '{t.Path}'";

@@ -44,12 +44,26 @@ public sealed record MethodOptions
 
     /// <summary>AdaLoRA: the weight of the orthogonal regulariser in the loss.</summary>
     public double? OrthRegWeight { get; init; }
+    /// <summary>OFT: the side of each rotation block (PEFT's oft_block_size; 32 when neither it nor --r is given).</summary>
+    public int? OftBlockSize { get; init; }
+
+    /// <summary>HRA: orthonormalise the reflection vectors (Gram-Schmidt) first.</summary>
+    public bool ApplyGs { get; init; }
+
+    /// <summary>FourierFT: spectrum entries per layer (PEFT's n_frequency, 1000 by default).</summary>
+    public int? NFrequency { get; init; }
+
+    /// <summary>FourierFT: the delta's scale (PEFT's scaling, 150 by default).</summary>
+    public double? Scaling { get; init; }
+
+    /// <summary>FourierFT: the seed of the spectrum positions (PEFT's random_loc_seed, 777 by default).</summary>
+    public long? RandomLocSeed { get; init; }
 }
 
 /// <summary>Builds what a run needs from files: the adapter config for --method, the splits, the tokenized examples.</summary>
 public static class FinetuneSetup
 {
-    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr", "vera", "adalora"];
+    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr", "vera", "adalora", "oft", "hra", "fourierft"];
 
     /// <summary>PEFT's AdaLoraConfig init_r default.</summary>
     private const int AdaLoraDefaultRank = 12;
@@ -109,6 +123,16 @@ public static class FinetuneSetup
         Reject(method == "adalora" && o.LoraDropout is not null, "--lora-dropout");
         if (method == "adalora" && o.TargetR is { } targetR && targetR != (o.InitR ?? AdaLoraDefaultRank))
             throw new PeftOnnxException($"--target-r {targetR} differs from --init-r {o.InitR ?? AdaLoraDefaultRank}: AdaLoRA's rank re-allocation (update_and_allocate) is not implemented by train --data (give --target-r equal to --init-r, or leave it out)");
+        Reject(method != "oft" && o.OftBlockSize is not null, "--oft-block-size");
+        Reject(method != "hra" && o.ApplyGs, "--apply-gs");
+        Reject(method is "oft" or "hra" or "fourierft" && o.LoraAlpha is not null, "--lora-alpha");
+        Reject(method is "oft" or "hra" or "fourierft" && o.LoraDropout is not null, "--lora-dropout");
+        Reject(method == "fourierft" && o.R is not null, "--r (use --n-frequency)");
+        Reject(method != "fourierft" && o.NFrequency is not null, "--n-frequency");
+        Reject(method != "fourierft" && o.Scaling is not null, "--scaling");
+        Reject(method != "fourierft" && o.RandomLocSeed is not null, "--random-loc-seed");
+        if (method == "oft" && o.R is not null && o.OftBlockSize is not null)
+            throw new PeftOnnxException("--r and --oft-block-size exclude each other for --method oft (give the block count or the block size)");
         if (o.NumVirtualTokens is < 1) throw new PeftOnnxException($"--num-virtual-tokens {o.NumVirtualTokens} must be >= 1");
         AdapterConfig config = method switch
         {
@@ -129,6 +153,12 @@ public static class FinetuneSetup
                 InitR = o.InitR ?? AdaLoraDefaultRank, TargetR = o.InitR ?? AdaLoraDefaultRank, LoraAlpha = o.LoraAlpha ?? 8,
                 OrthRegWeight = o.OrthRegWeight ?? 0.5, TargetModules = targets, TaskType = taskType,
             },
+            "oft" => new OftConfig { R = o.R ?? 0, OftBlockSize = o.R is null ? o.OftBlockSize ?? 32 : 0, TargetModules = targets, TaskType = taskType },
+            "fourierft" => new FourierFtConfig
+            {
+                NFrequency = o.NFrequency ?? 1000, Scaling = o.Scaling ?? 150.0, RandomLocSeed = o.RandomLocSeed ?? 777, TargetModules = targets, TaskType = taskType,
+            },
+            "hra" => new HraConfig { R = o.R ?? 8, ApplyGs = o.ApplyGs, TargetModules = targets, TaskType = taskType },
             "prompt_tuning" => PromptTuning(o, taskType, baseDir, tokenizer),
             "p_tuning" => new PromptEncoderConfig
             {

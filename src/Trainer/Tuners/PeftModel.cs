@@ -9,6 +9,9 @@ using Peft.Onnx.Trainer.Tuners.LoHa;
 using Peft.Onnx.Trainer.Tuners.Vera;
 using Peft.Onnx.Trainer.Tuners.LoKr;
 using Peft.Onnx.Trainer.Tuners.Lora;
+using Peft.Onnx.Trainer.Tuners.Oft;
+using Peft.Onnx.Trainer.Tuners.Hra;
+using Peft.Onnx.Trainer.Tuners.FourierFt;
 using Peft.Onnx.Trainer.Tuners.PrefixTuning;
 using Peft.Onnx.Trainer.Tuners.PromptTuning;
 using Peft.Onnx.Trainer.Tuners.PTuning;
@@ -72,6 +75,9 @@ public sealed class PeftModel : IDisposable
         LoKrConfig c => new LoKrTuner(baseModel, c),
         VeraConfig c => new VeraTuner(baseModel, c),
         AdaLoraConfig c => new AdaLoraTuner(baseModel, c),
+        OftConfig c => new OftTuner(baseModel, c),
+        HraConfig c => new HraTuner(baseModel, c),
+        FourierFtConfig c => new FourierFtTuner(baseModel, c),
         PromptTuningConfig c => new PromptTuner(baseModel, c),
         PromptEncoderConfig c => new PromptEncoderTuner(baseModel, c),
         PrefixTuningConfig c => new PrefixTuner(baseModel, c),

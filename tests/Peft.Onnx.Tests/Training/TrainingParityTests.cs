@@ -104,6 +104,23 @@ public class TrainingParityTests(ITestOutputHelper output)
     [Theory, MemberData(nameof(LycorisCases))]
     public void Lycoris_training_steps_match_peft(string arch, string method) => AssertTrainingMatches(arch, method, Paths.CurrentCase(arch, method));
 
+    public static TheoryData<string, string> OrthogonalCases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var arch in Paths.Archs.Where(a => a != "gpt2"))
+            foreach (var method in new[] { "oft", "hra" })
+                data.Add(arch, method);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(OrthogonalCases))]
+    public void Orthogonal_training_steps_match_peft(string arch, string method) => AssertTrainingMatches(arch, method, Paths.CurrentCase(arch, method));
+
+    public static TheoryData<string> FourierFtArchs() => new(Paths.Archs);
+
+    [Theory, MemberData(nameof(FourierFtArchs))]
+    public void FourierFt_training_steps_match_peft(string arch) => AssertTrainingMatches(arch, "fourierft", Paths.CurrentCase(arch, "fourierft"));
+
     /// <summary>3 SGD and 3 AdamW steps from the case's init.* values against its reference: losses, first gradients, end state, logits after.</summary>
     public void AssertTrainingMatches(string arch, string method, string caseDir)
     {

@@ -1,0 +1,142 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter;
+using Peft.Onnx.Tests.Support;
+using Peft.Onnx.Trainer.Training;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Peft.Onnx.Tests.Exporter;
+
+/// <summary>
+/// OFT (W' = W @ R^T) and HRA (W' = W @ H_1 ... H_r) compiled to ONNX, always merged, against current PEFT's
+/// merge_and_unload (tests/fixtures/peft-current), and the adapters both the trainer and the exporter refuse, with the
+/// same one-line message, before anything is written.
+/// </summary>
+public class OrthogonalExportTests(ITestOutputHelper output)
+{
+    public static TheoryData<string, string> Cases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var arch in Paths.Archs.Where(a => a != "gpt2"))
+            foreach (var method in new[] { "oft", "hra" })
+                data.Add(arch, method);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Merged_export_matches_peft_merge_and_unload(string arch, string method)
+    {
+        var caseDir = Paths.CurrentCase(arch, method);
+        var dir = TempExports.FreshPath();
+        try
+        {
+            OnnxExport.Export(Paths.Case(arch, "base_model"), Path.Combine(caseDir, "adapter"), dir, new ExportOptions());
+            var meta = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(caseDir, "meta.json"))).RootElement;
+            var expected = Reference.Rows(meta.GetProperty("generated_merged"))[0];
+            var (diff, generated) = AdapterExportParity.RunCase(arch, caseDir, dir, "logits_merged", expected.Length);
+            output.WriteLine($"{arch}/{method} merged: max |logit diff| vs logits_merged = {diff:g3}");
+            Assert.Equal(expected, generated);
+            Assert.Equal(Reference.Rows(meta.GetProperty("generated"))[0], generated);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    [Theory]
+    [InlineData("oft")]
+    [InlineData("hra")]
+    public void No_merge_is_refused_naming_the_method(string method)
+    {
+        var dir = TempExports.FreshPath();
+        var ex = Assert.Throws<PeftOnnxException>(() =>
+            OnnxExport.Export(Paths.Case("opt", "base_model"), Paths.CurrentCase("opt", method + "/adapter"), dir, new ExportOptions { Merge = false }));
+        Assert.Contains($"--no-merge applies to LoRA adapters only (a {method.ToUpperInvariant()} delta is always merged", ex.Message);
+        TempExports.AssertNothingWritten(dir);
+    }
+
+    /// <summary>A copy of a current-PEFT OFT fixture adapter with config keys replaced (null removes the key) and one tensor reshaped.</summary>
+    private static string Changed(string arch, string method, IReadOnlyDictionary<string, JsonNode?> keys, (string Name, long[] Shape)? reshaped = null)
+    {
+        var source = Paths.CurrentCase(arch, method + "/adapter");
+        var dir = Paths.TempDir("peft-onnx-bad-oft");
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, AdapterFormat.ConfigFile)))!.AsObject();
+        foreach (var (key, value) in keys)
+        {
+            if (value is null) config.Remove(key);
+            else config[key] = value.DeepClone();
+        }
+        File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), config.ToJsonString());
+        using var weights = SafeTensorsFile.Open(Path.Combine(source, AdapterFormat.WeightsFile));
+        TensorData Copy(string n)
+        {
+            if (reshaped is not { } r || r.Name != n) return TensorData.FromFloat32(n, weights[n].Shape, weights.ReadFloat32(n));
+            return TensorData.FromFloat32(n, r.Shape, new float[r.Shape.Aggregate(1L, (a, b) => a * b)]);
+        }
+        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), weights.Names.Select(Copy).ToList(), AdapterFormat.WeightsMetadata);
+        return dir;
+    }
+
+    private const string BloomQkv = "base_model.model.transformer.h.0.self_attention.query_key_value.";
+
+    public static TheoryData<string, string, string, string> BadAdapters() => new()
+    {
+        // method, changed key or "reshape", value (JSON; "remove" drops the key; the reshaped tensor's new shape), expected part of the message
+        { "oft", "reshape", "[4, 28]", $"tensor '{BloomQkv}oft_R.weight' has shape [4, 28] but the base model needs [8, 28] (OFT rotation, 8 blocks of 8 on 'transformer.h.0.self_attention.query_key_value' (in 64))" },
+        { "oft", "oft_block_size", "12", "oft_block_size = 12 does not divide in_features 64 of 'transformer.h.0.self_attention.query_key_value' (expected a divisor of 64)" },
+        { "oft", "r", "3", "r = 3 and oft_block_size = 8 (expected exactly one of them nonzero)" },
+        { "oft", "oft_block_size", "remove", "oft_block_size is missing: an OFT adapter from PEFT before 0.14" },
+        { "oft", "coft", "true", "coft = true is invalid (expected false (constrained OFT is not implemented))" },
+        { "oft", "bias", "\"all\"", "bias = \"all\" is invalid (expected \"none\"" },
+        { "oft", "layers_to_transform", "[0]", "layers_to_transform = [0] is not supported for OFT adapters" },
+        { "oft", "num_cayley_neumann_terms", "1", "num_cayley_neumann_terms = 1 is invalid (expected an integer of at least 2)" },
+        { "oft", "exclude_modules", "[\"query_key_value\"]", "matches no module" },
+        { "hra", "reshape", "[64, 2]", $"tensor '{BloomQkv}hra_u' has shape [64, 2] but the base model needs [64, 4] (HRA reflections, r = 4 on 'transformer.h.0.self_attention.query_key_value' (in 64))" },
+        { "hra", "r", "0", "r = 0 is invalid (expected a positive integer)" },
+        { "hra", "bias", "\"lora_only\"", "bias = \"lora_only\" is invalid (expected \"none\"" },
+        { "hra", "layers_pattern", "\"h\"", "layers_pattern = \"h\" is not supported for HRA adapters" },
+        { "hra", "exclude_modules", "[\"dense\"]", "exclude_modules = [\"dense\"] is not supported for HRA adapters" },
+    };
+
+    [Theory, MemberData(nameof(BadAdapters))]
+    public void Trainer_and_exporter_refuse_the_same_adapter_with_the_same_message(string method, string key, string value, string expected)
+    {
+        var tensorName = BloomQkv + (method == "oft" ? "oft_R.weight" : "hra_u");
+        var adapter = key == "reshape"
+            ? Changed("bloom", method, new Dictionary<string, JsonNode?>(), (tensorName, JsonSerializer.Deserialize<long[]>(value)!))
+            : Changed("bloom", method, new Dictionary<string, JsonNode?> { [key] = value == "remove" ? null : JsonNode.Parse(value) });
+        var outDir = TempExports.FreshPath();
+        try
+        {
+            var trainer = Assert.Throws<PeftOnnxException>(() => PeftModelSource.FromAdapter(Paths.Case("bloom", "base_model"), adapter, out _, inferenceMode: true).Dispose());
+            var exporter = Assert.Throws<PeftOnnxException>(() => OnnxExport.Export(Paths.Case("bloom", "base_model"), adapter, outDir, new ExportOptions()));
+            Assert.Equal(exporter.Message, trainer.Message);
+            Assert.Contains(expected, trainer.Message);
+            Assert.Contains(adapter, trainer.Message);
+            Assert.DoesNotContain('\n', trainer.Message);
+            TempExports.AssertNothingWritten(outDir);
+        }
+        finally { Directory.Delete(adapter, true); }
+    }
+
+    [Theory]
+    [InlineData("OFT", "\"r\": 0, \"oft_block_size\": 8")]
+    [InlineData("HRA", "\"r\": 4")]
+    public void Gpt2_conv1d_targets_are_refused_as_peft_refuses_them(string peftType, string keys)
+    {
+        var dir = Paths.TempDir("peft-onnx-gpt2-orthogonal");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), $$"""{"peft_type": "{{peftType}}", {{keys}}, "task_type": "CAUSAL_LM"}""");
+            SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), [], AdapterFormat.WeightsMetadata);
+            var ex = Assert.Throws<PeftOnnxException>(() => PeftModelSource.FromAdapter(Paths.Case("gpt2", "base_model"), dir, out _, inferenceMode: true).Dispose());
+            Assert.Contains($"selects 'transformer.h.0.attn.c_attn', a transformers Conv1D layer, which PEFT's {peftType} does not support (only nn.Linear layers)", ex.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
