@@ -12,7 +12,27 @@ using Peft.Onnx.Exporter.Weights;
 namespace Peft.Onnx.Exporter;
 
 /// <summary>One adapter of a multi-adapter export: the name requests choose it by, and its PEFT folder.</summary>
-public sealed record NamedAdapter(string Name, string Dir);
+public sealed record NamedAdapter(string Name, string Dir)
+{
+    /// <summary>
+    /// The named adapters of `--adapter NAME=DIR ...`, null for a single unnamed `--adapter DIR` (today's merged export);
+    /// several adapters must all be named.
+    /// </summary>
+    public static List<NamedAdapter>? ParseAll(IReadOnlyList<string> values)
+    {
+        if (values.Count == 0 || (values.Count == 1 && !values[0].Contains('='))) return null;
+        var result = new List<NamedAdapter>();
+        foreach (var v in values)
+        {
+            int eq = v.IndexOf('=');
+            if (eq < 0) throw new PeftOnnxException($"export: --adapter {v}: with several adapters each must be NAME=DIR");
+            var (name, dir) = (v[..eq], v[(eq + 1)..]);
+            if (!Directory.Exists(dir)) throw new PeftOnnxException($"export: --adapter {v}: folder '{dir}' not found");
+            result.Add(new NamedAdapter(name, dir));
+        }
+        return result;
+    }
+}
 
 /// <summary>
 /// Many adapters on one base in one folder: the base weights once, every adapter's LoRA tensors stacked per module

@@ -173,53 +173,11 @@ public static class OnnxExport
                 result = MergeIa3.Apply(ia3, architecture, adapter, replaced);
                 break;
             }
-            case LoHaConfig loha:
+            case InjectedAdapterConfig injected when MergedOnly(injected) is { } merge:
             {
                 RefuseUnmerged(adapter, options);
-                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, loha.FindTargets(architecture)));
-                result = MergeLoHa.Apply(loha, architecture, adapter, replaced);
-                break;
-            }
-            case LoKrConfig lokr:
-            {
-                RefuseUnmerged(adapter, options);
-                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, lokr.FindTargets(architecture)));
-                result = MergeLoKr.Apply(lokr, architecture, adapter, replaced);
-                break;
-            }
-            case VeraConfig vera:
-            {
-                RefuseUnmerged(adapter, options);
-                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, vera.FindTargets(architecture)));
-                result = MergeVera.Apply(vera, architecture, adapter, replaced);
-                break;
-            }
-            case AdaLoraConfig adaLora:
-            {
-                RefuseUnmerged(adapter, options);
-                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, adaLora.FindTargets(architecture)));
-                result = MergeAdaLora.Apply(adaLora, architecture, adapter, replaced);
-                break;
-            }
-            case OftConfig oft:
-            {
-                RefuseUnmerged(adapter, options);
-                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, oft.FindTargets(architecture)));
-                result = MergeOft.Apply(oft, architecture, adapter, replaced);
-                break;
-            }
-            case HraConfig hra:
-            {
-                RefuseUnmerged(adapter, options);
-                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, hra.FindTargets(architecture)));
-                result = MergeHra.Apply(hra, architecture, adapter, replaced);
-                break;
-            }
-            case FourierFtConfig fourier:
-            {
-                RefuseUnmerged(adapter, options);
-                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, fourier.FindTargets(architecture)));
-                result = MergeFourierFt.Apply(fourier, architecture, adapter, replaced);
+                var replaced = new ReplaceSavedModules(weights, adapter.Replacements(architecture, injected.FindTargets(architecture)));
+                result = merge(architecture, adapter, replaced);
                 break;
             }
             case PromptLearningConfig:
@@ -231,6 +189,22 @@ public static class OnnxExport
         adapter.RefuseUnused();
         return result;
     }
+
+    /// <summary>
+    /// The merge pass of each method whose export is always merged (its delta has no unmerged graph form); null for
+    /// the methods handled above.
+    /// </summary>
+    private static Func<Core.Architectures.Architecture, AdapterWeights, WeightSource, WeightSource>? MergedOnly(InjectedAdapterConfig config) => config switch
+    {
+        LoHaConfig c => (arch, adapter, weights) => MergeLoHa.Apply(c, arch, adapter, weights),
+        LoKrConfig c => (arch, adapter, weights) => MergeLoKr.Apply(c, arch, adapter, weights),
+        VeraConfig c => (arch, adapter, weights) => MergeVera.Apply(c, arch, adapter, weights),
+        AdaLoraConfig c => (arch, adapter, weights) => MergeAdaLora.Apply(c, arch, adapter, weights),
+        OftConfig c => (arch, adapter, weights) => MergeOft.Apply(c, arch, adapter, weights),
+        HraConfig c => (arch, adapter, weights) => MergeHra.Apply(c, arch, adapter, weights),
+        FourierFtConfig c => (arch, adapter, weights) => MergeFourierFt.Apply(c, arch, adapter, weights),
+        _ => null,
+    };
 
     /// <summary>Methods whose export is always merged refuse --no-merge, naming the method.</summary>
     private static void RefuseUnmerged(AdapterWeights adapter, ExportOptions options)

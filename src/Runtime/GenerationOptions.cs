@@ -36,6 +36,33 @@ public sealed record GenerationOptions
     public int? PadTokenId { get; init; }
 
     /// <summary>Greedy decoding of at most <paramref name="maxNewTokens"/> tokens.</summary>
+    /// <summary>
+    /// Options from `generate`'s settings: greedy and sampling settings exclude each other; without either the folder's
+    /// generation_config.json decides. <paramref name="seed"/> is the text given (a non-negative integer).
+    /// </summary>
+    public static GenerationOptions FromSettings(int? maxNewTokens, bool greedy, double? temperature, int? topK, double? topP, string? seed, double? repetitionPenalty)
+    {
+        bool sampling = temperature != null || topK != null || topP != null || seed != null;
+        if (greedy && sampling) throw new PeftOnnxException("generate: --greedy cannot be combined with --temperature, --top-k, --top-p or --seed");
+        ulong? seedValue = null;
+        if (seed != null)
+        {
+            if (!ulong.TryParse(seed, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var s))
+                throw new PeftOnnxException($"generate: --seed '{seed}' must be a non-negative integer");
+            seedValue = s;
+        }
+        return new GenerationOptions
+        {
+            MaxNewTokens = maxNewTokens,
+            DoSample = greedy ? false : sampling ? true : null,
+            Temperature = temperature,
+            TopK = topK,
+            TopP = topP,
+            Seed = seedValue,
+            RepetitionPenalty = repetitionPenalty,
+        };
+    }
+
     public static GenerationOptions Greedy(int? maxNewTokens = null) => new() { MaxNewTokens = maxNewTokens, DoSample = false };
 
     /// <summary>Sampling with the given filters (null: the folder's defaults).</summary>

@@ -40,13 +40,14 @@ public sealed class ExportCommand : ICommand
     {
         var baseDir = args.ExistingDir("base", "the Hugging Face model folder");
         var adapterArgs = args.Strings("adapter");
-        var named = NamedAdapters(adapterArgs);
+        var named = NamedAdapter.ParseAll(adapterArgs);
         var adapterDir = named == null ? adapterArgs.FirstOrDefault() : null;
         if (adapterDir != null && !Directory.Exists(adapterDir)) throw new PeftOnnxException($"export: --adapter {adapterDir}: folder not found");
         var outDir = args.Required("out", "the folder to write the ONNX export to");
         var noMerge = args.Flag("no-merge");
         var dtype = args.Choice("dtype", "fp32", "fp32", "fp16");
-        var quantize = Quantization(args);
+        var quantize = WeightQuantization.FromOptions(args.String("quantize"), args.Int("block-size"), args.Flag("asymmetric"), args.Int("accuracy-level"),
+            args.Flag("keep-head-float"), args.Flag("quantize-head"), args.String("head-quantize"));
         var force = args.Flag("force");
         var json = args.Flag("json");
         args.EnsureAllUsed();
@@ -107,63 +108,4 @@ public sealed class ExportCommand : ICommand
             + string.Join(", ", phases.Figures.Select(f => $"{f["phase"]} {f["seconds"]} s, peak {f["peak_rss_mb"]} MB")));
         return 0;
     }
-
-    /// <summary>
-    /// The named adapters of `--adapter NAME=DIR ...`, null for today's single unnamed `--adapter DIR`; several
-    /// adapters must all be named.
-    /// </summary>
-    private static List<NamedAdapter>? NamedAdapters(IReadOnlyList<string> values)
-    {
-        if (values.Count == 0 || (values.Count == 1 && !values[0].Contains('='))) return null;
-        var result = new List<NamedAdapter>();
-        foreach (var v in values)
-        {
-            int eq = v.IndexOf('=');
-            if (eq < 0) throw new PeftOnnxException($"export: --adapter {v}: with several adapters each must be NAME=DIR");
-            var (name, dir) = (v[..eq], v[(eq + 1)..]);
-            if (!Directory.Exists(dir)) throw new PeftOnnxException($"export: --adapter {v}: folder '{dir}' not found");
-            result.Add(new NamedAdapter(name, dir));
-        }
-        return result;
-    }
-
-    /// <summary>--quantize and its settings; the settings without --quantize are refused rather than ignored.</summary>
-    private static WeightQuantization? Quantization(ArgReader args)
-    {
-        var bits = args.String("quantize");
-        var blockSize = args.Int("block-size");
-        var asymmetric = args.Flag("asymmetric");
-        var accuracyLevel = args.Int("accuracy-level");
-        var keepHeadFloat = args.Flag("keep-head-float");
-        var quantizeHead = args.Flag("quantize-head");
-        var headBits = args.String("head-quantize");
-        if (bits == null)
-        {
-            var stray = new[] { "block-size", "asymmetric", "accuracy-level", "keep-head-float", "quantize-head", "head-quantize" }.FirstOrDefault(args.Given);
-            if (stray != null) throw new PeftOnnxException($"export: --{stray} needs --quantize int8|int4");
-            return null;
-        }
-        if (keepHeadFloat && quantizeHead)
-            throw new PeftOnnxException("export: --keep-head-float and --quantize-head contradict each other (give one: the head float32, or quantized as by default)");
-        if (keepHeadFloat && headBits != null)
-            throw new PeftOnnxException("export: --head-quantize and --keep-head-float contradict each other (give one: the head's width, or the head float32)");
-        var format = new QuantizationFormat(Bits("quantize", bits), blockSize ?? QuantizationFormat.DefaultBlockSize, !asymmetric);
-        var headFormat = headBits != null ? format with { Bits = Bits("head-quantize", headBits) }
-            : keepHeadFloat ? null : WeightQuantization.DefaultHeadFormat(format);
-        try
-        {
-            return new WeightQuantization(format, accuracyLevel ?? WeightQuantization.DefaultAccuracyLevel, keepHeadFloat, headFormat).Validated();
-        }
-        catch (PeftOnnxException ex)
-        {
-            throw new PeftOnnxException($"export: {ex.Message}");
-        }
-    }
-
-    private static int Bits(string option, string value) => value switch
-    {
-        "int8" => 8,
-        "int4" => 4,
-        _ => throw new PeftOnnxException($"export: --{option} '{value}' is not supported (expected int8 or int4)"),
-    };
 }

@@ -67,25 +67,7 @@ public sealed class GenerateCommand : ICommand
         if (requests != null && (prompt != null || inputIds != null || adapterName != null))
             throw new PeftOnnxException("generate: --requests names each request's prompt and adapter itself (drop --prompt, --input-ids and --adapter-name)");
         if (requests == null && (prompt == null) == (inputIds == null)) throw new PeftOnnxException("generate: give exactly one of --prompt TEXT, --input-ids 1,2,3 or --data F.csv|F.jsonl");
-        bool sampling = temperature != null || topK != null || topP != null || seed != null;
-        if (greedy && sampling) throw new PeftOnnxException("generate: --greedy cannot be combined with --temperature, --top-k, --top-p or --seed");
-        ulong? seedValue = null;
-        if (seed != null)
-        {
-            if (!ulong.TryParse(seed, NumberStyles.Integer, CultureInfo.InvariantCulture, out var s))
-                throw new PeftOnnxException($"generate: --seed '{seed}' must be a non-negative integer");
-            seedValue = s;
-        }
-        var options = new GenerationOptions
-        {
-            MaxNewTokens = maxNewTokens,
-            DoSample = greedy ? false : sampling ? true : null,
-            Temperature = temperature,
-            TopK = topK,
-            TopP = topP,
-            Seed = seedValue,
-            RepetitionPenalty = repetitionPenalty,
-        };
+        var options = GenerationOptions.FromSettings(maxNewTokens, greedy, temperature, topK, topP, seed, repetitionPenalty);
         if (requests != null) return RunRequests(dir, device, RequestFile.Read(requests), batchSize, options, json);
         var request = (prompt != null
             ? GenerationRequest.FromText(prompt, options)

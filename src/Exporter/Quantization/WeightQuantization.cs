@@ -1,3 +1,4 @@
+using Peft.Onnx.Core;
 namespace Peft.Onnx.Exporter.Quantization;
 
 /// <summary>
@@ -24,6 +25,46 @@ public sealed record WeightQuantization(QuantizationFormat Format, int AccuracyL
     public const int DefaultAccuracyLevel = 4;
 
     /// <summary>Throws a one-line error naming the bad value unless every setting is one MatMulNBits takes.</summary>
+    /// <summary>
+    /// The export's quantization from its command-line settings (null without <paramref name="bits"/>; a setting
+    /// without it is refused rather than ignored), validated; errors name the option.
+    /// </summary>
+    public static WeightQuantization? FromOptions(string? bits, int? blockSize, bool asymmetric, int? accuracyLevel, bool keepHeadFloat, bool quantizeHead, string? headBits)
+    {
+        if (bits == null)
+        {
+            var stray = new (string Name, bool Given)[]
+            {
+                ("block-size", blockSize != null), ("asymmetric", asymmetric), ("accuracy-level", accuracyLevel != null),
+                ("keep-head-float", keepHeadFloat), ("quantize-head", quantizeHead), ("head-quantize", headBits != null),
+            }.FirstOrDefault(o => o.Given).Name;
+            if (stray != null) throw new PeftOnnxException($"export: --{stray} needs --quantize int8|int4");
+            return null;
+        }
+        if (keepHeadFloat && quantizeHead)
+            throw new PeftOnnxException("export: --keep-head-float and --quantize-head contradict each other (give one: the head float32, or quantized as by default)");
+        if (keepHeadFloat && headBits != null)
+            throw new PeftOnnxException("export: --head-quantize and --keep-head-float contradict each other (give one: the head's width, or the head float32)");
+        var format = new QuantizationFormat(Bits("quantize", bits), blockSize ?? QuantizationFormat.DefaultBlockSize, !asymmetric);
+        var headFormat = headBits != null ? format with { Bits = Bits("head-quantize", headBits) }
+            : keepHeadFloat ? null : DefaultHeadFormat(format);
+        try
+        {
+            return new WeightQuantization(format, accuracyLevel ?? DefaultAccuracyLevel, keepHeadFloat, headFormat).Validated();
+        }
+        catch (PeftOnnxException ex)
+        {
+            throw new PeftOnnxException($"export: {ex.Message}");
+        }
+    }
+
+    private static int Bits(string option, string value) => value switch
+    {
+        "int8" => 8,
+        "int4" => 4,
+        _ => throw new PeftOnnxException($"export: --{option} '{value}' is not supported (expected int8 or int4)"),
+    };
+
     public WeightQuantization Validated()
     {
         Format.Validated();
