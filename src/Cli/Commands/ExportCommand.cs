@@ -46,7 +46,9 @@ public sealed class ExportCommand : ICommand
         var outDir = args.Required("out", "the folder to write the ONNX export to");
         var noMerge = args.Flag("no-merge");
         var dtype = args.Choice("dtype", "fp32", "fp32", "fp16");
-        var quantize = WeightQuantization.FromOptions(args.String("quantize"), args.Int("block-size"), args.Flag("asymmetric"), args.Int("accuracy-level"),
+        // the settings that have declared defaults count only where given: without --quantize they are refused
+        int? GivenInt(string name) => args.Int(name) is { } value && args.Given(name) ? value : null;
+        var quantize = WeightQuantization.FromOptions(args.String("quantize"), GivenInt("block-size"), args.Flag("asymmetric"), GivenInt("accuracy-level"),
             args.Flag("keep-head-float"), args.Flag("quantize-head"), args.String("head-quantize"));
         var force = args.Flag("force");
         var json = args.Flag("json");
