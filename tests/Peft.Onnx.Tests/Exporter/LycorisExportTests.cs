@@ -12,53 +12,11 @@ using Xunit.Abstractions;
 namespace Peft.Onnx.Tests.Exporter;
 
 /// <summary>
-/// LoHa and LoKr compiled to ONNX (always merged) against current PEFT's merge_and_unload (tests/fixtures/peft-current),
-/// and the adapters both the trainer and the exporter refuse, with the same one-line message, before anything is written.
+/// The LoHa and LoKr adapters both the trainer and the exporter refuse, with the same one-line message, before anything
+/// is written (their merged exports: CurrentMethodExportTests).
 /// </summary>
-public class LycorisExportTests(ITestOutputHelper output)
+public class LycorisExportTests
 {
-    public static TheoryData<string, string> Cases()
-    {
-        var data = new TheoryData<string, string>();
-        foreach (var arch in Paths.Archs.Where(a => a != "gpt2"))
-            foreach (var method in new[] { "loha", "lokr" })
-                data.Add(arch, method);
-        return data;
-    }
-
-    [Theory, MemberData(nameof(Cases))]
-    public void Merged_export_matches_peft_merge_and_unload(string arch, string method)
-    {
-        var caseDir = Paths.CurrentCase(arch, method);
-        var dir = TempExports.FreshPath();
-        try
-        {
-            OnnxExport.Export(Paths.Case(arch, "base_model"), Path.Combine(caseDir, "adapter"), dir, new ExportOptions());
-            var meta = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(caseDir, "meta.json"))).RootElement;
-            var expected = Reference.Rows(meta.GetProperty("generated_merged"))[0];
-            var (diff, generated) = AdapterExportParity.RunCase(arch, caseDir, dir, "logits_merged", expected.Length);
-            output.WriteLine($"{arch}/{method} merged: max |logit diff| vs logits_merged = {diff:g3}");
-            Assert.Equal(expected, generated);
-            Assert.Equal(Reference.Rows(meta.GetProperty("generated"))[0], generated);
-        }
-        finally
-        {
-            if (Directory.Exists(dir)) Directory.Delete(dir, true);
-        }
-    }
-
-    [Theory]
-    [InlineData("loha")]
-    [InlineData("lokr")]
-    public void No_merge_is_refused_naming_the_method(string method)
-    {
-        var dir = TempExports.FreshPath();
-        var ex = Assert.Throws<PeftOnnxException>(() =>
-            OnnxExport.Export(Paths.Case("opt", "base_model"), Paths.CurrentCase("opt", method + "/adapter"), dir, new ExportOptions { Merge = false }));
-        Assert.Contains($"--no-merge applies to LoRA adapters only (a {method.ToUpperInvariant()} delta is always merged", ex.Message);
-        TempExports.AssertNothingWritten(dir);
-    }
-
     /// <summary>A copy of a current-PEFT fixture adapter with config keys replaced and one tensor reshaped.</summary>
     private static string Changed(string arch, string method, IReadOnlyDictionary<string, JsonNode?> keys, (string Name, long[] Shape)? reshaped = null)
     {
