@@ -241,6 +241,11 @@ public static class OnnxExport
     /// </summary>
     public static ExportResult WriteFolder(GraphBuilder graph, GraphBuilder? prefixInCache, string sourceDir, string outDir, ExportOptions options,
         IReadOnlyDictionary<string, string>? extraFiles) =>
+        WriteFolder(graph, prefixInCache, sourceDir, outDir, options, extraFiles, writeSideFiles: null);
+
+    /// <summary>As above; <paramref name="writeSideFiles"/>, when given, writes further files into the (staging) folder it is handed.</summary>
+    public static ExportResult WriteFolder(GraphBuilder graph, GraphBuilder? prefixInCache, string sourceDir, string outDir, ExportOptions options,
+        IReadOnlyDictionary<string, string>? extraFiles, Action<string>? writeSideFiles) =>
         WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
         {
             options.OnPhase?.Invoke(ExportPhase.Write);
@@ -249,6 +254,7 @@ public static class OnnxExport
             List<ModelWriteResult> models = [model];
             if (prefixInCache != null)
                 models.Add(ModelWriter.Write(prefixInCache, Path.Combine(temp, CausalLmContract.PrefixInCacheFile), write with { SharedData = model.External }));
+            writeSideFiles?.Invoke(temp);
             options.OnPhase?.Invoke(ExportPhase.Check);
             OnnxCheckReport? check = null;
             CheckWhileFlushing(options.Verify, models, () =>

@@ -9,7 +9,8 @@ namespace Peft.Onnx.Runtime;
 /// `forward --onnx`: an exported folder run with ONNX Runtime on one batch. Decoder-only: position_ids from the mask
 /// (the graphs' contract); encoder-decoder: the decoder input is labels shifted right with the decoder start token
 /// (-100 -> pad), so labels are required. Logits are float32 ([B, T, V] or [B, L, V]); with labels, the loss is the
-/// mean cross-entropy over labels != -100 (causal: token t predicts label t + 1).
+/// mean cross-entropy over labels != -100 (causal: token t predicts label t + 1; with a baked soft prompt, as PEFT
+/// computes it, the last virtual token also predicts label 0: <see cref="VirtualTokenLogits"/>).
 /// </summary>
 public static class OnnxForward
 {
@@ -54,7 +55,10 @@ public static class OnnxForward
         }
         batch.CheckLabelsLikeInputs(inputsPath, "a decoder-only export");
         var causal = model.Causal(batch.InputIds, batch.AttentionMask, size, adapterIndices);
-        float? loss = batch.Labels is { } causalLabels ? (float)MeanCrossEntropy.Of(causal, vocab, causalLabels, shift: true, size) : null;
+        // a soft prompt's last virtual token scores the first label in PEFT's loss (its logits are stored by the export)
+        float? loss = batch.Labels is { } causalLabels
+            ? (float)MeanCrossEntropy.Of(causal, vocab, causalLabels, shift: true, size, adapter == null ? VirtualTokenLogits.Load(onnxDir, vocab) : null)
+            : null;
         return new ForwardResult(causal, [size, batch.Shape[1], vocab], loss);
     }
 

@@ -22,6 +22,18 @@ public static class CausalLmContract
     /// </summary>
     public const string PrefixInCacheFile = "model_prefix_in_cache.onnx";
 
+    /// <summary>
+    /// Written beside model.onnx by prompt-tuning and p-tuning exports: a safetensors file holding
+    /// <see cref="VirtualTokenLogits"/>. PEFT prepends num_virtual_tokens labels of -100 to the labels, so after the
+    /// causal shift the last virtual token's logits score the first real label and that term is part of PEFT's loss;
+    /// the graph has no output for virtual positions, and those logits do not depend on the input (the virtual tokens
+    /// come first and see only each other), so the export computes them once. Prefix tuning has no such term.
+    /// </summary>
+    public const string VirtualTokenLogitsFile = "virtual_token_logits.safetensors";
+
+    /// <summary>float32 [vocab]: the logits at the last virtual token of a baked soft prompt (in <see cref="VirtualTokenLogitsFile"/>).</summary>
+    public const string VirtualTokenLogits = "last_virtual_token_logits";
+
     public const string InputIds = "input_ids";
 
     /// <summary>

@@ -16,7 +16,9 @@ namespace Peft.Onnx.Exporter.Passes;
 /// so the virtual tokens come first and see only each other: their keys/values in every layer do not depend on the
 /// input. They are computed here, once, by running the base graph (with an inputs_embeds input) in ONNX Runtime on
 /// [1, nv, hidden] at positions 0 .. nv - 1, and baked as a constant prefix (<see cref="AttentionPrefix"/>, the same
-/// mechanism as <see cref="BakePrefix"/>); real tokens then sit at positions nv + t as in PEFT's forward.</item>
+/// mechanism as <see cref="BakePrefix"/>); real tokens then sit at positions nv + t as in PEFT's forward. The same run
+/// gives the logits at the last virtual token, which PEFT's loss scores against the first real label
+/// (<see cref="BakedSoftPrompt"/>).</item>
 /// <item>encoder-decoder: the first nv rows (prompts[:, :nv]) are prepended to the encoder input embeddings and the
 /// encoder mask gets nv ones in front. PEFT 0.7.1 gives the decoder nothing, in forward and in generate, even with
 /// num_transformer_submodules 2 (the second nv rows are trained but unused).</item>
@@ -31,7 +33,14 @@ public static class BakeSoftPrompt
     /// The constant prefix of a decoder-only model: the virtual tokens' present keys/values from one ORT run of the
     /// base graph on the prompt embeddings. A scratch model is written under <paramref name="scratchParent"/> and deleted.
     /// </summary>
-    public static AttentionPrefix ForDecoder(PromptAdapter adapter, ModelConfig model, WeightSource weights, string scratchParent)
+    public static AttentionPrefix ForDecoder(PromptAdapter adapter, ModelConfig model, WeightSource weights, string scratchParent) =>
+        Bake(adapter, model, weights, scratchParent).Prefix;
+
+    /// <summary>
+    /// As <see cref="ForDecoder"/>, with the logits at the last virtual token from the same run (the graph built over
+    /// <paramref name="weights"/>, quantized when the export is, so they are those of the model that is served).
+    /// </summary>
+    public static BakedSoftPrompt Bake(PromptAdapter adapter, ModelConfig model, WeightSource weights, string scratchParent)
     {
         int nv = adapter.NumVirtualTokens;
         if (adapter.IsPrefix) throw new ArgumentException("prefix tuning is baked by BakePrefix");
@@ -65,12 +74,16 @@ public static class BakeSoftPrompt
         }
     }
 
-    /// <summary>Runs a graph with inputs_embeds on [1, nv, width] (mask of ones, positions 0 .. nv - 1, empty past); returns present as a prefix.</summary>
-    private static AttentionPrefix Prefill(CausalLmForward forward, float[] embeds, int nv, int width, ModelDimensions d)
+    /// <summary>
+    /// Runs a graph with inputs_embeds on [1, nv, width] (mask of ones, positions 0 .. nv - 1, empty past); returns
+    /// present as a prefix and the last position's logits.
+    /// </summary>
+    private static BakedSoftPrompt Prefill(CausalLmForward forward, float[] embeds, int nv, int width, ModelDimensions d)
     {
         int layers = d.NumLayers, heads = d.NumKeyValueHeads, headDim = d.HeadDim;
         var positions = Enumerable.Range(0, nv).Select(i => (long)i).ToArray();
-        var present = forward.RunEmbeddings(embeds, width, Enumerable.Repeat(1L, nv).ToArray(), 1, past: null, positions).Present;
+        var step = forward.RunEmbeddings(embeds, width, Enumerable.Repeat(1L, nv).ToArray(), 1, past: null, positions);
+        var present = step.Present;
         long[] expected = [1, heads, nv, headDim];
         long[] actual = [present.Batch, forward.NumHeads, present.Length, forward.HeadDim];
         if (forward.NumLayers != layers || !actual.SequenceEqual(expected))
@@ -80,7 +93,12 @@ public static class BakeSoftPrompt
             Finite(present.Keys[i], CausalLmContract.PresentKey(i));
             Finite(present.Values[i], CausalLmContract.PresentValue(i));
         }
-        return new AttentionPrefix(nv, heads, headDim, present.Keys, present.Values);
+        int vocab = forward.VocabSize;
+        if (step.Logits.Length != (long)nv * vocab)
+            throw new PeftOnnxException($"prompt prefill: {step.Logits.Length} logits, expected [1, {nv}, {vocab}]");
+        var last = step.Logits.AsSpan((nv - 1) * vocab, vocab).ToArray();
+        Finite(last, CausalLmContract.VirtualTokenLogits);
+        return new BakedSoftPrompt(new AttentionPrefix(nv, heads, headDim, present.Keys, present.Values), last);
     }
 
     private static void Finite(float[] values, string name)

@@ -71,7 +71,7 @@ public sealed class PromptAdapter
     /// <item>decoder-only: a constant attention prefix (<see cref="AttentionPrefix"/>): past / present and
     /// attention_mask cover only the real tokens, logits are [batch, seq, vocab] for the real tokens, real tokens sit
     /// at positions num_virtual_tokens + t as in PEFT's forward, and graphs of families that take position_ids compute
-    /// them instead;</item>
+    /// them instead; a soft prompt also writes the last virtual token's logits (<see cref="CausalLmContract.VirtualTokenLogitsFile"/>);</item>
     /// <item>encoder-decoder prefix: decoder self-attention prefix, encoder unchanged (cross part as transformers uses it);</item>
     /// <item>encoder-decoder soft prompt: constant embeddings before the encoder input; encoder outputs are
     /// num_virtual_tokens longer than its input (see <see cref="Seq2SeqGraphOptions.EncoderPrompt"/>).</item>
@@ -109,9 +109,11 @@ public sealed class PromptAdapter
             return OnnxExport.WriteSeq2SeqFolder(graphs, modelDir, outDir, options, extraFiles);
         }
 
-        var prefix = adapter.IsPrefix
-            ? BakePrefix.ForDecoder(adapter, config)
-            : BakeSoftPrompt.ForDecoder(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
+        // prefix tuning passes the labels as they are; a soft prompt's labels get nv -100s in front, so its last virtual
+        // token scores the first real label: those constant logits are written beside the graphs for the loss
+        var soft = adapter.IsPrefix ? null
+            : BakeSoftPrompt.Bake(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
+        var prefix = soft?.Prefix ?? BakePrefix.ForDecoder(adapter, config);
         // model.onnx keeps the base cache contract (ORT GenAI's); the Runtime runs the prefix-in-cache graph beside it
         var graph = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix });
         var inCache = FamilyGraphs.BuildCausal(config, weights, new CausalLmGraphOptions { Prefix = prefix, PrefixInCache = true });
@@ -122,8 +124,14 @@ public sealed class PromptAdapter
         }
         if (extraFiles != null && extraFiles.TryGetValue(GenAiConfig.FileName, out var genai))
             extraFiles = new Dictionary<string, string>(extraFiles) { [GenAiConfig.FileName] = GenAiConfig.MatchInputs(genai, graph.Inputs.Select(i => i.Name)) };
-        return OnnxExport.WriteFolder(graph, inCache, modelDir, outDir, options, extraFiles);
+        return OnnxExport.WriteFolder(graph, inCache, modelDir, outDir, options, extraFiles,
+            soft == null ? null : folder => WriteVirtualTokenLogits(folder, soft.LastVirtualTokenLogits));
     }
+
+    /// <summary>Writes <see cref="CausalLmContract.VirtualTokenLogitsFile"/> (float32 [vocab]) into <paramref name="folder"/>.</summary>
+    public static void WriteVirtualTokenLogits(string folder, float[] logits) =>
+        SafeTensorsWriter.Write(Path.Combine(folder, CausalLmContract.VirtualTokenLogitsFile),
+            [TensorData.FromFloat32(CausalLmContract.VirtualTokenLogits, [logits.Length], logits)]);
 
     /// <summary>metadata_props naming the baked adapter (the graph interface does not show it).</summary>
     private static Dictionary<string, string> Metadata(IReadOnlyDictionary<string, string>? existing, PromptAdapter adapter)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Data;
 using Peft.Onnx.Core.Families;
 using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.SafeTensors;
@@ -17,7 +18,8 @@ namespace Peft.Onnx.Tests.Exporter;
 
 /// <summary>
 /// Prompt tuning, p-tuning and prefix tuning baked into plain ONNX (BakeSoftPrompt, BakePrefix) against PEFT 0.7.1 +
-/// transformers 4.33 (fixtures): logits on the real tokens and greedy generation through the exported cache.
+/// transformers 4.33 (fixtures): logits on the real tokens, greedy generation through the exported cache, and the loss
+/// `forward --onnx` reports.
 /// </summary>
 public class BakePromptTests(ITestOutputHelper output)
 {
@@ -70,6 +72,24 @@ public class BakePromptTests(ITestOutputHelper output)
         var prompt = reference.Inputs.ReadInt64("gen_input_ids");
         var eos = ModelConfig.Load(Paths.Case(arch, "base_model")).EosTokenId?[0] ?? -1;
         Assert.Equal(generated, OnnxGreedy.Generate(runner, prompt, generated.Length - prompt.Length, eos));
+
+        // PEFT's loss: a soft prompt's labels get nv -100s in front, so the last virtual token scores the first real
+        // label (the export stores those logits); prefix tuning passes the labels as they are (no such file, no such term)
+        var loss = OnnxForwardLoss(arch, dir);
+        Tolerance.AssertLoss(meta.GetProperty("loss").GetDouble(), loss, $"{arch}/{method} ONNX loss");
+        bool soft = !method.StartsWith("prefix", StringComparison.Ordinal);
+        Assert.Equal(soft, File.Exists(Path.Combine(dir, CausalLmContract.VirtualTokenLogitsFile)));
+        var realTokensOnly = MeanCrossEntropy.Of(step.Logits, vocab, reference.Inputs.ReadInt64("labels"), shift: true, batch);
+        output.WriteLine($"{arch}/{method}: ONNX loss {loss}, PEFT {meta.GetProperty("loss").GetDouble()}, real tokens alone {realTokensOnly}");
+        if (soft) Assert.True(Math.Abs(realTokensOnly - loss) > 1e-3, $"{arch}/{method}: the virtual token's term changes nothing ({realTokensOnly} vs {loss})");
+        else Assert.Equal(realTokensOnly, loss, 5);
+    }
+
+    /// <summary>The loss `forward --onnx` reports on the fixture batch of <paramref name="arch"/>.</summary>
+    private static float OnnxForwardLoss(string arch, string dir)
+    {
+        var inputs = Path.Combine(Paths.Case(arch), "inputs.safetensors");
+        return OnnxForward.Run(dir, ForwardBatch.Read(inputs), inputs).Loss!.Value;
     }
 
     private void CheckSeq2Seq(string arch, string method, JsonElement meta, string dir)
@@ -96,6 +116,10 @@ public class BakePromptTests(ITestOutputHelper output)
         var eos = config.EosTokenId!.Select(e => (long)e).ToArray();
         var greedy = runner.Greedy(prompt, Enumerable.Repeat(1L, prompt.Length).ToArray(), 1, generated.Length - 1, config.DecoderStartId, eos, config.PadTokenId ?? 0);
         Assert.Equal(generated, greedy[0]);
+
+        // the labels go to the decoder, which PEFT gives no virtual tokens: its loss is over the labels alone, no gap
+        Tolerance.AssertLoss(meta.GetProperty("loss").GetDouble(), OnnxForwardLoss(arch, dir), $"{arch}/{method} ONNX loss");
+        Assert.False(File.Exists(Path.Combine(dir, CausalLmContract.VirtualTokenLogitsFile)));
 
         if (method.StartsWith("prefix", StringComparison.Ordinal))
         {

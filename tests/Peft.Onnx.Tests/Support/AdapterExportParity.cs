@@ -1,3 +1,4 @@
+using Peft.Onnx.Core.Data;
 using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Core.Configs;
@@ -18,11 +19,28 @@ public static class AdapterExportParity
     public static (double MaxDiff, long[] Generated) Run(string arch, string method, string dir, string logitsName, int generatedLength) =>
         RunCase(arch, Paths.Case(arch, method), dir, logitsName, generatedLength);
 
-    /// <summary>As <see cref="Run"/>, for a case folder of any fixture set over the same base models (tests/fixtures/peft-current).</summary>
+    /// <summary>
+    /// As <see cref="Run"/>, for a case folder of any fixture set over the same base models (tests/fixtures/peft-current).
+    /// Also the loss `forward --onnx` reports (<see cref="OnnxForward"/>) against the reference's loss of the same model:
+    /// "loss" for "logits", "loss_merged" for "logits_merged" (AdaLoRA's loss_merged: a compiled model has no orthogonal
+    /// regulariser).
+    /// </summary>
     public static (double MaxDiff, long[] Generated) RunCase(string arch, string caseDir, string dir, string logitsName, int generatedLength)
     {
+        var (maxDiff, generated) = LogitsAndGeneration(arch, caseDir, dir, logitsName, generatedLength);
+        var lossName = logitsName.Replace("logits", "loss", StringComparison.Ordinal);
+        var inputsPath = Path.Combine(Paths.ArchDirOf(caseDir, arch), "inputs.safetensors");
+        using var expected = SafeTensorsFile.Open(Path.Combine(caseDir, "reference.safetensors"));
+        var loss = OnnxForward.Run(dir, ForwardBatch.Read(inputsPath), inputsPath).Loss ?? throw new InvalidOperationException("the fixture batch has labels");
+        Tolerance.AssertLoss(expected.ReadFloat32(lossName)[0], loss, $"{arch}/{Path.GetFileName(caseDir.TrimEnd('/'))} ONNX {lossName}");
+        return (maxDiff, generated);
+    }
+
+    private static (double MaxDiff, long[] Generated) LogitsAndGeneration(string arch, string caseDir, string dir, string logitsName, int generatedLength)
+    {
         var method = Path.GetFileName(caseDir.TrimEnd('/'));
-        using var reference = new Reference(arch);
+        var archDir = Paths.ArchDirOf(caseDir, arch);
+        using var reference = new Reference(arch, archDir);
         using var expected = SafeTensorsFile.Open(Path.Combine(caseDir, "reference.safetensors"));
         var ids = reference.Inputs.ReadInt64("input_ids");
         var mask = reference.Inputs.ReadInt64("attention_mask");
@@ -30,7 +48,7 @@ public static class AdapterExportParity
         var prompt = reference.Inputs.ReadInt64("gen_input_ids");
         int batch = (int)reference.Shape("input_ids")[0];
         var reference32 = expected.ReadFloat32(logitsName);
-        var config = ModelConfig.Load(Paths.Case(arch, "base_model"));
+        var config = ModelConfig.Load(Path.Combine(archDir, "base_model"));
         if (reference.IsEncoderDecoder)
         {
             var t5 = (T5Config)config;

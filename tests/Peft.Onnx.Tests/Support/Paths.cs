@@ -19,6 +19,16 @@ public static class Paths
     /// <summary>tests/fixtures/peft-reference/{arch}/{sub}.</summary>
     public static string Case(string arch, string sub = "") => Path.Combine(Reference, arch, sub);
 
+    /// <summary>
+    /// The folder with the base model and inputs of a case: the case's own parent where it holds a base_model (a base
+    /// only one fixture set has, e.g. peft-current/llama_gqa), else peft-reference/{arch}.
+    /// </summary>
+    public static string ArchDirOf(string caseDir, string arch)
+    {
+        var parent = Path.GetDirectoryName(Path.GetFullPath(caseDir).TrimEnd(Path.DirectorySeparatorChar))!;
+        return Directory.Exists(Path.Combine(parent, "base_model")) ? parent : Case(arch);
+    }
+
     public static readonly string[] Archs = ["bloom", "gpt2", "llama", "opt", "t5", "mt5"];
 
     public static readonly string[] Methods =

@@ -10,11 +10,14 @@ public sealed class Reference : IDisposable
     public SafeTensorsFile Inputs { get; }
     public JsonElement BaseMeta { get; }
 
-    public Reference(string arch)
+    public Reference(string arch) : this(arch, Paths.Case(arch)) { }
+
+    /// <summary>The inputs of a base that another fixture folder holds (<paramref name="archDir"/>: base_model, inputs).</summary>
+    public Reference(string arch, string archDir)
     {
         Arch = arch;
-        Inputs = SafeTensorsFile.Open(Path.Combine(Paths.Case(arch), "inputs.safetensors"));
-        BaseMeta = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Paths.Case(arch), "base_meta.json"))).RootElement;
+        Inputs = SafeTensorsFile.Open(Path.Combine(archDir, "inputs.safetensors"));
+        BaseMeta = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(archDir, "base_meta.json"))).RootElement;
     }
 
     public bool IsEncoderDecoder => Arch is "t5" or "mt5";

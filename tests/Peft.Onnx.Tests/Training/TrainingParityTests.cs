@@ -126,9 +126,10 @@ public class TrainingParityTests(ITestOutputHelper output)
     {
         var meta = Reference.MetaAt(caseDir);
         using var reference = SafeTensorsFile.Open(Path.Combine(caseDir, "reference.safetensors"));
-        var batch = ForwardBatch.Read(Path.Combine(Paths.Case(arch), "inputs.safetensors"));
+        var archDir = Paths.ArchDirOf(caseDir, arch);
+        var batch = ForwardBatch.Read(Path.Combine(archDir, "inputs.safetensors"));
 
-        var baseModel = ModelLoader.Load(Path.Combine(Paths.Case(arch), "base_model"));
+        var baseModel = ModelLoader.Load(Path.Combine(archDir, "base_model"));
         using var model = PeftModel.Create(baseModel, AdapterConfig.Load(Path.Combine(caseDir, "adapter")) with { InferenceMode = false });
 
         // PEFT's parameter names: the trainable parameters are exactly the init.* tensors of the reference.

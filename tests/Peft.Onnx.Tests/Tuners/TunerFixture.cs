@@ -24,7 +24,8 @@ public sealed class TunerFixture : IDisposable
         Arch = arch;
         Method = method;
         CaseDir = caseDir;
-        Inputs = new Reference(arch);
+        ArchDir = Paths.ArchDirOf(caseDir, arch);
+        Inputs = new Reference(arch, ArchDir);
         Meta = Reference.MetaAt(caseDir);
         Expected = SafeTensorsFile.Open(Path.Combine(CaseDir, "reference.safetensors"));
     }
@@ -36,7 +37,9 @@ public sealed class TunerFixture : IDisposable
     public SafeTensorsFile Expected { get; }
 
     public string CaseDir { get; }
-    public string BaseDir => Paths.Case(Arch, "base_model");
+    /// <summary>The folder of the base model and inputs (peft-reference/{arch}, or the case's own set's where it has one).</summary>
+    public string ArchDir { get; }
+    public string BaseDir => Path.Combine(ArchDir, "base_model");
     public string AdapterDir => Path.Combine(CaseDir, "adapter");
     public string TrainedAdapterDir => Path.Combine(CaseDir, "adapter_trained");
     public string MergedModelDir => Path.Combine(CaseDir, "merged_model");

@@ -1,0 +1,164 @@
+using System.Text.Json;
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
+using Peft.Onnx.Core.Data;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter;
+using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Runtime;
+using Peft.Onnx.Tests.Support;
+using Peft.Onnx.Tests.Training;
+using Peft.Onnx.Tests.Tuners;
+using Peft.Onnx.Trainer.Generation;
+using Peft.Onnx.Trainer.Modeling;
+using Peft.Onnx.Trainer.Tuners;
+using Peft.Onnx.Trainer.Tuners.PromptLearning;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace Peft.Onnx.Tests.CurrentPeft;
+
+/// <summary>
+/// Prefix tuning under grouped-query attention as PEFT 0.13.2 saves it (tests/fixtures/peft-current/llama_gqa: LLaMA
+/// with 4 heads and 2 key/value heads; adapter_config.json has num_attention_heads = 2, token_dim = head_dim x 2):
+/// counts, the adapted logits and loss, generation, save/load, 3 SGD + 3 AdamW steps, the prefix PEFT hands the
+/// model, and the export's logits, loss and generation.
+/// </summary>
+public class GqaPrefixTests(ITestOutputHelper output)
+{
+    private const string Arch = "llama";
+
+    public static TheoryData<string> Methods() => new("prefix", "prefix_proj");
+
+    private static string CaseDir(string method) => Paths.CurrentCase("llama_gqa", method);
+    private static string BaseDir => Paths.CurrentCase("llama_gqa", "base_model");
+
+    [Theory, MemberData(nameof(Methods))]
+    public void Counts_equal_print_trainable_parameters(string method)
+    {
+        var meta = Reference.MetaAt(CaseDir(method));
+        var config = AdapterConfig.Load(Path.Combine(CaseDir(method), "adapter"));
+        var counts = ParameterCount.Count(Architecture.For(ModelConfig.Load(BaseDir)), config);
+        Assert.Equal(meta.GetProperty("counts").GetProperty("trainable").GetInt64(), counts.Trainable);
+        Assert.Equal(meta.GetProperty("counts").GetProperty("all").GetInt64(), counts.All);
+    }
+
+    [Theory, MemberData(nameof(Methods))]
+    public void Saved_adapter_matches_peft(string method)
+    {
+        using var fixture = new TunerFixture(Arch, method, CaseDir(method));
+        Assert.Equal(BaseDir, fixture.BaseDir);
+        using var model = PeftModel.Load(fixture.BaseDir, fixture.AdapterDir);
+        using var scope = NewDisposeScope();
+        var output = fixture.Forward(model);
+        fixture.AssertMatches(output);
+        TunerFixture.AssertSavesAsPeft(model, fixture.AdapterDir);
+
+        // generation goes through the tuner, which hands the prefix to every step
+        var expected = Reference.Rows(fixture.Meta.GetProperty("generated"))[0];
+        var prompt = tensor(fixture.Inputs.Inputs.ReadInt64("gen_input_ids"), fixture.Inputs.Shape("gen_input_ids"));
+        var eos = model.Base.Config.EosTokenId!.Select(e => (long)e).ToArray();
+        var generated = PromptLearningCases.Tuner(model).Generate(prompt, null, new GreedyOptions(expected.Length - (int)prompt.shape[1], eos, model.Base.Config.PadTokenId ?? eos[0]));
+        Assert.Equal(expected, generated[0].data<long>().ToArray());
+        var baseGenerated = Reference.Rows(fixture.Inputs.BaseMeta.GetProperty("generated"))[0];
+        Assert.NotEqual(baseGenerated, expected);
+    }
+
+    /// <summary>The key/value prefix of every layer is PEFT's get_prompt (prompt.past.{layer}.0: [2, 1, kv_heads, nv, head_dim]), in the trainer and in the export.</summary>
+    [Theory, MemberData(nameof(Methods))]
+    public void Prefix_has_the_key_value_heads_and_equals_peft_get_prompt(string method)
+    {
+        using var expected = SafeTensorsFile.Open(Path.Combine(CaseDir(method), "reference.safetensors"));
+        var config = ModelConfig.Load(BaseDir);
+        Assert.Equal(2, config.Dimensions.NumKeyValueHeads);
+        Assert.Equal(4, config.Dimensions.NumHeads);
+        var baked = BakePrefix.ForDecoder(PromptAdapter.Load(Path.Combine(CaseDir(method), "adapter"), config), config);
+        Assert.Equal(2, baked.Heads);
+
+        using var model = PeftModel.Load(BaseDir, Path.Combine(CaseDir(method), "adapter"));
+        using var scope = NewDisposeScope();
+        var cache = ((Peft.Onnx.Trainer.Tuners.PrefixTuning.PrefixTuner)model.Tuner).PastKeyValues(1);
+        for (int layer = 0; layer < config.Dimensions.NumLayers; layer++)
+        {
+            var stacked = expected.ReadFloat32($"prompt.past.{layer}.0");
+            Assert.Equal([2, 1, 2, 8, 16], expected[$"prompt.past.{layer}.0"].Shape);
+            Assert.Equal(stacked[..(stacked.Length / 2)], baked.Keys[layer]);
+            Assert.Equal(stacked[(stacked.Length / 2)..], baked.Values[layer]);
+            var (key, value) = cache.Self[layer];
+            Assert.Equal([1, 2, 8, 16], key.shape);
+            Assert.Equal(stacked[..(stacked.Length / 2)], PromptLearningCases.Floats(key));
+            Assert.Equal(stacked[(stacked.Length / 2)..], PromptLearningCases.Floats(value));
+        }
+    }
+
+    [Theory, MemberData(nameof(Methods))]
+    public void Sgd_and_adamw_steps_match_peft(string method) =>
+        new TrainingParityTests(output).AssertTrainingMatches(Arch, method, CaseDir(method));
+
+    /// <summary>The trained adapter PEFT saved (adapter_trained) loads, and saves back byte for byte.</summary>
+    [Theory, MemberData(nameof(Methods))]
+    public void Trained_adapter_saves_as_peft_saved_it(string method)
+    {
+        var trained = Path.Combine(CaseDir(method), "adapter_trained");
+        using var model = PeftModel.Load(BaseDir, trained);
+        TunerFixture.AssertSavesAsPeft(model, trained);
+    }
+
+    /// <summary>
+    /// A fresh config (sizes left to the model, as `train --data --method prefix_tuning` writes one) is sized as PEFT
+    /// 0.13.2 sizes it under GQA, and so is a config that PEFT 0.7.1 sized by the attention heads (token_dim = hidden):
+    /// both become num_attention_heads = kv heads, token_dim = head_dim x kv heads.
+    /// </summary>
+    [Theory]
+    [InlineData(null, null)]
+    [InlineData(4, 64)]
+    [InlineData(2, 32)]
+    public void Configs_are_sized_for_the_key_value_heads_as_peft_saves_them(int? heads, int? tokenDim)
+    {
+        var config = new PrefixTuningConfig { NumVirtualTokens = 8, TaskType = "CAUSAL_LM", NumAttentionHeads = heads, TokenDim = tokenDim };
+        var prepared = (PrefixTuningConfig)config.PreparedFor(Architecture.For(ModelConfig.Load(BaseDir)));
+        Assert.Equal(2, prepared.NumAttentionHeads);
+        Assert.Equal(32, prepared.TokenDim);
+        Assert.Equal(32, prepared.EncoderHiddenSize);
+        Assert.Equal(2, prepared.NumLayers);
+
+        using var model = PeftModel.Create(ModelLoader.Load(BaseDir), config with { PrefixProjection = true }, seed: 3);
+        var dir = Paths.TempDir();
+        try
+        {
+            model.Save(dir);
+            var saved = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "adapter_config.json"))).RootElement;
+            var peft = Reference.MetaAt(CaseDir("prefix_proj")).GetProperty("peft_config");
+            foreach (var key in new[] { "num_attention_heads", "token_dim", "encoder_hidden_size", "num_layers", "num_transformer_submodules" })
+                Assert.Equal(peft.GetProperty(key).GetInt32(), saved.GetProperty(key).GetInt32());
+            using var file = SafeTensorsFile.Open(Path.Combine(dir, AdapterFormat.WeightsFile));
+            Assert.Equal([8, 128], file[AdapterFormat.PromptEmbeddings].Shape);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>
+    /// The export attends to the kv-head prefix: logits on the real tokens, the loss `forward --onnx` reports (checked by
+    /// <see cref="AdapterExportParity.RunCase"/>; prefix tuning prepends no labels, so PEFT's loss is over the real tokens
+    /// alone and the export stores no virtual-token logits) and greedy generation equal PEFT's.
+    /// </summary>
+    [Theory, MemberData(nameof(Methods))]
+    public void Export_logits_loss_and_generation_match_peft(string method)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"peft-onnx-gqa-prefix-{Guid.NewGuid():N}");
+        try
+        {
+            OnnxExport.Export(BaseDir, Path.Combine(CaseDir(method), "adapter"), dir, new ExportOptions());
+            var meta = Reference.MetaAt(CaseDir(method));
+            var generated = Reference.Rows(meta.GetProperty("generated"))[0];
+            var (maxDiff, tokens) = AdapterExportParity.RunCase(Arch, CaseDir(method), dir, "logits", generated.Length);
+            output.WriteLine($"llama_gqa/{method}: max |logit diff| {maxDiff:g3}");
+            Assert.Equal(generated, tokens);
+
+            Assert.False(File.Exists(Path.Combine(dir, Peft.Onnx.Core.Onnx.CausalLmContract.VirtualTokenLogitsFile)), "prefix tuning has no virtual-token logits");
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+}
