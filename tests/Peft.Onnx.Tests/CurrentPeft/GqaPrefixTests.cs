@@ -140,6 +140,51 @@ public class GqaPrefixTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// Other shapes than the fixtures': LLaMA with 4 heads and 1 key/value head, a fresh prefix (other lengths, with and
+    /// without projection) trained two AdamW steps, saved, counted, reloaded and exported: the export's logits and loss
+    /// equal the trainer's, and the saved config is sized for the one kv head.
+    /// </summary>
+    [Theory]
+    [InlineData(5, false, null)]
+    [InlineData(3, true, 20)]
+    public void Fresh_prefix_on_another_gqa_shape_trains_saves_and_exports_alike(int virtualTokens, bool projection, int? hidden)
+    {
+        var baseDir = Exporter.BakePrefixEquivalenceTests.GqaLlama(kvHeads: 1);
+        var adapterDir = Paths.TempDir("peft-onnx-gqa-fresh");
+        var onnxDir = Path.Combine(Path.GetTempPath(), $"peft-onnx-gqa-fresh-{Guid.NewGuid():N}");
+        try
+        {
+            var inputs = Path.Combine(Paths.CurrentCase("llama_gqa"), "inputs.safetensors");
+            var batch = ForwardBatch.Read(inputs);
+            var config = new PrefixTuningConfig { NumVirtualTokens = virtualTokens, TaskType = "CAUSAL_LM", PrefixProjection = projection, EncoderHiddenSize = hidden };
+            ForwardResult expected;
+            using (var model = PeftModel.Create(ModelLoader.Load(baseDir), config, seed: virtualTokens))
+            {
+                using (var optimizer = TrainingParityTests.ReferenceOptimizer("adamw").Create(model.Tuner.TrainableParameters))
+                    Peft.Onnx.Trainer.Training.OneBatchSteps.Run(model, batch, optimizer, 2);
+                model.Save(adapterDir);
+                var counts = ParameterCount.Count(Architecture.For(ModelConfig.Load(baseDir)), AdapterConfig.Load(adapterDir));
+                Assert.Equal(model.Tuner.TrainableParameters.Sum(p => p.Parameter.numel()), counts.Trainable);
+            }
+            var saved = (PrefixTuningConfig)AdapterConfig.Load(adapterDir);
+            Assert.Equal((1, 16, hidden ?? 16), (saved.NumAttentionHeads, saved.TokenDim, saved.EncoderHiddenSize));
+            using (var reloaded = PeftModel.Load(baseDir, adapterDir))
+                expected = Peft.Onnx.Trainer.Inference.ForwardPass.Run(reloaded, batch);
+
+            OnnxExport.Export(baseDir, adapterDir, onnxDir, new ExportOptions());
+            var actual = OnnxForward.Run(onnxDir, batch, inputs);
+            Assert.Equal(expected.LogitsShape, actual.LogitsShape);
+            Tolerance.AssertLogits(expected.Logits, actual.Logits, (int)actual.LogitsShape[^1], Tolerance.RowsFromMask(batch.AttentionMask), "fresh GQA prefix: ONNX vs trainer logits");
+            Tolerance.AssertLoss(expected.Loss!.Value, actual.Loss!.Value, "fresh GQA prefix: ONNX vs trainer loss");
+        }
+        finally
+        {
+            foreach (var d in new[] { baseDir, adapterDir, onnxDir })
+                if (Directory.Exists(d)) Directory.Delete(d, true);
+        }
+    }
+
+    /// <summary>
     /// The export attends to the kv-head prefix: logits on the real tokens, the loss `forward --onnx` reports (checked by
     /// <see cref="AdapterExportParity.RunCase"/>; prefix tuning prepends no labels, so PEFT's loss is over the real tokens
     /// alone and the export stores no virtual-token logits) and greedy generation equal PEFT's.

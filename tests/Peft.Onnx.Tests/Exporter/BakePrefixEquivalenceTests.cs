@@ -144,7 +144,7 @@ public class BakePrefixEquivalenceTests
     }
 
     /// <summary>The fixture LLaMA with num_key_value_heads = <paramref name="kvHeads"/>: k_proj/v_proj keep their first kv_heads * head_dim rows.</summary>
-    private static string GqaLlama(int kvHeads)
+    internal static string GqaLlama(int kvHeads)
     {
         var source = Paths.Case("llama", "base_model");
         var dir = Paths.TempDir("peft-onnx-gqa");

@@ -142,6 +142,30 @@ public class SoftPromptLossTests(ITestOutputHelper output)
         finally { if (Directory.Exists(onnxDir)) Directory.Delete(onnxDir, true); }
     }
 
+    /// <summary>As a user runs it: `export` then `forward --onnx` on a causal p-tuning case writes PEFT's loss (the fixture's).</summary>
+    [Fact]
+    public void Cli_forward_onnx_of_a_p_tuning_export_writes_pefts_loss()
+    {
+        var dir = TempExports.FreshPath();
+        var outFile = Path.Combine(Path.GetTempPath(), $"peft-onnx-forward-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            var export = CliRunner.Run("export", "--base", Paths.Case("opt", "base_model"), "--adapter", Paths.Case("opt", "p_tuning_lstm/adapter"), "--out", dir);
+            Assert.Equal(0, export.ExitCode);
+            Assert.True(File.Exists(Path.Combine(dir, CausalLmContract.VirtualTokenLogitsFile)));
+            var forward = CliRunner.Run("forward", "--onnx", dir, "--inputs", Path.Combine(Paths.Case("opt"), "inputs.safetensors"), "--out", outFile, "--device", "cpu");
+            output.WriteLine(forward.Stderr);
+            Assert.Equal(0, forward.ExitCode);
+            using var written = SafeTensorsFile.Open(outFile);
+            Tolerance.AssertLoss(Reference.Meta("opt", "p_tuning_lstm").GetProperty("loss").GetDouble(), written.ReadFloat32("loss")[0], "forward --onnx loss");
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+            File.Delete(outFile);
+        }
+    }
+
     [Fact]
     public void Leading_logits_score_each_rows_first_label()
     {
