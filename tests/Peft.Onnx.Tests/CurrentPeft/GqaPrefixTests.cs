@@ -45,6 +45,31 @@ public class GqaPrefixTests(ITestOutputHelper output)
         Assert.Equal(meta.GetProperty("counts").GetProperty("all").GetInt64(), counts.All);
     }
 
+    /// <summary>As a user runs them: `inspect` prints PEFT's counts and `forward --adapter` writes PEFT's loss.</summary>
+    [Fact]
+    public void Cli_inspect_and_forward_on_the_gqa_prefix_match_peft()
+    {
+        var adapter = Path.Combine(CaseDir("prefix_proj"), "adapter");
+        var meta = Reference.MetaAt(CaseDir("prefix_proj"));
+        var inspect = CliRunner.Run("inspect", "--base", BaseDir, "--adapter", adapter, "--json");
+        Assert.Equal(0, inspect.ExitCode);
+        using (var doc = JsonDocument.Parse(inspect.Stdout))
+        {
+            Assert.Equal(meta.GetProperty("counts").GetProperty("trainable").GetInt64(), doc.RootElement.GetProperty("trainable").GetInt64());
+            Assert.Equal(meta.GetProperty("counts").GetProperty("all").GetInt64(), doc.RootElement.GetProperty("all").GetInt64());
+        }
+        var outFile = Path.Combine(Path.GetTempPath(), $"peft-onnx-gqa-forward-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            var forward = CliRunner.Run("forward", "--base", BaseDir, "--adapter", adapter, "--inputs", Path.Combine(Paths.CurrentCase("llama_gqa"), "inputs.safetensors"),
+                "--out", outFile, "--device", "cpu");
+            Assert.Equal(0, forward.ExitCode);
+            using var written = SafeTensorsFile.Open(outFile);
+            Tolerance.AssertLoss(meta.GetProperty("loss").GetDouble(), written.ReadFloat32("loss")[0], "forward --adapter loss");
+        }
+        finally { File.Delete(outFile); }
+    }
+
     [Theory, MemberData(nameof(Methods))]
     public void Saved_adapter_matches_peft(string method)
     {
