@@ -45,6 +45,34 @@ public class GqaPrefixTests(ITestOutputHelper output)
         Assert.Equal(meta.GetProperty("counts").GetProperty("all").GetInt64(), counts.All);
     }
 
+    /// <summary>
+    /// Bad input, refused in one line before any weight is read: a head count that is neither the model's heads nor its
+    /// kv heads, and prompt_embeddings sized for all 4 heads (what PEFT 0.7.1 would write, and could not run) where the
+    /// config, rewritten for the kv heads as PEFT does, needs half the width.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 48, 128, "num_attention_heads = 3 does not fit the base model")]
+    [InlineData(4, 64, 256, "tensor 'prompt_embeddings' has shape [8, 256] but")]
+    public void Misfit_gqa_prefixes_are_refused_naming_the_key_or_tensor(int heads, int tokenDim, int width, string expected)
+    {
+        var dir = Paths.TempDir("peft-onnx-gqa-bad");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "adapter_config.json"), $$"""
+                { "peft_type": "PREFIX_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": 8, "token_dim": {{tokenDim}},
+                  "num_attention_heads": {{heads}}, "num_layers": 2, "num_transformer_submodules": 1, "prefix_projection": false }
+                """);
+            SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), [TensorData.FromFloat32(AdapterFormat.PromptEmbeddings, [8, width], new float[8 * width])]);
+            var config = ModelConfig.Load(BaseDir);
+            var export = Assert.Throws<Peft.Onnx.Core.PeftOnnxException>(() => PromptAdapter.Load(dir, config));
+            Assert.Contains(expected, export.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', export.Message);
+            var train = Assert.Throws<Peft.Onnx.Core.PeftOnnxException>(() => PeftModel.Load(BaseDir, dir));
+            Assert.Equal(export.Message, train.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     /// <summary>As a user runs them: `inspect` prints PEFT's counts and `forward --adapter` writes PEFT's loss.</summary>
     [Fact]
     public void Cli_inspect_and_forward_on_the_gqa_prefix_match_peft()
