@@ -24,7 +24,7 @@ public sealed record PrefixTuningConfig : PromptLearningConfig
     /// Fills the sizes from the model; under grouped-query attention the prefixes are per key/value head,
     /// as newer PEFT does (token_dim / heads * kv_heads, heads = kv_heads), so they fit the model's cache.
     /// Idempotent: a config already sized for the kv heads is left as it is. A missing encoder_hidden_size is the
-    /// token_dim after that rewrite, as PEFT (0.13.2 saves encoder_hidden_size = head_dim x kv heads).
+    /// token_dim after that rewrite, as PEFT does (0.13.2 saves encoder_hidden_size = head_dim x kv heads).
     /// </summary>
     public override PrefixTuningConfig WithModelDefaults(ModelConfig model)
     {
