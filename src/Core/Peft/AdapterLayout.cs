@@ -29,6 +29,7 @@ public sealed record AdapterLayout(IReadOnlyList<ExpectedTensor> Required, IRead
             else if (config is VeraConfig vera) required.AddRange(vera.ExpectedTensors(t));
             else if (config is AdaLoraConfig adaLora) required.AddRange(adaLora.ExpectedTensors(t));
             else if (config is OftConfig oft) required.Add(oft.RotationTensor(t));
+            else if (config is BoftConfig boft) required.AddRange(boft.ExpectedTensors(t));
             else if (config is HraConfig hra) required.Add(hra.VectorsTensor(t));
             else if (config is FourierFtConfig fourier) required.Add(fourier.SpectrumTensor(t));
             else if (config is LoraConfig lora)

@@ -12,7 +12,7 @@ using Xunit;
 
 namespace Peft.Onnx.Tests.Finetune;
 
-/// <summary>`train --data --method oft|hra|fourierft`: the options build PEFT's configs, and a short run trains and saves a loadable adapter.</summary>
+/// <summary>`train --data --method oft|hra|fourierft|boft`: the options build PEFT's configs, and a short run trains and saves a loadable adapter.</summary>
 public class OrthogonalFinetuneTests
 {
     private static AdapterConfig For(string method, MethodOptions o)
@@ -37,6 +37,12 @@ public class OrthogonalFinetuneTests
         Assert.Equal((1000, 150.0, (long?)777, false), (fourier.NFrequency, fourier.Scaling, fourier.RandomLocSeed, fourier.InitWeights));
         var chosen = Assert.IsType<FourierFtConfig>(For("fourierft", new MethodOptions { NFrequency = 32, Scaling = 10, RandomLocSeed = 5 }));
         Assert.Equal((32, 10.0, (long?)5), (chosen.NFrequency, chosen.Scaling, chosen.RandomLocSeed));
+        var boft = Assert.IsType<BoftConfig>(For("boft", new MethodOptions()));
+        Assert.Equal((4, 0, 1, "none", true), (boft.BoftBlockSize, boft.BoftBlockNum, boft.BoftNButterflyFactor, boft.Bias, boft.InitWeights));
+        var boftBlocks = Assert.IsType<BoftConfig>(For("boft", new MethodOptions { BoftBlockNum = 8, BoftNButterflyFactor = 2, TargetModules = ["dense"] }));
+        Assert.Equal((0, 8, 2, "['dense']"), (boftBlocks.BoftBlockSize, boftBlocks.BoftBlockNum, boftBlocks.BoftNButterflyFactor, boftBlocks.TargetModules!.ToString()));
+        var boftSize = Assert.IsType<BoftConfig>(For("boft", new MethodOptions { BoftBlockSize = 16 }));
+        Assert.Equal((16, 0), (boftSize.BoftBlockSize, boftSize.BoftBlockNum));
     }
 
     [Theory]
@@ -47,6 +53,11 @@ public class OrthogonalFinetuneTests
     [InlineData("lora", "--n-frequency")]
     [InlineData("hra", "--random-loc-seed")]
     [InlineData("fourierft", "--r (use --n-frequency)")]
+    [InlineData("lora", "--boft-block-size")]
+    [InlineData("oft", "--boft-block-num")]
+    [InlineData("hra", "--boft-n-butterfly-factor")]
+    [InlineData("boft", "--r (use --boft-block-num)")]
+    [InlineData("boft", "--lora-alpha")]
     public void Options_of_another_method_are_refused_naming_the_option(string method, string option)
     {
         var o = option switch
@@ -56,7 +67,10 @@ public class OrthogonalFinetuneTests
             "--alpha" => new MethodOptions { Alpha = 4 },
             "--n-frequency" => new MethodOptions { NFrequency = 8 },
             "--random-loc-seed" => new MethodOptions { RandomLocSeed = 1 },
-            "--r (use --n-frequency)" => new MethodOptions { R = 4 },
+            "--r (use --n-frequency)" or "--r (use --boft-block-num)" => new MethodOptions { R = 4 },
+            "--boft-block-size" => new MethodOptions { BoftBlockSize = 8 },
+            "--boft-block-num" => new MethodOptions { BoftBlockNum = 8 },
+            "--boft-n-butterfly-factor" => new MethodOptions { BoftNButterflyFactor = 2 },
             _ => new MethodOptions { LoraAlpha = 4 },
         };
         var ex = Assert.Throws<PeftOnnxException>(() => For(method, o));
@@ -68,12 +82,15 @@ public class OrthogonalFinetuneTests
     {
         var ex = Assert.Throws<PeftOnnxException>(() => For("oft", new MethodOptions { R = 4, OftBlockSize = 8 }));
         Assert.Equal("--r and --oft-block-size exclude each other for --method oft (give the block count or the block size)", ex.Message);
+        ex = Assert.Throws<PeftOnnxException>(() => For("boft", new MethodOptions { BoftBlockSize = 8, BoftBlockNum = 8 }));
+        Assert.Equal("--boft-block-size and --boft-block-num exclude each other for --method boft (give the block size or the block count)", ex.Message);
     }
 
     [Theory]
     [InlineData("oft", new[] { "--oft-block-size", "16" })]
     [InlineData("hra", new[] { "--r", "4" })]
     [InlineData("fourierft", new[] { "--n-frequency", "64", "--scaling", "25" })]
+    [InlineData("boft", new[] { "--boft-block-num", "4", "--boft-n-butterfly-factor", "2" })]
     public void Run_lowers_the_loss_and_saves_an_adapter_that_loads(string method, string[] options)
     {
         var (dir, train, validation) = FinetuneData.Write(train: 16, validation: 8);
