@@ -3,6 +3,7 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Trainer.Modeling;
+using Peft.Onnx.Trainer.Training;
 using Peft.Onnx.Trainer.Tuners;
 using Peft.Onnx.Trainer.Tuners.Boft;
 using Xunit;
@@ -130,5 +131,25 @@ public class BoftTunerTests
         Assert.Contains("boft_dropout = 0.1 is not supported for training BOFT adapters", error.Message);
         model.Base.Training = false;
         fixture.Forward(model);
+    }
+
+    /// <summary>Butterfly factors that do not fit the block count or size, on a base with 64 inputs per target.</summary>
+    [Theory]
+    [InlineData("\"boft_block_size\": 0, \"boft_block_num\": 2, \"boft_n_butterfly_factor\": 3", "boft_block_num = 2 does not fit boft_n_butterfly_factor = 3 (expected a multiple of 2^2 = 4)")]
+    [InlineData("\"boft_block_size\": 0, \"boft_block_num\": 6, \"boft_n_butterfly_factor\": 1", "boft_block_num = 6 does not divide in_features 64 of 'model.decoder.layers.0.self_attn.q_proj' (expected a divisor of 64)")]
+    [InlineData("\"boft_block_size\": 1, \"boft_block_num\": 0, \"boft_n_butterfly_factor\": 2", "boft_n_butterfly_factor = 2 needs an even block count and size, but in_features 64 of 'model.decoder.layers.0.self_attn.q_proj' gives 64 blocks of 1")]
+    public void Butterfly_factors_that_do_not_fit_are_refused(string keys, string expected)
+    {
+        var dir = Paths.TempDir("peft-onnx-boft-factor");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), $$"""{"peft_type": "BOFT", {{keys}}, "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}""");
+            SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), [], AdapterFormat.WeightsMetadata);
+            var ex = Assert.Throws<PeftOnnxException>(() => PeftModelSource.FromAdapter(Paths.Case("opt", "base_model"), dir, out _, inferenceMode: true).Dispose());
+            Assert.Contains(expected, ex.Message);
+            Assert.Contains(dir, ex.Message);
+            Assert.DoesNotContain('\n', ex.Message);
+        }
+        finally { Directory.Delete(dir, true); }
     }
 }
