@@ -34,7 +34,7 @@ public sealed class BoftLayer : InjectedLayer
             if (config.InitWeights)
             {
                 R.zero_();
-                S.fill_(1);
+                nn.init.ones_(S);
             }
             else
             {
@@ -65,10 +65,10 @@ public sealed class BoftLayer : InjectedLayer
         using var scope = NewDisposeScope();
         int b = BlockSize;
         var flat = R.view(-1, b, b);
-        var skew = flat.sub(flat.transpose(1, 2)).mul(0.5);
+        var skew = flat.sub(flat.transpose(1, 2)).Times(0.5);
         var eye = TorchSharp.torch.eye(b, dtype: R.dtype, device: R.device).expand(flat.shape[0], b, b);
         // X (I + A) = I - A, solved as (I + A)^T X^T = (I - A)^T, i.e. (I - A) X^T = I + A for a skew-symmetric A
-        return linalg.solve(eye.sub(skew), eye.add(skew)).transpose(1, 2).MoveToOuterDisposeScope();
+        return linalg.solve(eye.sub(skew), eye.Plus(skew)).transpose(1, 2).MoveToOuterDisposeScope();
     }
 
     /// <summary>R = M_(N-1) ... M_0 [in, in], M_n = P_n blockdiag(blocks of factor n) P_n^T.</summary>
