@@ -55,7 +55,7 @@ public sealed record AdapterLayout(IReadOnlyList<ExpectedTensor> Required, IRead
                 required.Add(new(AdapterFormat.BaseKey(name), shape, ExpectedTensor.BaseNeeds, $"'{name}', which modules_to_save copies ('{module}')"));
 
         var optional = new List<ExpectedTensor>();
-        if (config is LoraConfig { Bias: "all" })
+        if (config is LoraConfig { Bias: "all" } or BoftConfig { Bias: "all" })
         {
             var wrapped = placement.Targets.Select(t => t.Path).ToHashSet(StringComparer.Ordinal);
             foreach (var p in arch.Parameters.Where(p => p.Name.Contains("bias", StringComparison.Ordinal)))

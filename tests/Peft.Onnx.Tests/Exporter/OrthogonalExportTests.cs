@@ -71,7 +71,7 @@ public class OrthogonalExportTests
         { "boft", "boft_n_butterfly_factor", "0", "boft_n_butterfly_factor = 0 is invalid (expected a positive integer)" },
         { "boft", "boft_n_butterfly_factor", "5", $"boft_block_size = 8 with boft_n_butterfly_factor = 5 does not fit in_features 64 of '{Qkv}' (expected block size x 2^4 = 128 to divide it)" },
         { "boft", "boft_dropout", "1.0", "boft_dropout = 1.0 is invalid (expected a probability in [0, 1))" },
-        { "boft", "bias", "\"boft_only\"", "bias = \"boft_only\" is invalid (expected \"none\"" },
+        { "boft", "bias", "\"lora_only\"", "bias = \"lora_only\" is invalid (expected \"none\", \"all\" or \"boft_only\")" },
         { "boft", "layers_to_transform", "[0]", "layers_to_transform = [0] is not supported for BOFT adapters" },
         { "boft", "exclude_modules", "[\"query_key_value\"]", "matches no module" },
         { "boft", "exclude_modules", "3", "exclude_modules = 3 is invalid (expected null, a regular expression (string) or a list of module names)" },

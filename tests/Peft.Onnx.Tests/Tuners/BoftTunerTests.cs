@@ -1,6 +1,9 @@
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter;
 using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Trainer.Modeling;
 using Peft.Onnx.Trainer.Training;
@@ -151,5 +154,76 @@ public class BoftTunerTests
             Assert.DoesNotContain('\n', ex.Message);
         }
         finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>
+    /// bias = "all" trains every parameter named *bias* and saves them as PEFT does ("{module}.base_layer.bias" on a
+    /// wrapped layer), and the export takes them; "boft_only" trains the adapted layers' biases, which PEFT's
+    /// get_peft_model_state_dict never saves (it looks for "{module}.bias"). Counts from the base checkpoint's own tensors.
+    /// </summary>
+    [Theory]
+    [InlineData("all")]
+    [InlineData("boft_only")]
+    public void Base_biases_train_and_save_as_the_bias_setting_says(string bias)
+    {
+        const string qkvBias = "transformer.h.0.self_attention.query_key_value.bias";
+        using var fixture = new TunerFixture("bloom", "boft", Paths.CurrentCase("bloom", "boft"));
+        var config = (BoftConfig)AdapterConfig.Load(fixture.AdapterDir) with { Bias = bias, InitWeights = false, InferenceMode = false };
+        using var checkpoint = SafeTensorsFile.Open(Path.Combine(fixture.BaseDir, "model.safetensors"));
+        var biasTensors = checkpoint.Names.Where(n => bias == "all" ? n.Contains("bias", StringComparison.Ordinal) : n.EndsWith("query_key_value.bias", StringComparison.Ordinal)).ToList();
+        long biasCount = biasTensors.Sum(n => checkpoint[n].Shape.Aggregate(1L, (a, b) => a * b));
+        Assert.Equal(1408 + biasCount, ParameterCount.Count(Architecture.For(ModelConfig.Load(fixture.BaseDir)), config).Trainable);
+
+        var dir = Paths.TempDir("peft-onnx-boft-bias");
+        var onnxDir = TempExports.FreshPath();
+        try
+        {
+            float[] trainedLogits;
+            using (var model = PeftModel.Create(ModelLoader.Load(fixture.BaseDir), config, seed: 5))
+            {
+                var trainable = model.Tuner.TrainableParameters;
+                Assert.Equal(1408 + biasCount, trainable.Sum(p => p.Parameter.numel()));
+                Assert.Contains(trainable, p => p.Name == "base_model.model.transformer.h.0.self_attention.query_key_value.base_layer.bias");
+                Assert.Equal(bias == "all", trainable.Any(p => p.Name == "base_model.model.transformer.h.0.input_layernorm.bias"));
+                model.Base.Training = true;
+                using (var sgd = new Sgd(trainable, new SgdOptions(0.5)))
+                {
+                    var batch = fixture.Inputs.Inputs;
+                    var input = new CausalLmInput(tensor(batch.ReadInt64("input_ids"), fixture.Inputs.Shape("input_ids")),
+                        tensor(batch.ReadInt64("attention_mask"), fixture.Inputs.Shape("attention_mask")), Labels: tensor(batch.ReadInt64("labels"), fixture.Inputs.Shape("labels")));
+                    model.Forward(input).Loss!.backward();
+                    sgd.Step();
+                }
+                model.Base.Training = false;
+                var qkv = model.Base.Parameters[qkvBias].contiguous().data<float>().ToArray();
+                Assert.NotEqual(checkpoint.ReadFloat32(qkvBias), qkv);
+                trainedLogits = fixture.Forward(model).Logits.contiguous().data<float>().ToArray();
+                model.Save(dir);
+            }
+            using (var saved = SafeTensorsFile.Open(Path.Combine(dir, AdapterFormat.WeightsFile)))
+            {
+                var expectedKeys = Enumerable.Range(0, 2).SelectMany(i => new[] { "boft_R", "boft_s" }.Select(a => $"base_model.model.transformer.h.{i}.self_attention.query_key_value.{a}"));
+                if (bias == "all")
+                    expectedKeys = expectedKeys.Concat(biasTensors.Select(n => "base_model.model." + (n.EndsWith("query_key_value.bias", StringComparison.Ordinal) ? n.Replace(".bias", ".base_layer.bias", StringComparison.Ordinal) : n)));
+                Assert.Equal(expectedKeys.Order(StringComparer.Ordinal), saved.Names.Order(StringComparer.Ordinal));
+            }
+            using (var reloaded = PeftModel.Load(fixture.BaseDir, dir))
+            {
+                var logits = fixture.Forward(reloaded).Logits.contiguous().data<float>().ToArray();
+                if (bias == "all") Assert.Equal(trainedLogits, logits);
+                else Assert.NotEqual(trainedLogits, logits);
+            }
+            if (bias == "all")
+            {
+                OnnxExport.Export(fixture.BaseDir, dir, onnxDir, new ExportOptions());
+                var exported = AdapterExportParity.FixtureLogits("bloom", onnxDir);
+                Tolerance.AssertLogits(trainedLogits, exported, 1000, Tolerance.RowsFromMask(fixture.Inputs.Inputs.ReadInt64("attention_mask")), "boft bias all export");
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            if (Directory.Exists(onnxDir)) Directory.Delete(onnxDir, true);
+        }
     }
 }

@@ -36,7 +36,7 @@ public sealed record BoftConfig : InjectedAdapterConfig
     /// <summary>Replaces whole blocks by the identity while training; the trainer refuses a positive value.</summary>
     [JsonConverter(typeof(PythonFloatConverter))] public double BoftDropout { get; init; }
 
-    /// <summary>Which biases train besides the adapter; only "none" is implemented.</summary>
+    /// <summary>Which base biases train besides the adapter: "none", "all" (every parameter named *bias*) or "boft_only" (the adapted layers' biases).</summary>
     public string Bias { get; init; } = "none";
 
     public bool InitWeights { get; init; } = true;
@@ -111,6 +111,17 @@ public sealed record BoftConfig : InjectedAdapterConfig
     protected override long AddedParameters(TargetMatch match) =>
         ExpectedTensors(match).Sum(t => t.Shape.Aggregate(1L, (p, d) => p * d));
 
+    /// <summary>
+    /// bias = "all": every parameter whose name contains "bias" (T5's relative_attention_bias too); "boft_only": the
+    /// biases of the adapted layers (BaseTunerLayer.bias, the wrapped layer's).
+    /// </summary>
+    protected override long TrainableBaseParameters(Architecture arch) => Bias switch
+    {
+        "all" => arch.Parameters.Where(p => p.Name.Contains("bias", StringComparison.Ordinal)).Sum(p => p.ElementCount),
+        "boft_only" => FindTargets(arch).Where(t => t.Linear.HasBias).Sum(t => t.Linear.OutFeatures),
+        _ => 0,
+    };
+
     public override void Validate()
     {
         base.Validate();
@@ -120,7 +131,7 @@ public sealed record BoftConfig : InjectedAdapterConfig
             throw new PeftOnnxException($"{SourcePath}: boft_block_size = {BoftBlockSize} and boft_block_num = {BoftBlockNum} (expected exactly one of them nonzero)");
         Require(BoftNButterflyFactor >= 1 && BoftNButterflyFactor <= 30, "boft_n_butterfly_factor", BoftNButterflyFactor, "a positive integer");
         Require(BoftDropout >= 0 && BoftDropout < 1, "boft_dropout", BoftDropout, "a probability in [0, 1)");
-        Require(Bias == "none", "bias", Bias, "\"none\" (training the base biases with BOFT is not implemented)");
+        Require(Bias is "none" or "all" or "boft_only", "bias", Bias, "\"none\", \"all\" or \"boft_only\"");
         if (ExcludedModules?.Pattern is { } pattern && PythonRegex.Error(pattern) is { } error)
             throw new PeftOnnxException($"{SourcePath}: exclude_modules: {error}");
         RefuseSet("layers_to_transform", LayersToTransform);
