@@ -201,6 +201,7 @@ public static class OnnxExport
         VeraConfig c => (arch, adapter, weights) => MergeVera.Apply(c, arch, adapter, weights),
         AdaLoraConfig c => (arch, adapter, weights) => MergeAdaLora.Apply(c, arch, adapter, weights),
         OftConfig c => (arch, adapter, weights) => MergeOft.Apply(c, arch, adapter, weights),
+        BoftConfig c => (arch, adapter, weights) => MergeBoft.Apply(c, arch, adapter, weights),
         HraConfig c => (arch, adapter, weights) => MergeHra.Apply(c, arch, adapter, weights),
         FourierFtConfig c => (arch, adapter, weights) => MergeFourierFt.Apply(c, arch, adapter, weights),
         _ => null,

@@ -10,17 +10,13 @@ public static class TrainDataMode
 {
     public static int Run(ArgReader args)
     {
-        var baseDir = args.ExistingDir("base", "the Hugging Face model folder");
-        var dataPath = args.ExistingFile("data", "a .jsonl or .csv file with a text and a label column");
-        var validationPath = args.String("validation");
-        var validationSplit = args.Double("validation-split");
         var seed = args.Int("seed", min: 0) ?? 42;
         var request = new FinetuneRequest
         {
-            BaseDir = baseDir,
-            DataPath = dataPath,
-            ValidationPath = validationPath,
-            ValidationSplit = validationSplit,
+            BaseDir = args.ExistingDir("base", "the Hugging Face model folder"),
+            DataPath = args.ExistingFile("data", "a .jsonl or .csv file with a text and a label column"),
+            ValidationPath = args.String("validation"),
+            ValidationSplit = args.Double("validation-split"),
             TextColumn = args.Required("text-column", "the column holding the input text"),
             LabelColumn = args.Required("label-column", "the column holding the label text"),
             Template = args.String("template"),
@@ -49,6 +45,8 @@ public static class TrainDataMode
                 OrthRegWeight = args.Double("orth-reg-weight"),
                 OftBlockSize = args.Int("oft-block-size", min: 1),
                 ApplyGs = args.Flag("apply-gs"),
+                BoftBlockSize = args.Int("boft-block-size", min: 1), BoftBlockNum = args.Int("boft-block-num", min: 1),
+                BoftNButterflyFactor = args.Int("boft-n-butterfly-factor", min: 1),
                 NFrequency = args.Int("n-frequency", min: 1),
                 Scaling = args.Double("scaling"),
                 RandomLocSeed = args.Int("random-loc-seed", min: 0),
@@ -66,8 +64,7 @@ public static class TrainDataMode
                 Seed = seed,
                 StopAfterEpoch = args.Int("stop-after-epoch", min: 1),
             },
-            MaxLength = args.Int("max-length", min: 1),
-            TargetMaxLength = args.Int("target-max-length", min: 1),
+            MaxLength = args.Int("max-length", min: 1), TargetMaxLength = args.Int("target-max-length", min: 1),
             OutDir = args.Required("out", "the folder for the adapter, checkpoints, metrics.jsonl and loss.png"),
             Resume = args.Flag("resume"),
             Device = DeviceArgument.Choice(args),

@@ -32,6 +32,7 @@ public abstract record AdapterConfig
         [VeraConfig.Type] = typeof(VeraConfig),
         [AdaLoraConfig.Type] = typeof(AdaLoraConfig),
         [OftConfig.Type] = typeof(OftConfig),
+        [BoftConfig.Type] = typeof(BoftConfig),
         [HraConfig.Type] = typeof(HraConfig),
         [FourierFtConfig.Type] = typeof(FourierFtConfig),
     }.ToFrozenDictionary();
@@ -39,7 +40,7 @@ public abstract record AdapterConfig
     /// <summary>The peft_type values this project reads, in PEFT's spelling.</summary>
     public static IReadOnlyList<string> KnownPeftTypes { get; } = [LoraConfig.Type, Ia3Config.Type, PromptTuningConfig.Type, PromptEncoderConfig.Type, PrefixTuningConfig.Type,
         LoHaConfig.Type, LoKrConfig.Type,
-        VeraConfig.Type, AdaLoraConfig.Type, OftConfig.Type, HraConfig.Type, FourierFtConfig.Type];
+        VeraConfig.Type, AdaLoraConfig.Type, OftConfig.Type, HraConfig.Type, FourierFtConfig.Type, BoftConfig.Type];
 
     public string PeftType { get; init; } = "";
     public string? TaskType { get; init; }

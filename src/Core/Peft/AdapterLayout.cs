@@ -29,6 +29,7 @@ public sealed record AdapterLayout(IReadOnlyList<ExpectedTensor> Required, IRead
             else if (config is VeraConfig vera) required.AddRange(vera.ExpectedTensors(t));
             else if (config is AdaLoraConfig adaLora) required.AddRange(adaLora.ExpectedTensors(t));
             else if (config is OftConfig oft) required.Add(oft.RotationTensor(t));
+            else if (config is BoftConfig boft) required.AddRange(boft.ExpectedTensors(t));
             else if (config is HraConfig hra) required.Add(hra.VectorsTensor(t));
             else if (config is FourierFtConfig fourier) required.Add(fourier.SpectrumTensor(t));
             else if (config is LoraConfig lora)
@@ -54,7 +55,7 @@ public sealed record AdapterLayout(IReadOnlyList<ExpectedTensor> Required, IRead
                 required.Add(new(AdapterFormat.BaseKey(name), shape, ExpectedTensor.BaseNeeds, $"'{name}', which modules_to_save copies ('{module}')"));
 
         var optional = new List<ExpectedTensor>();
-        if (config is LoraConfig { Bias: "all" })
+        if (config is LoraConfig { Bias: "all" } or BoftConfig { Bias: "all" })
         {
             var wrapped = placement.Targets.Select(t => t.Path).ToHashSet(StringComparer.Ordinal);
             foreach (var p in arch.Parameters.Where(p => p.Name.Contains("bias", StringComparison.Ordinal)))

@@ -50,6 +50,15 @@ public sealed record MethodOptions
     /// <summary>HRA: orthonormalise the reflection vectors (Gram-Schmidt) first.</summary>
     public bool ApplyGs { get; init; }
 
+    /// <summary>BOFT: the side of each block (PEFT's boft_block_size; 4 when neither it nor the block count is given).</summary>
+    public int? BoftBlockSize { get; init; }
+
+    /// <summary>BOFT: blocks per layer (PEFT's boft_block_num).</summary>
+    public int? BoftBlockNum { get; init; }
+
+    /// <summary>BOFT: butterfly factors (PEFT's boft_n_butterfly_factor, 1 by default).</summary>
+    public int? BoftNButterflyFactor { get; init; }
+
     /// <summary>FourierFT: spectrum entries per layer (PEFT's n_frequency, 1000 by default).</summary>
     public int? NFrequency { get; init; }
 
@@ -63,7 +72,7 @@ public sealed record MethodOptions
 /// <summary>Builds what a run needs from files: the adapter config for --method, the splits, the tokenized examples.</summary>
 public static class FinetuneSetup
 {
-    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr", "vera", "adalora", "oft", "hra", "fourierft"];
+    public static readonly string[] Methods = ["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "loha", "lokr", "vera", "adalora", "oft", "hra", "fourierft", "boft"];
 
     /// <summary>PEFT's AdaLoraConfig init_r default.</summary>
     private const int AdaLoraDefaultRank = 12;
@@ -125,8 +134,14 @@ public static class FinetuneSetup
             throw new PeftOnnxException($"--target-r {targetR} differs from --init-r {o.InitR ?? AdaLoraDefaultRank}: AdaLoRA's rank re-allocation (update_and_allocate) is not implemented by train --data (give --target-r equal to --init-r, or leave it out)");
         Reject(method != "oft" && o.OftBlockSize is not null, "--oft-block-size");
         Reject(method != "hra" && o.ApplyGs, "--apply-gs");
-        Reject(method is "oft" or "hra" or "fourierft" && o.LoraAlpha is not null, "--lora-alpha");
-        Reject(method is "oft" or "hra" or "fourierft" && o.LoraDropout is not null, "--lora-dropout");
+        Reject(method is "oft" or "hra" or "fourierft" or "boft" && o.LoraAlpha is not null, "--lora-alpha");
+        Reject(method is "oft" or "hra" or "fourierft" or "boft" && o.LoraDropout is not null, "--lora-dropout");
+        Reject(method == "boft" && o.R is not null, "--r (use --boft-block-num)");
+        Reject(method != "boft" && o.BoftBlockSize is not null, "--boft-block-size");
+        Reject(method != "boft" && o.BoftBlockNum is not null, "--boft-block-num");
+        Reject(method != "boft" && o.BoftNButterflyFactor is not null, "--boft-n-butterfly-factor");
+        if (method == "boft" && o.BoftBlockSize is not null && o.BoftBlockNum is not null)
+            throw new PeftOnnxException("--boft-block-size and --boft-block-num exclude each other for --method boft (give the block size or the block count)");
         Reject(method == "fourierft" && o.R is not null, "--r (use --n-frequency)");
         Reject(method != "fourierft" && o.NFrequency is not null, "--n-frequency");
         Reject(method != "fourierft" && o.Scaling is not null, "--scaling");
@@ -157,6 +172,11 @@ public static class FinetuneSetup
             "fourierft" => new FourierFtConfig
             {
                 NFrequency = o.NFrequency ?? 1000, Scaling = o.Scaling ?? 150.0, RandomLocSeed = o.RandomLocSeed ?? 777, TargetModules = targets, TaskType = taskType,
+            },
+            "boft" => new BoftConfig
+            {
+                BoftBlockSize = o.BoftBlockNum is null ? o.BoftBlockSize ?? 4 : 0, BoftBlockNum = o.BoftBlockNum ?? 0,
+                BoftNButterflyFactor = o.BoftNButterflyFactor ?? 1, TargetModules = targets, TaskType = taskType,
             },
             "hra" => new HraConfig { R = o.R ?? 8, ApplyGs = o.ApplyGs, TargetModules = targets, TaskType = taskType },
             "prompt_tuning" => PromptTuning(o, taskType, baseDir, tokenizer),

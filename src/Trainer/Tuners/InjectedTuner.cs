@@ -81,6 +81,32 @@ public abstract class InjectedTuner<TLayer> : IMergeableTuner where TLayer : Inj
         return dot > 0 && Model.Linears.Adapters.ContainsKey(storeName[..dot]) ? AdapterFormat.BaseLayerName(storeName) : storeName;
     }
 
+    /// <summary>
+    /// bias = "all" (LoRA, BOFT): _mark_only_adapters_as_trainable unfreezes every parameter whose name contains
+    /// "bias"; those inside a modules_to_save module train as the copy's own.
+    /// </summary>
+    protected IReadOnlyList<string> AllBiasNames() =>
+        Model.Parameters.Distinct().Select(p => p.Name).Where(n => n.Contains("bias", StringComparison.Ordinal) && SavedModuleOf(n) is null).ToList();
+
+    /// <summary>
+    /// bias = "all": get_peft_model_state_dict keeps every state_dict key containing "bias". A wrapped linear's bias
+    /// is keyed under base_layer; inside a modules_to_save module both the original and the copy keys match too, and
+    /// PEFT saves them (as ".original_module." and ".modules_to_save.") but cannot load them back.
+    /// </summary>
+    protected IEnumerable<(string Name, Tensor Value, bool Loads)> AllBiasTensors()
+    {
+        foreach (var name in Model.Parameters.Names.Where(n => n.Contains("bias", StringComparison.Ordinal)))
+        {
+            if (SavedModuleOf(name) is { } module)
+            {
+                var leaf = module.Leaf(name);
+                yield return ($"{module.Module}.original_module.{leaf}", module.Originals.First(o => o.Name == name).Original, false);
+                yield return ($"{module.Module}.modules_to_save.{leaf}", Model.Parameters[name], false);
+            }
+            else yield return (PeftNameOf(name), Model.Parameters[name], true);
+        }
+    }
+
     /// <summary>The modules_to_save module a store name lies in, if any.</summary>
     protected ModuleCopy? SavedModuleOf(string storeName) =>
         _modulesToSave.FirstOrDefault(m => storeName.StartsWith(m.Module + ".", StringComparison.Ordinal));

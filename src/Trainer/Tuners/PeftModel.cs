@@ -10,6 +10,7 @@ using Peft.Onnx.Trainer.Tuners.Vera;
 using Peft.Onnx.Trainer.Tuners.LoKr;
 using Peft.Onnx.Trainer.Tuners.Lora;
 using Peft.Onnx.Trainer.Tuners.Oft;
+using Peft.Onnx.Trainer.Tuners.Boft;
 using Peft.Onnx.Trainer.Tuners.Hra;
 using Peft.Onnx.Trainer.Tuners.FourierFt;
 using Peft.Onnx.Trainer.Tuners.PrefixTuning;
@@ -76,6 +77,7 @@ public sealed class PeftModel : IDisposable
         VeraConfig c => new VeraTuner(baseModel, c),
         AdaLoraConfig c => new AdaLoraTuner(baseModel, c),
         OftConfig c => new OftTuner(baseModel, c),
+        BoftConfig c => new BoftTuner(baseModel, c),
         HraConfig c => new HraTuner(baseModel, c),
         FourierFtConfig c => new FourierFtTuner(baseModel, c),
         PromptTuningConfig c => new PromptTuner(baseModel, c),

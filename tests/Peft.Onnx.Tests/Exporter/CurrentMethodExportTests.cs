@@ -17,8 +17,8 @@ public class CurrentMethodExportTests(ITestOutputHelper output)
     public static TheoryData<string, string> Cases()
     {
         var data = new TheoryData<string, string>();
-        // LoHa, LoKr, OFT and HRA adapt nn.Linear only, so PEFT wrote no GPT-2 case for them
-        foreach (var (method, gpt2) in new[] { ("loha", false), ("lokr", false), ("oft", false), ("hra", false), ("vera", true), ("adalora", true) })
+        // LoHa, LoKr, OFT, HRA and BOFT adapt nn.Linear only, so PEFT wrote no GPT-2 case for them
+        foreach (var (method, gpt2) in new[] { ("loha", false), ("lokr", false), ("oft", false), ("hra", false), ("boft", false), ("vera", true), ("adalora", true) })
             foreach (var arch in Paths.Archs.Where(a => gpt2 || a != "gpt2"))
                 data.Add(arch, method);
         return data;
@@ -50,6 +50,7 @@ public class CurrentMethodExportTests(ITestOutputHelper output)
     [InlineData("lokr")]
     [InlineData("oft")]
     [InlineData("hra")]
+    [InlineData("boft")]
     [InlineData("vera")]
     [InlineData("adalora")]
     public void No_merge_is_refused_naming_the_method(string method)

@@ -108,7 +108,7 @@ public class TrainingParityTests(ITestOutputHelper output)
     {
         var data = new TheoryData<string, string>();
         foreach (var arch in Paths.Archs.Where(a => a != "gpt2"))
-            foreach (var method in new[] { "oft", "hra" })
+            foreach (var method in new[] { "oft", "hra", "boft" })
                 data.Add(arch, method);
         return data;
     }

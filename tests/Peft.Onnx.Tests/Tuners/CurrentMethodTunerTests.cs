@@ -5,6 +5,7 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Trainer.Tuners;
 using Peft.Onnx.Trainer.Tuners.AdaLora;
+using Peft.Onnx.Trainer.Tuners.Boft;
 using Peft.Onnx.Trainer.Tuners.Hra;
 using Peft.Onnx.Trainer.Tuners.LoHa;
 using Peft.Onnx.Trainer.Tuners.LoKr;
@@ -22,11 +23,11 @@ namespace Peft.Onnx.Tests.Tuners;
 /// </summary>
 public class CurrentMethodTunerTests
 {
-    /// <summary>Each method's tuner type, and whether PEFT adapts GPT-2's Conv1D with it (LoHa, LoKr, OFT, HRA: nn.Linear only).</summary>
+    /// <summary>Each method's tuner type, and whether PEFT adapts GPT-2's Conv1D with it (LoHa, LoKr, OFT, HRA, BOFT: nn.Linear only).</summary>
     private static readonly (string Method, Type Tuner, bool Gpt2)[] Methods =
     [
         ("loha", typeof(LoHaTuner), false), ("lokr", typeof(LoKrTuner), false),
-        ("oft", typeof(OftTuner), false), ("hra", typeof(HraTuner), false),
+        ("oft", typeof(OftTuner), false), ("hra", typeof(HraTuner), false), ("boft", typeof(BoftTuner), false),
         ("vera", typeof(VeraTuner), true), ("adalora", typeof(AdaLoraTuner), true),
     ];
 

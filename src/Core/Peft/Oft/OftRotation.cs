@@ -40,8 +40,11 @@ public static class OftRotation
         return r;
     }
 
-    /// <summary>(I - Q)(I + Q)^-1, by Gauss-Jordan elimination of X (I + Q) = I - Q written as (I + Q)^T X^T = (I - Q)^T.</summary>
-    private static double[] Cayley(double[] q, int b)
+    /// <summary>
+    /// (I - Q)(I + Q)^-1 of a skew-symmetric Q [b, b] (row-major; BOFT's blocks too), by Gauss-Jordan elimination of
+    /// X (I + Q) = I - Q written as (I + Q)^T X^T = (I - Q)^T.
+    /// </summary>
+    public static double[] Cayley(double[] q, int b)
     {
         // (I + Q)^T = I - Q and (I - Q)^T = I + Q for a skew-symmetric Q: solve (I - Q) Y = (I + Q), then X = Y^T.
         var a = new double[b * b];
