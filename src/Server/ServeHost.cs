@@ -48,7 +48,7 @@ public static class ServeHost
         var model = OnnxModel.Load(options.OnnxDir, options.Device with { Report = log });
         var limits = new SchedulerLimits(options.MaxBatchSize, options.MaxQueue);
         IGenerationScheduler scheduler;
-        if (ContinuousBatch.WhyUnsupported(model) is { } why)
+        if ((options.ContinuousBatching ? ContinuousBatch.WhyUnsupported(model) : "asked for") is { } why)
         {
             log.WriteLine($"serve: one generator per request ({why})");
             scheduler = new PerRequestScheduler(model, limits, metrics);

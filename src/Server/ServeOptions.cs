@@ -24,4 +24,10 @@ public sealed record ServeOptions(
 {
     /// <summary>Seconds a stopping server waits for the requests in flight.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// False runs one generator per request even where a continuous batch could hold the export (the mode
+    /// throughput comparisons measure against).
+    /// </summary>
+    public bool ContinuousBatching { get; init; } = true;
 }
