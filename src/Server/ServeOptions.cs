@@ -17,7 +17,7 @@ public sealed record ServeOptions(
     string Host = "127.0.0.1",
     int Port = 8000,
     string? ApiKey = null,
-    int MaxBatchSize = 16,
+    int MaxBatchSize = 32,
     int MaxQueue = 256,
     long MaxBodyBytes = 1 << 20,
     int MaxTokensLimit = 4096)
