@@ -46,9 +46,13 @@ public sealed class ContinuousBatch : IDisposable
         model.CausalLm == null
             ? "the export is encoder-decoder: its decoder graph takes no self-attention mask, so rows at different steps cannot share one padded self-attention cache"
             : model.Device != Device.Cpu ? "the batch copies cache rows on the CPU (the model runs on cuda)"
+            : model.CausalLm.VirtualTokens == 0 ? null
             // as PEFT, such graphs place real tokens at virtual tokens + cache length: a row's left padding would move them
-            : model.CausalLm.VirtualTokens > 0 && model.Config.Family.TakesPositionIds
+            : model.Config.Family.TakesPositionIds
                 ? $"the export bakes virtual tokens into a {model.Config.Family.ModelType} graph, whose real tokens sit at positions counted from the cache length (padding in a shared batch would shift them)"
+            // the batch keeps each row's virtual tokens at the front of its cache, which only this graph form holds them in
+            : !File.Exists(Path.Combine(model.Directory, CausalLmContract.PrefixInCacheFile))
+                ? $"the export bakes virtual tokens outside the key/value cache (no {CausalLmContract.PrefixInCacheFile})"
                 : null;
 
     /// <summary>Rows in the batch, added and joined ones included.</summary>
