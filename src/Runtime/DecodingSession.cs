@@ -185,7 +185,8 @@ internal sealed class CausalLmSession : DecodingSession
     internal (OrtValue[] Past, long[] Mask) DetachCache()
     {
         if (_detached) throw new InvalidOperationException("the cache was already detached");
-        int length = (int)_past[0].GetTensorTypeAndShape().Shape[2];
+        // a baked prompt's virtual tokens lead the cache but have no mask column
+        int length = (int)_past[0].GetTensorTypeAndShape().Shape[2] - _graph.VirtualTokens;
         var mask = new long[Batch * length];
         for (int b = 0; b < Batch; b++) Array.Copy(_mask, b * _total, mask, b * length, length);
         _detached = true;
@@ -193,6 +194,13 @@ internal sealed class CausalLmSession : DecodingSession
     }
 
     private bool _detached;
+
+    /// <summary>The single row's prompt ids and 0/1 mask as the first run feeds them (before that run only).</summary>
+    internal (long[] Ids, long[] Mask) PromptRow()
+    {
+        if (Batch != 1 || _pendingSeq != _total) throw new InvalidOperationException("PromptRow reads a one-row session before its first run");
+        return (_pendingIds.ToArray(), _mask.ToArray());
+    }
 
     public override void Dispose()
     {

@@ -141,6 +141,9 @@ public sealed class Generator : IDisposable
 
     internal bool IsStopToken(int token) => _stop.Contains(token);
 
+    /// <summary>The pad token of this generation's options (what left-pads its prompt in a batch).</summary>
+    internal int PadTokenId => _options.PadTokenId;
+
     /// <summary>Row 0's last token (the one the next step feeds).</summary>
     internal int LastToken => _sequences[0][^1];
 

@@ -48,7 +48,7 @@ public static class ServeHost
         var model = OnnxModel.Load(options.OnnxDir, options.Device with { Report = log });
         var limits = new SchedulerLimits(options.MaxBatchSize, options.MaxQueue);
         IGenerationScheduler scheduler;
-        if (ContinuousBatch.WhyUnsupported(model) is { } why)
+        if ((options.ContinuousBatching ? ContinuousBatch.WhyUnsupported(model) : "asked for") is { } why)
         {
             log.WriteLine($"serve: one generator per request ({why})");
             scheduler = new PerRequestScheduler(model, limits, metrics);
@@ -109,9 +109,11 @@ public static class ServeHost
     private static JsonObject Models(ServerState state) => new()
     {
         ["object"] = "list",
-        ["data"] = new JsonArray(state.Models.Values.Select(m => (JsonNode)new JsonObject
+        // an adapter names its base as "parent" (as vLLM lists LoRA adapters)
+        ["data"] = new JsonArray(state.Names().Select(n => (JsonNode)new JsonObject
         {
-            ["id"] = m.Name, ["object"] = "model", ["created"] = m.Created, ["owned_by"] = "peft-onnx",
+            ["id"] = n.Name, ["object"] = "model", ["created"] = n.Served.Created, ["owned_by"] = "peft-onnx",
+            ["root"] = n.Served.Name, ["parent"] = n.IsAdapter ? n.Served.Name : null,
         }).ToArray()),
     };
 

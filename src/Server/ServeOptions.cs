@@ -17,11 +17,17 @@ public sealed record ServeOptions(
     string Host = "127.0.0.1",
     int Port = 8000,
     string? ApiKey = null,
-    int MaxBatchSize = 16,
+    int MaxBatchSize = 32,
     int MaxQueue = 256,
     long MaxBodyBytes = 1 << 20,
     int MaxTokensLimit = 4096)
 {
     /// <summary>Seconds a stopping server waits for the requests in flight.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// False runs one generator per request even where a continuous batch could hold the export (the mode
+    /// throughput comparisons measure against).
+    /// </summary>
+    public bool ContinuousBatching { get; init; } = true;
 }

@@ -42,9 +42,10 @@ public sealed class ServedModel : IAsyncDisposable
 
     /// <summary>
     /// The single-prompt request `peft-onnx generate` would run for these parameters; 400 when the prompt and
-    /// max_tokens do not fit the context or an id is outside the vocabulary.
+    /// max_tokens do not fit the context or an id is outside the vocabulary. <paramref name="adapter"/> picks one of a
+    /// multi-adapter export's adapters (null: the base).
     /// </summary>
-    public GenerationRequest Request(int[] prompt, SamplingParameters p, int defaultMaxTokens, int maxTokensLimit, bool fromText)
+    public GenerationRequest Request(int[] prompt, SamplingParameters p, int defaultMaxTokens, int maxTokensLimit, bool fromText, string? adapter = null)
     {
         if (prompt.Length == 0) throw ApiException.BadRequest("the prompt is empty (expected at least one token)", "prompt");
         foreach (var id in prompt)
@@ -68,8 +69,8 @@ public sealed class ServedModel : IAsyncDisposable
         };
         // text prompts attend to every token, as generate --prompt does; ids alone follow transformers' mask rule
         return fromText
-            ? new GenerationRequest { InputIds = [prompt], AttentionMask = [Enumerable.Repeat(1, prompt.Length).ToArray()], Options = options }
-            : GenerationRequest.FromIds(prompt, options);
+            ? new GenerationRequest { InputIds = [prompt], AttentionMask = [Enumerable.Repeat(1, prompt.Length).ToArray()], Options = options, Adapter = adapter }
+            : GenerationRequest.FromIds(prompt, options) with { Adapter = adapter };
     }
 
     public async ValueTask DisposeAsync()

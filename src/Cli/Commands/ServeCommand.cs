@@ -18,7 +18,7 @@ public sealed class ServeCommand : ICommand
         VerbOption.Value("host", "ADDRESS", "the address to listen on (another than loopback warns without --api-key)", "127.0.0.1"),
         VerbOption.Value("port", "N", "the port (0 picks a free one; the address is printed on stderr)", "8000"),
         VerbOption.Value("api-key", "KEY", "require 'Authorization: Bearer KEY' on every endpoint but /health"),
-        VerbOption.Value("max-batch-size", "N", "requests generated together at most", "16"),
+        VerbOption.Value("max-batch-size", "N", "requests generated together at most", "32"),
         VerbOption.Value("max-queue", "N", "requests waiting at most (one more gets 429)", "256"),
         SharedOptions.Device,
         SharedOptions.Tf32,

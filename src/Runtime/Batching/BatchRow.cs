@@ -2,17 +2,21 @@ namespace Peft.Onnx.Runtime.Batching;
 
 /// <summary>
 /// One request's row in a <see cref="ContinuousBatch"/>: its own generator state (sampler stream, tokens, stop
-/// tokens, step limit), so its answer is the one <see cref="OnnxModel.Generate"/> gives for the request alone.
+/// tokens, step limit) and adapter, so its answer is the one <see cref="OnnxModel.Generate"/> gives for the request alone.
 /// </summary>
 public sealed class BatchRow : IDisposable
 {
-    internal BatchRow(Generator generator, int promptLength)
+    internal BatchRow(Generator generator, int promptLength, long adapterIndex)
     {
         Generator = generator;
         PromptLength = promptLength;
+        AdapterIndex = adapterIndex;
     }
 
     internal Generator Generator { get; }
+
+    /// <summary>The row's adapter_index of a multi-adapter export (-1: the base).</summary>
+    internal long AdapterIndex { get; }
 
     /// <summary>Tokens of the prompt (after tokenization).</summary>
     public int PromptLength { get; }

@@ -4,37 +4,40 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 namespace Peft.Onnx.Runtime.Batching;
 
 /// <summary>
-/// Builds a batch cache [rows, heads, length, head_dim] on the CPU from rows of other caches, each row left-padded
-/// with zeros to the new length. The padded positions are masked out, so they change no row's attention.
+/// Builds a batch cache [rows, heads, lead + length, head_dim] on the CPU from rows of other caches: each row's first
+/// <c>lead</c> positions (a baked prompt's virtual tokens, which every row has) stay in front, the rest is left-padded
+/// with zeros to <c>length</c>. The padded positions are masked out, so they change no row's attention.
 /// </summary>
 internal static class CacheRows
 {
-    /// <summary>One source row: a cache value, the row in it, and how many of its leading positions to drop.</summary>
+    /// <summary>One source row: a cache value, the row in it, and how many positions after the lead to drop.</summary>
     public readonly record struct Source(OrtValue Value, int Row, int Skip);
 
-    public static OrtValue Gather(IReadOnlyList<Source> rows, int length, TensorElementType type)
+    public static OrtValue Gather(IReadOnlyList<Source> rows, int lead, int length, TensorElementType type)
     {
         var first = rows[0].Value.GetTensorTypeAndShape().Shape;
         long heads = first[1], headDim = first[3];
         int elementSize = type == TensorElementType.Float16 ? 2 : 4;
-        var result = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, [rows.Count, heads, length, headDim]);
+        long positionBytes = headDim * elementSize;
+        long targetLength = lead + length;
+        var result = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, [rows.Count, heads, targetLength, headDim]);
         var target = result.GetTensorMutableRawData();
         target.Clear();
-        long rowBytes = (long)length * headDim * elementSize;
         for (int r = 0; r < rows.Count; r++)
         {
             var (value, sourceRow, skip) = rows[r];
-            var shape = value.GetTensorTypeAndShape().Shape;
-            long sourceLength = shape[2];
-            long keep = sourceLength - skip;
-            if (keep > length) throw new InvalidOperationException($"a cache row of {keep} positions does not fit {length}");
+            long sourceLength = value.GetTensorTypeAndShape().Shape[2];
+            long keep = sourceLength - lead - skip;
+            if (keep > length || keep < 0) throw new InvalidOperationException($"a cache row of {keep} positions does not fit {length}");
             var source = value.GetTensorMutableRawData();
             for (long h = 0; h < heads; h++)
             {
-                long from = ((sourceRow * heads + h) * sourceLength + skip) * headDim * elementSize;
-                long to = (r * heads + h) * rowBytes + (length - keep) * headDim * elementSize;
-                long bytes = keep * headDim * elementSize;
-                source.Slice((int)from, (int)bytes).CopyTo(target.Slice((int)to, (int)bytes));
+                long from = (sourceRow * heads + h) * sourceLength * positionBytes;
+                long to = (r * heads + h) * targetLength * positionBytes;
+                if (lead > 0) source.Slice((int)from, (int)(lead * positionBytes)).CopyTo(target.Slice((int)to, (int)(lead * positionBytes)));
+                from += (lead + skip) * positionBytes;
+                to += (lead + length - keep) * positionBytes;
+                source.Slice((int)from, (int)(keep * positionBytes)).CopyTo(target.Slice((int)to, (int)(keep * positionBytes)));
             }
         }
         return result;

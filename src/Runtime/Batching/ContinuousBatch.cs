@@ -11,17 +11,21 @@ namespace Peft.Onnx.Runtime.Batching;
 /// var row = batch.Join(GenerationRequest.FromText("Hello", GenerationOptions.Greedy(20)), out var first);
 /// while (batch.Count > 0) foreach (var t in batch.Step()) ...;
 /// </code>
-/// A row is prefilled alone (the same run as a one-prompt generate), then its cache is copied into the batch,
-/// left-padded with masked positions; rows that finish or are cancelled leave at the next step. Each row keeps its own
-/// sampler and options, so its tokens are those of the request generated alone. Use from one thread.
+/// Rows added together (<see cref="Add"/>) are prefilled in one run (<see cref="Prefill"/>: left-padded prompts, as a
+/// batched generate runs them), then their caches are copied into the batch cache, left-padded with masked positions, at
+/// the next step; rows that finish or are cancelled leave at the next step. Each row keeps its own sampler, options and
+/// adapter, so its tokens are those of the request generated alone. Use from one thread.
 /// </summary>
 public sealed class ContinuousBatch : IDisposable
 {
     private readonly OnnxModel _model;
     private readonly CausalLmGraph _graph;
+    private readonly int _lead;
     private readonly List<BatchRow> _rows = [];
+    // added rows waiting for their prefill
+    private readonly List<BatchRow> _waiting = [];
     // prefilled rows waiting for the next step, merged into the batch cache together (one copy for all of them)
-    private readonly List<(BatchRow Row, OrtValue[] Past, long[] Mask)> _joining = [];
+    private readonly List<(BatchRow Row, PrefillCache Cache, int Index)> _joining = [];
     private readonly RunOptions _runOptions = new();
     private OrtValue[] _past = [];
     private long[] _mask = [];
@@ -34,40 +38,92 @@ public sealed class ContinuousBatch : IDisposable
         if (WhyUnsupported(model) is { } why) throw new PeftOnnxException($"{model.Directory}: continuous batching is not available: {why}");
         _model = model;
         _graph = model.CausalLm!;
+        _lead = _graph.VirtualTokens;
     }
 
     /// <summary>Null when <paramref name="model"/> can run in a continuous batch, else why not.</summary>
     public static string? WhyUnsupported(OnnxModel model) =>
-        model.CausalLm is not { } graph ? "the export is encoder-decoder (only decoder-only exports batch continuously)"
-        : model.Device != Device.Cpu ? "the batch copies cache rows on the CPU (the model runs on cuda)"
-        : graph.VirtualTokens > 0 ? "the export bakes virtual tokens into the graph"
-        : null;
+        model.CausalLm == null
+            ? "the export is encoder-decoder: its decoder graph takes no self-attention mask, so rows at different steps cannot share one padded self-attention cache"
+            : model.Device != Device.Cpu ? "the batch copies cache rows on the CPU (the model runs on cuda)"
+            : model.CausalLm.VirtualTokens == 0 ? null
+            // as PEFT, such graphs place real tokens at virtual tokens + cache length: a row's left padding would move them
+            : model.Config.Family.TakesPositionIds
+                ? $"the export bakes virtual tokens into a {model.Config.Family.ModelType} graph, whose real tokens sit at positions counted from the cache length (padding in a shared batch would shift them)"
+            // the batch keeps each row's virtual tokens at the front of its cache, which only this graph form holds them in
+            : !File.Exists(Path.Combine(model.Directory, CausalLmContract.PrefixInCacheFile))
+                ? $"the export bakes virtual tokens outside the key/value cache (no {CausalLmContract.PrefixInCacheFile})"
+                : null;
 
-    /// <summary>Rows in the batch, joined ones included (each has a token to feed at the next step).</summary>
-    public int Count => _rows.Count + _joining.Count;
+    /// <summary>Rows in the batch, added and joined ones included.</summary>
+    public int Count => _rows.Count + _joining.Count + _waiting.Count;
 
-    /// <summary>Positions in the batch cache (the longest row, with padding).</summary>
+    /// <summary>Positions in the batch cache (the longest row, with padding; a baked prompt's virtual tokens not counted).</summary>
     public int Length => _length;
 
     /// <summary>
-    /// Prefills one prompt alone and returns its row with its first token in <paramref name="first"/>. A row that is
-    /// already done (stop token, or a limit of one token) never enters the batch; otherwise it is stepped with the
-    /// others from the next <see cref="Step"/>. Throws <see cref="PeftOnnxException"/> for a bad request.
+    /// Checks one single-prompt request and adds its row; <see cref="Prefill"/> runs its prompt with the other added
+    /// rows. Throws <see cref="PeftOnnxException"/> for a bad request (the batch is then unchanged).
     /// </summary>
-    public BatchRow Join(GenerationRequest request, out RowToken first, CancellationToken cancellationToken = default)
+    public BatchRow Add(GenerationRequest request)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(request);
         if ((request.Prompts?.Count ?? request.InputIds?.Count) != 1) throw new PeftOnnxException("a continuous-batch row takes exactly one prompt");
         var generator = _model.CreateGenerator(request);
-        var row = new BatchRow(generator, generator.GetSequences()[0].Length);
         try
         {
-            var token = generator.GenerateNextToken(cancellationToken)[0];
-            first = Finish(row, token.TokenId);
-            if (row.IsDone) return row;
-            var (past, mask) = ((CausalLmSession)generator.Session).DetachCache();
-            _joining.Add((row, past, mask));
+            long adapter = _model.AdapterIndices(request.RowAdapters(1))?[0] ?? -1;
+            var row = new BatchRow(generator, generator.GetSequences()[0].Length, adapter);
+            _waiting.Add(row);
+            return row;
+        }
+        catch
+        {
+            generator.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Runs the prompts of every added row in one run and returns each row's first token (in the order they were
+    /// added). A row that is done after it (stop token, or a limit of one token) never enters the batch; the others
+    /// are stepped from the next <see cref="Step"/>. On failure the added rows are dropped (their owner disposes them).
+    /// </summary>
+    public IReadOnlyList<RowToken> Prefill(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_waiting.Count == 0) return [];
+        var rows = _waiting.ToArray();
+        _waiting.Clear();
+        var prompts = new long[rows.Length][];
+        var masks = new long[rows.Length][];
+        for (int r = 0; r < rows.Length; r++) (prompts[r], masks[r]) = ((CausalLmSession)rows[r].Generator.Session).PromptRow();
+        var adapters = rows.Any(r => r.AdapterIndex >= 0) ? rows.Select(r => r.AdapterIndex).ToArray() : null;
+        using var session = new CausalLmSession(_graph, _model.VocabSize, prompts, masks, rows[0].Generator.PadTokenId, _model.CacheMemory, adapters);
+        Run(() => session.Run(_runOptions), cancellationToken);
+
+        var produced = new RowToken[rows.Length];
+        for (int r = 0; r < rows.Length; r++) produced[r] = Finish(rows[r], rows[r].Generator.ChooseFrom(session.Logits(r)).TokenId);
+        var (past, mask) = session.DetachCache();
+        var staying = Enumerable.Range(0, rows.Length).Where(r => !rows[r].IsDone).ToArray();
+        var cache = new PrefillCache(past, mask, mask.Length / rows.Length, staying.Length);
+        if (staying.Length == 0) cache.Release();
+        foreach (var r in staying) _joining.Add((rows[r], cache, r));
+        return produced;
+    }
+
+    /// <summary>
+    /// Adds and prefills one prompt alone (<see cref="Add"/> then <see cref="Prefill"/>) and returns its row with its
+    /// first token in <paramref name="first"/>.
+    /// </summary>
+    public BatchRow Join(GenerationRequest request, out RowToken first, CancellationToken cancellationToken = default)
+    {
+        if (_waiting.Count > 0) throw new InvalidOperationException("rows were added and not prefilled: call Prefill");
+        var row = Add(request);
+        try
+        {
+            first = Prefill(cancellationToken)[0];
             return row;
         }
         catch
@@ -80,38 +136,36 @@ public sealed class ContinuousBatch : IDisposable
     private RowToken Finish(BatchRow row, int token)
     {
         bool done = row.Generator.IsDone;
-        if (done) row.StoppedOnToken = IsStop(row, token);
+        if (done) row.StoppedOnToken = row.Generator.IsStopToken(token);
         return new RowToken(row, token, done);
     }
-
-    private static bool IsStop(BatchRow row, int token) => row.Generator.IsStopToken(token);
 
     /// <summary>Copies the joined rows' caches into the batch cache, all in one pass, each left-padded to the longest row.</summary>
     private void MergeJoining()
     {
         if (_joining.Count == 0) return;
-        int length = Math.Max(_length, _joining.Max(j => j.Mask.Length));
+        int length = Math.Max(_length, _joining.Max(j => j.Cache.Length));
         int rows = _rows.Count + _joining.Count;
         var newPast = new OrtValue[_graph.PastNames.Length];
         for (int i = 0; i < newPast.Length; i++)
         {
             var list = new List<CacheRows.Source>(rows);
             for (int r = 0; r < _rows.Count; r++) list.Add(new(_past[i], r, 0));
-            foreach (var j in _joining) list.Add(new(j.Past[i], 0, 0));
-            newPast[i] = CacheRows.Gather(list, length, _graph.CacheType);
+            foreach (var j in _joining) list.Add(new(j.Cache.Past[i], j.Index, 0));
+            newPast[i] = CacheRows.Gather(list, _lead, length, _graph.CacheType);
         }
         var newMask = new long[rows * length];
         for (int r = 0; r < _rows.Count; r++) Array.Copy(_mask, r * _length, newMask, r * length + length - _length, _length);
         for (int k = 0; k < _joining.Count; k++)
         {
-            var mask = _joining[k].Mask;
-            Array.Copy(mask, 0, newMask, (_rows.Count + k) * length + length - mask.Length, mask.Length);
+            var (_, cache, index) = _joining[k];
+            Array.Copy(cache.Mask, index * cache.Length, newMask, (_rows.Count + k) * length + length - cache.Length, cache.Length);
         }
         Replace(newPast, newMask, length);
         foreach (var j in _joining)
         {
             _rows.Add(j.Row);
-            foreach (var p in j.Past.Distinct()) p.Dispose();
+            j.Cache.Release();
         }
         _joining.Clear();
     }
@@ -124,20 +178,45 @@ public sealed class ContinuousBatch : IDisposable
         _length = length;
     }
 
+    /// <summary>Runs the graph with the batch's run options: a cancel ends the run; ORT's errors become one-line ones.</summary>
+    private void Run(Action run, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        _runOptions.Terminate = false;
+        using (cancellationToken.Register(static o => ((RunOptions)o!).Terminate = true, _runOptions))
+        {
+            try
+            {
+                run();
+            }
+            catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+            {
+                _runOptions.Terminate = false;
+                throw new OperationCanceledException(cancellationToken);
+            }
+            catch (OnnxRuntimeException ex)
+            {
+                throw new PeftOnnxException($"{_model.Directory}: ONNX Runtime failed: {ex.Message.Split('\n')[0]}", ex);
+            }
+        }
+    }
+
     /// <summary>
     /// Drops the rows that are done or cancelled, then runs one step for the others and returns their tokens. Rows
-    /// that finish leave at the next call (or <see cref="RemoveDone"/>). Throws <see cref="OperationCanceledException"/>
-    /// when <paramref name="cancellationToken"/> fires (the batch is then unchanged).
+    /// that finish leave at the next call (or <see cref="RemoveDone"/>). Added rows must be prefilled first. Throws
+    /// <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> fires (the batch is then unchanged).
     /// </summary>
     public IReadOnlyList<RowToken> Step(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_waiting.Count > 0) throw new InvalidOperationException("rows were added and not prefilled: call Prefill before Step");
         RemoveDone();
         MergeJoining();
         if (_rows.Count == 0) return [];
         cancellationToken.ThrowIfCancellationRequested();
         int batch = _rows.Count, total = _length + 1;
-        var ids = _rows.Select(r => (long)r.Generator.LastToken).ToArray();
+        var ids = new long[batch];
+        for (int r = 0; r < batch; r++) ids[r] = _rows[r].Generator.LastToken;
         var mask = new long[batch * total];
         for (int r = 0; r < batch; r++)
         {
@@ -150,31 +229,18 @@ public sealed class ContinuousBatch : IDisposable
         // graphs without position_ids derive positions from the mask themselves, so padding shifts no row
         using var positions = _graph.HasPositionIds ? OrtValue.CreateTensorValueFromMemory(CausalLmContract.PositionIdsFromMask(mask, batch, 1), [batch, 1]) : null;
         using var keepLast = OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []);
+        // every row on the base keeps the graph's own default (as a generate without adapters runs)
+        using var adapters = _rows.Any(r => r.AdapterIndex >= 0) ? OrtValue.CreateTensorValueFromMemory(_rows.Select(r => r.AdapterIndex).ToArray(), [batch]) : null;
         binding.BindInput(CausalLmContract.InputIds, idsValue);
         binding.BindInput(CausalLmContract.AttentionMask, maskValue);
         if (positions != null) binding.BindInput(CausalLmContract.PositionIds, positions);
         if (_graph.KeepsLastLogits) binding.BindInput(CausalLmContract.NumLogitsToKeep, keepLast);
+        if (adapters != null) binding.BindInput(CausalLmContract.AdapterIndex, adapters);
         for (int i = 0; i < _past.Length; i++) binding.BindInput(_graph.PastNames[i], _past[i]);
         binding.BindOutputToDevice(CausalLmContract.Logits, OrtMemoryInfo.DefaultInstance);
         foreach (var name in _graph.PresentNames) binding.BindOutputToDevice(name, OrtMemoryInfo.DefaultInstance);
 
-        _runOptions.Terminate = false;
-        using (cancellationToken.Register(static o => ((RunOptions)o!).Terminate = true, _runOptions))
-        {
-            try
-            {
-                _graph.Session.RunWithBinding(_runOptions, binding);
-            }
-            catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
-            {
-                _runOptions.Terminate = false;
-                throw new OperationCanceledException(cancellationToken);
-            }
-            catch (OnnxRuntimeException ex)
-            {
-                throw new PeftOnnxException($"{_model.Directory}: ONNX Runtime failed: {ex.Message.Split('\n')[0]}", ex);
-            }
-        }
+        Run(() => _graph.Session.RunWithBinding(_runOptions, binding), cancellationToken);
 
         // the presents become the next step's past as ORT returned them; only the logits are released here
         var values = binding.GetOutputValues().ToArray();
@@ -201,9 +267,10 @@ public sealed class ContinuousBatch : IDisposable
     {
         foreach (var j in _joining.Where(j => j.Row.IsDone).ToList())
         {
-            foreach (var p in j.Past.Distinct()) p.Dispose();
+            j.Cache.Release();
             _joining.Remove(j);
         }
+        _waiting.RemoveAll(r => r.IsDone);
         if (_rows.All(r => !r.IsDone)) return;
         var keep = Enumerable.Range(0, _rows.Count).Where(r => !_rows[r].IsDone).ToArray();
         int skip = _length;
@@ -218,7 +285,7 @@ public sealed class ContinuousBatch : IDisposable
         var newPast = new OrtValue[_past.Length];
         if (keep.Length > 0)
             for (int i = 0; i < _past.Length; i++)
-                newPast[i] = CacheRows.Gather(keep.Select(r => new CacheRows.Source(_past[i], r, skip)).ToList(), length, _graph.CacheType);
+                newPast[i] = CacheRows.Gather(keep.Select(r => new CacheRows.Source(_past[i], r, skip)).ToList(), _lead, length, _graph.CacheType);
         var newMask = new long[keep.Length * length];
         for (int k = 0; k < keep.Length; k++) Array.Copy(_mask, keep[k] * _length + skip, newMask, k * length, length);
         var rows = keep.Select(r => _rows[r]).ToList();
@@ -232,7 +299,8 @@ public sealed class ContinuousBatch : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var p in _past.Distinct()) p.Dispose();
-        foreach (var p in _joining.SelectMany(j => j.Past).Distinct()) p.Dispose();
+        foreach (var cache in _joining.Select(j => j.Cache).Distinct())
+            foreach (var p in cache.Past.Distinct()) p.Dispose();
         _runOptions.Dispose();
     }
 }

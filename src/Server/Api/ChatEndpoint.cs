@@ -16,10 +16,10 @@ public static class ChatEndpoint
         using var body = await JsonRequest.ReadAsync(context.Request, state.Options.MaxBodyBytes, context.RequestAborted).ConfigureAwait(false);
         var root = body.RootElement;
         var p = JsonRequest.Sampling(root, "max_completion_tokens");
-        var model = state.Find(p.Model);
+        var (model, name, adapter) = state.Find(p.Model);
         var messages = Messages(root);
         var template = model.Chat.Template
-            ?? throw ApiException.BadRequest($"model '{model.Name}' has no chat template: {model.Chat.Missing}; use /v1/completions", "messages", "chat_template_missing");
+            ?? throw ApiException.BadRequest($"model '{name}' has no chat template: {model.Chat.Missing}; use /v1/completions", "messages", "chat_template_missing");
         string rendered;
         try
         {
@@ -30,7 +30,7 @@ public static class ChatEndpoint
             throw ApiException.BadRequest($"the chat template refused the messages: {ex.Message}", "messages");
         }
         var prompt = model.Encode(rendered, addSpecialTokens: false);
-        var request = model.Request(prompt, p, state.Options.MaxTokensLimit, state.Options.MaxTokensLimit, fromText: true);
+        var request = model.Request(prompt, p, state.Options.MaxTokensLimit, state.Options.MaxTokensLimit, fromText: true, adapter);
         var id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
@@ -41,7 +41,7 @@ public static class ChatEndpoint
             var outcome = await call.RunAsync(null).ConfigureAwait(false);
             var json = new JsonObject
             {
-                ["id"] = id, ["object"] = "chat.completion", ["created"] = created, ["model"] = model.Name,
+                ["id"] = id, ["object"] = "chat.completion", ["created"] = created, ["model"] = name,
                 ["choices"] = new JsonArray(new JsonObject
                 {
                     ["index"] = 0,
@@ -58,15 +58,15 @@ public static class ChatEndpoint
         }
 
         Sse.Begin(context.Response);
-        await Sse.WriteAsync(context.Response, Chunk(id, created, model.Name, new JsonObject { ["role"] = "assistant", ["content"] = "" }, [], null)).ConfigureAwait(false);
+        await Sse.WriteAsync(context.Response, Chunk(id, created, name, new JsonObject { ["role"] = "assistant", ["content"] = "" }, [], null)).ConfigureAwait(false);
         var final = await call.RunAsync((text, ids) =>
-            Sse.WriteAsync(context.Response, Chunk(id, created, model.Name, new JsonObject { ["content"] = text }, ids, null))).ConfigureAwait(false);
-        await Sse.WriteAsync(context.Response, Chunk(id, created, model.Name, new JsonObject(), [], final.FinishReason)).ConfigureAwait(false);
+            Sse.WriteAsync(context.Response, Chunk(id, created, name, new JsonObject { ["content"] = text }, ids, null))).ConfigureAwait(false);
+        await Sse.WriteAsync(context.Response, Chunk(id, created, name, new JsonObject(), [], final.FinishReason)).ConfigureAwait(false);
         if (p.IncludeUsage)
         {
             var usage = new JsonObject
             {
-                ["id"] = id, ["object"] = "chat.completion.chunk", ["created"] = created, ["model"] = model.Name,
+                ["id"] = id, ["object"] = "chat.completion.chunk", ["created"] = created, ["model"] = name,
                 ["choices"] = new JsonArray(), ["usage"] = Usage.Json(prompt.Length, final.TokenIds.Length),
             };
             await Sse.WriteAsync(context.Response, usage).ConfigureAwait(false);

@@ -18,9 +18,9 @@ public static class CompletionsEndpoint
         using var body = await JsonRequest.ReadAsync(context.Request, state.Options.MaxBodyBytes, context.RequestAborted).ConfigureAwait(false);
         var root = body.RootElement;
         var p = JsonRequest.Sampling(root);
-        var model = state.Find(p.Model);
+        var (model, name, adapter) = state.Find(p.Model);
         var (prompt, fromText) = Prompt(root, model);
-        var request = model.Request(prompt, p, DefaultMaxTokens, state.Options.MaxTokensLimit, fromText);
+        var request = model.Request(prompt, p, DefaultMaxTokens, state.Options.MaxTokensLimit, fromText, adapter);
         var id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
@@ -29,7 +29,7 @@ public static class CompletionsEndpoint
         if (!p.Stream)
         {
             var outcome = await call.RunAsync(null).ConfigureAwait(false);
-            var json = Chunk(id, created, model.Name, outcome.Text, outcome.TokenIds, outcome.FinishReason);
+            var json = Chunk(id, created, name, outcome.Text, outcome.TokenIds, outcome.FinishReason);
             json["usage"] = Usage.Json(prompt.Length, outcome.TokenIds.Length);
             context.Response.ContentType = "application/json";
             await context.Response.WriteAsync(json.ToJsonString(), context.RequestAborted).ConfigureAwait(false);
@@ -37,13 +37,13 @@ public static class CompletionsEndpoint
         }
 
         Sse.Begin(context.Response);
-        var final = await call.RunAsync((text, ids) => Sse.WriteAsync(context.Response, Chunk(id, created, model.Name, text, ids, null))).ConfigureAwait(false);
-        await Sse.WriteAsync(context.Response, Chunk(id, created, model.Name, "", [], final.FinishReason)).ConfigureAwait(false);
+        var final = await call.RunAsync((text, ids) => Sse.WriteAsync(context.Response, Chunk(id, created, name, text, ids, null))).ConfigureAwait(false);
+        await Sse.WriteAsync(context.Response, Chunk(id, created, name, "", [], final.FinishReason)).ConfigureAwait(false);
         if (p.IncludeUsage)
         {
             var usage = new JsonObject
             {
-                ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = model.Name,
+                ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = name,
                 ["choices"] = new JsonArray(), ["usage"] = Usage.Json(prompt.Length, final.TokenIds.Length),
             };
             await Sse.WriteAsync(context.Response, usage).ConfigureAwait(false);

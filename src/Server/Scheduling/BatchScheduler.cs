@@ -85,34 +85,52 @@ public sealed class BatchScheduler : IGenerationScheduler
         }
     }
 
-    /// <summary>Prefills waiting jobs while the batch has room.</summary>
+    /// <summary>
+    /// Adds waiting jobs while the batch has room and prefills them together in one run (a bad request fails its own
+    /// job only; a failed run fails the jobs it held).
+    /// </summary>
     private void Admit(ContinuousBatch batch, Dictionary<BatchRow, GenerationJob> jobs)
     {
+        var added = new Dictionary<BatchRow, GenerationJob>();
         while (batch.Count < _limits.MaxBatchSize && _waiting.TryDequeue(out var job))
         {
             Interlocked.Decrement(ref _queued);
             if (job.Cancellation.IsCancellationRequested) { job.Fail(new OperationCanceledException(job.Cancellation)); continue; }
             try
             {
-                var row = batch.Join(job.Request, out var first);
-                _metrics.ObserveFirstToken(job.QueuedAt);
-                job.Deliver(first.TokenId);
-                _metrics.CountTokens(1);
-                if (first.Finished)
-                {
-                    job.Complete(row.StoppedOnToken);
-                    row.Dispose();
-                }
-                else
-                {
-                    jobs.Add(row, job);
-                    Interlocked.Increment(ref _running);
-                }
+                added.Add(batch.Add(job.Request), job);
             }
             catch (Exception ex)
             {
-                // a bad request fails its own job only (the thread serves the others on)
                 job.Fail(ex);
+            }
+        }
+        if (added.Count == 0) return;
+        IReadOnlyList<RowToken> firsts;
+        try
+        {
+            firsts = batch.Prefill();
+        }
+        catch (Exception ex)
+        {
+            foreach (var (row, job) in added) { job.Fail(ex); row.Dispose(); }
+            return;
+        }
+        foreach (var first in firsts)
+        {
+            var job = added[first.Row];
+            _metrics.ObserveFirstToken(job.QueuedAt);
+            job.Deliver(first.TokenId);
+            _metrics.CountTokens(1);
+            if (first.Finished)
+            {
+                job.Complete(first.Row.StoppedOnToken);
+                first.Row.Dispose();
+            }
+            else
+            {
+                jobs.Add(first.Row, job);
+                Interlocked.Increment(ref _running);
             }
         }
     }

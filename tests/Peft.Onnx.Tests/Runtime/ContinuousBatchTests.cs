@@ -1,7 +1,8 @@
-using Peft.Onnx.Tests.Support;
 using Peft.Onnx.Core;
+using Peft.Onnx.Exporter;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Runtime.Batching;
+using Peft.Onnx.Tests.MultiAdapter;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 
@@ -83,6 +84,173 @@ public class ContinuousBatchTests
         Assert.True(rowB.IsCancelled);
         Assert.Equal(2, rowB.NewTokens.Length);
         Assert.Equal(model.Generate(a).NewTokens[0], rowA.NewTokens);
+    }
+
+    /// <summary>
+    /// Groups of rows of different lengths prefilled together join while others run: one group at the start, one
+    /// mid-stream (two rows, one of them done at its first token), one after some rows left; a row cancelled between
+    /// its prefill and the next step never runs a step; each other row equals its request alone.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny-bloom-fin")]
+    [InlineData("tiny-llama-random")]
+    [InlineData("opt")]
+    public void Groups_prefilled_together_join_mid_stream_and_equal_their_requests_alone(string arch)
+    {
+        var model = ExportedModels.Model(arch);
+        var vocab = Math.Min(model.VocabSize, 200);
+        var random = new Random(11);
+        int[] RandomPrompt(int length) => Enumerable.Range(0, length).Select(_ => random.Next(3, vocab)).ToArray();
+        var padded = RandomPrompt(8);
+        var groups = new[]
+        {
+            (Step: 0, Requests: new[]
+            {
+                GenerationRequest.FromIds(RandomPrompt(4), GenerationOptions.Greedy(14)),
+                GenerationRequest.FromIds(RandomPrompt(15), GenerationOptions.Sampling(seed: 5, temperature: 0.9, topP: 0.8, maxNewTokens: 6)),
+                GenerationRequest.FromIds(RandomPrompt(1), GenerationOptions.Greedy(9)),
+            }),
+            (Step: 3, Requests: new[]
+            {
+                GenerationRequest.FromIds(RandomPrompt(21), GenerationOptions.Greedy(1)),
+                // a mask with holes (its own zeros, beside the batch's padding)
+                new GenerationRequest { InputIds = [padded], AttentionMask = [[0, 0, 1, 1, 1, 0, 1, 1]], Options = GenerationOptions.Sampling(seed: 9, topK: 7, maxNewTokens: 8) },
+            }),
+            (Step: 8, Requests: new[]
+            {
+                GenerationRequest.FromIds(RandomPrompt(2), GenerationOptions.Greedy(5)),
+                GenerationRequest.FromIds(RandomPrompt(11), new GenerationOptions { MaxNewTokens = 7, DoSample = false, RepetitionPenalty = 1.2 }),
+                GenerationRequest.FromIds(RandomPrompt(6), GenerationOptions.Greedy(10)),
+            }),
+        };
+        var all = groups.SelectMany(g => g.Requests).ToList();
+        var produced = all.Select(_ => new List<int>()).ToList();
+        var rows = new List<BatchRow>();
+        int cancelled = all.Count - 1;
+        using var batch = new ContinuousBatch(model);
+        int step = 0, group = 0;
+        while (group < groups.Length || batch.Count > 0)
+        {
+            if (group < groups.Length && groups[group].Step <= step)
+            {
+                var added = groups[group].Requests.Select(batch.Add).ToList();
+                rows.AddRange(added);
+                var firsts = batch.Prefill();
+                Assert.Equal(added, firsts.Select(f => f.Row));
+                foreach (var f in firsts) produced[rows.IndexOf(f.Row)].Add(f.TokenId);
+                if (group == 1) Assert.True(firsts[0].Finished, "the one-token row ends at its prefill");
+                if (group == 2) added[^1].Cancel();
+                group++;
+            }
+            foreach (var t in batch.Step())
+            {
+                Assert.NotEqual(cancelled, rows.IndexOf(t.Row));
+                produced[rows.IndexOf(t.Row)].Add(t.TokenId);
+            }
+            step++;
+            Assert.True(step < 100, "the batch never emptied");
+        }
+        for (int i = 0; i < all.Count; i++)
+        {
+            var alone = model.Generate(all[i]).NewTokens[0];
+            if (i == cancelled)
+            {
+                Assert.True(rows[i].IsCancelled);
+                Assert.Equal(alone[..1], produced[i].ToArray());
+            }
+            else Assert.Equal(alone, produced[i].ToArray());
+            rows[i].Dispose();
+        }
+    }
+
+    [Fact]
+    public void A_row_cancelled_mid_stream_stops_within_one_step_and_the_batch_shrinks()
+    {
+        var model = ExportedModels.Model("tiny-gpt2-random");
+        var requests = new[] { 5, 9, 3 }.Select(n => GenerationRequest.FromIds(Enumerable.Range(4, n).ToArray(), GenerationOptions.Greedy(12))).ToArray();
+        using var batch = new ContinuousBatch(model);
+        var rows = requests.Select(batch.Add).ToArray();
+        batch.Prefill();
+        batch.Step();
+        batch.Step();
+        rows[1].Cancel();
+        var next = batch.Step();
+        Assert.Equal(new[] { rows[0], rows[2] }, next.Select(t => t.Row));
+        Assert.Equal(2, batch.Count);
+        Assert.Equal(3, rows[1].NewTokens.Length);
+        while (batch.Count > 0) batch.Step();
+        Assert.Equal(model.Generate(requests[0]).NewTokens[0], rows[0].NewTokens);
+        Assert.Equal(model.Generate(requests[2]).NewTokens[0], rows[2].NewTokens);
+        foreach (var r in rows) r.Dispose();
+    }
+
+    /// <summary>Rows of different adapters of a multi-adapter export (and the base) share the batch, each as generate with its adapter.</summary>
+    [Fact]
+    public void Rows_of_different_adapters_share_the_batch()
+    {
+        using var model = OnnxModel.Load(MultiAdapterExportTests.MultiExport("gpt2"), DeviceOptions.Cpu);
+        (string? Adapter, int[] Prompt)[] cases = [("plain", [5, 9, 13, 2]), ("ia3", [7, 3]), (null, [11, 4, 8, 20, 6]), ("dora", [5, 9, 13, 2]), ("all_linear", [30])];
+        var requests = cases.Select(c => GenerationRequest.FromIds(c.Prompt, GenerationOptions.Greedy(9)) with { Adapter = c.Adapter }).ToArray();
+        using var batch = new ContinuousBatch(model);
+        var rows = new List<BatchRow>();
+        var produced = requests.Select(_ => new List<int>()).ToArray();
+        // two join together, then one after a step, then two after another
+        foreach (var group in new[] { new[] { 0, 1 }, [2], [3, 4] })
+        {
+            foreach (var i in group) rows.Add(batch.Add(requests[i]));
+            foreach (var f in batch.Prefill()) produced[rows.IndexOf(f.Row)].Add(f.TokenId);
+            foreach (var t in batch.Step()) produced[rows.IndexOf(t.Row)].Add(t.TokenId);
+        }
+        while (batch.Count > 0) foreach (var t in batch.Step()) produced[rows.IndexOf(t.Row)].Add(t.TokenId);
+        for (int i = 0; i < requests.Length; i++) Assert.Equal(model.Generate(requests[i]).NewTokens[0], produced[i].ToArray());
+        // the adapters really differ: the same prompt under "plain" and "dora" gave different tokens somewhere
+        Assert.NotEqual(produced[0], produced[3]);
+        var unknown = Assert.Throws<PeftOnnxException>(() => batch.Add(GenerationRequest.FromIds([4, 5], GenerationOptions.Greedy(2)) with { Adapter = "nope" }));
+        Assert.Contains("plain", unknown.Message);
+        foreach (var r in rows) r.Dispose();
+    }
+
+    /// <summary>Exports with a baked prompt (its virtual tokens lead every row's cache) batch continuously as well.</summary>
+    [Theory]
+    [InlineData("opt", "prompt_tuning_text")]
+    [InlineData("bloom", "prefix")]
+    public void Baked_prompt_exports_join_the_batch_and_equal_their_requests_alone(string arch, string method)
+    {
+        var model = ExportedModels.Adapter(arch, method, new ExportOptions { Verify = false });
+        Assert.True(model.CausalLm!.VirtualTokens > 0);
+        Assert.Null(ContinuousBatch.WhyUnsupported(model));
+        var requests = new[] { (7, 0), (3, 0), (12, 2), (1, 4) }
+            .Select((c, i) => (Step: c.Item2, Request: GenerationRequest.FromIds(Enumerable.Range(0, c.Item1).Select(t => 3 + (t * 5 + i * 7) % 40).ToArray(),
+                i == 1 ? GenerationOptions.Sampling(seed: 4, temperature: 0.8, maxNewTokens: 8) : GenerationOptions.Greedy(8))))
+            .ToArray();
+        using var batch = new ContinuousBatch(model);
+        var rows = new BatchRow?[requests.Length];
+        var produced = requests.Select(_ => new List<int>()).ToArray();
+        for (int step = 0; step < 40 && (step <= 4 || batch.Count > 0); step++)
+        {
+            var joining = Enumerable.Range(0, requests.Length).Where(i => requests[i].Step == step).ToArray();
+            foreach (var i in joining) rows[i] = batch.Add(requests[i].Request);
+            foreach (var f in batch.Prefill()) produced[Array.IndexOf(rows, f.Row)].Add(f.TokenId);
+            foreach (var t in batch.Step()) produced[Array.IndexOf(rows, t.Row)].Add(t.TokenId);
+        }
+        Assert.Equal(0, batch.Count);
+        for (int i = 0; i < requests.Length; i++)
+        {
+            Assert.Equal(model.Generate(requests[i].Request).NewTokens[0], produced[i].ToArray());
+            rows[i]!.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Families that take position_ids place a baked prompt's real tokens by the cache length, so padding moves them:
+    /// such an export stays out of the batch.
+    /// </summary>
+    [Fact]
+    public void Baked_prompt_exports_of_position_id_families_are_refused_with_the_reason()
+    {
+        var model = ExportedModels.Adapter("gpt2", "prompt_tuning_text", new ExportOptions { Verify = false });
+        Assert.Contains("positions", ContinuousBatch.WhyUnsupported(model));
+        Assert.Throws<PeftOnnxException>(() => new ContinuousBatch(model));
     }
 
     [Fact]
