@@ -94,10 +94,16 @@ public static class MultiAdapterExport
             entries.Add(new AdapterManifestEntry(named.Name, adapter.Config.PeftType, rank, adapter.Config.CountParameters(architecture).Trainable, SourceConfig(named.Dir)));
         }
 
-        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = new LoraBranches(new AdapterStack(branches, vectors)) });
-        var extra = new Dictionary<string, string>(StringComparer.Ordinal) { [AdapterManifest.FileName] = new AdapterManifest(entries).ToJson() };
+        var stack = new AdapterStack(branches, vectors);
+        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = new LoraBranches(stack) });
+        var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
-        return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extra);
+        var stackNames = stack.StackNames.ToHashSet(StringComparer.Ordinal);
+        options = options with { Write = options.Write with { AlwaysExternal = stackNames } };
+        return OnnxExport.WriteFolder(graph, null, modelDir, outDir, options, extra, written => new Dictionary<string, string>
+        {
+            [AdapterManifest.FileName] = new AdapterManifest(entries) { Stacks = StackedAdapterTensors.Located(stack.StackNames, written) }.ToJson(),
+        });
     }
 
     /// <summary>IA3's vectors, checked as the merge checks them: ia3_l [1, in] for feed-forward targets, [out, 1] otherwise.</summary>
