@@ -2,13 +2,14 @@ using Peft.Onnx.Core.Onnx;
 
 namespace Peft.Onnx.Runtime.Adapters;
 
-/// <summary>
-/// A stack copied into a new state: <paramref name="slots"/> adapter slots (+ the base slot, neutral), the old slots'
-/// values kept where they were (LoRA ranks re-padded with zeros when the new row's rank is larger), and slot
-/// <paramref name="slot"/> reset to neutral and filled with <paramref name="row"/> when given.
-/// </summary>
+/// <summary>A stack copied into the next adapter state, grown or with one slot changed.</summary>
 internal static class StackGrowth
 {
+    /// <summary>
+    /// <paramref name="old"/> with <paramref name="slots"/> adapter slots (+ the base slot, neutral), the old slots'
+    /// values kept where they were (LoRA ranks re-padded with zeros when the new row's rank is larger), and slot
+    /// <paramref name="slot"/> reset to neutral and filled with <paramref name="row"/> when given.
+    /// </summary>
     public static StackBuffer Grow(StackBuffer old, AdapterStackKind kind, int slots, int oldSlots, int slot, StackRow? row)
     {
         var d = old.Dims;
