@@ -7,6 +7,7 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Exporter.Quantization;
 using Peft.Onnx.Exporter.Weights;
 
 namespace Peft.Onnx.Exporter;
@@ -53,8 +54,10 @@ public static class MultiAdapterExport
             if (!seen.Add(a.Name)) throw new PeftOnnxException($"--adapter {a.Name}={a.Dir}: two adapters are named '{a.Name}'");
         }
         if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
-        if (options.Quantize != null || options.DType != ExportDType.Fp32)
-            throw new PeftOnnxException("a multi-adapter export writes float32 weights (--quantize and --dtype fp16 are not supported with named adapters yet)");
+        if (options.DType != ExportDType.Fp32)
+            throw new PeftOnnxException(options.Quantize != null
+                ? "--quantize writes int8/int4 weights with float32 activations: --dtype fp16 with --quantize is not supported on the CPU (use --dtype fp32, the default)"
+                : "a multi-adapter export computes in float32 (--dtype fp16 is not supported with named adapters yet; --quantize int8|int4 is)");
         var config = ModelConfig.Load(modelDir);
         if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
         if (config.IsEncoderDecoder)
@@ -95,7 +98,9 @@ public static class MultiAdapterExport
         }
 
         var stack = new AdapterStack(branches, vectors);
-        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = new LoraBranches(stack) });
+        // --quantize: the base's linear layers become MatMulNBits, the stacks stay float32 (as QLoRA adapters are served)
+        WeightSource baseWeights = options.Quantize == null ? checkpoint : new QuantizingWeights(checkpoint, options.Quantize, architecture.OutputHead);
+        var graph = FamilyGraphs.BuildCausal(config, baseWeights, new CausalLmGraphOptions { Lora = new LoraBranches(stack) });
         var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
         var stackNames = stack.StackNames.ToHashSet(StringComparer.Ordinal);
