@@ -107,7 +107,11 @@ public static class MultiAdapterExport
         options = options with { Write = options.Write with { AlwaysExternal = stackNames } };
         return OnnxExport.WriteFolder(graph, null, modelDir, outDir, options, extra, written => new Dictionary<string, string>
         {
-            [AdapterManifest.FileName] = new AdapterManifest(entries) { Stacks = StackedAdapterTensors.Located(stack.StackNames, written) }.ToJson(),
+            [AdapterManifest.FileName] = new AdapterManifest(entries) 
+            {
+                Stacks = StackedAdapterTensors.Located(stack.StackNames, written),
+                BaseWeights = StackedAdapterTensors.DoraBaseWeights(stack.StackNames, written),
+            }.ToJson(),
         });
     }
 

@@ -17,6 +17,12 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
     /// </summary>
     public IReadOnlyList<AdapterStackTensor> Stacks { get; init; } = [];
 
+    /// <summary>
+    /// The float32 base weights [in, out] of the modules with a DoRA stack, where the data file holds them: what a DoRA
+    /// adapter added at run time computes its factor from (empty in quantized exports, whose weights are not float).
+    /// </summary>
+    public IReadOnlyList<AdapterStackTensor> BaseWeights { get; init; } = [];
+
     /// <summary>The index of <paramref name="name"/> (null = the base: -1); an unknown name is refused, listing the known ones.</summary>
     public long IndexOf(string? name)
     {
@@ -44,14 +50,14 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
             entries.Add(new AdapterManifestEntry(name, method, item!["rank"]?.GetValue<int>() ?? 0, item["parameters"]?.GetValue<long>() ?? 0,
                 item["source_config"]?.DeepClone() as JsonObject));
         }
-        return new AdapterManifest(entries) { Stacks = ReadStacks(root["stacks"], path) };
+        return new AdapterManifest(entries) { Stacks = ReadStacks(root["stacks"], path, "stacks"), BaseWeights = ReadStacks(root["base_weights"], path, "base_weights") };
     }
 
-    private static List<AdapterStackTensor> ReadStacks(JsonNode? node, string path)
+    private static List<AdapterStackTensor> ReadStacks(JsonNode? node, string path, string key)
     {
         var result = new List<AdapterStackTensor>();
         if (node == null) return result;
-        if (node is not JsonArray items) throw new PeftOnnxException($"{path}: \"stacks\" must be an array");
+        if (node is not JsonArray items) throw new PeftOnnxException($"{path}: \"{key}\" must be an array");
         foreach (var item in items)
         {
             try
@@ -60,12 +66,12 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
                 var t = new AdapterStackTensor(item["name"]!.GetValue<string>(), item["location"]!.GetValue<string>(),
                     item["offset"]!.GetValue<long>(), item["length"]!.GetValue<long>(), dims);
                 if (t.Offset < 0 || dims.Length < 2 || dims.Any(d => d <= 0) || t.Length != t.ElementCount * sizeof(float))
-                    throw new PeftOnnxException($"{path}: stack '{t.Name}' has offset {t.Offset}, length {t.Length} and dims [{string.Join(", ", dims)}] (expected float32 [slots, ...] of that length)");
+                    throw new PeftOnnxException($"{path}: {key} '{t.Name}' has offset {t.Offset}, length {t.Length} and dims [{string.Join(", ", dims)}] (expected float32 [slots, ...] of that length)");
                 result.Add(t);
             }
             catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
             {
-                throw new PeftOnnxException($"{path}: every entry of \"stacks\" needs \"name\", \"location\", \"offset\", \"length\" and \"dims\"");
+                throw new PeftOnnxException($"{path}: every entry of \"{key}\" needs \"name\", \"location\", \"offset\", \"length\" and \"dims\"");
             }
         }
         return result;
@@ -84,14 +90,17 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
             });
         }
         var root = new JsonObject { ["adapters"] = items };
-        if (Stacks.Count > 0)
-            root["stacks"] = new JsonArray(Stacks.Select(t => (JsonNode)new JsonObject
-            {
-                ["name"] = t.Name, ["location"] = t.Location, ["offset"] = t.Offset, ["length"] = t.Length,
-                ["dims"] = new JsonArray(t.Dims.Select(d => (JsonNode)JsonValue.Create(d)).ToArray()),
-            }).ToArray());
+        if (Stacks.Count > 0) root["stacks"] = Located(Stacks);
+        if (BaseWeights.Count > 0) root["base_weights"] = Located(BaseWeights);
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
+
+    private static JsonArray Located(IReadOnlyList<AdapterStackTensor> tensors) =>
+        new(tensors.Select(t => (JsonNode)new JsonObject
+        {
+            ["name"] = t.Name, ["location"] = t.Location, ["offset"] = t.Offset, ["length"] = t.Length,
+            ["dims"] = new JsonArray(t.Dims.Select(d => (JsonNode)JsonValue.Create(d)).ToArray()),
+        }).ToArray());
 
     /// <summary>A plain identifier (letters, digits, '_', '-', '.', not starting with a digit): what an adapter may be named.</summary>
     public static bool IsValidName(string name) =>

@@ -52,7 +52,7 @@ internal sealed class AdapterRegistry : IDisposable
             throw new PeftOnnxException($"AddAdapter {name}: {Path.Combine(_dir, AdapterManifest.FileName)} records no stack offsets (written by an older export): export the folder again to add adapters at run time");
         RefuseDuplicate(name, Names);
         var dims = DimsNow();
-        var rows = PeftAdapterReader.Read(name, peftFolder, _architecture, dims);
+        var rows = PeftAdapterReader.Read(name, peftFolder, _architecture, dims, BaseWeight);
         lock (_lock)
         {
             RefuseDuplicate(name, _current.Names);
@@ -88,6 +88,13 @@ internal sealed class AdapterRegistry : IDisposable
                 StringComparer.Ordinal);
             Publish(new AdapterSlots(names, stacks));
         }
+    }
+
+    /// <summary>A module's float32 base weight [in, out] from the data file, null where the manifest records none.</summary>
+    private float[]? BaseWeight(string modulePath)
+    {
+        var tensor = _manifest.BaseWeights.FirstOrDefault(w => w.Name == modulePath + ".weight");
+        return tensor == null ? null : StackFile.Read(_dir, tensor);
     }
 
     private static void RefuseDuplicate(string name, IReadOnlyList<string> names)

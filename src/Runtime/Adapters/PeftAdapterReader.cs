@@ -14,7 +14,8 @@ namespace Peft.Onnx.Runtime.Adapters;
 internal static class PeftAdapterReader
 {
     /// <param name="stacks">The export's stacked tensors by name, their dims (slot axis first).</param>
-    public static AdapterRows Read(string name, string dir, Architecture arch, IReadOnlyDictionary<string, long[]> stacks)
+    /// <param name="baseWeight">A module's float32 base weight [in, out] as the export holds it, null where it holds none (DoRA needs it).</param>
+    public static AdapterRows Read(string name, string dir, Architecture arch, IReadOnlyDictionary<string, long[]> stacks, Func<string, float[]?> baseWeight)
     {
         if (!Directory.Exists(dir)) throw new PeftOnnxException($"AddAdapter {name}: adapter folder '{dir}' not found");
         var config = AdapterConfig.Load(dir);
@@ -45,8 +46,6 @@ internal static class PeftAdapterReader
         {
             if (prepared is LoraConfig lora)
             {
-                if (lora.UsesDora)
-                    throw new PeftOnnxException($"AddAdapter {name}: {dir} is a DoRA adapter, whose factor needs the base weight's norm, which the Runtime does not read (export it with --adapter {name}={dir})");
                 int r = t.Rank, inF = checked((int)t.Linear.InFeatures), outF = checked((int)t.Linear.OutFeatures);
                 rank = Math.Max(rank, r);
                 var a = Take(AdapterFormat.LoraAKey(t.Path));
@@ -60,6 +59,15 @@ internal static class PeftAdapterReader
                     for (int j = 0; j < r; j++) bRow[j * outF + o] = b[o * r + j] * s;
                 Put(rows, stacks, name, t, AdapterStackKind.LoraA, aRow, r, [inF, -1]);
                 Put(rows, stacks, name, t, AdapterStackKind.LoraB, bRow, r, [-1, outF]);
+                if (lora.UsesDora)
+                {
+                    var magnitude = Take(AdapterFormat.LoraMagnitudeKey(t.Path));
+                    if (!stacks.ContainsKey(AdapterStackNames.Name(t.Path, AdapterStackKind.DoraScale)))
+                        throw new PeftOnnxException($"AddAdapter {name}: the adapter is DoRA on '{t.Path}' but this export stacks no DoRA factor there (export a DoRA adapter among --adapter to make room for it)");
+                    var w = baseWeight(t.Path)
+                        ?? throw new PeftOnnxException($"AddAdapter {name}: {dir} is a DoRA adapter, whose factor needs the float32 base weight of '{t.Path}', which this export does not hold (quantized): export it with --adapter {name}={dir}");
+                    Put(rows, stacks, name, t, AdapterStackKind.DoraScale, DoraFactor(w, a, b, magnitude, r, inF, outF, s), 0, [outF]);
+                }
                 if (lora.HasLoraBias)
                 {
                     var bias = Take(AdapterFormat.LoraBBiasKey(t.Path)).Select(v => (float)(v * t.Scaling)).ToArray();
@@ -77,6 +85,25 @@ internal static class PeftAdapterReader
         if (left.Count > 0)
             throw new PeftOnnxException($"AddAdapter {name}: {weightsPath}: tensor '{left[0]}' replaces a base tensor whole (trained biases or modules_to_save), which a shared base cannot hold per adapter");
         return new AdapterRows(config.PeftType, rank, rows);
+    }
+
+    /// <summary>
+    /// DoRA's constant factor m / ||W + scaling * B @ A|| per output, as the exporter computes it: the adapted weight in
+    /// float32 (<paramref name="w"/> is the base weight [in, out]), each output's squares summed in double.
+    /// </summary>
+    private static float[] DoraFactor(float[] w, float[] a, float[] b, float[] magnitude, int r, int inF, int outF, float scaling)
+    {
+        if (w.Length != (long)inF * outF) throw new PeftOnnxException($"the base weight holds {w.Length} values, expected {inF} x {outF}");
+        var squares = new double[outF];
+        for (int i = 0; i < inF; i++)
+            for (int o = 0; o < outF; o++)
+            {
+                float delta = 0;
+                for (int j = 0; j < r; j++) delta += b[o * r + j] * a[j * inF + i];
+                float v = w[i * outF + o] + scaling * delta;
+                squares[o] += (double)v * v;
+            }
+        return Enumerable.Range(0, outF).Select(o => (float)(magnitude[o] / Math.Sqrt(squares[o]))).ToArray();
     }
 
     /// <summary>

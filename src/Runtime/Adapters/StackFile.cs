@@ -6,6 +6,9 @@ namespace Peft.Onnx.Runtime.Adapters;
 /// <summary>Reads a multi-adapter export's stacked tensors from its data file at the offsets adapters.json records (no graph parsing).</summary>
 internal static class StackFile
 {
+    /// <summary>One tensor of <paramref name="dir"/>'s data file.</summary>
+    public static float[] Read(string dir, AdapterStackTensor tensor) => ReadAll(dir, [tensor])[tensor.Name].Values;
+
     public static Dictionary<string, StackBuffer> ReadAll(string dir, IReadOnlyList<AdapterStackTensor> stacks)
     {
         var result = new Dictionary<string, StackBuffer>(StringComparer.Ordinal);

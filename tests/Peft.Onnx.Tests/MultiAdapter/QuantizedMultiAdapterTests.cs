@@ -103,5 +103,12 @@ public class QuantizedMultiAdapterTests
                 Tolerance.AssertLogits(e.Session.Logits(row).ToArray(), a.Session.Logits(row).ToArray(), added.VocabSize, what: $"step {e.Step} row {row}");
         }
         Assert.Equal(e.GetNewTokens(), a.GetNewTokens());
+
+        // DoRA's factor needs the float32 base weight, which a quantized folder does not hold
+        var withDora = Multi("bloom", 4, ["dora"]);
+        using var quantized = OnnxModel.Load(withDora, DeviceOptions.Cpu);
+        var error = Assert.Throws<Peft.Onnx.Core.PeftOnnxException>(() => quantized.AddAdapter("dora2", MultiAdapterExportTests.Adapters("bloom").Single(x => x.Name == "dora").Dir));
+        Assert.Contains("needs the float32 base weight of 'transformer.h.0.self_attention.query_key_value', which this export does not hold (quantized)", error.Message);
+        Assert.Equal(["dora"], quantized.Adapters);
     }
 }

@@ -16,19 +16,19 @@ namespace Peft.Onnx.Tests.MultiAdapter;
 /// </summary>
 public class RuntimeAdapterTests
 {
-    /// <summary>What the folder exports: LoRA on every linear module, IA3, LoRA with lora_bias (so each kind has its stacks).</summary>
+    /// <summary>What the folder exports: LoRA on every linear module, DoRA, IA3, LoRA with lora_bias (so each kind has its stacks).</summary>
     private static IReadOnlyList<(string Name, string Dir)> Exported(string arch) =>
-        MultiAdapterExportTests.Adapters(arch).Where(a => a.Name is "all_linear" or "ia3" or "with_bias").ToList();
+        MultiAdapterExportTests.Adapters(arch).Where(a => a.Name is "all_linear" or "dora" or "ia3" or "with_bias").ToList();
 
     private static readonly ConcurrentDictionary<string, Lazy<string>> Folders = new();
 
-    /// <summary>Added at run time, in this order: a plain LoRA, IA3 and lora_bias adapters again under new names, and one of twice the rank.</summary>
+    /// <summary>Added at run time, in this order: a plain LoRA, IA3, lora_bias and DoRA adapters again under new names, and one of twice the rank.</summary>
     private static IReadOnlyList<(string Name, string Dir)> Added(string arch)
     {
         var all = MultiAdapterExportTests.Adapters(arch);
         string Dir(string name) => all.Single(a => a.Name == name).Dir;
         var big = Folders.GetOrAdd($"{arch}/big", _ => new Lazy<string>(() => RuntimeAdapterFolders.DoubledRank(Dir("plain")))).Value;
-        return [("plain", Dir("plain")), ("ia3b", Dir("ia3")), ("bias2", Dir("with_bias")), ("big", big)];
+        return [("plain", Dir("plain")), ("ia3b", Dir("ia3")), ("bias2", Dir("with_bias")), ("dora2", Dir("dora")), ("big", big)];
     }
 
     private static string Export(string arch, string key, IReadOnlyList<(string Name, string Dir)> adapters) =>
@@ -55,7 +55,7 @@ public class RuntimeAdapterTests
     private static IReadOnlyList<int> Prompt(int length, int row) => Enumerable.Range(0, length).Select(t => 3 + (row * 7 + t * 5) % 40).ToArray();
 
     private static readonly (string? Adapter, int Length)[] Rows =
-        [("plain", 5), (null, 4), ("big", 3), ("all_linear", 6), ("ia3b", 5), ("bias2", 2), ("ia3", 4), ("plain", 3)];
+        [("plain", 5), (null, 4), ("big", 3), ("all_linear", 6), ("ia3b", 5), ("bias2", 2), ("ia3", 4), ("dora2", 4), ("plain", 3)];
 
     private static GenerationRequest MixedRequest(int tokens) => new()
     {
@@ -88,7 +88,7 @@ public class RuntimeAdapterTests
         Assert.Equal(r.GetNewTokens(), a.GetNewTokens());
 
         // the added adapters really act: the same prompt on the base gives other logits for each of them
-        foreach (var name in new[] { "plain", "ia3b", "bias2", "big" })
+        foreach (var name in new[] { "plain", "ia3b", "bias2", "dora2", "big" })
         {
             var prompt = Prompt(4, 1);
             using var withAdapter = added.CreateGenerator(new GenerationRequest { InputIds = [prompt], Adapter = name, Options = GenerationOptions.Greedy(1) });
@@ -110,8 +110,11 @@ public class RuntimeAdapterTests
         {
             Assert.Equal(CausalLmContract.DataFile, s.Location);
             Assert.True(s.Offset + s.Length <= data);
-            Assert.Equal(4, s.Dims[0]); // three adapters and the base
+            Assert.Equal(5, s.Dims[0]); // four adapters and the base
         });
+        // the DoRA modules' float32 base weights are recorded for DoRA adapters added later
+        Assert.Equal(manifest.Stacks.Count(st => AdapterStackNames.Parse(st.Name)?.Kind == AdapterStackKind.DoraScale), manifest.BaseWeights.Count);
+        Assert.All(manifest.BaseWeights, w => Assert.True(w.Offset + w.Length <= data));
         var qkv = manifest.Stacks.Single(s => s.Name == AdapterStackNames.Name("transformer.h.0.self_attention.query_key_value", AdapterStackKind.LoraA));
         Assert.Equal(4, qkv.Dims[2]); // the export's padded rank
         // the big adapter (rank 8) was added above it and matches the reference (whose stack was padded to 8 at export)
@@ -145,14 +148,14 @@ public class RuntimeAdapterTests
         Assert.Equal(expectedPlain, streamed);
         Assert.Equal(expectedExported, exported.GetNewTokens()[0]);
 
-        Assert.Equal(["with_bias", "ia3", "ia3b", "bias2", "big"], model.Adapters);
+        Assert.Equal(["dora", "with_bias", "ia3", "ia3b", "bias2", "dora2", "big"], model.Adapters);
         var error = Assert.Throws<PeftOnnxException>(() => model.Generate(On("plain")));
-        Assert.Equal("unknown adapter 'plain' (this export has: with_bias, ia3, ia3b, bias2, big; omit the adapter for the base)", error.Message);
+        Assert.Equal("unknown adapter 'plain' (this export has: dora, with_bias, ia3, ia3b, bias2, dora2, big; omit the adapter for the base)", error.Message);
         Assert.Contains("unknown adapter 'all_linear'", Assert.Throws<PeftOnnxException>(() => model.Generate(On("all_linear"))).Message);
 
         // a freed slot is taken again by the next adapter, which answers as its exported twin
         model.AddAdapter("plain_again", MultiAdapterExportTests.Adapters("bloom").Single(a => a.Name == "plain").Dir);
-        Assert.Equal(["plain_again", "with_bias", "ia3", "ia3b", "bias2", "big"], model.Adapters);
+        Assert.Equal(["plain_again", "dora", "with_bias", "ia3", "ia3b", "bias2", "dora2", "big"], model.Adapters);
         Assert.Equal(expectedPlain, model.Generate(On("plain_again")).NewTokens[0]);
         Assert.Equal(reference.Generate(On("big")).NewTokens[0], model.Generate(On("big")).NewTokens[0]);
     }
@@ -177,7 +180,7 @@ public class RuntimeAdapterTests
             Assert.Equal(names, model.Adapters);
         }
 
-        Refused(() => Tokens("nope"), "unknown adapter 'nope'", "this export has: all_linear, with_bias, ia3, plain, ia3b, bias2, big");
+        Refused(() => Tokens("nope"), "unknown adapter 'nope'", "this export has: all_linear, dora, with_bias, ia3, plain, ia3b, bias2, dora2, big");
         Refused(() => model.AddAdapter("plain", Dir("plain")), "AddAdapter plain", "an adapter named 'plain' is loaded already");
         Refused(() => model.AddAdapter("not ok!", Dir("plain")), "'not ok!' is not a plain identifier");
         Refused(() => model.AddAdapter("9lives", Dir("plain")), "'9lives' is not a plain identifier");
@@ -185,7 +188,7 @@ public class RuntimeAdapterTests
         Refused(() => model.AddAdapter("other", other), tensor, $"[{shape[0]}, {shape[1]}]", $"[{shape[0]}, {shape[1] - 8}]");
         Refused(() => model.AddAdapter("prompt", Paths.Case("bloom", "prompt_tuning_text/adapter_trained")), "PROMPT_TUNING", "cannot be added at run time", "virtual tokens");
         Refused(() => model.AddAdapter("prefix", Paths.Case("bloom", "prefix/adapter_trained")), "PREFIX_TUNING", "cannot be added at run time");
-        Refused(() => model.AddAdapter("dora", Dir("dora")), "DoRA", "--adapter dora=");
+        Refused(() => model.AddAdapter("loha", Paths.CurrentCase("bloom", "loha/adapter_trained")), "LOHA", "adapters added at run time are LoRA or IA3");
         Refused(() => model.AddAdapter("missing", Path.Combine(Path.GetTempPath(), "no-such-adapter-folder")), "not found");
         Refused(() => model.RemoveAdapter("nope"), "unknown adapter 'nope'");
 
