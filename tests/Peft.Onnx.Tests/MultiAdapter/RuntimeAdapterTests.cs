@@ -161,6 +161,42 @@ public class RuntimeAdapterTests
     }
 
     [Fact]
+    public async Task Adds_and_removes_while_many_generations_run_leave_every_answer_unchanged()
+    {
+        using var model = LoadWithAdded("bloom");
+        var plainDir = MultiAdapterExportTests.Adapters("bloom").Single(a => a.Name == "plain").Dir;
+        string?[] stable = ["plain", "all_linear", "ia3b", "dora2", null];
+        GenerationRequest On(string? name, int i) => new() { InputIds = [Prompt(3 + i % 4, i)], Adapter = name, Options = GenerationOptions.Greedy(5) };
+        var expected = Enumerable.Range(0, 8).SelectMany(i => stable.Select(n => (i, n))).ToDictionary(k => k, k => model.Generate(On(k.n, k.i)).NewTokens[0]);
+        using var stop = new CancellationTokenSource();
+        var mutator = Task.Run(() =>
+        {
+            int k = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                var name = $"tmp{k++ % 3}";
+                model.AddAdapter(name, plainDir);
+                Assert.Equal(expected[(k % 8, "plain")], model.Generate(On(name, k % 8)).NewTokens[0]);
+                model.RemoveAdapter(name);
+            }
+            return k;
+        });
+        var workers = Enumerable.Range(0, 4).Select(w => Task.Run(() =>
+        {
+            for (int round = 0; round < 6; round++)
+                foreach (var n in stable)
+                {
+                    int i = (w + round) % 8;
+                    Assert.Equal(expected[(i, n)], model.Generate(On(n, i)).NewTokens[0]);
+                }
+        })).ToArray();
+        await Task.WhenAll(workers);
+        stop.Cancel();
+        Assert.True(await mutator > 0);
+        Assert.Equal(["all_linear", "dora", "with_bias", "ia3", "plain", "ia3b", "bias2", "dora2", "big"], model.Adapters);
+    }
+
+    [Fact]
     public void Bad_adapters_are_refused_in_one_line_and_leave_the_model_unchanged()
     {
         using var model = LoadWithAdded("bloom");
