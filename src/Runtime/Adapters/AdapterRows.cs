@@ -6,6 +6,3 @@ namespace Peft.Onnx.Runtime.Adapters;
 /// the scaling folded in; lora_B's bias times the scaling; IA3's vector).
 /// </summary>
 internal sealed record AdapterRows(string Method, int Rank, IReadOnlyDictionary<string, StackRow> Rows);
-
-/// <summary>A slot's values of one stack; <see cref="Rank"/> is the adapter's rank for LoRA A/B rows (0 for vectors).</summary>
-internal sealed record StackRow(float[] Values, int Rank);

@@ -4,7 +4,4 @@ namespace Peft.Onnx.Runtime.Adapters;
 internal sealed record StackBuffer(float[] Values, long[] Dims)
 {
     public int Slots => checked((int)Dims[0]);
-
-    /// <summary>Values per slot.</summary>
-    public long SlotSize => Values.LongLength / Dims[0];
 }
