@@ -168,31 +168,31 @@ public class RuntimeAdapterTests
         string?[] stable = ["plain", "all_linear", "ia3b", "dora2", null];
         GenerationRequest On(string? name, int i) => new() { InputIds = [Prompt(3 + i % 4, i)], Adapter = name, Options = GenerationOptions.Greedy(5) };
         var expected = Enumerable.Range(0, 8).SelectMany(i => stable.Select(n => (i, n))).ToDictionary(k => k, k => model.Generate(On(k.n, k.i)).NewTokens[0]);
-        using var stop = new CancellationTokenSource();
-        var mutator = Task.Run(() =>
+        // own threads (not the pool, which a busy machine may not start in time): the mutator adds and removes a fixed
+        // number of times while the workers generate until it is done
+        int mutations = 0;
+        var mutator = Task.Factory.StartNew(() =>
         {
-            int k = 0;
-            while (!stop.IsCancellationRequested)
+            for (int k = 0; k < 9; k++)
             {
-                var name = $"tmp{k++ % 3}";
+                var name = $"tmp{k % 3}";
                 model.AddAdapter(name, plainDir);
                 Assert.Equal(expected[(k % 8, "plain")], model.Generate(On(name, k % 8)).NewTokens[0]);
                 model.RemoveAdapter(name);
+                Interlocked.Increment(ref mutations);
             }
-            return k;
-        });
-        var workers = Enumerable.Range(0, 4).Select(w => Task.Run(() =>
+        }, TaskCreationOptions.LongRunning);
+        var workers = Enumerable.Range(0, 4).Select(w => Task.Factory.StartNew(() =>
         {
-            for (int round = 0; round < 6; round++)
+            for (int round = 0; round < 2 || !mutator.IsCompleted; round++)
                 foreach (var n in stable)
                 {
                     int i = (w + round) % 8;
                     Assert.Equal(expected[(i, n)], model.Generate(On(n, i)).NewTokens[0]);
                 }
-        })).ToArray();
-        await Task.WhenAll(workers);
-        stop.Cancel();
-        Assert.True(await mutator > 0);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        await Task.WhenAll([mutator, .. workers]);
+        Assert.Equal(9, mutations);
         Assert.Equal(["all_linear", "dora", "with_bias", "ia3", "plain", "ia3b", "bias2", "dora2", "big"], model.Adapters);
     }
 
