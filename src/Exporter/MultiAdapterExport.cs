@@ -7,6 +7,7 @@ using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Exporter.Graphs;
 using Peft.Onnx.Exporter.Passes;
+using Peft.Onnx.Exporter.Quantization;
 using Peft.Onnx.Exporter.Weights;
 
 namespace Peft.Onnx.Exporter;
@@ -53,8 +54,10 @@ public static class MultiAdapterExport
             if (!seen.Add(a.Name)) throw new PeftOnnxException($"--adapter {a.Name}={a.Dir}: two adapters are named '{a.Name}'");
         }
         if (!Directory.Exists(modelDir)) throw new PeftOnnxException($"{modelDir}: model folder not found");
-        if (options.Quantize != null || options.DType != ExportDType.Fp32)
-            throw new PeftOnnxException("a multi-adapter export writes float32 weights (--quantize and --dtype fp16 are not supported with named adapters yet)");
+        if (options.DType != ExportDType.Fp32)
+            throw new PeftOnnxException(options.Quantize != null
+                ? "--quantize writes int8/int4 weights with float32 activations: --dtype fp16 with --quantize is not supported on the CPU (use --dtype fp32, the default)"
+                : "a multi-adapter export computes in float32 (--dtype fp16 is not supported with named adapters yet; --quantize int8|int4 is)");
         var config = ModelConfig.Load(modelDir);
         if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
         if (config.IsEncoderDecoder)
@@ -94,10 +97,22 @@ public static class MultiAdapterExport
             entries.Add(new AdapterManifestEntry(named.Name, adapter.Config.PeftType, rank, adapter.Config.CountParameters(architecture).Trainable, SourceConfig(named.Dir)));
         }
 
-        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = new LoraBranches(new AdapterStack(branches, vectors)) });
-        var extra = new Dictionary<string, string>(StringComparer.Ordinal) { [AdapterManifest.FileName] = new AdapterManifest(entries).ToJson() };
+        var stack = new AdapterStack(branches, vectors);
+        // --quantize: the base's linear layers become MatMulNBits, the stacks stay float32 (as QLoRA adapters are served)
+        WeightSource baseWeights = options.Quantize == null ? checkpoint : new QuantizingWeights(checkpoint, options.Quantize, architecture.OutputHead);
+        var graph = FamilyGraphs.BuildCausal(config, baseWeights, new CausalLmGraphOptions { Lora = new LoraBranches(stack) });
+        var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
-        return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extra);
+        var stackNames = stack.StackNames.ToHashSet(StringComparer.Ordinal);
+        options = options with { Write = options.Write with { AlwaysExternal = stackNames } };
+        return OnnxExport.WriteFolder(graph, null, modelDir, outDir, options, extra, filesFromWrite: written => new Dictionary<string, string>
+        {
+            [AdapterManifest.FileName] = new AdapterManifest(entries) 
+            {
+                Stacks = StackedAdapterTensors.Located(stack.StackNames, written),
+                BaseWeights = StackedAdapterTensors.DoraBaseWeights(stack.StackNames, written),
+            }.ToJson(),
+        });
     }
 
     /// <summary>IA3's vectors, checked as the merge checks them: ia3_l [1, in] for feed-forward targets, [out, 1] otherwise.</summary>

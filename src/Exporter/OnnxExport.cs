@@ -240,18 +240,21 @@ public static class OnnxExport
     /// <see cref="CausalLmContract.PrefixInCacheFile"/>, reading its weights from model.onnx.data (one copy on disk),
     /// and checked too.
     /// </summary>
+    /// <param name="writeSideFiles">Writes further files into the (staging) folder it is handed.</param>
+    /// <param name="filesFromWrite">
+    /// Text files (name -> content) computed from where model.onnx's initializers landed, written beside it before the check
+    /// (a multi-adapter export's adapters.json records its stacks' offsets).
+    /// </param>
     public static ExportResult WriteFolder(GraphBuilder graph, GraphBuilder? prefixInCache, string sourceDir, string outDir, ExportOptions options,
-        IReadOnlyDictionary<string, string>? extraFiles) =>
-        WriteFolder(graph, prefixInCache, sourceDir, outDir, options, extraFiles, writeSideFiles: null);
-
-    /// <summary>As above; <paramref name="writeSideFiles"/>, when given, writes further files into the (staging) folder it is handed.</summary>
-    public static ExportResult WriteFolder(GraphBuilder graph, GraphBuilder? prefixInCache, string sourceDir, string outDir, ExportOptions options,
-        IReadOnlyDictionary<string, string>? extraFiles, Action<string>? writeSideFiles) =>
+        IReadOnlyDictionary<string, string>? extraFiles, Action<string>? writeSideFiles = null,
+        Func<ModelWriteResult, IReadOnlyDictionary<string, string>>? filesFromWrite = null) =>
         WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
         {
             options.OnPhase?.Invoke(ExportPhase.Write);
             var write = options.Write with { DataFileName = CausalLmContract.DataFile, FlushToDisk = false };
             var model = ModelWriter.Write(graph, Path.Combine(temp, CausalLmContract.ModelFile), write);
+            foreach (var (name, text) in filesFromWrite?.Invoke(model) ?? new Dictionary<string, string>())
+                File.WriteAllText(Path.Combine(temp, name), text);
             List<ModelWriteResult> models = [model];
             if (prefixInCache != null)
                 models.Add(ModelWriter.Write(prefixInCache, Path.Combine(temp, CausalLmContract.PrefixInCacheFile), write with { SharedData = model.External }));

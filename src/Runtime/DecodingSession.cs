@@ -2,6 +2,7 @@ using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime.Adapters;
 
 namespace Peft.Onnx.Runtime;
 
@@ -104,9 +105,12 @@ internal sealed class CausalLmSession : DecodingSession
     private int _total;
     private readonly OrtValue? _keepLast;
     private readonly OrtValue? _adapterIndex;
+    private readonly AdapterLease? _adapters;
 
     /// <param name="adapterIndices">Per row the adapter of a multi-adapter export (null: every row on the base).</param>
-    public CausalLmSession(CausalLmGraph graph, int vocab, long[][] prompts, long[][] masks, long padId, OrtMemoryInfo cacheMemory, long[]? adapterIndices = null)
+    /// <param name="adapters">The adapter state the indices refer to (its stacks are bound when changed at run time); the session ends the lease.</param>
+    public CausalLmSession(CausalLmGraph graph, int vocab, long[][] prompts, long[][] masks, long padId, OrtMemoryInfo cacheMemory, long[]? adapterIndices = null,
+        AdapterLease? adapters = null)
         : base(prompts.Length, vocab, cacheMemory)
     {
         _graph = graph;
@@ -140,6 +144,13 @@ internal sealed class CausalLmSession : DecodingSession
             // a row keeps its adapter for the whole generation: bound once
             _adapterIndex = OrtValue.CreateTensorValueFromMemory(adapterIndices, [Batch]);
             _binding.BindInput(CausalLmContract.AdapterIndex, _adapterIndex);
+        }
+        _adapters = adapters;
+        if (adapters != null)
+        {
+            // the stacks of adapters added or removed at run time, bound once: the state stays this generation's to its end
+            var slots = adapters.Slots;
+            for (int i = 0; i < slots.InputNames.Count; i++) _binding.BindInput(slots.InputNames[i], slots.InputValues[i]);
         }
     }
 
@@ -209,6 +220,7 @@ internal sealed class CausalLmSession : DecodingSession
         _binding.Dispose();
         _keepLast?.Dispose();
         _adapterIndex?.Dispose();
+        _adapters?.Dispose();
     }
 }
 

@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using Peft.Onnx.Runtime.Adapters;
 using Peft.Onnx.Runtime.Sampling;
 
 namespace Peft.Onnx.Runtime;
@@ -28,7 +29,8 @@ public sealed class Generator : IDisposable
     private int _step;
     private bool _disposed;
 
-    internal Generator(OnnxModel model, int[][] prompts, int[][] masks, ResolvedOptions options, int maxSteps, long[]? adapterIndices = null)
+    internal Generator(OnnxModel model, int[][] prompts, int[][] masks, ResolvedOptions options, int maxSteps, long[]? adapterIndices = null,
+        AdapterLease? adapters = null)
     {
         _model = model;
         _options = options;
@@ -44,7 +46,7 @@ public sealed class Generator : IDisposable
         {
             if (model.CausalLm is { } causal)
             {
-                _session = new CausalLmSession(causal, model.VocabSize, promptIds, promptMasks, options.PadTokenId, model.CacheMemory, adapterIndices);
+                _session = new CausalLmSession(causal, model.VocabSize, promptIds, promptMasks, options.PadTokenId, model.CacheMemory, adapterIndices, adapters);
                 int length = prompts.Max(p => p.Length);
                 _sequences = prompts.Select(p => Enumerable.Repeat(options.PadTokenId, length - p.Length).Concat(p).ToList()).ToArray();
             }

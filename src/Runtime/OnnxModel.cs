@@ -2,9 +2,11 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Microsoft.ML.OnnxRuntime;
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.Tokenization;
+using Peft.Onnx.Runtime.Adapters;
 
 namespace Peft.Onnx.Runtime;
 
@@ -23,7 +25,7 @@ public sealed class OnnxModel : IDisposable
     private readonly Lazy<(HfTokenizer? Tokenizer, PeftOnnxException? Error)> _tokenizer;
     private readonly object _tokenizerLock = new();
     private OrtMemoryInfo? _cudaMemory;
-    private readonly AdapterManifest? _adapters;
+    private readonly AdapterRegistry? _adapters;
 
     private OnnxModel(string dir, ModelConfig config, GenerationConfig generation, CausalLmGraph? causal, Seq2SeqGraph? seq2seq, Device device, int cudaDeviceId)
     {
@@ -36,9 +38,10 @@ public sealed class OnnxModel : IDisposable
         int graphVocab = causal?.VocabSize ?? seq2seq!.VocabSize;
         VocabSize = graphVocab > 0 ? graphVocab : config.Dimensions.VocabSize;
         NumLayers = causal?.NumLayers ?? seq2seq!.NumLayers;
-        _adapters = AdapterManifest.Load(dir);
-        if (_adapters != null && causal?.TakesAdapterIndex != true)
+        var manifest = AdapterManifest.Load(dir);
+        if (manifest != null && causal?.TakesAdapterIndex != true)
             throw new PeftOnnxException($"{dir}: {AdapterManifest.FileName} names adapters but the graph has no '{CausalLmContract.AdapterIndex}' input");
+        if (manifest != null) _adapters = new AdapterRegistry(dir, manifest, Architecture.For(config));
         (ContextLength, ContextKey) = (config.ContextWindow?.Positions, config.ContextWindow?.Key);
         if (device == Device.Cuda) _cudaMemory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, cudaDeviceId, OrtMemType.Default);
         _tokenizer = new(() =>
@@ -64,8 +67,35 @@ public sealed class OnnxModel : IDisposable
 
     public bool IsEncoderDecoder => Seq2Seq != null;
 
-    /// <summary>The adapters a multi-adapter export holds, in index order (empty for other exports); a request picks one by name.</summary>
-    public IReadOnlyList<string> Adapters => _adapters?.Adapters.Select(a => a.Name).ToArray() ?? [];
+    /// <summary>
+    /// The adapters a multi-adapter export holds now, in slot order (the exported ones, then those added at run time;
+    /// empty for other exports); a request picks one by name.
+    /// </summary>
+    public IReadOnlyList<string> Adapters => _adapters?.Names ?? [];
+
+    /// <summary>
+    /// Adds a LoRA (lora_bias included) or IA3 adapter from a PEFT folder to a multi-adapter export at run time, without
+    /// re-export: requests may name it from now on, requests in flight are untouched. Its targets must have stacks in the
+    /// export (a module some exported adapter of that kind targets); the adapter is checked against the base first, and a
+    /// refused adapter leaves the model unchanged.
+    /// </summary>
+    public void AddAdapter(string name, string peftFolder)
+    {
+        if (_adapters == null)
+            throw new PeftOnnxException($"AddAdapter {name}: {Directory} is not a multi-adapter export (no {AdapterManifest.FileName}), so its graph has no adapter stacks to extend: export it with --adapter NAME=DIR (an adapter that targets the modules later adapters will)");
+        _adapters.Add(name, peftFolder);
+    }
+
+    /// <summary>
+    /// Removes an adapter (exported or added): new requests naming it are refused as unknown; requests already running
+    /// with it finish with it (they hold the adapter state they started with).
+    /// </summary>
+    public void RemoveAdapter(string name)
+    {
+        if (_adapters == null)
+            throw new PeftOnnxException($"unknown adapter '{name}' ({Directory} holds no named adapters: export with --adapter NAME=DIR)");
+        _adapters.Remove(name);
+    }
 
     /// <summary>
     /// Per row the <see cref="CausalLmContract.AdapterIndex"/> value for the adapter names (null = the base); null when
@@ -74,10 +104,25 @@ public sealed class OnnxModel : IDisposable
     internal long[]? AdapterIndices(IReadOnlyList<string?> names)
     {
         if (names.All(n => n == null)) return null;
-        if (_adapters == null)
-            throw new PeftOnnxException($"unknown adapter '{names.First(n => n != null)}' ({Directory} holds no named adapters: export with --adapter NAME=DIR)");
-        return names.Select(_adapters.IndexOf).ToArray();
+        using var lease = LeaseAdapters(names);
+        return AdapterIndices(names, lease);
     }
+
+    private static long[]? AdapterIndices(IReadOnlyList<string?> names, AdapterLease? lease) =>
+        lease == null || names.All(n => n == null) ? null : names.Select(lease.Slots.IndexOf).ToArray();
+
+    /// <summary>The adapter state a generation starts with; null when it needs none (every row on the base of a model without run-time changes).</summary>
+    private AdapterLease? LeaseAdapters(IReadOnlyList<string?> names)
+    {
+        if (_adapters == null)
+        {
+            if (names.FirstOrDefault(n => n != null) is { } name)
+                throw new PeftOnnxException($"unknown adapter '{name}' ({Directory} holds no named adapters: export with --adapter NAME=DIR)");
+            return null;
+        }
+        return _adapters.Lease();
+    }
+
     public int VocabSize { get; }
     public int NumLayers { get; }
 
@@ -266,8 +311,24 @@ public sealed class OnnxModel : IDisposable
                     : $"prompt of {length} tokens is too long: the model's context is {context} positions ({ContextKey}) and the baked adapter's {virtualTokens} virtual tokens take the first ones, leaving no room for a new token");
             maxSteps = Math.Min(maxSteps, context - virtualTokens - length);
         }
-        var adapterIndices = AdapterIndices(request.RowAdapters(prompts.Length));
-        return new Generator(this, prompts, masks, options, maxSteps, adapterIndices);
+        var rowAdapters = request.RowAdapters(prompts.Length);
+        var lease = LeaseAdapters(rowAdapters);
+        try
+        {
+            var adapterIndices = AdapterIndices(rowAdapters, lease);
+            if (adapterIndices == null)
+            {
+                // every row on the base: the graph's own stacks serve (index -1 is the base slot whatever the state)
+                lease?.Dispose();
+                lease = null;
+            }
+            return new Generator(this, prompts, masks, options, maxSteps, adapterIndices, lease);
+        }
+        catch
+        {
+            lease?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
@@ -351,6 +412,7 @@ public sealed class OnnxModel : IDisposable
 
     public void Dispose()
     {
+        _adapters?.Dispose();
         CausalLm?.Dispose();
         Seq2Seq?.Dispose();
         _cudaMemory?.Dispose();

@@ -11,6 +11,18 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
 {
     public const string FileName = "adapters.json";
 
+    /// <summary>
+    /// The stacked tensors in the data file (<see cref="AdapterStackTensor"/>), what adapters added at run time extend;
+    /// empty in manifests written before exports recorded them.
+    /// </summary>
+    public IReadOnlyList<AdapterStackTensor> Stacks { get; init; } = [];
+
+    /// <summary>
+    /// The float32 base weights [in, out] of the modules with a DoRA stack, where the data file holds them: what a DoRA
+    /// adapter added at run time computes its factor from (empty in quantized exports, whose weights are not float).
+    /// </summary>
+    public IReadOnlyList<AdapterStackTensor> BaseWeights { get; init; } = [];
+
     /// <summary>The index of <paramref name="name"/> (null = the base: -1); an unknown name is refused, listing the known ones.</summary>
     public long IndexOf(string? name)
     {
@@ -38,7 +50,31 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
             entries.Add(new AdapterManifestEntry(name, method, item!["rank"]?.GetValue<int>() ?? 0, item["parameters"]?.GetValue<long>() ?? 0,
                 item["source_config"]?.DeepClone() as JsonObject));
         }
-        return new AdapterManifest(entries);
+        return new AdapterManifest(entries) { Stacks = ReadStacks(root["stacks"], path, "stacks"), BaseWeights = ReadStacks(root["base_weights"], path, "base_weights") };
+    }
+
+    private static List<AdapterStackTensor> ReadStacks(JsonNode? node, string path, string key)
+    {
+        var result = new List<AdapterStackTensor>();
+        if (node == null) return result;
+        if (node is not JsonArray items) throw new PeftOnnxException($"{path}: \"{key}\" must be an array");
+        foreach (var item in items)
+        {
+            try
+            {
+                var dims = item!["dims"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
+                var t = new AdapterStackTensor(item["name"]!.GetValue<string>(), item["location"]!.GetValue<string>(),
+                    item["offset"]!.GetValue<long>(), item["length"]!.GetValue<long>(), dims);
+                if (t.Offset < 0 || dims.Length < 2 || dims.Any(d => d <= 0) || t.Length != t.ElementCount * sizeof(float))
+                    throw new PeftOnnxException($"{path}: {key} '{t.Name}' has offset {t.Offset}, length {t.Length} and dims [{string.Join(", ", dims)}] (expected float32 [slots, ...] of that length)");
+                result.Add(t);
+            }
+            catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
+            {
+                throw new PeftOnnxException($"{path}: every entry of \"{key}\" needs \"name\", \"location\", \"offset\", \"length\" and \"dims\"");
+            }
+        }
+        return result;
     }
 
     public string ToJson()
@@ -53,8 +89,18 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
                 ["source_config"] = a.SourceConfig?.DeepClone(),
             });
         }
-        return new JsonObject { ["adapters"] = items }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+        var root = new JsonObject { ["adapters"] = items };
+        if (Stacks.Count > 0) root["stacks"] = Located(Stacks);
+        if (BaseWeights.Count > 0) root["base_weights"] = Located(BaseWeights);
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
+
+    private static JsonArray Located(IReadOnlyList<AdapterStackTensor> tensors) =>
+        new(tensors.Select(t => (JsonNode)new JsonObject
+        {
+            ["name"] = t.Name, ["location"] = t.Location, ["offset"] = t.Offset, ["length"] = t.Length,
+            ["dims"] = new JsonArray(t.Dims.Select(d => (JsonNode)JsonValue.Create(d)).ToArray()),
+        }).ToArray());
 
     /// <summary>A plain identifier (letters, digits, '_', '-', '.', not starting with a digit): what an adapter may be named.</summary>
     public static bool IsValidName(string name) =>

@@ -12,7 +12,9 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// branch is x @ Gather(A, index) @ Gather(B, index) (a batched MatMul); lora_B's bias and DoRA's factor are stacked the
 /// same way (zeros and ones in the slots of adapters without them). Initializers: <c>{path}.lora_A.stacked</c>
 /// [n + 1, in, r], <c>{path}.lora_B.stacked</c> [n + 1, r, out], <c>{path}.lora_B.bias_stacked</c> [n + 1, out],
-/// <c>{path}.lora_magnitude_scale_stacked</c> [n + 1, out].
+/// <c>{path}.lora_magnitude_scale_stacked</c> [n + 1, out]. Each stack is also a graph input whose default it is (the
+/// slot count and the rank symbolic), so the Runtime can feed grown copies holding adapters added at run time; the
+/// stacks always go to the data file (<see cref="StackNames"/>), where adapters.json records their offsets.
 /// </summary>
 public sealed class AdapterStack
 {
@@ -50,10 +52,23 @@ public sealed class AdapterStack
     /// <summary>Adapters stacked (the base slot not counted).</summary>
     public int Count { get; }
 
-    public static string AName(string path) => path + ".lora_A.stacked";
-    public static string BName(string path) => path + ".lora_B.stacked";
-    public static string BiasName(string path) => path + ".lora_B.bias_stacked";
-    public static string MagnitudeScaleName(string path) => path + ".lora_magnitude_scale_stacked";
+    public static string AName(string path) => AdapterStackNames.Name(path, AdapterStackKind.LoraA);
+    public static string BName(string path) => AdapterStackNames.Name(path, AdapterStackKind.LoraB);
+    public static string BiasName(string path) => AdapterStackNames.Name(path, AdapterStackKind.LoraBias);
+    public static string MagnitudeScaleName(string path) => AdapterStackNames.Name(path, AdapterStackKind.DoraScale);
+
+    private readonly List<string> _stackNames = [];
+
+    /// <summary>The stacked tensors the graph holds, in the order they were added (filled as the graph is built).</summary>
+    public IReadOnlyList<string> StackNames => _stackNames;
+
+    /// <summary>A stack as an overridable initializer: a graph input [slots, ...] (the slot count and a rank symbolic) with <paramref name="data"/> as its default.</summary>
+    private string Stacked(GraphBuilder g, string name, InitializerData data, params Dim[] rest)
+    {
+        g.Input(name, ElementType.Float, [Dim.Symbolic("adapter_slots"), .. rest]);
+        _stackNames.Add(name);
+        return g.Initializer(name, data);
+    }
 
     internal bool Targets(string path) => _byPath.ContainsKey(path);
 
@@ -70,7 +85,7 @@ public sealed class AdapterStack
     internal string ScaleOutput(GraphBuilder g, LinearSpec spec, string y, string? output) =>
         g.Mul(y, Ia3Row(g, spec.Path, _ia3ByPath[spec.Path], checked((int)spec.OutFeatures)), name: "ia3/Mul", output: output);
 
-    public static string Ia3Name(string path) => path + ".ia3_l.stacked";
+    public static string Ia3Name(string path) => AdapterStackNames.Name(path, AdapterStackKind.Ia3);
 
     private string Ia3Row(GraphBuilder g, string path, Ia3Vector?[] slots, int width)
     {
@@ -78,7 +93,7 @@ public sealed class AdapterStack
         Array.Fill(stacked, 1f);
         for (int k = 0; k < Count; k++)
             if (slots[k] is { } v) v.L.CopyTo(stacked, k * width);
-        return Row(g, g.Initializer(Ia3Name(path), InitializerData.FromFloats(stacked, Count + 1, width)), "ia3");
+        return Row(g, Stacked(g, Ia3Name(path), InitializerData.FromFloats(stacked, Count + 1, width), width), "ia3");
     }
 
     /// <summary>The per-row branch of module <paramref name="spec"/> (see <see cref="LoraBranches.Build"/>), null when no adapter targets it.</summary>
@@ -87,7 +102,8 @@ public sealed class AdapterStack
         if (!_byPath.TryGetValue(spec.Path, out var slots)) return null;
         int inF = checked((int)spec.InFeatures), outF = checked((int)spec.OutFeatures), n = Count + 1;
         int r = slots.Max(t => t?.Rank ?? 0);
-        var a = g.Initializer(AName(spec.Path), InitializerData.DeferredFloats([n, inF, r], () =>
+        var rank = Dim.Symbolic(spec.Path + ".lora_rank");
+        var a = Stacked(g, AName(spec.Path), InitializerData.DeferredFloats([n, inF, r], () =>
         {
             var stacked = new float[(long)n * inF * r];
             for (int k = 0; k < Count; k++)
@@ -97,8 +113,8 @@ public sealed class AdapterStack
                     for (int i = 0; i < inF; i++) stacked[((long)k * inF + i) * r + j] = t.A[(long)j * inF + i];
             }
             return stacked;
-        }));
-        var b = g.Initializer(BName(spec.Path), InitializerData.DeferredFloats([n, r, outF], () =>
+        }), inF, rank);
+        var b = Stacked(g, BName(spec.Path), InitializerData.DeferredFloats([n, r, outF], () =>
         {
             var stacked = new float[(long)n * r * outF];
             for (int k = 0; k < Count; k++)
@@ -109,17 +125,17 @@ public sealed class AdapterStack
                     for (int j = 0; j < t.Rank; j++) stacked[((long)k * r + j) * outF + o] = t.B[(long)o * t.Rank + j] * s;
             }
             return stacked;
-        }));
+        }), rank, outF);
         var down = g.MatMul(x, g.Gather(a, CausalLmContract.AdapterIndex, name: "lora_A/Gather"), name: "lora_A/MatMul");
         var up = g.MatMul(down, g.Gather(b, CausalLmContract.AdapterIndex, name: "lora_B/Gather"), name: "lora_B/MatMul");
         if (slots.Any(t => t?.Bias != null))
         {
             var bias = PerOutput(slots, outF, 0f, t => t.Bias?.Select(v => (float)(v * t.Scaling)).ToArray());
-            up = g.Add(up, Row(g, g.Initializer(BiasName(spec.Path), InitializerData.FromFloats(bias, n, outF)), "lora_B/bias"), name: "lora_B/Add");
+            up = g.Add(up, Row(g, Stacked(g, BiasName(spec.Path), InitializerData.FromFloats(bias, n, outF), outF), "lora_B/bias"), name: "lora_B/Add");
         }
         if (slots.All(t => t?.MagnitudeScale == null)) return up;
         var factors = PerOutput(slots, outF, 1f, t => t.MagnitudeScale);
-        var f = Row(g, g.Initializer(MagnitudeScaleName(spec.Path), InitializerData.FromFloats(factors, n, outF)), "dora");
+        var f = Row(g, Stacked(g, MagnitudeScaleName(spec.Path), InitializerData.FromFloats(factors, n, outF), outF), "dora");
         var scaledBase = g.Mul(baseProduct, g.Sub(f, g.Constant(1f), name: "dora/Sub"), name: "dora/base/Mul");
         return g.Add(scaledBase, g.Mul(up, f, name: "dora/lora/Mul"), name: "dora/Add");
     }

@@ -55,6 +55,9 @@ public sealed record ModelWriteOptions
     /// inline, and no data file is written. Two graphs over the same weights so share one copy of them.
     /// </summary>
     public IReadOnlyDictionary<string, ExternalTensor>? SharedData { get; init; }
+
+    /// <summary>Initializers written to the data file whatever their size (readers that find them by offset need every one there).</summary>
+    public IReadOnlySet<string>? AlwaysExternal { get; init; }
 }
 
 /// <summary>Where an initializer's bytes are in an external data file (ONNX external_data: location, offset, length).</summary>
@@ -112,7 +115,7 @@ public static class ModelWriter
                     stored[name] = shared;
                     external++;
                 }
-                else if (tensor.ByteLength < options.InlineThreshold || options.SharedData != null)
+                else if ((tensor.ByteLength < options.InlineThreshold && options.AlwaysExternal?.Contains(name) != true) || options.SharedData != null)
                 {
                     proto.RawData = ByteString.CopyFrom(tensor.ToArray());
                     inline++;

@@ -1,0 +1,135 @@
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Onnx;
+
+namespace Peft.Onnx.Runtime.Adapters;
+
+/// <summary>
+/// The adapters of a loaded multi-adapter export, changed at run time: each add or remove publishes a new
+/// <see cref="AdapterSlots"/> (a copy of the stacks with the change), generators lease the state current at their start.
+/// Slots are stable: an adapter keeps its slot while loaded, a new one takes the first free slot (one removed earlier)
+/// or a new slot at the end (the base slot stays last, so index -1 keeps reaching it); a LoRA rank above a module's
+/// padded rank re-pads that module's stacks (zeros change no product).
+/// </summary>
+internal sealed class AdapterRegistry : IDisposable
+{
+    private readonly object _lock = new();
+    private readonly string _dir;
+    private readonly AdapterManifest _manifest;
+    private readonly Architecture _architecture;
+    private AdapterSlots _current;
+
+    public AdapterRegistry(string dir, AdapterManifest manifest, Architecture architecture)
+    {
+        _dir = dir;
+        _manifest = manifest;
+        _architecture = architecture;
+        _current = new AdapterSlots(manifest.Adapters.Select(a => (string?)a.Name).ToArray(), null);
+    }
+
+    public IReadOnlyList<string> Names
+    {
+        get { lock (_lock) return _current.Names; }
+    }
+
+    /// <summary>The current state, leased: bind its tensors, use its indices, dispose when the generation ends.</summary>
+    public AdapterLease Lease()
+    {
+        lock (_lock)
+        {
+            if (!_current.TryAcquire()) throw new ObjectDisposedException(nameof(AdapterRegistry));
+            return new AdapterLease(_current);
+        }
+    }
+
+    public void Add(string name, string peftFolder)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(peftFolder);
+        if (!AdapterManifest.IsValidName(name))
+            throw new PeftOnnxException($"AddAdapter {name}: '{name}' is not a plain identifier (letters, digits, '_', '-', '.'; not starting with a digit)");
+        if (_manifest.Stacks.Count == 0)
+            throw new PeftOnnxException($"AddAdapter {name}: {Path.Combine(_dir, AdapterManifest.FileName)} records no stack offsets (written by an older export): export the folder again to add adapters at run time");
+        RefuseDuplicate(name, Names);
+        var dims = DimsNow();
+        var rows = PeftAdapterReader.Read(name, peftFolder, _architecture, dims, BaseWeight);
+        lock (_lock)
+        {
+            RefuseDuplicate(name, _current.Names);
+            var old = CurrentStacks();
+            int oldSlots = _current.SlotCount;
+            int slot = Enumerable.Range(0, oldSlots).FirstOrDefault(k => _current.NameAt(k) == null, oldSlots);
+            int slots = Math.Max(oldSlots, slot + 1);
+            var names = Enumerable.Range(0, slots).Select(k => k < oldSlots ? _current.NameAt(k) : null).ToArray();
+            names[slot] = name;
+            var stacks = new Dictionary<string, StackBuffer>(StringComparer.Ordinal);
+            foreach (var (stackName, buffer) in old)
+            {
+                var kind = AdapterStackNames.Parse(stackName)!.Value.Kind;
+                rows.Rows.TryGetValue(stackName, out var row);
+                stacks[stackName] = StackGrowth.Grow(buffer, kind, slots, oldSlots, slot, row);
+            }
+            Publish(new AdapterSlots(names, stacks));
+        }
+    }
+
+    public void Remove(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        lock (_lock)
+        {
+            int slot = checked((int)_current.IndexOf(name));
+            if (_manifest.Stacks.Count == 0)
+                throw new PeftOnnxException($"RemoveAdapter {name}: {Path.Combine(_dir, AdapterManifest.FileName)} records no stack offsets (written by an older export): export the folder again to remove adapters at run time");
+            var names = Enumerable.Range(0, _current.SlotCount).Select(_current.NameAt).ToArray();
+            names[slot] = null;
+            var stacks = CurrentStacks().ToDictionary(s => s.Key,
+                s => StackGrowth.Grow(s.Value, AdapterStackNames.Parse(s.Key)!.Value.Kind, _current.SlotCount, _current.SlotCount, slot, null),
+                StringComparer.Ordinal);
+            Publish(new AdapterSlots(names, stacks));
+        }
+    }
+
+    /// <summary>A module's float32 base weight [in, out] from the data file, null where the manifest records none.</summary>
+    private float[]? BaseWeight(string modulePath)
+    {
+        var tensor = _manifest.BaseWeights.FirstOrDefault(w => w.Name == modulePath + ".weight");
+        return tensor == null ? null : StackFile.Read(_dir, tensor);
+    }
+
+    private static void RefuseDuplicate(string name, IReadOnlyList<string> names)
+    {
+        if (names.Contains(name, StringComparer.Ordinal))
+            throw new PeftOnnxException($"AddAdapter {name}: an adapter named '{name}' is loaded already (remove it first, or choose another name)");
+    }
+
+    /// <summary>Each stack's dims now (slot axis first).</summary>
+    private Dictionary<string, long[]> DimsNow()
+    {
+        lock (_lock)
+            return _current.Stacks?.ToDictionary(s => s.Key, s => s.Value.Dims, StringComparer.Ordinal)
+                ?? _manifest.Stacks.ToDictionary(s => s.Name, s => s.Dims, StringComparer.Ordinal);
+    }
+
+    private IReadOnlyDictionary<string, StackBuffer> CurrentStacks()
+    {
+        if (_current.Stacks is { } stacks) return stacks;
+        var read = StackFile.ReadAll(_dir, _manifest.Stacks);
+        foreach (var (name, buffer) in read)
+            if (buffer.Slots != _current.SlotCount + 1 || AdapterStackNames.Parse(name) == null)
+                throw new PeftOnnxException($"{Path.Combine(_dir, AdapterManifest.FileName)}: stack '{name}' has {buffer.Slots} slots, expected {_current.SlotCount + 1} (the adapters and the base)");
+        return read;
+    }
+
+    private void Publish(AdapterSlots next)
+    {
+        var old = _current;
+        _current = next;
+        old.Release();
+    }
+
+    public void Dispose()
+    {
+        lock (_lock) _current.Release();
+    }
+}
