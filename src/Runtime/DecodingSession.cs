@@ -154,6 +154,12 @@ internal sealed class CausalLmSession : DecodingSession
         }
     }
 
+    /// <summary>The adapter state this generation holds (null: a model without named adapters).</summary>
+    internal AdapterSlots? AdapterState => _adapters?.Slots;
+
+    /// <summary>The session's binding, for the continuous batch's prefill to bind the batch's adapter stacks on.</summary>
+    internal OrtIoBinding Binding => _binding;
+
     public override void Run(RunOptions runOptions)
     {
         int seq = _pendingSeq;

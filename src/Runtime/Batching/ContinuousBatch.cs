@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Runtime.Adapters;
 
 namespace Peft.Onnx.Runtime.Batching;
 
@@ -31,6 +32,9 @@ public sealed class ContinuousBatch : IDisposable
     private long[] _mask = [];
     private int _length;
     private bool _disposed;
+    // the adapter state (slots and their stacks) the batch's adapter rows started with, held by the batch itself so its
+    // stacks stay bound while any row runs; base rows (index -1, the base slot in every state) fit any state
+    private AdapterLease? _adapterState;
 
     public ContinuousBatch(OnnxModel model)
     {
@@ -63,9 +67,11 @@ public sealed class ContinuousBatch : IDisposable
 
     /// <summary>
     /// Checks one single-prompt request and adds its row; <see cref="Prefill"/> runs its prompt with the other added
-    /// rows. Throws <see cref="PeftOnnxException"/> for a bad request (the batch is then unchanged).
+    /// rows. Throws <see cref="PeftOnnxException"/> for a bad request (the batch is then unchanged). Returns null, adding
+    /// nothing, while adapters added or removed at run time since the batch's rows started are not yet theirs: such a
+    /// request joins once the batch has drained (rows share one set of adapter stacks).
     /// </summary>
-    public BatchRow Add(GenerationRequest request)
+    public BatchRow? Add(GenerationRequest request)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(request);
@@ -73,8 +79,16 @@ public sealed class ContinuousBatch : IDisposable
         var generator = _model.CreateGenerator(request);
         try
         {
-            long adapter = _model.AdapterIndices(request.RowAdapters(1))?[0] ?? -1;
+            var state = ((CausalLmSession)generator.Session).AdapterState;
+            if (Count == 0) HoldAdapterState(null);
+            if (state != null && _adapterState != null && !ReferenceEquals(state, _adapterState.Slots))
+            {
+                generator.Dispose();
+                return null;
+            }
+            long adapter = state?.IndexOf(request.RowAdapters(1)[0]) ?? -1;
             var row = new BatchRow(generator, generator.GetSequences()[0].Length, adapter);
+            if (state != null && _adapterState == null) HoldAdapterState(state);
             _waiting.Add(row);
             return row;
         }
@@ -101,6 +115,7 @@ public sealed class ContinuousBatch : IDisposable
         for (int r = 0; r < rows.Length; r++) (prompts[r], masks[r]) = ((CausalLmSession)rows[r].Generator.Session).PromptRow();
         var adapters = rows.Any(r => r.AdapterIndex >= 0) ? rows.Select(r => r.AdapterIndex).ToArray() : null;
         using var session = new CausalLmSession(_graph, _model.VocabSize, prompts, masks, rows[0].Generator.PadTokenId, _model.CacheMemory, adapters);
+        BindAdapterStacks(session.Binding);
         Run(() => session.Run(_runOptions), cancellationToken);
 
         var produced = new RowToken[rows.Length];
@@ -120,7 +135,7 @@ public sealed class ContinuousBatch : IDisposable
     public BatchRow Join(GenerationRequest request, out RowToken first, CancellationToken cancellationToken = default)
     {
         if (_waiting.Count > 0) throw new InvalidOperationException("rows were added and not prefilled: call Prefill");
-        var row = Add(request);
+        var row = Add(request) ?? throw new PeftOnnxException("the model's adapters changed since this batch's rows started: join once the batch has drained");
         try
         {
             first = Prefill(cancellationToken)[0];
@@ -131,6 +146,20 @@ public sealed class ContinuousBatch : IDisposable
             row.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The stacks of adapters added or removed at run time (none bound until the first change: the graph's defaults serve).</summary>
+    private void BindAdapterStacks(OrtIoBinding binding)
+    {
+        if (_adapterState?.Slots is not { } slots) return;
+        for (int i = 0; i < slots.InputNames.Count; i++) binding.BindInput(slots.InputNames[i], slots.InputValues[i]);
+    }
+
+    /// <summary>Ends the batch's hold on its adapter state and takes one on <paramref name="state"/> (alive: a new row's generator holds it).</summary>
+    private void HoldAdapterState(AdapterSlots? state)
+    {
+        _adapterState?.Dispose();
+        _adapterState = state != null && state.TryAcquire() ? new AdapterLease(state) : null;
     }
 
     private RowToken Finish(BatchRow row, int token)
@@ -236,6 +265,7 @@ public sealed class ContinuousBatch : IDisposable
         if (positions != null) binding.BindInput(CausalLmContract.PositionIds, positions);
         if (_graph.KeepsLastLogits) binding.BindInput(CausalLmContract.NumLogitsToKeep, keepLast);
         if (adapters != null) binding.BindInput(CausalLmContract.AdapterIndex, adapters);
+        BindAdapterStacks(binding);
         for (int i = 0; i < _past.Length; i++) binding.BindInput(_graph.PastNames[i], _past[i]);
         binding.BindOutputToDevice(CausalLmContract.Logits, OrtMemoryInfo.DefaultInstance);
         foreach (var name in _graph.PresentNames) binding.BindOutputToDevice(name, OrtMemoryInfo.DefaultInstance);
@@ -298,6 +328,7 @@ public sealed class ContinuousBatch : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        HoldAdapterState(null);
         foreach (var p in _past.Distinct()) p.Dispose();
         foreach (var cache in _joining.Select(j => j.Cache).Distinct())
             foreach (var p in cache.Past.Distinct()) p.Dispose();

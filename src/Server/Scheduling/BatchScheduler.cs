@@ -21,6 +21,8 @@ public sealed class BatchScheduler : IGenerationScheduler
     private readonly Thread _thread;
     private int _queued;
     private int _running;
+    // a job that waits for the batch to drain: adapters were added or removed since the running rows started
+    private GenerationJob? _held;
 
     public BatchScheduler(OnnxModel model, SchedulerLimits limits, ServerMetrics metrics)
     {
@@ -59,7 +61,7 @@ public sealed class BatchScheduler : IGenerationScheduler
             if (batch.Count == 0)
             {
                 Release(batch, jobs);
-                if (_stop.IsCancellationRequested && _waiting.IsEmpty) return;
+                if (_stop.IsCancellationRequested && _waiting.IsEmpty && _held == null) return;
                 try { _signal.Wait(_stop.Token); }
                 catch (OperationCanceledException) { }
                 continue;
@@ -92,13 +94,17 @@ public sealed class BatchScheduler : IGenerationScheduler
     private void Admit(ContinuousBatch batch, Dictionary<BatchRow, GenerationJob> jobs)
     {
         var added = new Dictionary<BatchRow, GenerationJob>();
-        while (batch.Count < _limits.MaxBatchSize && _waiting.TryDequeue(out var job))
+        while (batch.Count < _limits.MaxBatchSize && NextJob() is { } job)
         {
-            Interlocked.Decrement(ref _queued);
             if (job.Cancellation.IsCancellationRequested) { job.Fail(new OperationCanceledException(job.Cancellation)); continue; }
             try
             {
-                added.Add(batch.Add(job.Request), job);
+                if (batch.Add(job.Request) is not { } row)
+                {
+                    _held = job;
+                    break;
+                }
+                added.Add(row, job);
             }
             catch (Exception ex)
             {
@@ -133,6 +139,18 @@ public sealed class BatchScheduler : IGenerationScheduler
                 Interlocked.Increment(ref _running);
             }
         }
+    }
+
+    private GenerationJob? NextJob()
+    {
+        if (_held is { } held)
+        {
+            _held = null;
+            return held;
+        }
+        if (!_waiting.TryDequeue(out var job)) return null;
+        Interlocked.Decrement(ref _queued);
+        return job;
     }
 
     /// <summary>Completes and disposes the rows that left the batch.</summary>

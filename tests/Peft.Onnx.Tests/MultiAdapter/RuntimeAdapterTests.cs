@@ -123,6 +123,45 @@ public class RuntimeAdapterTests
     }
 
     [Fact]
+    public void A_continuous_batch_runs_added_adapters_and_holds_rows_of_a_newer_adapter_state_until_it_drains()
+    {
+        using var model = LoadWithAdded("bloom");
+        using var reference = OnnxModel.Load(Reference("bloom"), DeviceOptions.Cpu);
+        GenerationRequest On(string? name, int row, int tokens) => new() { InputIds = [Prompt(4 + row % 3, row)], Adapter = name, Options = GenerationOptions.Greedy(tokens) };
+        string?[] names = ["big", null, "plain", "dora2", "all_linear", "ia3b"];
+        var requests = names.Select((n, i) => On(n, i, 5 + i % 3)).ToArray();
+
+        using var batch = new Peft.Onnx.Runtime.Batching.ContinuousBatch(model);
+        var rows = requests.Select(r => batch.Add(r)!).ToList();
+        var produced = rows.ToDictionary(r => r, _ => new List<int>());
+        foreach (var f in batch.Prefill()) produced[f.Row].Add(f.TokenId);
+
+        // an adapter added while rows run: the running rows keep theirs; a new row waits (null) until the batch drains
+        model.AddAdapter("late", MultiAdapterExportTests.Adapters("bloom").Single(a => a.Name == "plain").Dir);
+        var late = On("late", 7, 4);
+        Assert.Null(batch.Add(late));
+        while (batch.Count > 0)
+        {
+            foreach (var t in batch.Step()) produced[t.Row].Add(t.TokenId);
+            batch.RemoveDone();
+        }
+        for (int i = 0; i < requests.Length; i++) Assert.Equal(reference.Generate(requests[i]).NewTokens[0], produced[rows[i]]);
+
+        var lateRow = batch.Add(late)!;
+        var lateTokens = new List<int>();
+        foreach (var f in batch.Prefill()) lateTokens.Add(f.TokenId);
+        while (batch.Count > 0)
+        {
+            foreach (var t in batch.Step()) lateTokens.Add(t.TokenId);
+            batch.RemoveDone();
+        }
+        Assert.Equal(reference.Generate(On("plain", 7, 4)).NewTokens[0], lateTokens);
+        Assert.Equal(model.Generate(late).NewTokens[0], lateTokens);
+        lateRow.Dispose();
+        foreach (var r in rows) r.Dispose();
+    }
+
+    [Fact]
     public async Task Removing_an_adapter_lets_its_streaming_request_finish_and_refuses_new_ones()
     {
         using var model = LoadWithAdded("bloom");

@@ -133,7 +133,7 @@ public class ContinuousBatchTests
         {
             if (group < groups.Length && groups[group].Step <= step)
             {
-                var added = groups[group].Requests.Select(batch.Add).ToList();
+                var added = groups[group].Requests.Select(r => batch.Add(r)!).ToList();
                 rows.AddRange(added);
                 var firsts = batch.Prefill();
                 Assert.Equal(added, firsts.Select(f => f.Row));
@@ -197,7 +197,7 @@ public class ContinuousBatchTests
         // two join together, then one after a step, then two after another
         foreach (var group in new[] { new[] { 0, 1 }, [2], [3, 4] })
         {
-            foreach (var i in group) rows.Add(batch.Add(requests[i]));
+            foreach (var i in group) rows.Add(batch.Add(requests[i])!);
             foreach (var f in batch.Prefill()) produced[rows.IndexOf(f.Row)].Add(f.TokenId);
             foreach (var t in batch.Step()) produced[rows.IndexOf(t.Row)].Add(t.TokenId);
         }
@@ -229,7 +229,7 @@ public class ContinuousBatchTests
         for (int step = 0; step < 40 && (step <= 4 || batch.Count > 0); step++)
         {
             var joining = Enumerable.Range(0, requests.Length).Where(i => requests[i].Step == step).ToArray();
-            foreach (var i in joining) rows[i] = batch.Add(requests[i].Request);
+            foreach (var i in joining) rows[i] = batch.Add(requests[i].Request)!;
             foreach (var f in batch.Prefill()) produced[Array.IndexOf(rows, f.Row)].Add(f.TokenId);
             foreach (var t in batch.Step()) produced[Array.IndexOf(rows, t.Row)].Add(t.TokenId);
         }

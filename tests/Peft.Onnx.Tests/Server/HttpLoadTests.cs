@@ -3,7 +3,6 @@ using Peft.Onnx.Bench.Load;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Server;
 using Peft.Onnx.Tests.Runtime;
-using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Server;

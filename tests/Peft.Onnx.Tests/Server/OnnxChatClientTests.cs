@@ -3,7 +3,6 @@ using Microsoft.Extensions.AI;
 using Peft.Onnx.Core;
 using Peft.Onnx.Runtime.AI;
 using Peft.Onnx.Tests.Runtime;
-using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Server;

@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using Peft.Onnx.Runtime;
 using Peft.Onnx.Server;
 using Peft.Onnx.Tests.Runtime;
-using Peft.Onnx.Tests.Support;
 using Xunit;
 
 namespace Peft.Onnx.Tests.Server;
