@@ -66,12 +66,23 @@ public static class MultiAdapterExport
 
         var branches = new List<IReadOnlyList<LoraBranch>>();
         var vectors = new List<IReadOnlyList<Ia3Vector>>();
+        var prefixes = new List<AttentionPrefix?>();
         var entries = new List<AdapterManifestEntry>();
         foreach (var named in adapters)
         {
+            if (PromptAdapter.Handles(AdapterConfig.Load(named.Dir)))
+            {
+                var (prefix, entry) = ReadPrompt(named, config, checkpoint, outDir);
+                branches.Add([]);
+                vectors.Add([]);
+                prefixes.Add(prefix);
+                entries.Add(entry);
+                continue;
+            }
+            prefixes.Add(null);
             using var adapter = AdapterWeights.Open(named.Dir, architecture);
             if (adapter.Config is not (LoraConfig or Ia3Config))
-                throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is {adapter.Config.PeftType}; a multi-adapter export stacks LoRA (DoRA) and IA3 adapters so far (export it alone with an unnamed --adapter)");
+                throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is {adapter.Config.PeftType}; a multi-adapter export stacks LoRA (DoRA), IA3, prompt tuning, p-tuning and prefix tuning adapters (export it alone with an unnamed --adapter)");
             var injected = (InjectedAdapterConfig)adapter.Config;
             var targets = injected.FindTargets(architecture);
             var replaced = adapter.Replacements(architecture, targets);
@@ -94,10 +105,32 @@ public static class MultiAdapterExport
             entries.Add(new AdapterManifestEntry(named.Name, adapter.Config.PeftType, rank, adapter.Config.CountParameters(architecture).Trainable, SourceConfig(named.Dir)));
         }
 
-        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = new LoraBranches(new AdapterStack(branches, vectors)) });
+        var stack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) : null;
+        stack?.CheckFits(config.Dimensions.NumLayers, config.Dimensions.NumKeyValueHeads, config.Dimensions.HeadDim);
+        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions
+        {
+            Lora = new LoraBranches(new AdapterStack(branches, vectors)),
+            Prefixes = stack,
+        });
         var extra = new Dictionary<string, string>(StringComparer.Ordinal) { [AdapterManifest.FileName] = new AdapterManifest(entries).ToJson() };
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
         return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extra);
+    }
+
+    /// <summary>
+    /// A prompt-learning adapter's constant keys/values, baked as its single-adapter export bakes them (prefix tuning
+    /// from its embeddings, prompt tuning / p-tuning by running the base on its virtual tokens); its manifest rank is
+    /// its number of virtual tokens.
+    /// </summary>
+    private static (AttentionPrefix Prefix, AdapterManifestEntry Entry) ReadPrompt(NamedAdapter named, ModelConfig config, WeightSource weights, string outDir)
+    {
+        var adapter = PromptAdapter.Load(named.Dir, config);
+        var prefix = adapter.IsPrefix
+            ? BakePrefix.ForDecoder(adapter, config)
+            : BakeSoftPrompt.ForDecoder(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
+        var entry = new AdapterManifestEntry(named.Name, adapter.Config.PeftType, adapter.NumVirtualTokens,
+            adapter.Config.CountParameters(Architecture.For(config)).Trainable, SourceConfig(named.Dir));
+        return (prefix, entry);
     }
 
     /// <summary>IA3's vectors, checked as the merge checks them: ia3_l [1, in] for feed-forward targets, [out, 1] otherwise.</summary>

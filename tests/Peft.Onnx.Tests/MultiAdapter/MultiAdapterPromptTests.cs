@@ -1,0 +1,137 @@
+using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Core.Peft;
+using Peft.Onnx.Core.SafeTensors;
+using Peft.Onnx.Exporter;
+using Peft.Onnx.Runtime;
+using Peft.Onnx.Tests.Support;
+using Xunit;
+
+namespace Peft.Onnx.Tests.MultiAdapter;
+
+/// <summary>
+/// Prompt tuning, p-tuning and prefix tuning adapters in one multi-adapter export beside LoRA and IA3: every row of a
+/// mixed batch (different lengths, left padding, prefixes of different lengths, the base in the middle) equals that
+/// adapter's own single-adapter export, in logits and greedy tokens; base rows equal the base export.
+/// </summary>
+public class MultiAdapterPromptTests
+{
+    /// <summary>name -> adapter folder; "prompt_short" and "prefix_short" are trained fixtures cut to fewer virtual tokens.</summary>
+    private static IReadOnlyList<(string Name, string Dir)> Adapters(string arch) =>
+    [
+        ("prompt", Paths.Case(arch, "prompt_tuning_random/adapter_trained")),
+        ("lora", Paths.Case(arch, "lora/adapter_trained")),
+        ("prefix", Paths.Case(arch, "prefix/adapter_trained")),
+        ("ptuning", Paths.Case(arch, "p_tuning_mlp/adapter_trained")),
+        ("ia3", Paths.Case(arch, "ia3/adapter_trained")),
+        ("prefix_short", Shortened(arch, "prefix", 5)),
+        ("prompt_short", Shortened(arch, "prompt_tuning_random", 3)),
+    ];
+
+    /// <summary>Rows as (adapter or null, prompt length).</summary>
+    private static readonly (string? Adapter, int Length)[] Rows =
+    [
+        ("prompt", 5), ("lora", 3), (null, 4), ("prefix", 6), ("prefix_short", 2), ("ptuning", 7), ("prompt", 3),
+        ("prompt_short", 4), ("ia3", 5),
+    ];
+
+    private static readonly ConcurrentDictionary<string, Lazy<string>> Made = new();
+
+    /// <summary>A fixture's trained prompt-learning adapter keeping only its first <paramref name="nv"/> virtual tokens (a valid adapter of its own).</summary>
+    private static string Shortened(string arch, string method, int nv) => Made.GetOrAdd($"{arch}/{method}/{nv}", _ => new Lazy<string>(() =>
+    {
+        var source = Paths.Case(arch, method + "/adapter_trained");
+        var dir = TempExports.FreshPath();
+        Directory.CreateDirectory(dir);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, AdapterFormat.ConfigFile)))!.AsObject();
+        config["num_virtual_tokens"] = nv;
+        File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), config.ToJsonString());
+        using var file = SafeTensorsFile.Open(AdapterFormat.WeightsPath(source));
+        var shape = file[AdapterFormat.PromptEmbeddings].Shape;
+        var rows = file.ReadFloat32(AdapterFormat.PromptEmbeddings).AsSpan(0, nv * (int)shape[1]).ToArray();
+        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), [TensorData.FromFloat32(AdapterFormat.PromptEmbeddings, [nv, shape[1]], rows)]);
+        return dir;
+    })).Value;
+
+    private static string MultiExport(string arch) => Made.GetOrAdd(arch, a => new Lazy<string>(() =>
+    {
+        var dir = TempExports.FreshPath();
+        MultiAdapterExport.Export(Paths.Case(a, "base_model"), Adapters(a).Select(x => new NamedAdapter(x.Name, x.Dir)).ToList(), dir, new ExportOptions());
+        return dir;
+    })).Value;
+
+    private static string SingleExport(string arch, string? adapter) => Made.GetOrAdd($"{arch}/single/{adapter ?? "(base)"}", _ => new Lazy<string>(() =>
+    {
+        var dir = TempExports.FreshPath();
+        var adapterDir = adapter == null ? null : Adapters(arch).Single(x => x.Name == adapter).Dir;
+        OnnxExport.Export(Paths.Case(arch, "base_model"), adapterDir, dir, new ExportOptions { Verify = false });
+        return dir;
+    })).Value;
+
+    private static long[] Prompt(int length, int row) => Enumerable.Range(0, length).Select(t => (long)(3 + (row * 11 + t * 7) % 50)).ToArray();
+
+    [Theory]
+    [InlineData("bloom")]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("opt")]
+    public void Every_row_of_a_mixed_batch_has_the_logits_of_its_own_export(string arch)
+    {
+        var multi = MultiExport(arch);
+        var manifest = AdapterManifest.Load(multi)!;
+        Assert.Equal(Adapters(arch).Select(a => a.Name), manifest.Adapters.Select(a => a.Name));
+        Assert.Equal([8, 8, 8, 5, 3], manifest.Adapters.Where(a => a.Name.StartsWith('p')).Select(a => a.Rank));
+        Assert.Equal(["PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING"], manifest.Adapters.Take(4).Where(a => a.Name != "lora").Select(a => a.Method));
+        int batch = Rows.Length, total = Rows.Max(r => r.Length);
+        var ids = new long[batch * total];
+        var mask = new long[batch * total];
+        for (int r = 0; r < batch; r++)
+        {
+            var prompt = Prompt(Rows[r].Length, r);
+            int pad = total - prompt.Length;
+            for (int t = 0; t < prompt.Length; t++) { ids[r * total + pad + t] = prompt[t]; mask[r * total + pad + t] = 1; }
+        }
+        using var mixed = CausalLmForward.Open(Path.Combine(multi, CausalLmContract.ModelFile));
+        Assert.False(File.Exists(Path.Combine(multi, CausalLmContract.PrefixInCacheFile)));
+        int vocab = mixed.VocabSize;
+        var all = mixed.Logits(ids, mask, batch, Rows.Select(r => manifest.IndexOf(r.Adapter)).ToArray());
+        using var baseForward = CausalLmForward.Open(Path.Combine(SingleExport(arch, null), CausalLmContract.ModelFile));
+        for (int r = 0; r < batch; r++)
+        {
+            var prompt = Prompt(Rows[r].Length, r);
+            using var single = CausalLmForward.Open(Path.Combine(SingleExport(arch, Rows[r].Adapter), CausalLmContract.ModelFile));
+            var expected = single.Logits(prompt, BatchSlices.Ones(prompt.Length), 1);
+            int pad = total - prompt.Length;
+            var actual = all.AsSpan((r * total + pad) * vocab, prompt.Length * vocab).ToArray();
+            Tolerance.AssertLogits(expected, actual, vocab, what: $"{arch} row {r} ({Rows[r].Adapter ?? "base"})");
+            if (Rows[r].Adapter == null) continue;
+            // the adapter really changes the row
+            var baseLogits = baseForward.Logits(prompt, BatchSlices.Ones(prompt.Length), 1);
+            Assert.True(baseLogits.Zip(actual).Max(p => Math.Abs(p.First - p.Second)) > 1e-3, $"{arch} row {r}: adapter {Rows[r].Adapter} left the logits unchanged");
+        }
+    }
+
+    [Theory]
+    [InlineData("bloom")]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("opt")]
+    public void Every_row_of_a_mixed_greedy_batch_generates_the_tokens_of_its_own_export(string arch)
+    {
+        using var model = OnnxModel.Load(MultiExport(arch), DeviceOptions.Cpu);
+        var prompts = Rows.Select((r, i) => (IReadOnlyList<int>)Prompt(r.Length, i).Select(v => (int)v).ToArray()).ToArray();
+        var result = model.Generate(new GenerationRequest
+        {
+            InputIds = prompts,
+            Adapters = Rows.Select(r => r.Adapter).ToArray(),
+            Options = GenerationOptions.Greedy(8),
+        });
+        for (int r = 0; r < Rows.Length; r++)
+        {
+            using var single = OnnxModel.Load(SingleExport(arch, Rows[r].Adapter), DeviceOptions.Cpu);
+            var alone = single.Generate(GenerationRequest.FromIds(prompts[r], GenerationOptions.Greedy(8)));
+            Assert.Equal(alone.NewTokens[0], result.NewTokens[r]);
+        }
+    }
+}
