@@ -36,8 +36,9 @@ public sealed record NamedAdapter(string Name, string Dir)
 
 /// <summary>
 /// Many adapters on one base in one folder: the base weights once, every adapter's LoRA tensors stacked per module
-/// (<see cref="AdapterStack"/>) and chosen per row by <see cref="CausalLmContract.AdapterIndex"/>, and
-/// <see cref="AdapterManifest"/> naming them. Every adapter is read and checked against the base before anything is
+/// (<see cref="AdapterStack"/>) and every prompt-learning adapter's keys/values stacked per layer (<see cref="PrefixStack"/>,
+/// decoder-only models), chosen per row by <see cref="CausalLmContract.AdapterIndex"/> (both graphs of an
+/// encoder-decoder take it), and <see cref="AdapterManifest"/> naming them. Every adapter is read and checked against the base before anything is
 /// written.
 /// </summary>
 public static class MultiAdapterExport
@@ -57,8 +58,6 @@ public static class MultiAdapterExport
             throw new PeftOnnxException("a multi-adapter export writes float32 weights (--quantize and --dtype fp16 are not supported with named adapters yet)");
         var config = ModelConfig.Load(modelDir);
         if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
-        if (config.IsEncoderDecoder)
-            throw new PeftOnnxException($"{modelDir}: multi-adapter export supports decoder-only models so far ({config.ModelType} is encoder-decoder)");
         var architecture = Architecture.For(config);
         using var tensors = CheckpointTensors.Open(modelDir);
         var checkpoint = new CheckpointWeights(tensors);
@@ -72,6 +71,8 @@ public static class MultiAdapterExport
         {
             if (PromptAdapter.Handles(AdapterConfig.Load(named.Dir)))
             {
+                if (config.IsEncoderDecoder)
+                    throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is a prompt-learning adapter; a multi-adapter export of an encoder-decoder model ({config.ModelType}) stacks LoRA (DoRA) and IA3 adapters so far (export it alone with an unnamed --adapter)");
                 var (prefix, entry) = ReadPrompt(named, config, checkpoint, outDir);
                 branches.Add([]);
                 vectors.Add([]);
@@ -105,15 +106,14 @@ public static class MultiAdapterExport
             entries.Add(new AdapterManifestEntry(named.Name, adapter.Config.PeftType, rank, adapter.Config.CountParameters(architecture).Trainable, SourceConfig(named.Dir)));
         }
 
-        var stack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) : null;
-        stack?.CheckFits(config.Dimensions.NumLayers, config.Dimensions.NumKeyValueHeads, config.Dimensions.HeadDim);
-        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions
-        {
-            Lora = new LoraBranches(new AdapterStack(branches, vectors)),
-            Prefixes = stack,
-        });
         var extra = new Dictionary<string, string>(StringComparer.Ordinal) { [AdapterManifest.FileName] = new AdapterManifest(entries).ToJson() };
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
+        var stacked = new LoraBranches(new AdapterStack(branches, vectors));
+        if (config.IsEncoderDecoder)
+            return OnnxExport.WriteSeq2SeqFolder(FamilyGraphs.BuildSeq2Seq(config, checkpoint, new Seq2SeqGraphOptions { Lora = stacked }), modelDir, outDir, options, extra);
+        var stack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) : null;
+        stack?.CheckFits(config.Dimensions.NumLayers, config.Dimensions.NumKeyValueHeads, config.Dimensions.HeadDim);
+        var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = stacked, Prefixes = stack });
         return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extra);
     }
 

@@ -49,7 +49,7 @@ public static class OnnxForward
         {
             var labels = batch.Labels ?? throw new PeftOnnxException($"{inputsPath}: an encoder-decoder export needs 'labels' [batch, target_len] (the decoder input is labels shifted right)");
             var decoderIds = Seq2SeqForward.ShiftRight(labels, size, config.DecoderStartId, config.PadTokenId ?? 0);
-            var logits = model.Seq2Seq(batch.InputIds, batch.AttentionMask, decoderIds, size);
+            var logits = model.Seq2Seq(batch.InputIds, batch.AttentionMask, decoderIds, size, adapterIndices);
             return new ForwardResult(logits, [size, batch.LabelShape![1], vocab], (float)MeanCrossEntropy.Of(logits, vocab, labels, shift: false, size));
         }
         batch.CheckLabelsLikeInputs(inputsPath, "a decoder-only export");

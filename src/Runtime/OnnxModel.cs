@@ -37,7 +37,7 @@ public sealed class OnnxModel : IDisposable
         VocabSize = graphVocab > 0 ? graphVocab : config.Dimensions.VocabSize;
         NumLayers = causal?.NumLayers ?? seq2seq!.NumLayers;
         _adapters = AdapterManifest.Load(dir);
-        if (_adapters != null && causal?.TakesAdapterIndex != true)
+        if (_adapters != null && (causal?.TakesAdapterIndex ?? seq2seq!.TakesAdapterIndex) != true)
             throw new PeftOnnxException($"{dir}: {AdapterManifest.FileName} names adapters but the graph has no '{CausalLmContract.AdapterIndex}' input");
         (ContextLength, ContextKey) = (config.ContextWindow?.Positions, config.ContextWindow?.Key);
         if (device == Device.Cuda) _cudaMemory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, cudaDeviceId, OrtMemType.Default);

@@ -119,6 +119,17 @@ public sealed record Seq2SeqGraphOptions
 
     public static readonly Seq2SeqGraphOptions Default = new();
 
+    /// <summary>
+    /// adapter_index [batch] in the encoder and the decoder graph where <see cref="Lora"/> stacks several adapters: an
+    /// overridable initializer of one -1 (every row on the base), as the decoder-only graphs declare it.
+    /// </summary>
+    internal void DeclareAdapterIndex(GraphBuilder g)
+    {
+        if (Lora?.Stack == null) return;
+        g.Input(Seq2SeqContract.AdapterIndex, ElementType.Int64, Seq2SeqInterface.Batch);
+        g.Initializer(Seq2SeqContract.AdapterIndex, InitializerData.FromInt64([-1L], 1));
+    }
+
     internal bool HasEncoderPrompt => EncoderPrompt != null && EncoderPromptLength > 0;
 
     internal string CrossSequence => HasEncoderPrompt ? Seq2SeqInterface.PromptedEncoderSequence : Seq2SeqInterface.EncoderSequence;

@@ -50,6 +50,7 @@ public sealed class T5DecoderGraph
     {
         var g = _g;
         DeclareDecoder(g, _config.DecoderLayers, _t5.Heads, _t5.HeadDim, _config.VocabSize, _options.CrossSequence);
+        _options.DeclareAdapterIndex(g);
 
         string hidden;
         using (g.Scope("/decoder"))

@@ -48,6 +48,7 @@ public sealed class T5EncoderGraph
     {
         var g = _g;
         DeclareEncoder(g, _config.DecoderLayers, _t5.Heads, _t5.HeadDim, _config.DModel, _options.CrossSequence);
+        _options.DeclareAdapterIndex(g);
 
         string hidden;
         using (g.Scope("/encoder"))

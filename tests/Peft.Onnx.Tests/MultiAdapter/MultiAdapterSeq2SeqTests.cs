@@ -1,0 +1,102 @@
+using Peft.Onnx.Core;
+using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Exporter;
+using Peft.Onnx.Runtime;
+using Peft.Onnx.Tests.Support;
+using Xunit;
+
+namespace Peft.Onnx.Tests.MultiAdapter;
+
+/// <summary>
+/// Encoder-decoder multi-adapter exports (T5, mT5): LoRA (plain, all-linear, DoRA, lora_bias) and IA3 adapters chosen per
+/// row in both graphs; every row of a mixed batch (different encoder lengths, the base in the middle, one adapter
+/// repeated) equals that adapter's own merged export, in teacher-forced logits and greedy tokens.
+/// </summary>
+public class MultiAdapterSeq2SeqTests
+{
+    private static readonly (string? Adapter, int Length)[] Rows =
+        [("plain", 5), ("ia3", 3), (null, 6), ("dora", 4), ("all_linear", 7), ("plain", 2), ("with_bias", 5)];
+
+    private static long[] Prompt(int length, int row) => Enumerable.Range(0, length).Select(t => (long)(3 + (row * 13 + t * 7) % 60)).ToArray();
+
+    private const int DecoderLength = 4;
+
+    private static long[] DecoderIds(int row) => [0, .. Enumerable.Range(1, DecoderLength - 1).Select(t => (long)(5 + (row * 3 + t * 11) % 50))];
+
+    [Theory]
+    [InlineData("t5")]
+    [InlineData("mt5")]
+    public void Every_row_of_a_mixed_batch_has_the_teacher_forced_logits_of_its_own_export(string arch)
+    {
+        var multi = MultiAdapterExportTests.MultiExport(arch);
+        Assert.True(File.Exists(Path.Combine(multi, Seq2SeqContract.EncoderFile)));
+        var manifest = AdapterManifest.Load(multi)!;
+        Assert.Equal(MultiAdapterExportTests.Adapters(arch).Select(a => a.Name), manifest.Adapters.Select(a => a.Name));
+        int batch = Rows.Length, total = Rows.Max(r => r.Length);
+        var ids = new long[batch * total];
+        var mask = new long[batch * total];
+        var decoderIds = new long[batch * DecoderLength];
+        for (int r = 0; r < batch; r++)
+        {
+            var prompt = Prompt(Rows[r].Length, r);
+            for (int t = 0; t < prompt.Length; t++) { ids[r * total + t] = prompt[t]; mask[r * total + t] = 1; }
+            DecoderIds(r).CopyTo(decoderIds, r * DecoderLength);
+        }
+        using var mixed = Seq2SeqForward.Open(multi);
+        Assert.True(mixed.TakesAdapterIndex);
+        int vocab = mixed.VocabSize;
+        var all = mixed.Forward(ids, mask, decoderIds, batch, Rows.Select(r => manifest.IndexOf(r.Adapter)).ToArray()).Logits;
+        using var baseForward = Seq2SeqForward.Open(MultiAdapterExportTests.SingleExport(arch, null));
+        for (int r = 0; r < batch; r++)
+        {
+            var prompt = Prompt(Rows[r].Length, r);
+            using var single = Seq2SeqForward.Open(MultiAdapterExportTests.SingleExport(arch, Rows[r].Adapter));
+            var expected = single.Forward(prompt, BatchSlices.Ones(prompt.Length), DecoderIds(r), 1).Logits;
+            var actual = all.AsSpan(r * DecoderLength * vocab, DecoderLength * vocab).ToArray();
+            Tolerance.AssertLogits(expected, actual, vocab, what: $"{arch} row {r} ({Rows[r].Adapter ?? "base"})");
+            if (Rows[r].Adapter == null) continue;
+            var baseLogits = baseForward.Forward(prompt, BatchSlices.Ones(prompt.Length), DecoderIds(r), 1).Logits;
+            Assert.True(baseLogits.Zip(actual).Max(p => Math.Abs(p.First - p.Second)) > 1e-3, $"{arch} row {r}: adapter {Rows[r].Adapter} left the logits unchanged");
+        }
+        // without adapter_index every row runs the base (the graphs' default)
+        var defaulted = mixed.Forward(ids, mask, decoderIds, batch).Logits;
+        var baseRow = baseForward.Forward(Prompt(Rows[0].Length, 0), BatchSlices.Ones(Rows[0].Length), DecoderIds(0), 1).Logits;
+        Tolerance.AssertLogits(baseRow, defaulted.AsSpan(0, DecoderLength * vocab).ToArray(), vocab, what: $"{arch} row 0 without adapter_index");
+    }
+
+    [Theory]
+    [InlineData("t5")]
+    [InlineData("mt5")]
+    public void Every_row_of_a_mixed_greedy_batch_generates_the_tokens_of_its_own_export(string arch)
+    {
+        using var model = OnnxModel.Load(MultiAdapterExportTests.MultiExport(arch), DeviceOptions.Cpu);
+        Assert.True(model.IsEncoderDecoder);
+        Assert.Equal(MultiAdapterExportTests.Adapters(arch).Select(a => a.Name), model.Adapters);
+        var prompts = Rows.Select((r, i) => (IReadOnlyList<int>)Prompt(r.Length, i).Select(v => (int)v).ToArray()).ToArray();
+        var result = model.Generate(new GenerationRequest
+        {
+            InputIds = prompts,
+            Adapters = Rows.Select(r => r.Adapter).ToArray(),
+            Options = GenerationOptions.Greedy(6),
+        });
+        for (int r = 0; r < Rows.Length; r++)
+        {
+            using var single = OnnxModel.Load(MultiAdapterExportTests.SingleExport(arch, Rows[r].Adapter), DeviceOptions.Cpu);
+            var alone = single.Generate(GenerationRequest.FromIds(prompts[r], GenerationOptions.Greedy(6)));
+            Assert.Equal(alone.NewTokens[0], result.NewTokens[r]);
+        }
+        var ex = Assert.Throws<PeftOnnxException>(() => model.Generate(new GenerationRequest { InputIds = [prompts[0]], Adapter = "missing", Options = GenerationOptions.Greedy(2) }));
+        Assert.Contains("unknown adapter 'missing'", ex.Message);
+    }
+
+    [Fact]
+    public void A_prompt_learning_adapter_in_an_encoder_decoder_multi_adapter_export_is_refused_naming_it()
+    {
+        var outDir = TempExports.FreshPath();
+        var ex = Assert.Throws<PeftOnnxException>(() => MultiAdapterExport.Export(Paths.Case("t5", "base_model"),
+            [new NamedAdapter("plain", Paths.Case("t5", "lora/adapter_trained")), new NamedAdapter("soft", Paths.Case("t5", "prompt_tuning_random/adapter_trained"))],
+            outDir, new ExportOptions()));
+        Assert.Contains("adapter 'soft' is a prompt-learning adapter", ex.Message);
+        TempExports.AssertNothingWritten(outDir);
+    }
+}
