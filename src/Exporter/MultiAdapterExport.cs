@@ -36,8 +36,8 @@ public sealed record NamedAdapter(string Name, string Dir)
 
 /// <summary>
 /// Many adapters on one base in one folder: the base weights once, every adapter's LoRA tensors stacked per module
-/// (<see cref="AdapterStack"/>) and every prompt-learning adapter's keys/values stacked per layer (<see cref="PrefixStack"/>,
-/// decoder-only models), chosen per row by <see cref="CausalLmContract.AdapterIndex"/> (both graphs of an
+/// (<see cref="AdapterStack"/>), every prefix / baked prompt's keys/values stacked per layer (<see cref="PrefixStack"/>)
+/// and every encoder soft prompt stacked (<see cref="EncoderPromptStack"/>, encoder-decoders), chosen per row by <see cref="CausalLmContract.AdapterIndex"/> (both graphs of an
 /// encoder-decoder take it), and <see cref="AdapterManifest"/> naming them. Every adapter is read and checked against the base before anything is
 /// written.
 /// </summary>
@@ -66,21 +66,22 @@ public static class MultiAdapterExport
         var branches = new List<IReadOnlyList<LoraBranch>>();
         var vectors = new List<IReadOnlyList<Ia3Vector>>();
         var prefixes = new List<AttentionPrefix?>();
+        var encoderPrompts = new List<float[]?>();
         var entries = new List<AdapterManifestEntry>();
         foreach (var named in adapters)
         {
             if (PromptAdapter.Handles(AdapterConfig.Load(named.Dir)))
             {
-                if (config.IsEncoderDecoder)
-                    throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is a prompt-learning adapter; a multi-adapter export of an encoder-decoder model ({config.ModelType}) stacks LoRA (DoRA) and IA3 adapters so far (export it alone with an unnamed --adapter)");
-                var (prefix, entry) = ReadPrompt(named, config, checkpoint, outDir);
+                var (prefix, encoderPrompt, entry) = ReadPrompt(named, config, checkpoint, outDir);
                 branches.Add([]);
                 vectors.Add([]);
                 prefixes.Add(prefix);
+                encoderPrompts.Add(encoderPrompt);
                 entries.Add(entry);
                 continue;
             }
             prefixes.Add(null);
+            encoderPrompts.Add(null);
             using var adapter = AdapterWeights.Open(named.Dir, architecture);
             if (adapter.Config is not (LoraConfig or Ia3Config))
                 throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is {adapter.Config.PeftType}; a multi-adapter export stacks LoRA (DoRA), IA3, prompt tuning, p-tuning and prefix tuning adapters (export it alone with an unnamed --adapter)");
@@ -109,28 +110,40 @@ public static class MultiAdapterExport
         var extra = new Dictionary<string, string>(StringComparer.Ordinal) { [AdapterManifest.FileName] = new AdapterManifest(entries).ToJson() };
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
         var stacked = new LoraBranches(new AdapterStack(branches, vectors));
-        if (config.IsEncoderDecoder)
-            return OnnxExport.WriteSeq2SeqFolder(FamilyGraphs.BuildSeq2Seq(config, checkpoint, new Seq2SeqGraphOptions { Lora = stacked }), modelDir, outDir, options, extra);
+        var d = config.Dimensions;
         var stack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) : null;
-        stack?.CheckFits(config.Dimensions.NumLayers, config.Dimensions.NumKeyValueHeads, config.Dimensions.HeadDim);
+        stack?.CheckFits(d.NumDecoderLayers, d.NumKeyValueHeads, d.HeadDim);
+        if (config.IsEncoderDecoder)
+        {
+            var seq2seq = new Seq2SeqGraphOptions
+            {
+                Lora = stacked,
+                DecoderPrefixes = stack,
+                EncoderPrompts = encoderPrompts.Any(p => p != null) ? new EncoderPromptStack(encoderPrompts, d.HiddenSize) : null,
+            };
+            return OnnxExport.WriteSeq2SeqFolder(FamilyGraphs.BuildSeq2Seq(config, checkpoint, seq2seq), modelDir, outDir, options, extra);
+        }
         var graph = FamilyGraphs.BuildCausal(config, checkpoint, new CausalLmGraphOptions { Lora = stacked, Prefixes = stack });
         return OnnxExport.WriteFolder(graph, modelDir, outDir, options, extra);
     }
 
     /// <summary>
-    /// A prompt-learning adapter's constant keys/values, baked as its single-adapter export bakes them (prefix tuning
-    /// from its embeddings, prompt tuning / p-tuning by running the base on its virtual tokens); its manifest rank is
-    /// its number of virtual tokens.
+    /// A prompt-learning adapter baked as its single-adapter export bakes it: prefix tuning as constant keys/values
+    /// (decoder self-attention and cross part on encoder-decoders), prompt tuning / p-tuning as keys/values from running
+    /// the base on its virtual tokens (decoder-only) or as the encoder prompt (encoder-decoders). Its manifest rank is its
+    /// number of virtual tokens.
     /// </summary>
-    private static (AttentionPrefix Prefix, AdapterManifestEntry Entry) ReadPrompt(NamedAdapter named, ModelConfig config, WeightSource weights, string outDir)
+    private static (AttentionPrefix? Prefix, float[]? EncoderPrompt, AdapterManifestEntry Entry) ReadPrompt(NamedAdapter named, ModelConfig config, WeightSource weights, string outDir)
     {
         var adapter = PromptAdapter.Load(named.Dir, config);
+        var entry = new AdapterManifestEntry(named.Name, adapter.Config.PeftType, adapter.NumVirtualTokens,
+            adapter.Config.CountParameters(Architecture.For(config)).Trainable, SourceConfig(named.Dir));
+        if (config.IsEncoderDecoder)
+            return adapter.IsPrefix ? (BakePrefix.ForSeq2Seq(adapter, config), null, entry) : (null, BakeSoftPrompt.ForSeq2Seq(adapter, config).EncoderPrompt, entry);
         var prefix = adapter.IsPrefix
             ? BakePrefix.ForDecoder(adapter, config)
             : BakeSoftPrompt.ForDecoder(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
-        var entry = new AdapterManifestEntry(named.Name, adapter.Config.PeftType, adapter.NumVirtualTokens,
-            adapter.Config.CountParameters(Architecture.For(config)).Trainable, SourceConfig(named.Dir));
-        return (prefix, entry);
+        return (prefix, null, entry);
     }
 
     /// <summary>IA3's vectors, checked as the merge checks them: ia3_l [1, in] for feed-forward targets, [out, 1] otherwise.</summary>

@@ -38,19 +38,25 @@ public class MultiAdapterPromptTests
 
     private static readonly ConcurrentDictionary<string, Lazy<string>> Made = new();
 
-    /// <summary>A fixture's trained prompt-learning adapter keeping only its first <paramref name="nv"/> virtual tokens (a valid adapter of its own).</summary>
-    private static string Shortened(string arch, string method, int nv) => Made.GetOrAdd($"{arch}/{method}/{nv}", _ => new Lazy<string>(() =>
+    /// <summary>
+    /// A fixture's trained prompt-learning adapter keeping only its first <paramref name="nv"/> virtual tokens (a valid
+    /// adapter of its own): of each block of num_virtual_tokens rows (one per transformer submodule) the first nv.
+    /// </summary>
+    internal static string Shortened(string arch, string method, int nv) => Made.GetOrAdd($"{arch}/{method}/{nv}", _ => new Lazy<string>(() =>
     {
         var source = Paths.Case(arch, method + "/adapter_trained");
         var dir = TempExports.FreshPath();
         Directory.CreateDirectory(dir);
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, AdapterFormat.ConfigFile)))!.AsObject();
+        int original = config["num_virtual_tokens"]!.GetValue<int>();
         config["num_virtual_tokens"] = nv;
         File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), config.ToJsonString());
         using var file = SafeTensorsFile.Open(AdapterFormat.WeightsPath(source));
         var shape = file[AdapterFormat.PromptEmbeddings].Shape;
-        var rows = file.ReadFloat32(AdapterFormat.PromptEmbeddings).AsSpan(0, nv * (int)shape[1]).ToArray();
-        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), [TensorData.FromFloat32(AdapterFormat.PromptEmbeddings, [nv, shape[1]], rows)]);
+        int width = (int)shape[1], blocks = (int)shape[0] / original;
+        var all = file.ReadFloat32(AdapterFormat.PromptEmbeddings);
+        var rows = Enumerable.Range(0, blocks).SelectMany(b => all.AsSpan(b * original * width, nv * width).ToArray()).ToArray();
+        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), [TensorData.FromFloat32(AdapterFormat.PromptEmbeddings, [blocks * nv, width], rows)]);
         return dir;
     })).Value;
 

@@ -89,14 +89,99 @@ public class MultiAdapterSeq2SeqTests
         Assert.Contains("unknown adapter 'missing'", ex.Message);
     }
 
-    [Fact]
-    public void A_prompt_learning_adapter_in_an_encoder_decoder_multi_adapter_export_is_refused_naming_it()
+    /// <summary>Prompt-learning adapters beside LoRA and IA3: encoder prompts and decoder prefixes of different lengths.</summary>
+    private static IReadOnlyList<(string Name, string Dir)> PromptAdapters(string arch) =>
+    [
+        ("prompt", Paths.Case(arch, "prompt_tuning_random/adapter_trained")),
+        ("lora", Paths.Case(arch, "lora/adapter_trained")),
+        ("prefix", Paths.Case(arch, "prefix/adapter_trained")),
+        ("ptuning", Paths.Case(arch, "p_tuning_mlp/adapter_trained")),
+        ("ia3", Paths.Case(arch, "ia3/adapter_trained")),
+        ("prefix_short", MultiAdapterPromptTests.Shortened(arch, "prefix", 5)),
+        ("prompt_short", MultiAdapterPromptTests.Shortened(arch, "prompt_tuning_random", 3)),
+    ];
+
+    /// <summary>
+    /// Rows of "prefix" 8 long and of "prefix_short" 5 long use their prefix's cross part (transformers does where the
+    /// encoder sequence is exactly num_virtual_tokens long), the other prefix rows do not; each row as it runs alone,
+    /// although the batch is padded to 9.
+    /// </summary>
+    private static readonly (string? Adapter, int Length)[] PromptRows =
+    [
+        ("prompt", 5), ("lora", 3), (null, 4), ("prefix", 8), ("prefix_short", 3), ("ptuning", 9), ("prompt", 2),
+        ("prompt_short", 6), ("ia3", 5), ("prefix", 4), ("prefix_short", 5),
+    ];
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<string>> Made = new();
+
+    private static string PromptMultiExport(string arch) => Made.GetOrAdd(arch, a => new Lazy<string>(() =>
     {
-        var outDir = TempExports.FreshPath();
-        var ex = Assert.Throws<PeftOnnxException>(() => MultiAdapterExport.Export(Paths.Case("t5", "base_model"),
-            [new NamedAdapter("plain", Paths.Case("t5", "lora/adapter_trained")), new NamedAdapter("soft", Paths.Case("t5", "prompt_tuning_random/adapter_trained"))],
-            outDir, new ExportOptions()));
-        Assert.Contains("adapter 'soft' is a prompt-learning adapter", ex.Message);
-        TempExports.AssertNothingWritten(outDir);
+        var dir = TempExports.FreshPath();
+        MultiAdapterExport.Export(Paths.Case(a, "base_model"), PromptAdapters(a).Select(x => new NamedAdapter(x.Name, x.Dir)).ToList(), dir, new ExportOptions());
+        return dir;
+    })).Value;
+
+    private static string PromptSingleExport(string arch, string? adapter) => Made.GetOrAdd($"{arch}/single/{adapter ?? "(base)"}", _ => new Lazy<string>(() =>
+    {
+        var dir = TempExports.FreshPath();
+        var adapterDir = adapter == null ? null : PromptAdapters(arch).Single(x => x.Name == adapter).Dir;
+        OnnxExport.Export(Paths.Case(arch, "base_model"), adapterDir, dir, new ExportOptions { Verify = false });
+        return dir;
+    })).Value;
+
+    [Theory]
+    [InlineData("t5")]
+    [InlineData("mt5")]
+    public void Prompt_and_prefix_rows_of_a_mixed_batch_have_the_logits_of_their_own_export(string arch)
+    {
+        var multi = PromptMultiExport(arch);
+        var manifest = AdapterManifest.Load(multi)!;
+        Assert.Equal([8, 8, 8, 5, 3], manifest.Adapters.Where(a => a.Name.StartsWith('p')).Select(a => a.Rank));
+        int batch = PromptRows.Length, total = PromptRows.Max(r => r.Length);
+        var ids = new long[batch * total];
+        var mask = new long[batch * total];
+        var decoderIds = new long[batch * DecoderLength];
+        for (int r = 0; r < batch; r++)
+        {
+            var prompt = Prompt(PromptRows[r].Length, r);
+            for (int t = 0; t < prompt.Length; t++) { ids[r * total + t] = prompt[t]; mask[r * total + t] = 1; }
+            DecoderIds(r).CopyTo(decoderIds, r * DecoderLength);
+        }
+        using var mixed = Seq2SeqForward.Open(multi);
+        int vocab = mixed.VocabSize;
+        var all = mixed.Forward(ids, mask, decoderIds, batch, PromptRows.Select(r => manifest.IndexOf(r.Adapter)).ToArray()).Logits;
+        using var baseForward = Seq2SeqForward.Open(PromptSingleExport(arch, null));
+        for (int r = 0; r < batch; r++)
+        {
+            var prompt = Prompt(PromptRows[r].Length, r);
+            using var single = Seq2SeqForward.Open(PromptSingleExport(arch, PromptRows[r].Adapter));
+            var expected = single.Forward(prompt, BatchSlices.Ones(prompt.Length), DecoderIds(r), 1).Logits;
+            var actual = all.AsSpan(r * DecoderLength * vocab, DecoderLength * vocab).ToArray();
+            Tolerance.AssertLogits(expected, actual, vocab, what: $"{arch} row {r} ({PromptRows[r].Adapter ?? "base"})");
+            if (PromptRows[r].Adapter == null) continue;
+            var baseLogits = baseForward.Forward(prompt, BatchSlices.Ones(prompt.Length), DecoderIds(r), 1).Logits;
+            Assert.True(baseLogits.Zip(actual).Max(p => Math.Abs(p.First - p.Second)) > 1e-3, $"{arch} row {r}: adapter {PromptRows[r].Adapter} left the logits unchanged");
+        }
+    }
+
+    [Theory]
+    [InlineData("t5")]
+    [InlineData("mt5")]
+    public void Prompt_and_prefix_rows_of_a_mixed_greedy_batch_generate_the_tokens_of_their_own_export(string arch)
+    {
+        using var model = OnnxModel.Load(PromptMultiExport(arch), DeviceOptions.Cpu);
+        var prompts = PromptRows.Select((r, i) => (IReadOnlyList<int>)Prompt(r.Length, i).Select(v => (int)v).ToArray()).ToArray();
+        var result = model.Generate(new GenerationRequest
+        {
+            InputIds = prompts,
+            Adapters = PromptRows.Select(r => r.Adapter).ToArray(),
+            Options = GenerationOptions.Greedy(6),
+        });
+        for (int r = 0; r < PromptRows.Length; r++)
+        {
+            using var single = OnnxModel.Load(PromptSingleExport(arch, PromptRows[r].Adapter), DeviceOptions.Cpu);
+            var alone = single.Generate(GenerationRequest.FromIds(prompts[r], GenerationOptions.Greedy(6)));
+            Assert.Equal(alone.NewTokens[0], result.NewTokens[r]);
+        }
     }
 }
