@@ -78,6 +78,17 @@ public sealed class OnnxModel : IDisposable
             throw new PeftOnnxException($"unknown adapter '{names.First(n => n != null)}' ({Directory} holds no named adapters: export with --adapter NAME=DIR)");
         return names.Select(_adapters.IndexOf).ToArray();
     }
+    /// <summary>
+    /// The most virtual tokens a row of <paramref name="names"/> gets from its adapter of a multi-adapter export (prompt
+    /// tuning, p-tuning, prefix tuning: the manifest's rank is their count), which take that row's first positions.
+    /// </summary>
+    private int RowVirtualTokens(IReadOnlyList<string?> names)
+    {
+        if (_adapters == null) return 0;
+        return names.Where(n => n != null).Select(n => _adapters.Adapters[(int)_adapters.IndexOf(n)])
+            .Where(a => a.Method is Core.Peft.PromptTuningConfig.Type or Core.Peft.PromptEncoderConfig.Type or Core.Peft.PrefixTuningConfig.Type).Select(a => a.Rank).DefaultIfEmpty(0).Max();
+    }
+
     public int VocabSize { get; }
     public int NumLayers { get; }
 
@@ -259,7 +270,8 @@ public sealed class OnnxModel : IDisposable
         if (CausalLm != null && ContextLength is { } context)
         {
             // a baked soft prompt / prefix takes the first positions (its virtual tokens come before every prompt)
-            int length = prompts.Max(p => p.Length), virtualTokens = CausalLm.VirtualTokens;
+            int length = prompts.Max(p => p.Length);
+            int virtualTokens = Math.Max(CausalLm.VirtualTokens, RowVirtualTokens(request.RowAdapters(prompts.Length)));
             if (virtualTokens + length >= context)
                 throw new PeftOnnxException(virtualTokens == 0
                     ? $"prompt of {length} tokens is too long: the model's context is {context} positions ({ContextKey}), leaving no room for a new token"

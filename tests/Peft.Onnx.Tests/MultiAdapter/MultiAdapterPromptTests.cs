@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
+using Peft.Onnx.Core;
 using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
@@ -139,5 +140,28 @@ public class MultiAdapterPromptTests
             var alone = single.Generate(GenerationRequest.FromIds(prompts[r], GenerationOptions.Greedy(8)));
             Assert.Equal(alone.NewTokens[0], result.NewTokens[r]);
         }
+    }
+
+    [Fact]
+    public void A_row_whose_virtual_tokens_and_prompt_fill_the_context_is_refused_and_the_base_row_is_not()
+    {
+        using var model = OnnxModel.Load(MultiExport("gpt2"), DeviceOptions.Cpu);   // n_positions 128
+        IReadOnlyList<int> prompt = Enumerable.Range(0, 120).Select(t => 3 + t % 40).ToArray();
+        var ex = Assert.Throws<PeftOnnxException>(() => model.Generate(new GenerationRequest { InputIds = [prompt], Adapter = "prompt", Options = GenerationOptions.Greedy(2) }));
+        Assert.Contains("8 virtual tokens", ex.Message);
+        Assert.Equal(2, model.Generate(new GenerationRequest { InputIds = [prompt], Options = GenerationOptions.Greedy(2) }).NewTokens[0].Length);
+        Assert.Equal(2, model.Generate(new GenerationRequest { InputIds = [prompt.Take(110).ToArray()], Adapter = "prompt", Options = GenerationOptions.Greedy(2) }).NewTokens[0].Length);
+    }
+
+    [Fact]
+    public void A_prompt_adapter_made_for_another_base_is_refused_in_one_line_and_nothing_is_written()
+    {
+        // the fixture's bloom (hidden 64) prefix on the bundled tiny-bloom-fin (hidden 256)
+        var outDir = TempExports.FreshPath();
+        var ex = Assert.Throws<PeftOnnxException>(() => MultiAdapterExport.Export(Path.Combine(Paths.Models, "tiny-bloom-fin"),
+            [new NamedAdapter("prefix", Paths.Case("bloom", "prefix/adapter_trained"))], outDir, new ExportOptions()));
+        Assert.DoesNotContain('\n', ex.Message);
+        Assert.Contains("num_layers = 2 does not fit the base model", ex.Message);
+        TempExports.AssertNothingWritten(outDir);
     }
 }
