@@ -1,4 +1,7 @@
+using System.Text.Json.Nodes;
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Data;
+using Peft.Onnx.Core.SafeTensors;
 using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Runtime;
@@ -182,6 +185,46 @@ public class MultiAdapterSeq2SeqTests
             using var single = OnnxModel.Load(PromptSingleExport(arch, PromptRows[r].Adapter), DeviceOptions.Cpu);
             var alone = single.Generate(GenerationRequest.FromIds(prompts[r], GenerationOptions.Greedy(6)));
             Assert.Equal(alone.NewTokens[0], result.NewTokens[r]);
+        }
+    }
+
+    [Fact]
+    public void The_cli_serves_a_requests_file_and_a_forward_with_an_adapter_name_on_t5()
+    {
+        var multi = PromptMultiExport("t5");
+        var dir = Paths.TempDir();
+        try
+        {
+            (string Id, int[] Ids, string? Adapter, int Max)[] requests =
+                [("a", [5, 9, 13, 17], "prefix", 4), ("b", [7, 8], null, 5), ("c", [21, 4, 33, 12, 9], "prompt_short", 3), ("d", [11, 30, 2], "lora", 5), ("e", [6, 16, 26], "ptuning", 2)];
+            var path = Path.Combine(dir, "requests.jsonl");
+            File.WriteAllLines(path, requests.Select(q => new JsonObject
+            {
+                ["id"] = q.Id, ["input_ids"] = new JsonArray(q.Ids.Select(i => (JsonNode)i).ToArray()),
+                ["adapter"] = q.Adapter, ["max_new_tokens"] = q.Max,
+            }.ToJsonString()));
+            var r = CliRunner.Run(["generate", "--onnx", multi, "--requests", path, "--batch-size", "4", "--greedy", "--json", "--device", "cpu"]);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            var results = JsonNode.Parse(r.Stdout)!["results"]!.AsArray();
+            for (int i = 0; i < requests.Length; i++)
+            {
+                using var single = OnnxModel.Load(PromptSingleExport("t5", requests[i].Adapter), DeviceOptions.Cpu);
+                var alone = single.Generate(GenerationRequest.FromIds(requests[i].Ids, GenerationOptions.Greedy(requests[i].Max)));
+                // a request's sequence is its prompt followed by its new tokens
+                Assert.Equal([.. requests[i].Ids, .. alone.NewTokens[0]], results[i]!["sequences"]![0]!.AsArray().Select(v => v!.GetValue<int>()).ToArray());
+            }
+
+            var inputs = Paths.Case("t5", "inputs.safetensors");
+            var outPath = Path.Combine(dir, "logits.safetensors");
+            var f = CliRunner.Run(["forward", "--onnx", multi, "--adapter-name", "prompt", "--inputs", inputs, "--out", outPath, "--device", "cpu"]);
+            Assert.True(f.ExitCode == 0, f.Stderr);
+            var expected = OnnxForward.Run(PromptSingleExport("t5", "prompt"), ForwardBatch.Read(inputs), inputs);
+            using var written = SafeTensorsFile.Open(outPath);
+            Tolerance.AssertLogits(expected.Logits, written.ReadFloat32("logits"), (int)expected.LogitsShape[2]);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
         }
     }
 }
