@@ -37,8 +37,9 @@ public sealed record NamedAdapter(string Name, string Dir)
 /// <summary>
 /// Many adapters on one base in one folder: the base weights once, every adapter's LoRA tensors stacked per module
 /// (<see cref="AdapterStack"/>), every prefix / baked prompt's keys/values stacked per layer (<see cref="PrefixStack"/>)
-/// and every encoder soft prompt stacked (<see cref="EncoderPromptStack"/>, encoder-decoders), chosen per row by <see cref="CausalLmContract.AdapterIndex"/> (both graphs of an
-/// encoder-decoder take it), and <see cref="AdapterManifest"/> naming them. Every adapter is read and checked against the base before anything is
+/// and every encoder soft prompt stacked (<see cref="EncoderPromptStack"/>, encoder-decoders), chosen per row by
+/// <see cref="CausalLmContract.AdapterIndex"/> (both graphs of an encoder-decoder take it), and
+/// <see cref="AdapterManifest"/> naming them. Every adapter is read and checked against the base before anything is
 /// written.
 /// </summary>
 public static class MultiAdapterExport

@@ -80,13 +80,12 @@ public sealed class OnnxModel : IDisposable
     }
     /// <summary>
     /// The most virtual tokens a row of <paramref name="names"/> gets from its adapter of a multi-adapter export (prompt
-    /// tuning, p-tuning, prefix tuning: the manifest's rank is their count), which take that row's first positions.
+    /// tuning, p-tuning, prefix tuning), which take that row's first positions.
     /// </summary>
     private int RowVirtualTokens(IReadOnlyList<string?> names)
     {
         if (_adapters == null) return 0;
-        return names.Where(n => n != null).Select(n => _adapters.Adapters[(int)_adapters.IndexOf(n)])
-            .Where(a => a.Method is Core.Peft.PromptTuningConfig.Type or Core.Peft.PromptEncoderConfig.Type or Core.Peft.PrefixTuningConfig.Type).Select(a => a.Rank).DefaultIfEmpty(0).Max();
+        return names.Where(n => n != null).Select(n => _adapters.Adapters[(int)_adapters.IndexOf(n)].VirtualTokens).DefaultIfEmpty(0).Max();
     }
 
     public int VocabSize { get; }

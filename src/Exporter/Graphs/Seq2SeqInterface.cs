@@ -126,7 +126,8 @@ public sealed record Seq2SeqGraphOptions
     public static readonly Seq2SeqGraphOptions Default = new();
 
     /// <summary>
-    /// adapter_index [batch] in the encoder and the decoder graph where <see cref="Lora"/> stacks several adapters: an
+    /// adapter_index [batch] in the encoder and the decoder graph where <see cref="Lora"/>, <see cref="EncoderPrompts"/>
+    /// or <see cref="DecoderPrefixes"/> stack several adapters: an
     /// overridable initializer of one -1 (every row on the base), as the decoder-only graphs declare it.
     /// </summary>
     internal void DeclareAdapterIndex(GraphBuilder g)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Peft.Onnx.Core;
+using Peft.Onnx.Core.Data;
 using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Core.SafeTensors;
@@ -163,5 +164,18 @@ public class MultiAdapterPromptTests
         Assert.DoesNotContain('\n', ex.Message);
         Assert.Contains("num_layers = 2 does not fit the base model", ex.Message);
         TempExports.AssertNothingWritten(outDir);
+    }
+
+    [Fact]
+    public void A_forward_whose_virtual_tokens_and_inputs_overflow_the_position_table_is_refused_in_one_line()
+    {
+        var multi = MultiExport("gpt2");   // n_positions 128
+        var ids = Enumerable.Range(0, 121).Select(t => (long)(3 + t % 40)).ToArray();
+        var batch = new ForwardBatch(ids, BatchSlices.Ones(ids.Length), [1, ids.Length], null, null);
+        var ex = Assert.Throws<PeftOnnxException>(() => OnnxForward.Run(multi, batch, "inputs.safetensors", adapter: "prefix"));
+        Assert.DoesNotContain('\n', ex.Message);
+        Assert.Contains("plus the adapter's 8 virtual tokens (129 positions)", ex.Message);
+        // the base and a LoRA row have no virtual tokens
+        Assert.Equal(ids.Length * 1000, OnnxForward.Run(multi, batch, "inputs.safetensors", adapter: "lora").Logits.Length);
     }
 }
