@@ -178,4 +178,59 @@ public class MultiAdapterPromptTests
         // the base and a LoRA row have no virtual tokens
         Assert.Equal(ids.Length * 1000, OnnxForward.Run(multi, batch, "inputs.safetensors", adapter: "lora").Logits.Length);
     }
+
+    /// <summary>
+    /// Grouped-query attention (LLaMA with 2 key/value heads for 4 query heads, random weights): the baked soft prompts'
+    /// keys/values are per kv head and repeated to the query heads per row; every row equals its own export.
+    /// </summary>
+    [Fact]
+    public void Under_grouped_query_attention_every_prompt_row_has_the_logits_of_its_own_export()
+    {
+        var gqa = Paths.TempDir("peft-onnx-gqa-multi");
+        var written = new List<string>();
+        try
+        {
+            File.WriteAllText(Path.Combine(gqa, "config.json"), """
+                { "model_type": "llama", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+                  "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
+                  "rope_theta": 10000.0, "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": false }
+                """);
+            var arch = Peft.Onnx.Core.Architectures.Architecture.For(Peft.Onnx.Core.Configs.ModelConfig.Load(gqa));
+            DecoderExportChecks.WriteRandomWeights(arch, Path.Combine(gqa, "model.safetensors"), seed: 7);
+            (string Name, string Dir)[] adapters =
+            [
+                ("prompt", Paths.Case("llama", "prompt_tuning_random/adapter_trained")),
+                ("ptuning", Paths.Case("llama", "p_tuning_mlp/adapter_trained")),
+                ("prompt_short", Shortened("llama", "prompt_tuning_random", 3)),
+            ];
+            var multi = TempExports.FreshPath();
+            written.Add(multi);
+            MultiAdapterExport.Export(gqa, adapters.Select(a => new NamedAdapter(a.Name, a.Dir)).ToList(), multi, new ExportOptions());
+            (string? Adapter, int Length)[] rows = [("prompt", 4), (null, 6), ("prompt_short", 2), ("ptuning", 5), ("prompt", 6)];
+            int batch = rows.Length, total = rows.Max(r => r.Length);
+            var ids = new long[batch * total];
+            var mask = new long[batch * total];
+            for (int r = 0; r < batch; r++)
+                for (int t = 0; t < rows[r].Length; t++) { ids[r * total + total - rows[r].Length + t] = Prompt(rows[r].Length, r)[t]; mask[r * total + total - rows[r].Length + t] = 1; }
+            var manifest = AdapterManifest.Load(multi)!;
+            using var mixed = CausalLmForward.Open(Path.Combine(multi, CausalLmContract.ModelFile));
+            Assert.Equal(2, mixed.NumHeads);
+            var all = mixed.Logits(ids, mask, batch, rows.Select(r => manifest.IndexOf(r.Adapter)).ToArray());
+            for (int r = 0; r < batch; r++)
+            {
+                var single = TempExports.FreshPath();
+                written.Add(single);
+                OnnxExport.Export(gqa, rows[r].Adapter == null ? null : adapters.Single(a => a.Name == rows[r].Adapter).Dir, single, new ExportOptions { Verify = false });
+                var prompt = Prompt(rows[r].Length, r);
+                using var alone = CausalLmForward.Open(Path.Combine(single, CausalLmContract.ModelFile));
+                var expected = alone.Logits(prompt, BatchSlices.Ones(prompt.Length), 1);
+                var actual = all.AsSpan((r * total + total - prompt.Length) * 100, prompt.Length * 100).ToArray();
+                Tolerance.AssertLogits(expected, actual, 100, what: $"gqa row {r} ({rows[r].Adapter ?? "base"})");
+            }
+        }
+        finally
+        {
+            foreach (var dir in written.Append(gqa).Where(Directory.Exists)) Directory.Delete(dir, recursive: true);
+        }
+    }
 }
