@@ -37,7 +37,9 @@ public sealed record NamedAdapter(string Name, string Dir)
 
 /// <summary>
 /// Many adapters on one base in one folder: the base weights once, every adapter's LoRA tensors stacked per module
-/// (<see cref="AdapterStack"/>) and chosen per row by <see cref="CausalLmContract.AdapterIndex"/>, and
+/// (<see cref="AdapterStack"/>), every prefix / baked prompt's keys/values stacked per layer (<see cref="PrefixStack"/>)
+/// and every encoder soft prompt stacked (<see cref="EncoderPromptStack"/>, encoder-decoders), chosen per row by
+/// <see cref="CausalLmContract.AdapterIndex"/> (both graphs of an encoder-decoder take it), and
 /// <see cref="AdapterManifest"/> naming them. Every adapter is read and checked against the base before anything is
 /// written.
 /// </summary>
@@ -60,8 +62,6 @@ public static class MultiAdapterExport
                 : "a multi-adapter export computes in float32 (--dtype fp16 is not supported with named adapters yet; --quantize int8|int4 is)");
         var config = ModelConfig.Load(modelDir);
         if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
-        if (config.IsEncoderDecoder)
-            throw new PeftOnnxException($"{modelDir}: multi-adapter export supports decoder-only models so far ({config.ModelType} is encoder-decoder)");
         var architecture = Architecture.For(config);
         using var tensors = CheckpointTensors.Open(modelDir);
         var checkpoint = new CheckpointWeights(tensors);
@@ -69,12 +69,29 @@ public static class MultiAdapterExport
 
         var branches = new List<IReadOnlyList<LoraBranch>>();
         var vectors = new List<IReadOnlyList<Ia3Vector>>();
+        // --quantize: the base's linear layers become MatMulNBits, the stacks stay float32 (as QLoRA adapters are served);
+        // soft prompts are baked with the quantized base, as the served model runs them
+        WeightSource baseWeights = options.Quantize == null ? checkpoint : new QuantizingWeights(checkpoint, options.Quantize, architecture.OutputHead);
+        var prefixes = new List<AttentionPrefix?>();
+        var encoderPrompts = new List<float[]?>();
         var entries = new List<AdapterManifestEntry>();
         foreach (var named in adapters)
         {
+            if (PromptAdapter.Handles(AdapterConfig.Load(named.Dir)))
+            {
+                var (prefix, encoderPrompt, entry) = ReadPrompt(named, config, baseWeights, outDir);
+                branches.Add([]);
+                vectors.Add([]);
+                prefixes.Add(prefix);
+                encoderPrompts.Add(encoderPrompt);
+                entries.Add(entry);
+                continue;
+            }
+            prefixes.Add(null);
+            encoderPrompts.Add(null);
             using var adapter = AdapterWeights.Open(named.Dir, architecture);
             if (adapter.Config is not (LoraConfig or Ia3Config))
-                throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is {adapter.Config.PeftType}; a multi-adapter export stacks LoRA (DoRA) and IA3 adapters so far (export it alone with an unnamed --adapter)");
+                throw new PeftOnnxException($"{named.Dir}: adapter '{named.Name}' is {adapter.Config.PeftType}; a multi-adapter export stacks LoRA (DoRA), IA3, prompt tuning, p-tuning and prefix tuning adapters (export it alone with an unnamed --adapter)");
             var injected = (InjectedAdapterConfig)adapter.Config;
             var targets = injected.FindTargets(architecture);
             var replaced = adapter.Replacements(architecture, targets);
@@ -98,21 +115,53 @@ public static class MultiAdapterExport
         }
 
         var stack = new AdapterStack(branches, vectors);
-        // --quantize: the base's linear layers become MatMulNBits, the stacks stay float32 (as QLoRA adapters are served)
-        WeightSource baseWeights = options.Quantize == null ? checkpoint : new QuantizingWeights(checkpoint, options.Quantize, architecture.OutputHead);
-        var graph = FamilyGraphs.BuildCausal(config, baseWeights, new CausalLmGraphOptions { Lora = new LoraBranches(stack) });
+        var stacked = new LoraBranches(stack);
+        var d = config.Dimensions;
+        var prefixStack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) : null;
+        prefixStack?.CheckFits(d.NumDecoderLayers, d.NumKeyValueHeads, d.HeadDim);
         var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
+        if (config.IsEncoderDecoder)
+        {
+            var seq2seq = new Seq2SeqGraphOptions
+            {
+                Lora = stacked,
+                DecoderPrefixes = prefixStack,
+                EncoderPrompts = encoderPrompts.Any(p => p != null) ? new EncoderPromptStack(encoderPrompts, d.HiddenSize) : null,
+            };
+            extra[AdapterManifest.FileName] = new AdapterManifest(entries).ToJson();
+            return OnnxExport.WriteSeq2SeqFolder(FamilyGraphs.BuildSeq2Seq(config, baseWeights, seq2seq), modelDir, outDir, options, extra);
+        }
+        var graph = FamilyGraphs.BuildCausal(config, baseWeights, new CausalLmGraphOptions { Lora = stacked, Prefixes = prefixStack });
         var stackNames = stack.StackNames.ToHashSet(StringComparer.Ordinal);
         options = options with { Write = options.Write with { AlwaysExternal = stackNames } };
         return OnnxExport.WriteFolder(graph, null, modelDir, outDir, options, extra, filesFromWrite: written => new Dictionary<string, string>
         {
-            [AdapterManifest.FileName] = new AdapterManifest(entries) 
+            [AdapterManifest.FileName] = new AdapterManifest(entries)
             {
                 Stacks = StackedAdapterTensors.Located(stack.StackNames, written),
                 BaseWeights = StackedAdapterTensors.DoraBaseWeights(stack.StackNames, written),
             }.ToJson(),
         });
+    }
+
+    /// <summary>
+    /// A prompt-learning adapter baked as its single-adapter export bakes it: prefix tuning as constant keys/values
+    /// (decoder self-attention and cross part on encoder-decoders), prompt tuning / p-tuning as keys/values from running
+    /// the base on its virtual tokens (decoder-only) or as the encoder prompt (encoder-decoders). Its manifest rank is its
+    /// number of virtual tokens.
+    /// </summary>
+    private static (AttentionPrefix? Prefix, float[]? EncoderPrompt, AdapterManifestEntry Entry) ReadPrompt(NamedAdapter named, ModelConfig config, WeightSource weights, string outDir)
+    {
+        var adapter = PromptAdapter.Load(named.Dir, config);
+        var entry = new AdapterManifestEntry(named.Name, adapter.Config.PeftType, adapter.NumVirtualTokens,
+            adapter.Config.CountParameters(Architecture.For(config)).Trainable, SourceConfig(named.Dir));
+        if (config.IsEncoderDecoder)
+            return adapter.IsPrefix ? (BakePrefix.ForSeq2Seq(adapter, config), null, entry) : (null, BakeSoftPrompt.ForSeq2Seq(adapter, config).EncoderPrompt, entry);
+        var prefix = adapter.IsPrefix
+            ? BakePrefix.ForDecoder(adapter, config)
+            : BakeSoftPrompt.ForDecoder(adapter, config, weights, Path.GetDirectoryName(Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar)))!);
+        return (prefix, null, entry);
     }
 
     /// <summary>IA3's vectors, checked as the merge checks them: ia3_l [1, in] for feed-forward targets, [out, 1] otherwise.</summary>

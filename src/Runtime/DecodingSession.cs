@@ -244,11 +244,15 @@ internal sealed class Seq2SeqSession : DecodingSession
     private readonly long[] _encoderMask;
     private readonly int _encoderLength;
     private long[] _pending;
+    private readonly OrtValue? _adapterIndex;
 
-    public Seq2SeqSession(Seq2SeqGraph graph, int vocab, long[][] prompts, long[][] masks, long padId, long startId, OrtMemoryInfo cacheMemory)
+    /// <param name="adapterIndices">Per row the adapter of a multi-adapter export, fed to the encoder and every decoder step (null: every row on the base).</param>
+    public Seq2SeqSession(Seq2SeqGraph graph, int vocab, long[][] prompts, long[][] masks, long padId, long startId, OrtMemoryInfo cacheMemory,
+        long[]? adapterIndices = null)
         : base(prompts.Length, vocab, cacheMemory)
     {
         _graph = graph;
+        if (adapterIndices != null) _adapterIndex = graph.AdapterIndexValue(adapterIndices, Batch);
         _encoderLength = prompts.Max(p => p.Length);
         var ids = new long[Batch * _encoderLength];
         _encoderMask = new long[Batch * _encoderLength];
@@ -262,6 +266,7 @@ internal sealed class Seq2SeqSession : DecodingSession
 
         _encoderIds = ids;
         _binding = graph.Decoder.CreateIoBinding();
+        if (_adapterIndex != null) _binding.BindInput(Seq2SeqContract.AdapterIndex, _adapterIndex);
         var empty = EmptyCache(Batch, graph.Heads, graph.HeadDim, graph.CacheType);
         _past = Enumerable.Repeat(empty, graph.PastSelfNames.Length).ToArray();
         _pending = Enumerable.Repeat(startId, Batch).ToArray();
@@ -275,6 +280,7 @@ internal sealed class Seq2SeqSession : DecodingSession
         using var maskValue = OrtValue.CreateTensorValueFromMemory(_encoderMask, [Batch, _encoderLength]);
         encoderBinding.BindInput(Seq2SeqContract.InputIds, idsValue);
         encoderBinding.BindInput(Seq2SeqContract.AttentionMask, maskValue);
+        if (_adapterIndex != null) encoderBinding.BindInput(Seq2SeqContract.AdapterIndex, _adapterIndex);
         foreach (var name in _graph.CrossOutputNames) encoderBinding.BindOutputToDevice(name, CacheMemory);
         _graph.Encoder.RunWithBinding(runOptions, encoderBinding);
         var cross = encoderBinding.GetOutputValues().ToArray();
@@ -311,5 +317,6 @@ internal sealed class Seq2SeqSession : DecodingSession
         foreach (var p in _past.Distinct()) p.Dispose();
         foreach (var c in _cross ?? []) c.Dispose();
         _binding.Dispose();
+        _adapterIndex?.Dispose();
     }
 }

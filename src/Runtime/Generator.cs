@@ -53,7 +53,7 @@ public sealed class Generator : IDisposable
             else
             {
                 int start = model.DecoderStartTokenId;
-                _session = new Seq2SeqSession(model.Seq2Seq!, model.VocabSize, promptIds, promptMasks, options.PadTokenId, start, model.CacheMemory);
+                _session = new Seq2SeqSession(model.Seq2Seq!, model.VocabSize, promptIds, promptMasks, options.PadTokenId, start, model.CacheMemory, adapterIndices);
                 _sequences = prompts.Select(_ => new List<int> { start }).ToArray();
             }
         }

@@ -58,8 +58,8 @@ public sealed class LogitsForward : IDisposable
     /// Encoder-decoder, teacher-forced: the encoder on input_ids / attention_mask [batch, length], then the decoder on
     /// <paramref name="decoderInputIds"/> [batch, L] with an empty self cache; logits [batch, L, vocab].
     /// </summary>
-    public float[] Seq2Seq(long[] inputIds, long[] attentionMask, long[] decoderInputIds, int batch) =>
-        (_seq2seq ?? throw new PeftOnnxException("this export is decoder-only")).Forward(inputIds, attentionMask, decoderInputIds, batch).Logits;
+    public float[] Seq2Seq(long[] inputIds, long[] attentionMask, long[] decoderInputIds, int batch, long[]? adapterIndices = null) =>
+        (_seq2seq ?? throw new PeftOnnxException("this export is decoder-only")).Forward(inputIds, attentionMask, decoderInputIds, batch, adapterIndices).Logits;
 
     public void Dispose()
     {

@@ -34,15 +34,18 @@ public static class OnnxForward
     {
         CheckFolder(onnxDir);
         long[]? adapterIndices = null;
+        int adapterVirtualTokens = 0;
         if (adapter != null)
         {
             var manifest = AdapterManifest.Load(onnxDir)
                 ?? throw new PeftOnnxException($"unknown adapter '{adapter}' ({onnxDir} holds no named adapters: export with --adapter NAME=DIR)");
-            adapterIndices = Enumerable.Repeat(manifest.IndexOf(adapter), (int)batch.Shape[0]).ToArray();
+            long index = manifest.IndexOf(adapter);
+            adapterIndices = Enumerable.Repeat(index, (int)batch.Shape[0]).ToArray();
+            adapterVirtualTokens = manifest.Adapters[(int)index].VirtualTokens;
         }
         using var model = LogitsForward.Open(onnxDir, kind);
         var config = ModelConfig.Load(onnxDir);
-        config.PositionTable?.Check(batch.Shape[1], model.VirtualTokens, inputsPath);
+        config.PositionTable?.Check(batch.Shape[1], model.VirtualTokens + adapterVirtualTokens, inputsPath);
         int vocab = model.VocabSize;
         batch.CheckVocabulary(vocab, inputsPath);
         int size = (int)batch.Shape[0];
@@ -50,7 +53,7 @@ public static class OnnxForward
         {
             var labels = batch.Labels ?? throw new PeftOnnxException($"{inputsPath}: an encoder-decoder export needs 'labels' [batch, target_len] (the decoder input is labels shifted right)");
             var decoderIds = Seq2SeqForward.ShiftRight(labels, size, config.DecoderStartId, config.PadTokenId ?? 0);
-            var logits = model.Seq2Seq(batch.InputIds, batch.AttentionMask, decoderIds, size);
+            var logits = model.Seq2Seq(batch.InputIds, batch.AttentionMask, decoderIds, size, adapterIndices);
             return new ForwardResult(logits, [size, batch.LabelShape![1], vocab], (float)MeanCrossEntropy.Of(logits, vocab, labels, shift: false, size));
         }
         batch.CheckLabelsLikeInputs(inputsPath, "a decoder-only export");

@@ -39,7 +39,7 @@ public sealed class OnnxModel : IDisposable
         VocabSize = graphVocab > 0 ? graphVocab : config.Dimensions.VocabSize;
         NumLayers = causal?.NumLayers ?? seq2seq!.NumLayers;
         var manifest = AdapterManifest.Load(dir);
-        if (manifest != null && causal?.TakesAdapterIndex != true)
+        if (manifest != null && (causal?.TakesAdapterIndex ?? seq2seq!.TakesAdapterIndex) != true)
             throw new PeftOnnxException($"{dir}: {AdapterManifest.FileName} names adapters but the graph has no '{CausalLmContract.AdapterIndex}' input");
         if (manifest != null) _adapters = new AdapterRegistry(dir, manifest, Architecture.For(config));
         (ContextLength, ContextKey) = (config.ContextWindow?.Positions, config.ContextWindow?.Key);
@@ -83,6 +83,8 @@ public sealed class OnnxModel : IDisposable
     {
         if (_adapters == null)
             throw new PeftOnnxException($"AddAdapter {name}: {Directory} is not a multi-adapter export (no {AdapterManifest.FileName}), so its graph has no adapter stacks to extend: export it with --adapter NAME=DIR (an adapter that targets the modules later adapters will)");
+        if (IsEncoderDecoder)
+            throw new PeftOnnxException($"AddAdapter {name}: {Directory} is an encoder-decoder export; adapters are added at run time to decoder-only multi-adapter exports so far (export it with --adapter {name}=DIR)");
         _adapters.Add(name, peftFolder);
     }
 
@@ -94,6 +96,8 @@ public sealed class OnnxModel : IDisposable
     {
         if (_adapters == null)
             throw new PeftOnnxException($"unknown adapter '{name}' ({Directory} holds no named adapters: export with --adapter NAME=DIR)");
+        if (IsEncoderDecoder)
+            throw new PeftOnnxException($"RemoveAdapter {name}: {Directory} is an encoder-decoder export; adapters are removed at run time from decoder-only multi-adapter exports so far");
         _adapters.Remove(name);
     }
 
@@ -121,6 +125,16 @@ public sealed class OnnxModel : IDisposable
             return null;
         }
         return _adapters.Lease();
+    }
+
+    /// <summary>
+    /// The most virtual tokens a row of <paramref name="names"/> gets from its adapter of a multi-adapter export (prompt
+    /// tuning, p-tuning, prefix tuning), which take that row's first positions.
+    /// </summary>
+    private int RowVirtualTokens(IReadOnlyList<string?> names)
+    {
+        if (_adapters == null) return 0;
+        return names.Where(n => n != null).Select(n => _adapters.VirtualTokens(n!)).DefaultIfEmpty(0).Max();
     }
 
     public int VocabSize { get; }
@@ -304,7 +318,8 @@ public sealed class OnnxModel : IDisposable
         if (CausalLm != null && ContextLength is { } context)
         {
             // a baked soft prompt / prefix takes the first positions (its virtual tokens come before every prompt)
-            int length = prompts.Max(p => p.Length), virtualTokens = CausalLm.VirtualTokens;
+            int length = prompts.Max(p => p.Length);
+            int virtualTokens = Math.Max(CausalLm.VirtualTokens, RowVirtualTokens(request.RowAdapters(prompts.Length)));
             if (virtualTokens + length >= context)
                 throw new PeftOnnxException(virtualTokens == 0
                     ? $"prompt of {length} tokens is too long: the model's context is {context} positions ({ContextKey}), leaving no room for a new token"

@@ -13,4 +13,7 @@ public sealed record Seq2SeqEncoderOutput(int Batch, int Length, long[] Attentio
 
     /// <summary>Length of the encoder outputs (from their shape), >= <see cref="Length"/>.</summary>
     public int CrossLength { get => _crossLength ?? Length; init => _crossLength = value; }
+
+    /// <summary>Per row the adapter the encoder ran with (multi-adapter exports), which the decoder must take too; null: the base.</summary>
+    public long[]? AdapterIndices { get; init; }
 }

@@ -69,7 +69,16 @@ public sealed class Seq2SeqForward : IDisposable
     public KeyValueCache EmptyCache(int batch) => KeyValueCache.Empty(batch, NumDecoderLayers);
 
     /// <summary>Runs the encoder on <paramref name="inputIds"/> and <paramref name="attentionMask"/> (both [batch, length]).</summary>
-    public Seq2SeqEncoderOutput Encode(long[] inputIds, long[] attentionMask, int batch)
+    public Seq2SeqEncoderOutput Encode(long[] inputIds, long[] attentionMask, int batch) => Encode(inputIds, attentionMask, batch, adapterIndices: null);
+
+    /// <summary>True when both graphs take <see cref="Seq2SeqContract.AdapterIndex"/> (a multi-adapter export).</summary>
+    public bool TakesAdapterIndex => _graph.TakesAdapterIndex;
+
+    /// <summary>
+    /// As above, each row with its adapter of a multi-adapter export: <paramref name="adapterIndices"/> [batch] (-1 = the
+    /// base), kept in the result for <see cref="Decode"/>.
+    /// </summary>
+    public Seq2SeqEncoderOutput Encode(long[] inputIds, long[] attentionMask, int batch, long[]? adapterIndices)
     {
         if (batch <= 0 || inputIds.Length % batch != 0) throw new ArgumentException("input_ids length is not a multiple of batch");
         int length = inputIds.Length / batch;
@@ -78,8 +87,11 @@ public sealed class Seq2SeqForward : IDisposable
         outputNames.AddRange(_graph.CrossOutputNames);
         using var ids = OrtValue.CreateTensorValueFromMemory(inputIds, [batch, length]);
         using var mask = OrtValue.CreateTensorValueFromMemory(attentionMask, [batch, length]);
+        using var adapters = adapterIndices == null ? null : _graph.AdapterIndexValue(adapterIndices, batch);
+        string[] inputNames = adapters == null ? [Seq2SeqContract.InputIds, Seq2SeqContract.AttentionMask] : [Seq2SeqContract.InputIds, Seq2SeqContract.AttentionMask, Seq2SeqContract.AdapterIndex];
+        OrtValue[] inputs = adapters == null ? [ids, mask] : [ids, mask, adapters];
         using var runOptions = new RunOptions();
-        using var outputs = _graph.Encoder.Run(runOptions, [Seq2SeqContract.InputIds, Seq2SeqContract.AttentionMask], [ids, mask], outputNames);
+        using var outputs = _graph.Encoder.Run(runOptions, inputNames, inputs, outputNames);
         var hiddenShape = outputs[0].GetTensorTypeAndShape().Shape;
         if (hiddenShape.Length != 3 || hiddenShape[0] != batch || hiddenShape[1] < length || hiddenShape[2] != DModel)
             throw new PeftOnnxException($"output '{Seq2SeqContract.LastHiddenState}' has shape [{string.Join(", ", hiddenShape)}], expected [{batch}, >= {length}, {DModel}]");
@@ -93,7 +105,7 @@ public sealed class Seq2SeqForward : IDisposable
             keys[i] = FloatTensors.Read(outputs[1 + 2 * i], crossShape, _graph.CrossOutputNames[2 * i]);
             values[i] = FloatTensors.Read(outputs[2 + 2 * i], crossShape, _graph.CrossOutputNames[2 * i + 1]);
         }
-        return new Seq2SeqEncoderOutput(batch, length, (long[])attentionMask.Clone(), hidden, keys, values) { CrossLength = crossLength };
+        return new Seq2SeqEncoderOutput(batch, length, (long[])attentionMask.Clone(), hidden, keys, values) { CrossLength = crossLength, AdapterIndices = adapterIndices };
     }
 
     /// <summary>
@@ -116,6 +128,11 @@ public sealed class Seq2SeqForward : IDisposable
         {
             values.Add(OrtValue.CreateTensorValueFromMemory(decoderInputIds, [batch, seq]));
             values.Add(OrtValue.CreateTensorValueFromMemory(encoded.AttentionMask, [batch, encoded.Length]));
+            if (encoded.AdapterIndices != null)
+            {
+                names.Add(Seq2SeqContract.AdapterIndex);
+                values.Add(_graph.AdapterIndexValue(encoded.AdapterIndices, batch));
+            }
             long[] pastShape = [batch, NumHeads, past.Length, HeadDim];
             long[] crossShape = [batch, NumHeads, encoded.CrossLength, HeadDim];
             for (int i = 0; i < NumDecoderLayers; i++)
@@ -151,8 +168,8 @@ public sealed class Seq2SeqForward : IDisposable
     }
 
     /// <summary>Teacher-forced logits [batch, decoder_seq, vocab]: the encoder, then the decoder on the whole decoder input.</summary>
-    public Seq2SeqStep Forward(long[] inputIds, long[] attentionMask, long[] decoderInputIds, int batch) =>
-        Decode(decoderInputIds, Encode(inputIds, attentionMask, batch));
+    public Seq2SeqStep Forward(long[] inputIds, long[] attentionMask, long[] decoderInputIds, int batch, long[]? adapterIndices = null) =>
+        Decode(decoderInputIds, Encode(inputIds, attentionMask, batch, adapterIndices));
 
     /// <summary>
     /// Greedy decoding as transformers' generate (num_beams 1, no sampling): every row starts with

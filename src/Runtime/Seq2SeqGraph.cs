@@ -53,6 +53,19 @@ internal sealed class Seq2SeqGraph : IDisposable
         foreach (var n in PresentSelfNames)
             if (!decoder.OutputMetadata.ContainsKey(n)) throw new PeftOnnxException($"{dir}: {decoderFile} has no output '{n}'");
         CrossCacheType = CausalLmGraph.CacheElementType(decoder.InputMetadata[PastCrossNames[0]], dir);
+        bool Takes(InferenceSession s) => s.InputMetadata.ContainsKey(Seq2SeqContract.AdapterIndex) || s.OverridableInitializerMetadata.ContainsKey(Seq2SeqContract.AdapterIndex);
+        TakesAdapterIndex = Takes(encoder) && Takes(decoder);
+    }
+
+    /// <summary>True when both graphs take <see cref="Seq2SeqContract.AdapterIndex"/> (a multi-adapter export).</summary>
+    public bool TakesAdapterIndex { get; }
+
+    /// <summary>adapter_index [batch] as an OrtValue over <paramref name="indices"/>, after checking the graphs take it.</summary>
+    public OrtValue AdapterIndexValue(long[] indices, int batch)
+    {
+        if (!TakesAdapterIndex) throw new PeftOnnxException($"the graphs have no '{Seq2SeqContract.AdapterIndex}' input (not a multi-adapter export)");
+        if (indices.Length != batch) throw new ArgumentException($"{indices.Length} adapter indices for {batch} rows");
+        return OrtValue.CreateTensorValueFromMemory(indices, [batch]);
     }
 
     public InferenceSession Encoder { get; }

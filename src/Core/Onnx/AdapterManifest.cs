@@ -107,5 +107,13 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
         name.Length > 0 && !char.IsAsciiDigit(name[0]) && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.');
 }
 
-/// <summary>One adapter of <see cref="AdapterManifest"/>: its name, PEFT method, largest rank (0 for IA3), trained parameter count and adapter_config.json.</summary>
-public sealed record AdapterManifestEntry(string Name, string Method, int Rank, long Parameters, JsonObject? SourceConfig);
+/// <summary>
+/// One adapter of <see cref="AdapterManifest"/>: its name, PEFT method, largest rank (0 for IA3; the number of virtual
+/// tokens for prompt tuning, p-tuning and prefix tuning), trained parameter count and adapter_config.json.
+/// </summary>
+public sealed record AdapterManifestEntry(string Name, string Method, int Rank, long Parameters, JsonObject? SourceConfig)
+{
+    /// <summary>Virtual tokens a row of this adapter gets before its own (prompt tuning, p-tuning, prefix tuning), else 0.</summary>
+    public int VirtualTokens =>
+        Method is Peft.PromptTuningConfig.Type or Peft.PromptEncoderConfig.Type or Peft.PrefixTuningConfig.Type ? Rank : 0;
+}

@@ -15,6 +15,8 @@ namespace Peft.Onnx.Core.Onnx;
 ///        past_key_values.{i}.encoder.key|value          the encoder's present.{i}.encoder.key|value, every step
 ///   out  logits                                         [batch, decoder_sequence, vocab]
 ///        present.{i}.decoder.key|value                  [batch, heads, past + decoder_sequence, head_dim]
+/// both graphs of a multi-adapter export
+///   in   adapter_index                                  int64 [batch] (the same per row in both; -1 = the base)
 /// </code>
 /// </summary>
 public static class Seq2SeqContract
@@ -37,6 +39,9 @@ public static class Seq2SeqContract
     public const string LastHiddenState = "last_hidden_state";
     public const string EncoderAttentionMask = "encoder_attention_mask";
     public const string Logits = CausalLmContract.Logits;
+
+    /// <summary>Each row's adapter in both graphs of a multi-adapter export, as <see cref="CausalLmContract.AdapterIndex"/>.</summary>
+    public const string AdapterIndex = CausalLmContract.AdapterIndex;
 
     public const string PastSelfKeyPattern = "past_key_values.%d.decoder.key";
     public const string PastSelfValuePattern = "past_key_values.%d.decoder.value";

@@ -129,7 +129,7 @@ public sealed class AttentionPrefix
     }
 
     /// <summary>[heads, Length, head_dim] -> [heads * groups, Length, head_dim] or, transposed, [heads * groups, head_dim, Length].</summary>
-    private float[] Repeated(float[] data, int groups, bool transpose)
+    internal float[] Repeated(float[] data, int groups, bool transpose)
     {
         int per = Length * HeadDim;
         var result = new float[data.Length * groups];

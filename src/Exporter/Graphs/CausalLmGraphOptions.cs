@@ -32,11 +32,18 @@ public sealed record CausalLmGraphOptions
     /// <summary>LoRA kept unmerged: side branches beside the targeted modules (see <see cref="LoraBranches"/>).</summary>
     public LoraBranches? Lora { get; init; }
 
+    /// <summary>
+    /// Several adapters' prefixes chosen per row by adapter_index (<see cref="PrefixStack"/>), instead of one
+    /// <see cref="Prefix"/>: attended beside the cache, joined to the mask per row, position_ids (still declared) offset per row.
+    /// </summary>
+    public PrefixStack? Prefixes { get; init; }
+
     public static readonly CausalLmGraphOptions Default = new();
 
     /// <summary>The mask the attention, ALiBi and positions use: attention_mask, with the prefix's ones prepended.</summary>
     internal string AttentionMask(GraphBuilder g) =>
-        Prefix == null ? CausalLmContract.AttentionMask : Prefix.ExtendMask(g, CausalLmContract.AttentionMask);
+        Prefixes != null ? Prefixes.ExtendMask(g, CausalLmContract.AttentionMask)
+        : Prefix == null ? CausalLmContract.AttentionMask : Prefix.ExtendMask(g, CausalLmContract.AttentionMask);
 
     /// <summary>The token input: input_ids, or inputs_embeds [batch, seq, hidden].</summary>
     internal string Tokens => TakeInputsEmbeds ? CausalLmContract.InputsEmbeds : CausalLmContract.InputIds;
@@ -64,12 +71,12 @@ public sealed record CausalLmGraphOptions
     }
 
     /// <summary>
-    /// adapter_index [batch] where <see cref="Lora"/> stacks several adapters: an overridable initializer of one -1
+    /// adapter_index [batch] where <see cref="Lora"/> or <see cref="Prefixes"/> stacks several adapters: an overridable initializer of one -1
     /// (every row on the base) so that callers unaware of adapters run the graph unchanged.
     /// </summary>
     private void DeclareAdapterIndex(GraphBuilder g)
     {
-        if (Lora?.Stack == null) return;
+        if (Lora?.Stack == null && Prefixes == null) return;
         g.Input(CausalLmContract.AdapterIndex, ElementType.Int64, Dims.Batch);
         g.Initializer(CausalLmContract.AdapterIndex, InitializerData.FromInt64([-1L], 1));
     }
@@ -81,6 +88,7 @@ public sealed record CausalLmGraphOptions
     /// </summary>
     internal string PositionIds(GraphBuilder g)
     {
+        if (Prefixes != null) return Prefixes.OffsetPositions(g, CausalLmContract.PositionIds);
         if (DeclaresPositionIds) return CausalLmContract.PositionIds;
         using var _ = g.Scope("position_ids");
         var past = g.Squeeze(g.Shape(CausalLmContract.PastKey(0), 2, 3), [0]);
@@ -91,7 +99,8 @@ public sealed record CausalLmGraphOptions
     }
 
     /// <summary>The layer's constant prefix, attended beside the cache by an attention of <paramref name="queryHeads"/> heads; null without one or when the cache carries it.</summary>
-    internal PrefixKv? PrefixConstants(GraphBuilder g, int layer, int queryHeads) => PrefixInCache ? null : Prefix?.Constants(g, layer, queryHeads);
+    internal PrefixKv? PrefixConstants(GraphBuilder g, int layer, int queryHeads) =>
+        Prefixes != null ? Prefixes.Constants(g, layer, queryHeads) : PrefixInCache ? null : Prefix?.Constants(g, layer, queryHeads);
 
     /// <summary>Per layer the prefix keys (2i) and values (2i + 1) that go in front of the cache (<see cref="AttentionPrefix.CacheHeads"/>); null unless the cache carries a prefix.</summary>
     internal IReadOnlyList<string>? PrefixCache(GraphBuilder g, int numLayers) =>

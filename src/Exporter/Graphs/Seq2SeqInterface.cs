@@ -117,15 +117,37 @@ public sealed record Seq2SeqGraphOptions
     /// <summary>LoRA kept unmerged: side branches beside the targeted modules (see <see cref="LoraBranches"/>).</summary>
     public LoraBranches? Lora { get; init; }
 
+    /// <summary>Several adapters' encoder soft prompts chosen per row by adapter_index, instead of one <see cref="EncoderPrompt"/>.</summary>
+    public EncoderPromptStack? EncoderPrompts { get; init; }
+
+    /// <summary>Several adapters' decoder prefixes (and cross parts) chosen per row by adapter_index, instead of one <see cref="DecoderPrefix"/>.</summary>
+    public PrefixStack? DecoderPrefixes { get; init; }
+
     public static readonly Seq2SeqGraphOptions Default = new();
+
+    /// <summary>
+    /// adapter_index [batch] in the encoder and the decoder graph where <see cref="Lora"/>, <see cref="EncoderPrompts"/>
+    /// or <see cref="DecoderPrefixes"/> stack several adapters: an
+    /// overridable initializer of one -1 (every row on the base), as the decoder-only graphs declare it.
+    /// </summary>
+    internal void DeclareAdapterIndex(GraphBuilder g)
+    {
+        if (Lora?.Stack == null && EncoderPrompts == null && DecoderPrefixes == null) return;
+        g.Input(Seq2SeqContract.AdapterIndex, ElementType.Int64, Seq2SeqInterface.Batch);
+        g.Initializer(Seq2SeqContract.AdapterIndex, InitializerData.FromInt64([-1L], 1));
+    }
 
     internal bool HasEncoderPrompt => EncoderPrompt != null && EncoderPromptLength > 0;
 
-    internal string CrossSequence => HasEncoderPrompt ? Seq2SeqInterface.PromptedEncoderSequence : Seq2SeqInterface.EncoderSequence;
+    /// <summary>Whether the encoder's outputs are longer than its input (one prompt, or per-row prompts).</summary>
+    internal bool PrependsEncoderPrompt => HasEncoderPrompt || EncoderPrompts != null;
 
-    /// <summary>[batch, EncoderPromptLength] ones (int64) before <paramref name="mask"/>, or the mask unchanged.</summary>
+    internal string CrossSequence => PrependsEncoderPrompt ? Seq2SeqInterface.PromptedEncoderSequence : Seq2SeqInterface.EncoderSequence;
+
+    /// <summary>[batch, EncoderPromptLength] ones (int64) before <paramref name="mask"/> (per-row prompts: each row's prompt mask), or the mask unchanged.</summary>
     internal string PromptedMask(GraphBuilder g, string mask)
     {
+        if (EncoderPrompts != null) return EncoderPrompts.ExtendMask(g, mask);
         if (!HasEncoderPrompt) return mask;
         using var _ = g.Scope("prompt_mask");
         var ones = g.Constant(InitializerData.FromInt64(Enumerable.Repeat(1L, EncoderPromptLength).ToArray(), 1, EncoderPromptLength));

@@ -50,6 +50,7 @@ public sealed class T5DecoderGraph
     {
         var g = _g;
         DeclareDecoder(g, _config.DecoderLayers, _t5.Heads, _t5.HeadDim, _config.VocabSize, _options.CrossSequence);
+        _options.DeclareAdapterIndex(g);
 
         string hidden;
         using (g.Scope("/decoder"))
@@ -61,9 +62,11 @@ public sealed class T5DecoderGraph
             {
                 var past = _t5.Dim(PastSelfKey(0), 2);
                 if (_options.DecoderPrefix != null) past = g.Add(past, g.Constant((long)_options.DecoderPrefix.Length), name: "prompt/Add");
+                if (_options.DecoderPrefixes != null) past = g.Add(past, g.Constant((long)_options.DecoderPrefixes.MaxLength), name: "prompt/Add");
                 var total = g.Add(past, _t5.Dim(InputIds, 1));
                 var positionBias = _t5.PositionBias("decoder.block.0.layer.0.SelfAttention", past, total, total, bidirectional: false);
                 selfBias = g.Add(positionBias, CausalMask(past, total));
+                if (_options.DecoderPrefixes != null) selfBias = g.Add(selfBias, PrefixPadding(_options.DecoderPrefixes, total), name: "prompt/padding/Add");
                 // Cross-attention: a zero position bias plus the encoder's extended mask, i.e. the mask alone.
                 crossBias = _t5.ExtendedPaddingMask(_options.PromptedMask(g, EncoderAttentionMask));
             }
@@ -101,6 +104,19 @@ public sealed class T5DecoderGraph
         return g.Mul(g.Sub(g.Constant(1f), allowed), g.Constant(float.MinValue));
     }
 
+    /// <summary>
+    /// Per-row prefixes: each row's padding in front of its prefix masked, float [batch, 1, 1, total] ((1 - mask) *
+    /// finfo.min over the prefix block, 0 over the real tokens).
+    /// </summary>
+    private string PrefixPadding(PrefixStack prefixes, string total)
+    {
+        var g = _g;
+        using var _ = g.Scope("prompt_padding");
+        var prefixBias = _t5.ExtendedPaddingMask(prefixes.RowMask(g));                                     // [batch, 1, 1, MaxLength]
+        var real = g.Unsqueeze(g.Sub(total, g.Constant((long)prefixes.MaxLength)), [0]);
+        return g.Op("Pad", [prefixBias, g.Concat(0, [g.Ints(0, 0, 0, 0, 0, 0, 0), real]), g.Constant(0f)]);
+    }
+
     /// <summary>T5Block (decoder): self-attention with cache, cross-attention, feed-forward; each pre-norm with a residual.</summary>
     private string Block(int i, string hidden, string selfBias, string crossBias)
     {
@@ -116,7 +132,7 @@ public sealed class T5DecoderGraph
             var v = _t5.SplitHeads(_t5.Project($"{a}.v", normed));
             k = Attention.AppendToCache(g, PastSelfKey(i), k, PresentSelfKey(i), "key/Concat");
             v = Attention.AppendToCache(g, PastSelfValue(i), v, PresentSelfValue(i), "value/Concat");
-            var prefix = _options.DecoderPrefix?.Constants(g, i, _t5.Heads);
+            var prefix = _options.DecoderPrefix?.Constants(g, i, _t5.Heads) ?? _options.DecoderPrefixes?.Constants(g, i, _t5.Heads);
             hidden = g.Add(hidden, _t5.Attend(a, q, k, v, selfBias, prefix), name: "residual/Add");
         }
 

@@ -48,6 +48,7 @@ public sealed class T5EncoderGraph
     {
         var g = _g;
         DeclareEncoder(g, _config.DecoderLayers, _t5.Heads, _t5.HeadDim, _config.DModel, _options.CrossSequence);
+        _options.DeclareAdapterIndex(g);
 
         string hidden;
         using (g.Scope("/encoder"))
@@ -64,9 +65,15 @@ public sealed class T5EncoderGraph
                 hidden = g.Concat(1, [g.Op("Expand", [prompt, shape]), hidden]);
                 mask = _options.PromptedMask(g, AttentionMask);
             }
+            else if (_options.EncoderPrompts != null)
+            {
+                using var _ = g.Scope("prompt");
+                hidden = _options.EncoderPrompts.Prepend(g, hidden, InputIds);
+                mask = _options.PromptedMask(g, AttentionMask);
+            }
 
             // position_bias = compute_bias(seq, seq) + extended mask, reused by every block.
-            var seq = _t5.Dim(_options.HasEncoderPrompt ? mask : InputIds, 1);
+            var seq = _t5.Dim(_options.PrependsEncoderPrompt ? mask : InputIds, 1);
             var positionBias = _t5.PositionBias("encoder.block.0.layer.0.SelfAttention", g.Constant(0L), seq, seq, bidirectional: true);
             var bias = g.Add(positionBias, _t5.ExtendedPaddingMask(mask), name: "position_bias/Add");
 
@@ -80,6 +87,15 @@ public sealed class T5EncoderGraph
             var p = $"decoder.block.{i}.layer.1.EncDecAttention";
             using var _ = g.Scope(ModulePath.ToScope(p));
             var prefix = _options.DecoderPrefix;
+            if (_options.DecoderPrefixes is { HasCross: true } stack)
+            {
+                int promptLength = _options.EncoderPrompts?.MaxLength ?? 0;
+                var sk = stack.SelectCross(g, i, _t5.SplitHeads(_t5.Project($"{p}.k", lastHidden)), value: false, AttentionMask, promptLength);
+                var sv = stack.SelectCross(g, i, _t5.SplitHeads(_t5.Project($"{p}.v", lastHidden)), value: true, AttentionMask, promptLength);
+                g.Node("Identity", [sk], outputs: [PresentCrossKey(i)], name: "key/Identity");
+                g.Node("Identity", [sv], outputs: [PresentCrossValue(i)], name: "value/Identity");
+                continue;
+            }
             if (prefix?.CrossKeys == null)
             {
                 _t5.SplitHeads(_t5.Project($"{p}.k", lastHidden), output: PresentCrossKey(i));

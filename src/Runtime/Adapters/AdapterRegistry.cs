@@ -42,6 +42,16 @@ internal sealed class AdapterRegistry : IDisposable
         }
     }
 
+    /// <summary>The virtual tokens <paramref name="name"/>'s slot prepends (exported prompt-learning adapters; 0 for the others).</summary>
+    public int VirtualTokens(string name)
+    {
+        lock (_lock)
+        {
+            int slot = checked((int)_current.IndexOf(name));
+            return slot < _manifest.Adapters.Count ? _manifest.Adapters[slot].VirtualTokens : 0;
+        }
+    }
+
     public void Add(string name, string peftFolder)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -50,6 +60,10 @@ internal sealed class AdapterRegistry : IDisposable
             throw new PeftOnnxException($"AddAdapter {name}: '{name}' is not a plain identifier (letters, digits, '_', '-', '.'; not starting with a digit)");
         if (_manifest.Stacks.Count == 0)
             throw new PeftOnnxException($"AddAdapter {name}: {Path.Combine(_dir, AdapterManifest.FileName)} records no stack offsets (written by an older export): export the folder again to add adapters at run time");
+        // the virtual tokens of exported prompt-learning adapters are constants with one row per exported slot: a slot
+        // added or recycled would index past them or inherit a removed adapter's prefix
+        if (_manifest.Adapters.FirstOrDefault(a => a.VirtualTokens > 0) is { } prompt)
+            throw new PeftOnnxException($"AddAdapter {name}: {_dir} holds {prompt.Method} adapter '{prompt.Name}', whose virtual tokens are baked per exported slot; adapters are added at run time to exports of LoRA and IA3 adapters only (export the prompt-learning adapters in a folder of their own)");
         RefuseDuplicate(name, Names);
         var dims = DimsNow();
         var rows = PeftAdapterReader.Read(name, peftFolder, _architecture, dims, BaseWeight);

@@ -48,7 +48,7 @@ public class MultiAdapterRefusalTests
 
     [Fact]
     public void A_method_that_cannot_be_stacked_is_refused_naming_it() =>
-        Assert.Contains("PROMPT_TUNING", Refused(("ok", Lora), ("soft", Paths.Case(Arch, "prompt_tuning_random/adapter_trained"))).Message);
+        Assert.Contains("is LOHA", Refused(("ok", Lora), ("soft", Paths.Case(Arch, "prompt_tuning_random/adapter_trained")), ("loha", Paths.CurrentCase(Arch, "loha/adapter_trained"))).Message);
 
     [Fact]
     public void An_fp16_multi_adapter_export_quantized_or_not_is_refused_before_writing()
