@@ -144,6 +144,19 @@ public class MultiAdapterPromptTests
     }
 
     [Fact]
+    public void Adding_an_adapter_at_run_time_beside_exported_prompt_adapters_is_refused_naming_why_and_the_model_is_unchanged()
+    {
+        using var model = OnnxModel.Load(MultiExport("bloom"), DeviceOptions.Cpu);
+        var before = model.Adapters.ToArray();
+        var lora = MultiAdapterExportTests.Adapters("bloom").Single(a => a.Name == "plain").Dir;
+        var error = Assert.Throws<PeftOnnxException>(() => model.AddAdapter("late", lora));
+        Assert.StartsWith("AddAdapter late: ", error.Message);
+        Assert.Contains("whose virtual tokens are baked per exported slot", error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+        Assert.Equal(before, model.Adapters);
+    }
+
+    [Fact]
     public void A_row_whose_virtual_tokens_and_prompt_fill_the_context_is_refused_and_the_base_row_is_not()
     {
         using var model = OnnxModel.Load(MultiExport("gpt2"), DeviceOptions.Cpu);   // n_positions 128

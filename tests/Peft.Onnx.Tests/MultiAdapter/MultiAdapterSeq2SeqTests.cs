@@ -67,6 +67,17 @@ public class MultiAdapterSeq2SeqTests
         Tolerance.AssertLogits(baseRow, defaulted.AsSpan(0, DecoderLength * vocab).ToArray(), vocab, what: $"{arch} row 0 without adapter_index");
     }
 
+    [Fact]
+    public void Adapters_are_not_added_or_removed_at_run_time_on_an_encoder_decoder_export_and_the_model_is_unchanged()
+    {
+        using var model = OnnxModel.Load(MultiAdapterExportTests.MultiExport("t5"), DeviceOptions.Cpu);
+        var before = model.Adapters.ToArray();
+        var lora = MultiAdapterExportTests.Adapters("t5").First().Dir;
+        Assert.Contains("is an encoder-decoder export; adapters are added at run time to decoder-only", Assert.Throws<PeftOnnxException>(() => model.AddAdapter("late", lora)).Message);
+        Assert.Contains("is an encoder-decoder export", Assert.Throws<PeftOnnxException>(() => model.RemoveAdapter(before[0])).Message);
+        Assert.Equal(before, model.Adapters);
+    }
+
     [Theory]
     [InlineData("t5")]
     [InlineData("mt5")]
