@@ -31,8 +31,7 @@ public static class DecodeStepProfile
         {
             for (int s = 0; s < steps; s++)
             {
-                using var feeds = new DisposableFeeds(session, pastLength + s);
-                using var outputs = session.Run(feeds.Values);
+                using var outputs = session.Run(DecodeStepFeeds(session, pastLength + s));
             }
             profile = session.EndProfiling();
         }
@@ -131,29 +130,24 @@ public static class DecodeStepProfile
         };
     }
 
-    /// <summary>Zero-filled decode-step inputs for every graph input: one new token over <c>past</c> cached positions.</summary>
-    private sealed class DisposableFeeds : IDisposable
+    /// <summary>Zero-filled decode-step inputs for every graph input: one new token over <paramref name="past"/> cached positions.</summary>
+    private static List<NamedOnnxValue> DecodeStepFeeds(InferenceSession session, int past)
     {
-        public List<NamedOnnxValue> Values { get; } = [];
-
-        public DisposableFeeds(InferenceSession session, int past)
+        var values = new List<NamedOnnxValue>();
+        foreach (var (name, meta) in session.InputMetadata)
         {
-            foreach (var (name, meta) in session.InputMetadata)
+            var dims = meta.Dimensions.Select((d, i) => d >= 0 ? d : i == 0 ? 1 : name.StartsWith("past", StringComparison.Ordinal) ? past : name == CausalLmContract.AttentionMask ? past + 1 : 1).ToArray();
+            if (meta.ElementType == typeof(long))
             {
-                var dims = meta.Dimensions.Select((d, i) => d >= 0 ? d : i == 0 ? 1 : name.StartsWith("past", StringComparison.Ordinal) ? past : name == CausalLmContract.AttentionMask ? past + 1 : 1).ToArray();
-                if (meta.ElementType == typeof(long))
-                {
-                    var t = new DenseTensor<long>(dims);
-                    if (name == CausalLmContract.AttentionMask) t.Fill(1);
-                    else if (name == CausalLmContract.PositionIds) t.Fill(past);
-                    else if (name == CausalLmContract.InputIds) t.Fill(5);
-                    else if (name == CausalLmContract.NumLogitsToKeep) t.Fill(1);
-                    Values.Add(NamedOnnxValue.CreateFromTensor(name, t));
-                }
-                else Values.Add(NamedOnnxValue.CreateFromTensor(name, new DenseTensor<float>(dims)));
+                var t = new DenseTensor<long>(dims);
+                if (name == CausalLmContract.AttentionMask) t.Fill(1);
+                else if (name == CausalLmContract.PositionIds) t.Fill(past);
+                else if (name == CausalLmContract.InputIds) t.Fill(5);
+                else if (name == CausalLmContract.NumLogitsToKeep) t.Fill(1);
+                values.Add(NamedOnnxValue.CreateFromTensor(name, t));
             }
+            else values.Add(NamedOnnxValue.CreateFromTensor(name, new DenseTensor<float>(dims)));
         }
-
-        public void Dispose() { }
+        return values;
     }
 }
