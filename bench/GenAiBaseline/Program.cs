@@ -2,10 +2,16 @@
 // Greedy generation with ONNX Runtime GenAI on an exported folder (its genai_config.json); prints one JSON object:
 // tokens_per_second (new tokens over the whole batch / decode+prefill seconds), ttft_seconds (first token), seconds,
 // cpu_seconds (this process's CPU time over that run: the work done, whatever share of the cores it was given).
+// genai-baseline --adapters DIR PROMPT_LENGTH NEW_TOKENS REPEATS FILE.onnx_adapter...
+// One request per adapter file through GenAI's Adapters API (LoadAdapter, then one generator per request with
+// SetActiveAdapter: GenAI activates one adapter per generator), the requests one after another; prints tokens_per_second
+// (all requests' new tokens over their total seconds, best repeat), cpu_seconds, each request's new tokens
+// (sequences) and its first step's last-position logits (first_logits).
 using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntimeGenAI;
 
+if (args.Length > 0 && args[0] == "--adapters") return AdapterRequests.Run(args[1..]);
 if (args.Length < 4)
 {
     Console.Error.WriteLine("usage: GenAiBaseline DIR PROMPT_LENGTH NEW_TOKENS BATCH [REPEATS]");

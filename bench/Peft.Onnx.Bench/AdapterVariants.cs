@@ -10,7 +10,11 @@ using Peft.Onnx.Core.Data;
 namespace Peft.Onnx.Bench;
 
 /// <summary>One exported folder that bench times: its name, the folder, and the virtual tokens it adds to every row.</summary>
-public sealed record BenchVariant(string Name, string Dir, int VirtualTokens);
+public sealed record BenchVariant(string Name, string Dir, int VirtualTokens)
+{
+    /// <summary>A multi-adapter export's adapters, row i taking entry i modulo their count (null = the base); null: no adapter input.</summary>
+    public IReadOnlyList<string?>? RowAdapters { get; init; }
+}
 
 /// <summary>
 /// Random adapters of each kind on one base (the Trainer's PeftModel.Create + Save; LoRA's B is randomised so the

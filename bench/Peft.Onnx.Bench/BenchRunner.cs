@@ -8,7 +8,14 @@ namespace Peft.Onnx.Bench;
 public sealed record BenchSettings(
     string BaseDir, int PromptLength, int NewTokens, int[] BatchSizes, int Repeats, bool Quick,
     bool Generation, bool GenAi, bool Export, bool Trainer,
-    bool Export560m, int TrainBatch, int TrainSeq, int TrainSteps, long BandwidthBytes, string[] DecodeModels);
+    bool Export560m, int TrainBatch, int TrainSeq, int TrainSteps, long BandwidthBytes, string[] DecodeModels)
+{
+    /// <summary>Quantized widths to export and decode against float32 (bench --quantize int8,int4); empty: no such section.</summary>
+    public string[] Quantize { get; init; } = [];
+
+    /// <summary>The multi-adapter section (bench --multi-adapter): 8 LoRA adapters on one base vs the base, merged exports and ORT GenAI.</summary>
+    public bool MultiAdapter { get; init; }
+}
 
 /// <summary>
 /// `bench`: every comparison inside one run (so the machine's drift hits both sides alike): generation of the base graph vs each adapter export,
@@ -93,6 +100,18 @@ public static class BenchRunner
             {
                 result["decode_bandwidth"] = s.DecodeModels.Select(m => DecodeBandwidthBench.Run(m, s, work, log)).ToList();
                 Lap("decode_bandwidth");
+            }
+
+            if (s.Quantize.Length > 0)
+            {
+                result["quantized"] = QuantizedDecodeBench.Run(s, work, log);
+                Lap("quantized");
+            }
+
+            if (s.MultiAdapter)
+            {
+                result["multi_adapter"] = MultiAdapterBench.Run(s, work, log);
+                Lap("multi_adapter");
             }
 
             if (s.Export)
@@ -346,6 +365,8 @@ public static class BenchRunner
         if (json.TryGetProperty("export", out var ex) && ex.TryGetProperty("variants", out var variants))
             foreach (var v in variants.EnumerateArray())
                 o.WriteLine($"  export {v.GetProperty("name").GetString(),-10} {v.GetProperty("export_seconds").GetDouble(),6:F2} s ({v.GetProperty("export_cpu_seconds").GetDouble():F2} s CPU), x{v.GetProperty("export_over_copy").GetDouble():F2} the copy, peak RSS {v.GetProperty("peak_rss_mb").GetDouble():F0} MB");
+        if (json.TryGetProperty("quantized", out var q)) QuantizedTable.Print(q, o);
+        if (json.TryGetProperty("multi_adapter", out var ma)) MultiAdapterTable.Print(ma, o);
         if (json.TryGetProperty("trainer", out var t))
         {
             var b = t.GetProperty("base_forward_backward");

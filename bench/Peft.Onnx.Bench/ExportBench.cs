@@ -58,17 +58,8 @@ public static class ExportBench
                     var outDir = Path.Combine(work, "export-" + label);
                     var args = new List<string> { "export", "--base", dir, "--out", outDir, "--force", "--json", "--dtype", dtype };
                     if (withAdapter) args.AddRange(["--adapter", adapter]);
-                    var psi = SelfProcess([.. args]);
-                    clock.Restart();
-                    using var p = Process.Start(psi)!;
-                    var stdout = p.StandardOutput.ReadToEndAsync();
-                    var stderr = p.StandardError.ReadToEndAsync();
-                    p.WaitForExit();
-                    var wall = clock.Elapsed.TotalSeconds;
-                    if (p.ExitCode != 0) throw new PeftOnnxException($"bench: the {name} export child failed (exit {p.ExitCode}): {stderr.Result.Trim().Split('\n')[^1]}");
-                    var json = JsonDocument.Parse(stdout.Result).RootElement;
-                    runs.Add(new ExportRun(name, dtype, withAdapter, json.GetProperty("seconds").GetDouble(), wall, json.GetProperty("cpu_seconds").GetDouble(),
-                        json.GetProperty("peak_rss_bytes").GetInt64(), json.GetProperty("phases").Clone(), copies[^1]));
+                    var child = RunChild(name, [.. args]);
+                    runs.Add(new ExportRun(name, dtype, withAdapter, child.Seconds, child.WallSeconds, child.CpuSeconds, child.PeakRssBytes, child.Phases, copies[^1]));
                     log.WriteLine($"bench: export {name}: {runs[^1].Seconds:F1} s ({runs[^1].Cpu:F1} s CPU), peak RSS {runs[^1].Peak / 1048576.0:F0} MB (copy before it {copies[^1]:F1} s)");
                     Directory.Delete(outDir, true);
                 }
@@ -92,8 +83,26 @@ public static class ExportBench
         }
     }
 
+    /// <summary>
+    /// One `peft-onnx export --json ...` in a child process (its own peak RSS): the child's own seconds (ORT check
+    /// included), its wall time, CPU seconds, peak RSS and per-phase figures.
+    /// </summary>
+    public static ExportChildFigures RunChild(string name, params string[] args)
+    {
+        var clock = Stopwatch.StartNew();
+        using var p = Process.Start(SelfProcess(args))!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        var wall = clock.Elapsed.TotalSeconds;
+        if (p.ExitCode != 0) throw new PeftOnnxException($"bench: the {name} export child failed (exit {p.ExitCode}): {stderr.Result.Trim().Split('\n')[^1]}");
+        var json = JsonDocument.Parse(stdout.Result).RootElement;
+        return new ExportChildFigures(json.GetProperty("seconds").GetDouble(), wall, json.GetProperty("cpu_seconds").GetDouble(),
+            json.GetProperty("peak_rss_bytes").GetInt64(), json.GetProperty("phases").Clone());
+    }
+
     /// <summary>Seconds to copy the checkpoint's safetensors file and fsync the copy (what writing the same bytes costs).</summary>
-    private static double Copy(string dir, string work, string label)
+    public static double Copy(string dir, string work, string label)
     {
         var copy = Path.Combine(work, "copy-" + label + ".safetensors");
         var clock = Stopwatch.StartNew();

@@ -50,6 +50,22 @@ public sealed class GenAiBaseline
         catch (JsonException) { note = $"GenAI printed no JSON: {stdout.Trim().Split('\n')[0]}"; return null; }
     }
 
+    /// <summary>
+    /// One batch-1 request per adapter file through GenAI's Adapters API, one after another (GenAI activates one adapter
+    /// per generator): tokens/s over all requests, each request's new tokens and first-step logits; null with a note
+    /// when GenAI cannot serve them.
+    /// </summary>
+    public JsonElement? RunAdapters(string dir, int promptLength, int newTokens, int repeats, IReadOnlyList<string> adapterFiles, out string? note)
+    {
+        note = null;
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { _dll, "--adapters", dir, promptLength.ToString(), newTokens.ToString(), repeats.ToString() }.Concat(adapterFiles)) psi.ArgumentList.Add(a);
+        var (code, stdout, stderr) = Run(psi, TimeSpan.FromMinutes(10));
+        if (code != 0) { note = $"GenAI failed (exit {code}): {stderr.Trim().Split('\n')[0]}"; return null; }
+        try { return JsonDocument.Parse(stdout).RootElement.Clone(); }
+        catch (JsonException) { note = $"GenAI printed no JSON: {stdout.Trim().Split('\n')[0]}"; return null; }
+    }
+
     private static (int, string, string) Run(ProcessStartInfo psi, TimeSpan timeout)
     {
         try

@@ -160,6 +160,8 @@ public static class GenerationBench
                 // No stop token: every row produces exactly newTokens tokens.
                 var options = new GenerationOptions { MaxNewTokens = newTokens, DoSample = false, StopTokenIds = [] };
                 var request = GenerationRequest.FromIds(prompts.Select(p => (IReadOnlyList<int>)p).ToList(), options);
+                if (variant.RowAdapters is { Count: > 0 } rows)
+                    request = request with { Adapters = Enumerable.Range(0, batch).Select(i => rows[i % rows.Count]).ToList() };
                 var loaded = new LoadedVariant(variant, model, request, batch, promptLength, dimensions);
                 loaded.WarmUp(newTokens);
                 long peak = MemoryProbe.PeakRss();

@@ -88,9 +88,10 @@ public static class RandomCheckpoint
     /// <summary>
     /// Writes a PEFT LoRA adapter (<see cref="AdapterFormat"/>) for a BLOOM
     /// <paramref name="config"/>: rank <paramref name="r"/> on every <see cref="BloomLinears"/> module of every block,
-    /// random A and B (B non-zero, so the merge changes every targeted weight). Returns the safetensors size in bytes.
+    /// random A and B (B non-zero, so the merge changes every targeted weight; <paramref name="seed"/> picks the values).
+    /// <paramref name="zeroB"/>: B all zeros (a branch that adds nothing). Returns the safetensors size in bytes.
     /// </summary>
-    public static long WriteBloomLora(string dir, JsonObject config, int r = 8, int alpha = 16)
+    public static long WriteBloomLora(string dir, JsonObject config, int r = 8, int alpha = 16, uint seed = 0x2545F491, bool zeroB = false)
     {
         Directory.CreateDirectory(dir);
         // The targeted modules and their sizes as the family describes them, not a second list of BLOOM's names.
@@ -101,7 +102,7 @@ public static class RandomCheckpoint
             TaskType = AdapterConfig.CausalLm, R = r, LoraAlpha = alpha, TargetModules = TargetModules.FromNames(BloomLinears),
             InferenceMode = true, BaseModelNameOrPath = "random-bloom",
         }.Save(dir);
-        uint state = 0x2545F491;
+        uint state = seed == 0 ? 0x2545F491 : seed; // xorshift stays at zero from zero
         float[] Random(long count)
         {
             var values = new float[count];
@@ -116,7 +117,7 @@ public static class RandomCheckpoint
         foreach (var linear in targets)
         {
             tensors.Add(TensorData.FromFloat32(AdapterFormat.LoraAKey(linear.Path), [r, linear.InFeatures], Random(r * linear.InFeatures)));
-            tensors.Add(TensorData.FromFloat32(AdapterFormat.LoraBKey(linear.Path), [linear.OutFeatures, r], Random(linear.OutFeatures * r)));
+            tensors.Add(TensorData.FromFloat32(AdapterFormat.LoraBKey(linear.Path), [linear.OutFeatures, r], zeroB ? new float[linear.OutFeatures * r] : Random(linear.OutFeatures * r)));
         }
         var weights = Path.Combine(dir, AdapterFormat.WeightsFile);
         SafeTensorsWriter.Write(weights, tensors, AdapterFormat.WeightsMetadata);

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using Peft.Onnx.Bench;
 using Peft.Onnx.Core;
@@ -31,6 +30,8 @@ public sealed class BenchCommand : ICommand
         VerbOption.Value("train-steps", "N", "trainer steps per method (default 8; 1 with --quick)"),
         VerbOption.Value("bandwidth-mb", "MB", "the array the memory-bandwidth probe reads (default 256; 16 with --quick)"),
         VerbOption.Value("decode-models", "gpt2-124m,bloomz-560m", "add batch-1 fp32 decode of these random-weight models against the bandwidth limit"),
+        VerbOption.Value("quantize", "int8,int4", "export a bloomz-560m-sized random checkpoint fp32 and at these widths; decode each (ours and GenAI) against fp32 and its bandwidth limit"),
+        VerbOption.Flag("multi-adapter", "8 LoRA adapters in one multi-adapter export vs the base, merged exports and GenAI's Adapters API; memory of 1, 8, 32 adapters"),
         SharedOptions.Json,
         SharedOptions.Device,
     ];
@@ -47,32 +48,26 @@ public sealed class BenchCommand : ICommand
         var repeats = args.Int("repeats", min: 1) ?? (quick ? 3 : 20); // rounds: every variant generates once per round; medians and paired ratios need several
         var export560m = args.Flag("export-560m");
         var noGenAi = args.Flag("no-genai");
-        var skip = (args.String("skip") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var skip = BenchArguments.List(args.String("skip"));
         var trainBatch = args.Int("train-batch", min: 1) ?? (quick ? 2 : 8);
         var trainSeq = args.Int("train-seq", min: 2) ?? (quick ? 16 : 64);
         var trainSteps = args.Int("train-steps", min: 1) ?? (quick ? 1 : 8);
         var bandwidthMb = args.Int("bandwidth-mb", min: 1) ?? (quick ? 16 : 256);
-        var decodeModels = (args.String("decode-models") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var decodeModels = BenchArguments.List(args.String("decode-models"));
+        var quantize = BenchArguments.List(args.String("quantize"));
+        var multiAdapter = args.Flag("multi-adapter");
         var json = args.Flag("json");
         var device = DeviceArgument.Choice(args);
         args.EnsureAllUsed();
         if (device == "cuda") throw new PeftOnnxException("bench: measures the CPU path here (ONNX Runtime CPU provider, TorchSharp CPU); use --device cpu or auto");
         if (device == "auto") Console.Error.WriteLine("device: cpu (bench measures the CPU path)");
-        var known = new[] { "generation", "genai", "export", "trainer" };
-        foreach (var m in decodeModels)
-            if (!DecodeBandwidthBench.Models.ContainsKey(m))
-                throw new PeftOnnxException($"bench: --decode-models '{m}' is not one of {string.Join(", ", DecodeBandwidthBench.Models.Keys)}");
-        foreach (var k in skip) if (!known.Contains(k)) throw new PeftOnnxException($"bench: --skip '{k}' is not one of {string.Join(", ", known)}");
-        int[] batches = batchText == null ? (quick ? [1, 2] : [1, 8])
-            : batchText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(b =>
-                int.TryParse(b, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= 1 ? v
-                    : throw new PeftOnnxException($"bench: --batch-sizes '{b}' is not an integer >= 1")).ToArray();
-        if (batches.Length == 0) throw new PeftOnnxException("bench: --batch-sizes is empty (expected e.g. 1,8)");
+        BenchArguments.Check(skip, decodeModels, quantize);
+        var batches = BenchArguments.BatchSizes(batchText, quick);
 
         Peft.Onnx.Trainer.TorchDevice.Resolve("cpu", _ => { });
         var settings = new BenchSettings(baseDir, promptLength, newTokens, batches, repeats, quick,
             Generation: !skip.Contains("generation"), GenAi: !noGenAi && !skip.Contains("genai"), Export: !skip.Contains("export"), Trainer: !skip.Contains("trainer"),
-            export560m, trainBatch, trainSeq, trainSteps, bandwidthMb * 1048576L, decodeModels);
+            export560m, trainBatch, trainSeq, trainSteps, bandwidthMb * 1048576L, decodeModels) { Quantize = quantize, MultiAdapter = multiAdapter };
         var result = BenchRunner.Run(settings, Console.Error);
         if (json) Console.WriteLine(JsonSerializer.Serialize(result));
         else BenchRunner.PrintTable(result, Console.Out);

@@ -26,7 +26,7 @@ public sealed class ExportCommand : ICommand
         VerbOption.Flag("no-merge", "keep a LoRA adapter's A/B as a side branch instead of merging it into the weights"),
         VerbOption.Value("dtype", "fp32|fp16", "the weights' type in the export", "fp32"),
         VerbOption.Value("quantize", "int8|int4", "quantize every linear layer's weights (the output head too) into MatMulNBits; norms and embeddings stay float32"),
-        VerbOption.Value("block-size", "N", "with --quantize: inputs per scale, a power of two of at least 16", QuantizationFormat.DefaultBlockSize.ToString(CultureInfo.InvariantCulture)),
+        VerbOption.Value("block-size", "N", "with --quantize: inputs per scale, a power of two of at least 16", $"{QuantizationFormat.DefaultBlockSize} (int4: {QuantizationFormat.DefaultInt4BlockSize})"),
         VerbOption.Flag("asymmetric", "with --quantize: a zero point per block (default symmetric)"),
         VerbOption.Value("accuracy-level", "0..4", "with --quantize: MatMulNBits compute precision (4: int8 activations, fastest on the CPU)", WeightQuantization.DefaultAccuracyLevel.ToString(CultureInfo.InvariantCulture)),
         VerbOption.Flag("keep-head-float", "with --quantize: leave the output head in float32"),
@@ -47,7 +47,7 @@ public sealed class ExportCommand : ICommand
         var noMerge = args.Flag("no-merge");
         var dtype = args.Choice("dtype", "fp32", "fp32", "fp16");
         // the settings that have declared defaults count only where given: without --quantize they are refused
-        int? GivenInt(string name) => args.Int(name) is { } value && args.Given(name) ? value : null;
+        int? GivenInt(string name) => args.Given(name) && args.Int(name) is { } value ? value : null;
         var quantize = WeightQuantization.FromOptions(args.String("quantize"), GivenInt("block-size"), args.Flag("asymmetric"), GivenInt("accuracy-level"),
             args.Flag("keep-head-float"), args.Flag("quantize-head"), args.String("head-quantize"));
         var force = args.Flag("force");

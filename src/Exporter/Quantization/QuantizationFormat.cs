@@ -8,7 +8,18 @@ namespace Peft.Onnx.Exporter.Quantization;
 /// </summary>
 public sealed record QuantizationFormat(int Bits, int BlockSize = QuantizationFormat.DefaultBlockSize, bool Symmetric = true)
 {
+    /// <summary>int8's default block (the block ORT GenAI's model builder writes).</summary>
     public const int DefaultBlockSize = 32;
+
+    /// <summary>
+    /// int4's default block: on the main job (tiny-bloom-fin + LoRA, all 227 financial_phrasebank validation rows, int8
+    /// head) block 32 keeps 0.942 top-1 agreement with the float32 adapted model and block 16 0.951, the only size
+    /// that meets the 0.95 goal (see README), for 6 bits per weight instead of 5.
+    /// </summary>
+    public const int DefaultInt4BlockSize = 16;
+
+    /// <summary>The block a width gets when none is asked for: <see cref="DefaultInt4BlockSize"/> for 4 bits, else <see cref="DefaultBlockSize"/>.</summary>
+    public static int DefaultBlockSizeFor(int bits) => bits == 4 ? DefaultInt4BlockSize : DefaultBlockSize;
 
     /// <summary>Largest code: 255 (8 bits) or 15 (4 bits).</summary>
     public int MaxCode => (1 << Bits) - 1;

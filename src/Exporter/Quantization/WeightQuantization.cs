@@ -45,7 +45,8 @@ public sealed record WeightQuantization(QuantizationFormat Format, int AccuracyL
             throw new PeftOnnxException("export: --keep-head-float and --quantize-head contradict each other (give one: the head float32, or quantized as by default)");
         if (keepHeadFloat && headBits != null)
             throw new PeftOnnxException("export: --head-quantize and --keep-head-float contradict each other (give one: the head's width, or the head float32)");
-        var format = new QuantizationFormat(Bits("quantize", bits), blockSize ?? QuantizationFormat.DefaultBlockSize, !asymmetric);
+        int width = Bits("quantize", bits);
+        var format = new QuantizationFormat(width, blockSize ?? QuantizationFormat.DefaultBlockSizeFor(width), !asymmetric);
         var headFormat = headBits != null ? format with { Bits = Bits("head-quantize", headBits) }
             : keepHeadFloat ? null : DefaultHeadFormat(format);
         try

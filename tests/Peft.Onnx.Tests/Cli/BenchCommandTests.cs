@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Peft.Onnx.Bench;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 
@@ -71,6 +72,63 @@ public class BenchCommandTests
         Assert.Equal(["lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning"], methods);
         foreach (var m in trainer.GetProperty("methods").EnumerateArray())
             Assert.True(m.GetProperty("samples_per_second").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void Quick_bench_with_quantize_and_multi_adapter_reports_both_sections_and_their_goals()
+    {
+        var r = CliRunner.Run("bench", "--quick", "--json", "--no-genai", "--skip", "generation,export,trainer", "--quantize", "int4", "--multi-adapter",
+            "--base", Path.Combine(Paths.Models, "tiny-bloom-fin"), "--device", "cpu");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonDocument.Parse(r.Stdout).RootElement;
+        Assert.False(json.TryGetProperty("generation", out _));
+
+        var q = json.GetProperty("quantized");
+        var exports = q.GetProperty("exports").EnumerateArray().ToList();
+        Assert.Equal(["fp32", "int4"], exports.Select(e => e.GetProperty("variant").GetString()));
+        Assert.Equal(1.0, exports[0].GetProperty("peak_rss_over_fp32").GetDouble());
+        Assert.All(exports, e => Assert.True(e.GetProperty("export_over_copy").GetDouble() > 0));
+        Assert.True(exports[1].GetProperty("weight_bytes").GetInt64() < exports[0].GetProperty("weight_bytes").GetInt64());
+        var decode = q.GetProperty("decode").EnumerateArray().ToList();
+        Assert.Equal(["fp32 1", "int4 1", "fp32 2", "int4 2"], decode.Select(d => $"{d.GetProperty("variant").GetString()} {d.GetProperty("batch").GetInt32()}"));
+        foreach (var d in decode)
+        {
+            // bytes per token: the weight files, less the float lookup table of the quantized export (1000 x 64 float32), plus the KV cache
+            long lookup = d.GetProperty("variant").GetString() == "int4" ? 1000L * 64 * 4 : 0;
+            Assert.Equal(lookup, d.GetProperty("lookup_table_bytes_not_read").GetInt64());
+            Assert.Equal(d.GetProperty("weight_bytes").GetInt64() - lookup + d.GetProperty("kv_cache_bytes_per_step").GetInt64(), d.GetProperty("bytes_per_token").GetInt64());
+            Assert.True(d.GetProperty("fraction_of_bandwidth_limit").GetDouble() > 0);
+        }
+        var goals = json.GetProperty("goals");
+        Assert.Equal(decode[1].GetProperty("paired_decode_over_fp32").GetDouble(), goals.GetProperty("quantized_int4_decode_over_fp32").GetProperty("measured").GetDouble());
+        Assert.Equal(decode[1].GetProperty("fraction_of_bandwidth_limit").GetDouble(), goals.GetProperty("quantized_int4_bandwidth_fraction").GetProperty("measured").GetDouble());
+        foreach (var absent in new[] { "quantized_int8_decode_over_fp32", "quantized_ours_over_genai", "multi_adapter_over_genai" })
+            Assert.False(goals.TryGetProperty(absent, out _), absent);
+        // a missed goal brings the profile of each quantized model
+        var missed = q.GetProperty("goals_missed").EnumerateArray().Select(m => m.GetString()).ToList();
+        Assert.Equal(missed.Count > 0, q.TryGetProperty("profiles", out var profiles));
+        if (missed.Count > 0) Assert.Contains(profiles.GetProperty("int4").GetProperty("operators").EnumerateArray(), o => o.GetProperty("op").GetString() == "MatMulNBits");
+
+        var m = json.GetProperty("multi_adapter");
+        Assert.Equal([8, 9, 10, 11, 12, 13, 14, 16], m.GetProperty("ranks").EnumerateArray().Select(x => x.GetInt32()));
+        Assert.Equal(m.GetProperty("figures").GetProperty("mixed_over_base_b8").GetDouble(), goals.GetProperty("multi_adapter_mixed_over_base_b8").GetProperty("measured").GetDouble());
+        Assert.Equal(m.GetProperty("figures").GetProperty("single_over_merged_b1").GetDouble(), goals.GetProperty("multi_adapter_single_over_merged_b1").GetProperty("measured").GetDouble());
+        Assert.Equal(["base 8", "multi_mixed 8"], m.GetProperty("batch_8").EnumerateArray().Select(t => $"{t.GetProperty("variant").GetString()} {t.GetProperty("batch").GetInt32()}"));
+        var memory = m.GetProperty("memory").EnumerateArray().ToList();
+        Assert.Equal([1, 8, 32], memory.Select(x => x.GetProperty("adapters").GetInt32()));
+        for (int i = 0; i < memory.Count; i++)
+        {
+            Assert.True(memory[i].GetProperty("weight_bytes").GetInt64() > memory[i].GetProperty("base_weight_bytes").GetInt64());
+            Assert.Equal(memory[i].GetProperty("weight_bytes").GetInt64() - memory[i].GetProperty("base_weight_bytes").GetInt64() - memory[i].GetProperty("adapters_own_bytes").GetInt64(),
+                memory[i].GetProperty("bytes_beyond_goal").GetInt64());
+            if (i > 0) Assert.True(memory[i].GetProperty("adapters_own_bytes").GetInt64() > memory[i - 1].GetProperty("adapters_own_bytes").GetInt64());
+        }
+
+        var table = new StringWriter();
+        QuantizedTable.Print(q, table);
+        MultiAdapterTable.Print(m, table);
+        Assert.Contains("decode int4  batch 1:", table.ToString());
+        Assert.Contains("32 adapters:", table.ToString());
     }
 
     /// <summary>Interleaved rounds: best, median and worst agree with the rounds listed, and paired ratios with base's rounds.</summary>

@@ -1,0 +1,143 @@
+using Peft.Onnx.Core;
+
+namespace Peft.Onnx.Bench;
+
+/// <summary>
+/// `bench --quantize int8,int4`: one random checkpoint of bloomz-560m's real config (--quick: a small one) exported
+/// float32 and with each asked width (default export options, each export in a child process between two copies of
+/// the checkpoint), then decoded at batch 1 (the goal figures) and batch 8 by our Runtime in interleaved rounds and
+/// by ORT GenAI on the same folders. Each model's bandwidth limit is the memory bandwidth over the bytes one decode
+/// step reads: its weight files, less the float lookup table of a quantized export (a tied head gets its own quantized
+/// copy, and the lookup reads one row per token), plus the KV cache. When a quantized goal is missed, ONNX Runtime's
+/// profile of a decode step of each quantized model says which kernels ran.
+/// </summary>
+public static class QuantizedDecodeBench
+{
+    public static readonly string[] Widths = ["int8", "int4"];
+
+    /// <summary>Timed rounds at the full size: a bloomz-560m float32 generation of 64 tokens takes ~15 s on two cores.</summary>
+    public const int MaxRounds = 5;
+
+    public static Dictionary<string, object?> Run(BenchSettings s, string work, TextWriter log)
+    {
+        var real = BenchRunner.FindUp(Path.Combine("tests", "fixtures", "peft-doc-configs", "bloomz-560m", "config.json"))
+            ?? throw new PeftOnnxException("bench: tests/fixtures/peft-doc-configs/bloomz-560m/config.json not found above the current folder");
+        var config = s.Quick ? RandomCheckpoint.BloomConfig(real, 64, 2, 4, 1000) : RandomCheckpoint.BloomConfig(real);
+        var label = s.Quick ? "bloom-mini" : "bloomz-560m";
+        int hidden = config["hidden_size"]!.GetValue<int>(), vocab = config["vocab_size"]!.GetValue<int>();
+        var checkpoint = Path.Combine(work, "quant-ckpt");
+        var names = new[] { "fp32" }.Concat(s.Quantize).ToList();
+        var dirs = names.ToDictionary(n => n, n => Path.Combine(work, "quant-" + n));
+        try
+        {
+            long bytes = RandomCheckpoint.WriteAny(checkpoint, config);
+            log.WriteLine($"bench: wrote a random {label} checkpoint ({bytes / 1048576.0:F0} MB) for the quantized exports");
+            var exports = Export(checkpoint, names, dirs, work, log);
+            Directory.Delete(checkpoint, true);
+
+            long lookupBytes = (long)vocab * hidden * 4;
+            var variants = names.Select(n => new BenchVariant(n, dirs[n], 0)).ToList();
+            long arrayBytes = s.Quick ? s.BandwidthBytes : Math.Max(s.BandwidthBytes, DecodeBandwidthBench.LargeArrayBytes);
+            int rounds = s.Quick ? s.Repeats : Math.Min(s.Repeats, MaxRounds);
+            int[] batches = s.Quick ? [1, 2] : [1, 8];
+            var before = MemoryProbe.ReadBandwidth(arrayBytes, passes: 3);
+            var figures = batches.SelectMany(b => GenerationBench.RunInterleaved(variants, b, s.PromptLength, s.NewTokens, before, rounds, TimeSpan.Zero)).ToList();
+            var after = MemoryProbe.ReadBandwidth(arrayBytes, passes: 3);
+            double bandwidth = Math.Max(before, after);
+            var decode = figures.Select(f => DecodeJson(f, figures.First(g => g.Variant == "fp32" && g.Batch == f.Batch), f.Variant == "fp32" ? 0 : lookupBytes, bandwidth, log)).ToList();
+
+            var genai = new List<Dictionary<string, object?>>();
+            string? genAiNote = null;
+            var baseline = s.GenAi ? GenAiBaseline.Prepare(!s.Quick, log, out genAiNote) : null;
+            if (baseline != null)
+                foreach (var f in figures)
+                    genai.Add(BenchRunner.GenAiRun(baseline, variants.First(v => v.Name == f.Variant), f, s with { Repeats = rounds }, log));
+
+            var result = new Dictionary<string, object?>
+            {
+                ["config"] = label, ["hidden_size"] = hidden, ["layers"] = config["n_layer"]!.GetValue<int>(), ["vocab_size"] = vocab,
+                ["checkpoint_bytes"] = bytes, ["widths"] = s.Quantize, ["rounds"] = rounds,
+                ["read_gb_per_second"] = Math.Round(bandwidth / 1e9, 3),
+                ["read_gb_per_second_before_after"] = new[] { Math.Round(before / 1e9, 3), Math.Round(after / 1e9, 3) },
+                ["exports"] = exports,
+                ["decode"] = decode,
+                ["genai"] = baseline != null ? genai : new List<Dictionary<string, object?>>(),
+                ["genai_note"] = s.GenAi ? genAiNote : "skipped (--no-genai or --skip genai)",
+                ["note"] = Note,
+            };
+            var missed = BenchGoals.Judge(System.Text.Json.JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["quantized"] = result }))
+                .Where(g => g.Value is Dictionary<string, object?> d && d["met"] is false).Select(g => g.Key).ToList();
+            result["goals_missed"] = missed;
+            if (missed.Count > 0)
+            {
+                log.WriteLine($"bench: quantized goals missed ({string.Join(", ", missed)}): profiling a decode step of each quantized model");
+                result["profiles"] = s.Quantize.ToDictionary(w => w, w => (object?)DecodeStepProfile.Run(dirs[w], work, s.PromptLength));
+            }
+            return result;
+        }
+        finally
+        {
+            foreach (var d in dirs.Values.Append(checkpoint))
+                if (Directory.Exists(d)) Directory.Delete(d, true);
+        }
+    }
+
+    private const string Note =
+        "each export runs in a child process between two copies (+ fsync) of the checkpoint: export_over_copy divides its seconds by their mean; " +
+        "peak_rss_over_fp32 compares its peak RSS with the float32 export's. decode: every model of one batch size in interleaved rounds (no warm-up " +
+        "turn sizing); paired_decode_over_fp32 is the median over rounds of its decode tokens/s over fp32's in the same round (the goal figure at batch 1); " +
+        "bytes_per_token = weight files (less the float lookup table of a quantized export, of which a step reads one row per token) + KV cache; " +
+        "bandwidth_limit = batch x read bandwidth (the higher of the probes before and after the rounds) / bytes_per_token";
+
+    private static List<Dictionary<string, object?>> Export(string checkpoint, List<string> names, Dictionary<string, string> dirs, string work, TextWriter log)
+    {
+        var copies = new List<double> { ExportBench.Copy(checkpoint, work, "quant") };
+        var runs = new List<(string Name, ExportChildFigures Child)>();
+        foreach (var n in names)
+        {
+            var args = new List<string> { "export", "--base", checkpoint, "--out", dirs[n], "--force", "--json" };
+            if (n != "fp32") args.AddRange(["--quantize", n]);
+            runs.Add((n, ExportBench.RunChild(n, [.. args])));
+            copies.Add(ExportBench.Copy(checkpoint, work, "quant"));
+            log.WriteLine($"bench: export {n}: {runs[^1].Child.Seconds:F1} s, peak RSS {runs[^1].Child.PeakRssBytes / 1048576.0:F0} MB (copies beside it {copies[^2]:F1} s, {copies[^1]:F1} s)");
+        }
+        long fp32Peak = runs[0].Child.PeakRssBytes;
+        return runs.Select((r, i) =>
+        {
+            double copy = (copies[i] + copies[i + 1]) / 2;
+            return new Dictionary<string, object?>
+            {
+                ["variant"] = r.Name,
+                ["export_seconds"] = BenchRunner.R(r.Child.Seconds), ["export_wall_seconds"] = BenchRunner.R(r.Child.WallSeconds),
+                ["export_cpu_seconds"] = BenchRunner.R(r.Child.CpuSeconds), ["copy_seconds"] = BenchRunner.R(copy),
+                ["export_over_copy"] = Math.Round(r.Child.Seconds / copy, 3),
+                ["peak_rss_bytes"] = r.Child.PeakRssBytes, ["peak_rss_mb"] = Math.Round(r.Child.PeakRssBytes / 1048576.0, 1),
+                ["peak_rss_over_fp32"] = Math.Round(r.Child.PeakRssBytes / (double)fp32Peak, 3),
+                ["weight_bytes"] = GenerationBench.WeightBytes(dirs[r.Name]),
+                ["phases"] = r.Child.Phases,
+            };
+        }).ToList();
+    }
+
+    private static Dictionary<string, object?> DecodeJson(GenerationFigures f, GenerationFigures fp32, long lookupBytes, double bandwidth, TextWriter log)
+    {
+        long bytesPerToken = f.WeightBytes - lookupBytes + f.KvBytesPerStep;
+        double limit = f.Batch * bandwidth / bytesPerToken;
+        var paired = f.Rounds.Zip(fp32.Rounds, (v, b) => GenerationBench.DecodeTokensPerSecond(b, f.Batch) > 0
+            ? GenerationBench.DecodeTokensPerSecond(v, f.Batch) / GenerationBench.DecodeTokensPerSecond(b, f.Batch) : double.NaN)
+            .Where(double.IsFinite).ToList();
+        double fraction = limit > 0 ? f.DecodeTokensPerSecond / limit : 0;
+        log.WriteLine($"bench: {f.Variant} batch {f.Batch}: decode {f.DecodeTokensPerSecond:F2} tokens/s, {fraction:P0} of its bandwidth limit");
+        return new Dictionary<string, object?>
+        {
+            ["variant"] = f.Variant, ["batch"] = f.Batch, ["prompt_length"] = f.PromptLength, ["new_tokens"] = f.NewTokens,
+            ["tokens_per_second"] = BenchRunner.R(f.TokensPerSecond), ["decode_tokens_per_second"] = BenchRunner.R(f.DecodeTokensPerSecond),
+            ["median_decode_tokens_per_second"] = BenchRunner.R(f.MedianDecodeTokensPerSecond), ["ttft_seconds"] = BenchRunner.R(f.TtftSeconds, 6),
+            ["paired_decode_over_fp32"] = paired.Count > 0 ? Math.Round(Spread.Of(paired).Median, 4) : null,
+            ["weight_bytes"] = f.WeightBytes, ["lookup_table_bytes_not_read"] = lookupBytes, ["kv_cache_bytes_per_step"] = f.KvBytesPerStep,
+            ["bytes_per_token"] = bytesPerToken,
+            ["bandwidth_limit_tokens_per_second"] = BenchRunner.R(limit), ["fraction_of_bandwidth_limit"] = Math.Round(fraction, 4),
+            ["peak_rss_mb"] = Math.Round(f.PeakRssBytes / 1048576.0, 1),
+        };
+    }
+}

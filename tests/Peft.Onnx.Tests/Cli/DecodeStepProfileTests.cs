@@ -1,0 +1,71 @@
+using System.Text.Json;
+using Peft.Onnx.Bench;
+using Peft.Onnx.Exporter;
+using Peft.Onnx.Exporter.Quantization;
+using Peft.Onnx.Tests.Support;
+using Xunit;
+
+namespace Peft.Onnx.Tests.Cli;
+
+/// <summary>The profile bench attaches when a quantized goal is missed: kernels per operator from ORT's profiler, MatMulNBits settings from the graph.</summary>
+public class DecodeStepProfileTests
+{
+    [Fact]
+    public void Profile_of_an_int4_export_names_matmulnbits_its_settings_and_the_cpu_kernel()
+    {
+        var dir = Paths.TempDir();
+        try
+        {
+            var export = Path.Combine(dir, "int4");
+            OnnxExport.Export(Paths.Case("bloom", "base_model"), null, export,
+                new ExportOptions { Quantize = WeightQuantization.FromOptions("int4", 16, false, null, false, false, null) });
+            var profile = JsonSerializer.SerializeToElement(DecodeStepProfile.Run(export, dir, pastLength: 4, steps: 3));
+
+            Assert.Equal(2, profile.GetProperty("steps_summed").GetInt32());
+            var ops = profile.GetProperty("operators").EnumerateArray().ToList();
+            var nbits = Assert.Single(ops, o => o.GetProperty("op").GetString() == "MatMulNBits");
+            Assert.Equal("CPUExecutionProvider", nbits.GetProperty("provider").GetString());
+            Assert.True(nbits.GetProperty("kernels_per_step").GetDouble() > 0);
+            Assert.Equal(1.0, ops.Sum(o => o.GetProperty("share").GetDouble()), 2);
+            // int4 body at block 16, the head int8 (the default head over an int4 body), level 4 everywhere
+            var settings = profile.GetProperty("matmulnbits_nodes").EnumerateArray()
+                .Select(n => (n.GetProperty("bits").GetInt64(), n.GetProperty("block_size").GetInt64(), n.GetProperty("accuracy_level").GetInt64(), n.GetProperty("count").GetInt32()))
+                .OrderBy(n => n.Item1).ToList();
+            Assert.Equal((4L, 16L, 4L), (settings[0].Item1, settings[0].Item2, settings[0].Item3));
+            Assert.Equal((8L, 16L, 4L, 1), settings[1]);
+            Assert.False(string.IsNullOrEmpty(profile.GetProperty("cpu_features").GetProperty("int8_kernel").GetString()));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Summary_leaves_out_the_first_run_and_sums_per_operator_and_provider()
+    {
+        var dir = Paths.TempDir();
+        try
+        {
+            var path = Path.Combine(dir, "profile.json");
+            File.WriteAllText(path, """
+            [
+              { "cat": "Session", "name": "model_run", "ts": 100, "dur": 50 },
+              { "cat": "Node", "name": "a_kernel_time", "ts": 110, "dur": 1000, "args": { "op_name": "MatMulNBits", "provider": "CPUExecutionProvider" } },
+              { "cat": "Session", "name": "model_run", "ts": 200, "dur": 50 },
+              { "cat": "Node", "name": "a_kernel_time", "ts": 210, "dur": 30, "args": { "op_name": "MatMulNBits", "provider": "CPUExecutionProvider" } },
+              { "cat": "Node", "name": "b_kernel_time", "ts": 215, "dur": 10, "args": { "op_name": "Add", "provider": "CPUExecutionProvider" } },
+              { "cat": "Node", "name": "b_fence_before", "ts": 215, "dur": 99, "args": { "op_name": "Add" } },
+              { "cat": "Session", "name": "model_run", "ts": 300, "dur": 50 },
+              { "cat": "Node", "name": "a_kernel_time", "ts": 310, "dur": 50, "args": { "op_name": "MatMulNBits", "provider": "CPUExecutionProvider" } }
+            ]
+            """);
+            var s = JsonSerializer.SerializeToElement(DecodeStepProfile.Summarize(path));
+            Assert.Equal(2, s.GetProperty("steps_summed").GetInt32());
+            Assert.Equal(45.0, s.GetProperty("kernel_microseconds_per_step").GetDouble());
+            var first = s.GetProperty("operators")[0];
+            Assert.Equal("MatMulNBits", first.GetProperty("op").GetString());
+            Assert.Equal(40.0, first.GetProperty("microseconds_per_step").GetDouble());
+            Assert.Equal(1.0, first.GetProperty("kernels_per_step").GetDouble());
+            Assert.Equal(Math.Round(80.0 / 90, 4), first.GetProperty("share").GetDouble());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
