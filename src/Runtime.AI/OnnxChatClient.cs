@@ -26,6 +26,7 @@ public sealed class OnnxChatClient : IChatClient
     private readonly bool _ownsModel;
     private readonly ChatTemplateSource _template;
 
+    /// <param name="model">The loaded model the client generates with.</param>
     /// <param name="ownsModel">Dispose the model with this client.</param>
     public OnnxChatClient(OnnxModel model, bool ownsModel = false)
     {

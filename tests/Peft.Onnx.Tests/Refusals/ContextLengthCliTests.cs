@@ -27,7 +27,7 @@ public class ContextLengthCliTests
     private static void RefusedBeforeCompute(CliRunner.Result r, string inputs, string expected)
     {
         Assert.Equal(2, r.ExitCode);
-        var line = Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error: ")));
+        var line = Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("error: "));
         Assert.StartsWith($"error: {inputs}: sequences of ", line);
         Assert.Contains(expected, line);
         Assert.Contains("n_positions = 128", line);
@@ -60,7 +60,7 @@ public class ContextLengthCliTests
             var r = CliRunner.Run("train", "--base", Path.Combine(Paths.Models, "tiny-gpt2-random"), "--data", data, "--validation", data,
                 "--text-column", "text", "--label-column", "label", "--method", "lora", "--lr", "1e-3", "--epochs", "1", "--out", Path.Combine(dir, "d"));
             Assert.Equal(2, r.ExitCode);
-            var line = Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error: ")));
+            var line = Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("error: "));
             Assert.StartsWith($"error: train --data {data}: the longest example (prompt + label; --max-length cuts examples): sequences of ", line);
             Assert.Contains("n_positions = 128", line);
             Assert.False(Directory.Exists(Path.Combine(dir, "d")));

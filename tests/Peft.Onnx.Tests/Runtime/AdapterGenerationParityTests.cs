@@ -165,13 +165,13 @@ public class AdapterGenerationParityTests(ITestOutputHelper output)
     [Theory]
     [InlineData("llama", "prefix")]
     [InlineData("t5", "p_tuning_mlp")]
-    public void Concurrent_generations_on_a_baked_export_equal_sequential(string arch, string method)
+    public async Task Concurrent_generations_on_a_baked_export_equal_sequential(string arch, string method)
     {
         var model = ExportedModels.Adapter(arch, method, new ExportOptions { Verify = false });
         var prompt = GenInput(arch);
         var prompts = Enumerable.Range(0, 8).Select(i => prompt.Skip(i % 3).ToArray()).ToArray();
         var sequential = prompts.Select(p => model.Generate(GenerationRequest.FromIds(p, GenerationOptions.Greedy(6))).Sequences[0]).ToArray();
-        var concurrent = Task.WhenAll(prompts.Select(p => Task.Run(() => model.Generate(GenerationRequest.FromIds(p, GenerationOptions.Greedy(6)))))).GetAwaiter().GetResult();
+        var concurrent = await Task.WhenAll(prompts.Select(p => Task.Run(() => model.Generate(GenerationRequest.FromIds(p, GenerationOptions.Greedy(6))))));
         for (int i = 0; i < prompts.Length; i++) Assert.Equal(sequential[i], concurrent[i].Sequences[0]);
     }
 }

@@ -169,7 +169,7 @@ public class ContinuousBatchTests
         var model = ExportedModels.Model("tiny-gpt2-random");
         var requests = new[] { 5, 9, 3 }.Select(n => GenerationRequest.FromIds(Enumerable.Range(4, n).ToArray(), GenerationOptions.Greedy(12))).ToArray();
         using var batch = new ContinuousBatch(model);
-        var rows = requests.Select(batch.Add).ToArray();
+        var rows = requests.Select(r => batch.Add(r)!).ToArray();
         batch.Prefill();
         batch.Step();
         batch.Step();

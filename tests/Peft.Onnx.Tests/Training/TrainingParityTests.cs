@@ -122,7 +122,7 @@ public class TrainingParityTests(ITestOutputHelper output)
     public void FourierFt_training_steps_match_peft(string arch) => AssertTrainingMatches(arch, "fourierft", Paths.CurrentCase(arch, "fourierft"));
 
     /// <summary>3 SGD and 3 AdamW steps from the case's init.* values against its reference: losses, first gradients, end state, logits after.</summary>
-    public void AssertTrainingMatches(string arch, string method, string caseDir)
+    internal void AssertTrainingMatches(string arch, string method, string caseDir)
     {
         var meta = Reference.MetaAt(caseDir);
         using var reference = SafeTensorsFile.Open(Path.Combine(caseDir, "reference.safetensors"));
