@@ -28,24 +28,12 @@ public class MultiAdapterExportTests
     private static readonly (string? Adapter, int Length)[] Rows =
         [("plain", 5), ("dora", 3), (null, 4), ("ia3", 5), ("all_linear", 7), ("plain", 2), ("with_bias", 6)];
 
-    private static readonly ConcurrentDictionary<string, Lazy<string>> Exports = new();
-
     /// <summary>The multi-adapter export of <paramref name="arch"/>'s five adapters, written once per run.</summary>
-    public static string MultiExport(string arch) => Exports.GetOrAdd(arch, a => new Lazy<string>(() =>
-    {
-        var dir = TempExports.FreshPath();
-        MultiAdapterExport.Export(Paths.Case(a, "base_model"), Adapters(a).Select(x => new NamedAdapter(x.Name, x.Dir)).ToList(), dir, new ExportOptions());
-        return dir;
-    })).Value;
+    public static string MultiExport(string arch) => MultiAdapterFolders.Multi($"five/{arch}", Paths.Case(arch, "base_model"), Adapters(arch));
 
     /// <summary>The single-adapter merged export of one adapter (null = the base), written once per run.</summary>
-    public static string SingleExport(string arch, string? adapter) => Exports.GetOrAdd($"{arch}/{adapter ?? "(base)"}", _ => new Lazy<string>(() =>
-    {
-        var dir = TempExports.FreshPath();
-        var adapterDir = adapter == null ? null : Adapters(arch).Single(x => x.Name == adapter).Dir;
-        OnnxExport.Export(Paths.Case(arch, "base_model"), adapterDir, dir, new ExportOptions { Verify = false });
-        return dir;
-    })).Value;
+    public static string SingleExport(string arch, string? adapter) =>
+        MultiAdapterFolders.Single($"five/{arch}/{adapter ?? "(base)"}", Paths.Case(arch, "base_model"), adapter == null ? null : Adapters(arch).Single(x => x.Name == adapter).Dir);
 
     private static long[] Prompt(int length, int row) => Enumerable.Range(0, length).Select(t => (long)(3 + (row * 7 + t * 5) % 40)).ToArray();
 
@@ -59,15 +47,8 @@ public class MultiAdapterExportTests
         var multi = MultiExport(arch);
         var manifest = AdapterManifest.Load(multi)!;
         Assert.Equal(Adapters(arch).Select(a => a.Name), manifest.Adapters.Select(a => a.Name));
-        int batch = Rows.Length, total = Rows.Max(r => r.Length);
-        var ids = new long[batch * total];
-        var mask = new long[batch * total];
-        for (int r = 0; r < batch; r++)
-        {
-            var prompt = Prompt(Rows[r].Length, r);
-            int pad = total - prompt.Length;
-            for (int t = 0; t < prompt.Length; t++) { ids[r * total + pad + t] = prompt[t]; mask[r * total + pad + t] = 1; }
-        }
+        int batch = Rows.Length;
+        var (ids, mask, total) = MultiAdapterFolders.LeftPadded(Rows.Select((r, i) => Prompt(r.Length, i)).ToArray());
         var indices = Rows.Select(r => manifest.IndexOf(r.Adapter)).ToArray();
         using var mixed = CausalLmForward.Open(Path.Combine(multi, CausalLmContract.ModelFile));
         Assert.True(mixed.TakesAdapterIndex);

@@ -62,20 +62,10 @@ public class MultiAdapterPromptTests
         return dir;
     })).Value;
 
-    private static string MultiExport(string arch) => Made.GetOrAdd(arch, a => new Lazy<string>(() =>
-    {
-        var dir = TempExports.FreshPath();
-        MultiAdapterExport.Export(Paths.Case(a, "base_model"), Adapters(a).Select(x => new NamedAdapter(x.Name, x.Dir)).ToList(), dir, new ExportOptions());
-        return dir;
-    })).Value;
+    private static string MultiExport(string arch) => MultiAdapterFolders.Multi($"prompt/{arch}", Paths.Case(arch, "base_model"), Adapters(arch));
 
-    private static string SingleExport(string arch, string? adapter) => Made.GetOrAdd($"{arch}/single/{adapter ?? "(base)"}", _ => new Lazy<string>(() =>
-    {
-        var dir = TempExports.FreshPath();
-        var adapterDir = adapter == null ? null : Adapters(arch).Single(x => x.Name == adapter).Dir;
-        OnnxExport.Export(Paths.Case(arch, "base_model"), adapterDir, dir, new ExportOptions { Verify = false });
-        return dir;
-    })).Value;
+    private static string SingleExport(string arch, string? adapter) =>
+        MultiAdapterFolders.Single($"prompt/{arch}/{adapter ?? "(base)"}", Paths.Case(arch, "base_model"), adapter == null ? null : Adapters(arch).Single(x => x.Name == adapter).Dir);
 
     private static long[] Prompt(int length, int row) => Enumerable.Range(0, length).Select(t => (long)(3 + (row * 11 + t * 7) % 50)).ToArray();
 
@@ -91,15 +81,8 @@ public class MultiAdapterPromptTests
         Assert.Equal(Adapters(arch).Select(a => a.Name), manifest.Adapters.Select(a => a.Name));
         Assert.Equal([8, 8, 8, 5, 3], manifest.Adapters.Where(a => a.Name.StartsWith('p')).Select(a => a.Rank));
         Assert.Equal(["PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING"], manifest.Adapters.Take(4).Where(a => a.Name != "lora").Select(a => a.Method));
-        int batch = Rows.Length, total = Rows.Max(r => r.Length);
-        var ids = new long[batch * total];
-        var mask = new long[batch * total];
-        for (int r = 0; r < batch; r++)
-        {
-            var prompt = Prompt(Rows[r].Length, r);
-            int pad = total - prompt.Length;
-            for (int t = 0; t < prompt.Length; t++) { ids[r * total + pad + t] = prompt[t]; mask[r * total + pad + t] = 1; }
-        }
+        int batch = Rows.Length;
+        var (ids, mask, total) = MultiAdapterFolders.LeftPadded(Rows.Select((r, i) => Prompt(r.Length, i)).ToArray());
         using var mixed = CausalLmForward.Open(Path.Combine(multi, CausalLmContract.ModelFile));
         Assert.False(File.Exists(Path.Combine(multi, CausalLmContract.PrefixInCacheFile)));
         int vocab = mixed.VocabSize;
@@ -220,11 +203,8 @@ public class MultiAdapterPromptTests
             written.Add(multi);
             MultiAdapterExport.Export(gqa, adapters.Select(a => new NamedAdapter(a.Name, a.Dir)).ToList(), multi, new ExportOptions());
             (string? Adapter, int Length)[] rows = [("prompt", 4), (null, 6), ("prompt_short", 2), ("ptuning", 5), ("prompt", 6)];
-            int batch = rows.Length, total = rows.Max(r => r.Length);
-            var ids = new long[batch * total];
-            var mask = new long[batch * total];
-            for (int r = 0; r < batch; r++)
-                for (int t = 0; t < rows[r].Length; t++) { ids[r * total + total - rows[r].Length + t] = Prompt(rows[r].Length, r)[t]; mask[r * total + total - rows[r].Length + t] = 1; }
+            int batch = rows.Length;
+            var (ids, mask, total) = MultiAdapterFolders.LeftPadded(rows.Select((r, i) => Prompt(r.Length, i)).ToArray());
             var manifest = AdapterManifest.Load(multi)!;
             using var mixed = CausalLmForward.Open(Path.Combine(multi, CausalLmContract.ModelFile));
             Assert.Equal(2, mixed.NumHeads);

@@ -126,22 +126,10 @@ public class MultiAdapterSeq2SeqTests
         ("prompt_short", 6), ("ia3", 5), ("prefix", 4), ("prefix_short", 5),
     ];
 
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<string>> Made = new();
+    private static string PromptMultiExport(string arch) => MultiAdapterFolders.Multi($"seq2seq-prompt/{arch}", Paths.Case(arch, "base_model"), PromptAdapters(arch));
 
-    private static string PromptMultiExport(string arch) => Made.GetOrAdd(arch, a => new Lazy<string>(() =>
-    {
-        var dir = TempExports.FreshPath();
-        MultiAdapterExport.Export(Paths.Case(a, "base_model"), PromptAdapters(a).Select(x => new NamedAdapter(x.Name, x.Dir)).ToList(), dir, new ExportOptions());
-        return dir;
-    })).Value;
-
-    private static string PromptSingleExport(string arch, string? adapter) => Made.GetOrAdd($"{arch}/single/{adapter ?? "(base)"}", _ => new Lazy<string>(() =>
-    {
-        var dir = TempExports.FreshPath();
-        var adapterDir = adapter == null ? null : PromptAdapters(arch).Single(x => x.Name == adapter).Dir;
-        OnnxExport.Export(Paths.Case(arch, "base_model"), adapterDir, dir, new ExportOptions { Verify = false });
-        return dir;
-    })).Value;
+    private static string PromptSingleExport(string arch, string? adapter) =>
+        MultiAdapterFolders.Single($"seq2seq-prompt/{arch}/{adapter ?? "(base)"}", Paths.Case(arch, "base_model"), adapter == null ? null : PromptAdapters(arch).Single(x => x.Name == adapter).Dir);
 
     [Theory]
     [InlineData("t5")]

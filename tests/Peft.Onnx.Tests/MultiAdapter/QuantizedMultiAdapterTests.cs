@@ -21,22 +21,17 @@ public class QuantizedMultiAdapterTests
 
     private static long[] Prompt(int length, int row) => Enumerable.Range(0, length).Select(t => (long)(3 + (row * 7 + t * 5) % 40)).ToArray();
 
-    private static string Multi(string arch, int bits, IEnumerable<string> names)
+    private static string Multi(string arch, int bits, IReadOnlyList<string> names)
     {
-        var dir = TempExports.FreshPath();
         var adapters = MultiAdapterExportTests.Adapters(arch);
-        MultiAdapterExport.Export(Paths.Case(arch, "base_model"), names.Select(n => new NamedAdapter(n, adapters.Single(a => a.Name == n).Dir)).ToList(), dir,
-            new ExportOptions { Quantize = Format(bits) });
-        return dir;
+        return MultiAdapterFolders.Multi($"int{bits}/{arch}/{string.Join(",", names)}", Paths.Case(arch, "base_model"),
+            names.Select(n => (n, adapters.Single(a => a.Name == n).Dir)).ToList(), new ExportOptions { Quantize = Format(bits) });
     }
 
-    private static string Single(string arch, int bits, string? adapter)
-    {
-        var dir = TempExports.FreshPath();
-        var adapterDir = adapter == null ? null : MultiAdapterExportTests.Adapters(arch).Single(a => a.Name == adapter).Dir;
-        OnnxExport.Export(Paths.Case(arch, "base_model"), adapterDir, dir, new ExportOptions { Quantize = Format(bits), Merge = adapter == null, Verify = false });
-        return dir;
-    }
+    private static string Single(string arch, int bits, string? adapter) =>
+        MultiAdapterFolders.Single($"int{bits}/{arch}/{adapter ?? "(base)"}/unmerged", Paths.Case(arch, "base_model"),
+            adapter == null ? null : MultiAdapterExportTests.Adapters(arch).Single(a => a.Name == adapter).Dir,
+            new ExportOptions { Quantize = Format(bits), Merge = adapter == null, Verify = false });
 
     [Theory]
     [InlineData("bloom", 8)]
@@ -48,15 +43,8 @@ public class QuantizedMultiAdapterTests
         var graph = File.ReadAllBytes(Path.Combine(multi, CausalLmContract.ModelFile));
         Assert.True(System.Text.Encoding.ASCII.GetString(graph).Contains("MatMulNBits"), "the base is not quantized");
         var manifest = AdapterManifest.Load(multi)!;
-        int batch = Rows.Length, total = Rows.Max(r => r.Length);
-        var ids = new long[batch * total];
-        var mask = new long[batch * total];
-        for (int r = 0; r < batch; r++)
-        {
-            var prompt = Prompt(Rows[r].Length, r);
-            int pad = total - prompt.Length;
-            for (int t = 0; t < prompt.Length; t++) { ids[r * total + pad + t] = prompt[t]; mask[r * total + pad + t] = 1; }
-        }
+        int batch = Rows.Length;
+        var (ids, mask, total) = MultiAdapterFolders.LeftPadded(Rows.Select((r, i) => Prompt(r.Length, i)).ToArray());
         using var mixed = CausalLmForward.Open(Path.Combine(multi, CausalLmContract.ModelFile));
         int vocab = mixed.VocabSize;
         var all = mixed.Logits(ids, mask, batch, Rows.Select(r => manifest.IndexOf(r.Adapter)).ToArray());

@@ -32,12 +32,7 @@ public class RuntimeAdapterTests
     }
 
     private static string Export(string arch, string key, IReadOnlyList<(string Name, string Dir)> adapters) =>
-        Folders.GetOrAdd($"{arch}/{key}", _ => new Lazy<string>(() =>
-        {
-            var dir = TempExports.FreshPath();
-            MultiAdapterExport.Export(Paths.Case(arch, "base_model"), adapters.Select(a => new NamedAdapter(a.Name, a.Dir)).ToList(), dir, new ExportOptions());
-            return dir;
-        })).Value;
+        MultiAdapterFolders.Multi($"runtime/{arch}/{key}", Paths.Case(arch, "base_model"), adapters);
 
     /// <summary>The folder with only the exported adapters.</summary>
     private static string Partial(string arch) => Export(arch, "partial", Exported(arch));
