@@ -112,18 +112,7 @@ public class MultiAdapterPromptTests
     {
         using var model = OnnxModel.Load(MultiExport(arch), DeviceOptions.Cpu);
         var prompts = Rows.Select((r, i) => (IReadOnlyList<int>)Prompt(r.Length, i).Select(v => (int)v).ToArray()).ToArray();
-        var result = model.Generate(new GenerationRequest
-        {
-            InputIds = prompts,
-            Adapters = Rows.Select(r => r.Adapter).ToArray(),
-            Options = GenerationOptions.Greedy(8),
-        });
-        for (int r = 0; r < Rows.Length; r++)
-        {
-            using var single = OnnxModel.Load(SingleExport(arch, Rows[r].Adapter), DeviceOptions.Cpu);
-            var alone = single.Generate(GenerationRequest.FromIds(prompts[r], GenerationOptions.Greedy(8)));
-            Assert.Equal(alone.NewTokens[0], result.NewTokens[r]);
-        }
+        var result = MultiAdapterFolders.AssertRowsGenerateAsTheirOwnExports(model, Rows.Select(r => r.Adapter).ToArray(), prompts, a => SingleExport(arch, a), 8);
     }
 
     [Fact]

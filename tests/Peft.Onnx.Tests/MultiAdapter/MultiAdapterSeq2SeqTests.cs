@@ -87,18 +87,7 @@ public class MultiAdapterSeq2SeqTests
         Assert.True(model.IsEncoderDecoder);
         Assert.Equal(MultiAdapterExportTests.Adapters(arch).Select(a => a.Name), model.Adapters);
         var prompts = Rows.Select((r, i) => (IReadOnlyList<int>)Prompt(r.Length, i).Select(v => (int)v).ToArray()).ToArray();
-        var result = model.Generate(new GenerationRequest
-        {
-            InputIds = prompts,
-            Adapters = Rows.Select(r => r.Adapter).ToArray(),
-            Options = GenerationOptions.Greedy(6),
-        });
-        for (int r = 0; r < Rows.Length; r++)
-        {
-            using var single = OnnxModel.Load(MultiAdapterExportTests.SingleExport(arch, Rows[r].Adapter), DeviceOptions.Cpu);
-            var alone = single.Generate(GenerationRequest.FromIds(prompts[r], GenerationOptions.Greedy(6)));
-            Assert.Equal(alone.NewTokens[0], result.NewTokens[r]);
-        }
+        var result = MultiAdapterFolders.AssertRowsGenerateAsTheirOwnExports(model, Rows.Select(r => r.Adapter).ToArray(), prompts, a => MultiAdapterExportTests.SingleExport(arch, a), 6);
         var ex = Assert.Throws<PeftOnnxException>(() => model.Generate(new GenerationRequest { InputIds = [prompts[0]], Adapter = "missing", Options = GenerationOptions.Greedy(2) }));
         Assert.Contains("unknown adapter 'missing'", ex.Message);
     }
@@ -173,18 +162,7 @@ public class MultiAdapterSeq2SeqTests
     {
         using var model = OnnxModel.Load(PromptMultiExport(arch), DeviceOptions.Cpu);
         var prompts = PromptRows.Select((r, i) => (IReadOnlyList<int>)Prompt(r.Length, i).Select(v => (int)v).ToArray()).ToArray();
-        var result = model.Generate(new GenerationRequest
-        {
-            InputIds = prompts,
-            Adapters = PromptRows.Select(r => r.Adapter).ToArray(),
-            Options = GenerationOptions.Greedy(6),
-        });
-        for (int r = 0; r < PromptRows.Length; r++)
-        {
-            using var single = OnnxModel.Load(PromptSingleExport(arch, PromptRows[r].Adapter), DeviceOptions.Cpu);
-            var alone = single.Generate(GenerationRequest.FromIds(prompts[r], GenerationOptions.Greedy(6)));
-            Assert.Equal(alone.NewTokens[0], result.NewTokens[r]);
-        }
+        var result = MultiAdapterFolders.AssertRowsGenerateAsTheirOwnExports(model, PromptRows.Select(r => r.Adapter).ToArray(), prompts, a => PromptSingleExport(arch, a), 6);
     }
 
     [Fact]

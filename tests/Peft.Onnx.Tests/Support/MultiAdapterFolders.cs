@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using Peft.Onnx.Exporter;
+using Peft.Onnx.Runtime;
+using Xunit;
 
 namespace Peft.Onnx.Tests.Support;
 
@@ -41,5 +43,21 @@ internal static class MultiAdapterFolders
             for (int t = 0; t < prompts[r].Length; t++) { ids[r * total + pad + t] = prompts[r][t]; mask[r * total + pad + t] = 1; }
         }
         return (ids, mask, total);
+    }
+
+    /// <summary>
+    /// Generates every row greedily in one mixed batch of <paramref name="model"/> (a multi-adapter export) and asserts that
+    /// each row's new tokens are those of its own export (<paramref name="ownExport"/> of the row's adapter) generating it alone.
+    /// </summary>
+    public static GenerationResult AssertRowsGenerateAsTheirOwnExports(OnnxModel model, IReadOnlyList<string?> adapters,
+        IReadOnlyList<IReadOnlyList<int>> prompts, Func<string?, string> ownExport, int tokens)
+    {
+        var result = model.Generate(new GenerationRequest { InputIds = prompts, Adapters = adapters, Options = GenerationOptions.Greedy(tokens) });
+        for (int r = 0; r < prompts.Count; r++)
+        {
+            using var single = OnnxModel.Load(ownExport(adapters[r]), DeviceOptions.Cpu);
+            Assert.Equal(single.Generate(GenerationRequest.FromIds(prompts[r], GenerationOptions.Greedy(tokens))).NewTokens[0], result.NewTokens[r]);
+        }
+        return result;
     }
 }
