@@ -87,10 +87,11 @@ public static class HttpLoadRunner
         {
             try
             {
-                for (int i = 1; ; i++)
+                while (true)
                 {
-                    var wait = TimeSpan.FromSeconds(i * s.SampleIntervalSeconds) - clock.Elapsed;
-                    if (wait > TimeSpan.Zero) await Task.Delay(wait, stopSampling.Token).ConfigureAwait(false);
+                    // the next tick on the interval's grid: a slow scrape skips ticks rather than bunching samples
+                    double next = (Math.Floor(clock.Elapsed.TotalSeconds / s.SampleIntervalSeconds) + 1) * s.SampleIntervalSeconds;
+                    await Task.Delay(TimeSpan.FromSeconds(next) - clock.Elapsed is { Ticks: > 0 } wait ? wait : TimeSpan.Zero, stopSampling.Token).ConfigureAwait(false);
                     await Sample().ConfigureAwait(false);
                 }
             }
