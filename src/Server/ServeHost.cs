@@ -73,7 +73,7 @@ public static class ServeHost
         app.MapGet("/v1/models", () => Results.Content(Models(state).ToJsonString(), "application/json"));
         app.MapPost("/v1/completions", (HttpContext c) => CompletionsEndpoint.HandleAsync(c, state));
         app.MapPost("/v1/chat/completions", (HttpContext c) => ChatEndpoint.HandleAsync(c, state));
-        app.MapGet("/metrics", () => Results.Text(metrics.Render(scheduler.QueueDepth, scheduler.Running), "text/plain; version=0.0.4"));
+        app.MapGet("/metrics", () => Results.Text(metrics.Render(scheduler.QueueDepth, scheduler.Running, scheduler.Mode), "text/plain; version=0.0.4"));
         app.MapFallback((HttpContext c) => throw new ApiException(404, $"no endpoint {c.Request.Method} {c.Request.Path}", code: "not_found"));
 
         try

@@ -1,3 +1,4 @@
+using Peft.Onnx.Core;
 using Peft.Onnx.Runtime;
 
 namespace Peft.Onnx.Server;
@@ -30,4 +31,18 @@ public sealed record ServeOptions(
     /// throughput comparisons measure against).
     /// </summary>
     public bool ContinuousBatching { get; init; } = true;
+
+    /// <summary>The scheduling modes `serve --batching` accepts, the default first.</summary>
+    public static readonly IReadOnlyList<string> BatchingModes = ["continuous", "per-request"];
+
+    /// <summary>
+    /// <see cref="ContinuousBatching"/> from the text of `--batching`: "continuous" (rows join a running batch) or
+    /// "per-request" (one generator per request).
+    /// </summary>
+    public static bool ParseBatching(string? mode) => mode switch
+    {
+        null or "continuous" => true,
+        "per-request" => false,
+        _ => throw new PeftOnnxException($"serve: --batching '{mode}' is not a mode (expected {string.Join(" or ", BatchingModes)})"),
+    };
 }

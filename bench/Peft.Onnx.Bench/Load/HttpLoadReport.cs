@@ -5,6 +5,8 @@ public sealed record HttpLoadReport
 {
     public required string Url { get; init; }
     public required string Model { get; init; }
+    /// <summary>The server's scheduling mode as its /metrics names it ("continuous" or "per-request").</summary>
+    public required string Scheduling { get; init; }
     public int Concurrency { get; init; }
     public double DurationSeconds { get; init; }
     public double ElapsedSeconds { get; init; }
@@ -25,6 +27,9 @@ public sealed record HttpLoadReport
     public double LatencyP50Seconds { get; init; }
     public double LatencyP95Seconds { get; init; }
     public double CancelLatencyMaxSeconds { get; init; }
+    /// <summary>The server's resident memory over the run (from its /metrics), judged like the in-process run's.</summary>
+    public required RssTrend Rss { get; init; }
+    public required List<ServerSample> Samples { get; init; }
     public required List<string> Failures { get; init; }
     public bool Passed { get; init; }
 }

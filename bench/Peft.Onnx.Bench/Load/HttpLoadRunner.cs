@@ -13,28 +13,46 @@ namespace Peft.Onnx.Bench.Load;
 /// The reference answers come from the Runtime in this process (each prompt alone, greedy, no stop token); then
 /// <see cref="LoadSettings.Concurrency"/> clients stream completions for the duration (ignore_eos, so every request
 /// does the same work), a share of them disconnecting part-way, and every finished answer must equal its reference
-/// token for token. Reports tokens/s and time to first token; the server's memory is its own process's, not measured here.
+/// token for token. Reports tokens/s and time to first token. The server's resident memory is read from its /metrics
+/// every <see cref="LoadSettings.SampleIntervalSeconds"/> and must stay flat after warm-up like the in-process run's.
 /// </summary>
 public static class HttpLoadRunner
 {
     public static HttpLoadReport Run(LoadSettings s, Uri url, TextWriter log) => RunAsync(s, url, log).GetAwaiter().GetResult();
 
-    public static async Task<HttpLoadReport> RunAsync(LoadSettings s, Uri url, TextWriter log)
+    public static async Task<HttpLoadReport> RunAsync(LoadSettings s, Uri url, TextWriter log) =>
+        await DriveAsync(s, url, References(s, log), log).ConfigureAwait(false);
+
+    /// <summary>The reference answers: each prompt generated alone by the Runtime in this process.</summary>
+    public static LoadReferences References(LoadSettings s, TextWriter log)
     {
-        List<LoadPrompt> prompts;
-        double sequentialSeconds;
-        using (var model = OnnxModel.Load(s.Dir, s.Device))
-            prompts = LoadRunner.Sequential(model, s, log, out sequentialSeconds);
+        using var model = OnnxModel.Load(s.Dir, s.Device);
+        var prompts = LoadRunner.Sequential(model, s, log, out var seconds);
+        return new LoadReferences(prompts, seconds);
+    }
+
+    /// <summary>An http(s) address given as <paramref name="option"/>, or a one-line error naming it.</summary>
+    public static Uri ParseAddress(string option, string text) =>
+        Uri.TryCreate(text, UriKind.Absolute, out var address) && address.Scheme is "http" or "https" ? address
+            : throw new PeftOnnxException($"load: --{option} {text} is not an http(s) address (expected e.g. http://127.0.0.1:8000)");
+
+    /// <summary>Drives the server at <paramref name="url"/> with the prompts of <paramref name="references"/>.</summary>
+    public static async Task<HttpLoadReport> DriveAsync(LoadSettings s, Uri url, LoadReferences references, TextWriter log)
+    {
+        var prompts = references.Prompts;
+        double sequentialSeconds = references.SequentialSeconds;
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = s.Concurrency + 4, PooledConnectionLifetime = TimeSpan.FromMinutes(10) })
         {
             BaseAddress = url,
             Timeout = TimeSpan.FromSeconds(Math.Max(60, s.DurationSeconds * 2)),
         };
         string name;
+        ServerMetricsText first;
         try
         {
             var models = JsonNode.Parse(await http.GetStringAsync("/v1/models").ConfigureAwait(false))!;
             name = models["data"]![0]!["id"]!.GetValue<string>();
+            first = ServerMetricsText.Parse(await http.GetStringAsync("/metrics").ConfigureAwait(false), url);
         }
         catch (Exception ex) when (ex is HttpRequestException or JsonException or NullReferenceException)
         {
@@ -47,7 +65,39 @@ public static class HttpLoadRunner
         var cancelLatencies = new ConcurrentBag<double>();
         long requests = 0, completed = 0, cancelled = 0, mismatches = 0, errors = 0, tokens = 0;
         var clock = Stopwatch.StartNew();
-        log.WriteLine($"load: {s.Concurrency} HTTP clients on {url} (model '{name}') for {s.DurationSeconds:F0} s");
+        log.WriteLine($"load: {s.Concurrency} HTTP clients on {url} (model '{name}', {first.Mode} scheduling) for {s.DurationSeconds:F0} s");
+        var samples = new List<ServerSample> { new(0, first.RssBytes, first.Tokens) };
+        var sampleErrors = new ConcurrentBag<string>();
+        using var stopSampling = new CancellationTokenSource();
+
+        async Task Sample()
+        {
+            try
+            {
+                var page = ServerMetricsText.Parse(await http.GetStringAsync("/metrics").ConfigureAwait(false), url);
+                lock (samples) samples.Add(new ServerSample(Math.Round(clock.Elapsed.TotalSeconds, 3), page.RssBytes, page.Tokens));
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or PeftOnnxException)
+            {
+                sampleErrors.Add($"GET /metrics: {ex.GetType().Name}: {ex.Message.Split('\n')[0]}");
+            }
+        }
+
+        async Task Sampler()
+        {
+            try
+            {
+                while (true)
+                {
+                    // the next tick on the interval's grid: a slow scrape skips ticks rather than bunching samples
+                    double next = (Math.Floor(clock.Elapsed.TotalSeconds / s.SampleIntervalSeconds) + 1) * s.SampleIntervalSeconds;
+                    await Task.Delay(TimeSpan.FromSeconds(next) - clock.Elapsed is { Ticks: > 0 } wait ? wait : TimeSpan.Zero, stopSampling.Token).ConfigureAwait(false);
+                    await Sample().ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (stopSampling.IsCancellationRequested) { }
+        }
+        var sampler = Task.Run(Sampler);
 
         async Task Client(int index)
         {
@@ -117,8 +167,15 @@ public static class HttpLoadRunner
 
         await Task.WhenAll(Enumerable.Range(0, s.Concurrency).Select(i => Task.Run(() => Client(i)))).ConfigureAwait(false);
         double elapsed = clock.Elapsed.TotalSeconds;
+        await stopSampling.CancelAsync().ConfigureAwait(false);
+        await sampler.ConfigureAwait(false);
+        await Sample().ConfigureAwait(false);
+        var rss = RssTrend.Fit(samples, s.WarmupSeconds, elapsed + s.SampleIntervalSeconds, s.MaxRssGrowthBytes);
         var failures = counters.Take(20).ToList();
+        failures.AddRange(sampleErrors.Take(5));
         if (completed == 0) failures.Add("no request completed");
+        if (!rss.Flat)
+            failures.Add($"server RSS grew {rss.GrowthBytes / 1048576.0:F1} MB after warm-up over {rss.SamplesAfterWarmup} samples (limit {rss.MaxGrowthBytes / 1048576.0:F1} MB)");
         var sortedLatency = latencies.Order().ToArray();
         var sortedFirst = firstTokens.Order().ToArray();
         var sortedCancel = cancelLatencies.Order().ToArray();
@@ -126,6 +183,7 @@ public static class HttpLoadRunner
         {
             Url = url.ToString(),
             Model = name,
+            Scheduling = first.Mode,
             Concurrency = s.Concurrency,
             DurationSeconds = s.DurationSeconds,
             ElapsedSeconds = Math.Round(elapsed, 3),
@@ -145,8 +203,10 @@ public static class HttpLoadRunner
             LatencyP50Seconds = Math.Round(LoadRunner.Percentile(sortedLatency, 0.50), 4),
             LatencyP95Seconds = Math.Round(LoadRunner.Percentile(sortedLatency, 0.95), 4),
             CancelLatencyMaxSeconds = Math.Round(sortedCancel.LastOrDefault(), 4),
+            Rss = rss,
+            Samples = samples,
             Failures = failures,
-            Passed = failures.Count == 0 && mismatches == 0 && errors == 0,
+            Passed = failures.Count == 0 && mismatches == 0 && errors == 0 && rss.Flat,
         };
     }
 }

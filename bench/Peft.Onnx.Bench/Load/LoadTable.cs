@@ -26,7 +26,30 @@ public static class LoadTable
         o.WriteLine($"completed {r.Completed} of {r.Requests}: {r.Mismatches} mismatches, {r.Errors} errors; {r.Tokens} tokens, {r.TokensPerSecond:F0} tok/s (sequential in process {r.SequentialTokensPerSecond:F0})");
         o.WriteLine($"first token p50 {r.TimeToFirstTokenP50Seconds * 1000:F0} ms, p95 {r.TimeToFirstTokenP95Seconds * 1000:F0} ms; latency p50 {r.LatencyP50Seconds * 1000:F0} ms, p95 {r.LatencyP95Seconds * 1000:F0} ms");
         o.WriteLine($"cancelled {r.Cancelled} (disconnects), {r.SlowCancels} slow");
+        PrintServerRss(r, o);
         foreach (var f in r.Failures) o.WriteLine($"failure: {f}");
         o.WriteLine(r.Passed ? "PASS" : "FAIL");
+    }
+
+    public static void Print(ServeComparison c, TextWriter o)
+    {
+        foreach (var (label, r) in new[] { ("baseline", c.Baseline), ("measured", c.Measured) })
+        {
+            o.WriteLine($"== {label}: {r.Scheduling} scheduling at {r.Url}");
+            Print(r, o);
+        }
+        o.WriteLine($"{c.Measured.Scheduling} {c.Measured.TokensPerSecond:F0} tok/s vs {c.Baseline.Scheduling} {c.Baseline.TokensPerSecond:F0} tok/s: " +
+            $"{c.Ratio:F2}x; first token p50/p95 {c.Measured.TimeToFirstTokenP50Seconds * 1000:F0}/{c.Measured.TimeToFirstTokenP95Seconds * 1000:F0} ms " +
+            $"vs {c.Baseline.TimeToFirstTokenP50Seconds * 1000:F0}/{c.Baseline.TimeToFirstTokenP95Seconds * 1000:F0} ms; " +
+            $"server RSS growth {c.Measured.Rss.GrowthBytes / 1048576.0:F1} MB vs {c.Baseline.Rss.GrowthBytes / 1048576.0:F1} MB");
+        o.WriteLine(c.Passed ? "PASS" : "FAIL");
+    }
+
+    private static void PrintServerRss(HttpLoadReport r, TextWriter o)
+    {
+        static string Mb(long bytes) => $"{bytes / 1048576.0:F1}";
+        var t = r.Rss;
+        o.WriteLine($"server RSS MB start {Mb(t.StartBytes)}, after warm-up {Mb(t.WarmBytes)}, end {Mb(t.EndBytes)}, range {Mb(t.MinAfterWarmupBytes)}..{Mb(t.MaxAfterWarmupBytes)}; " +
+            $"trend {t.SlopeBytesPerSecond / 1048576.0 * 60:+0.00;-0.00} MB/min over {t.SamplesAfterWarmup} samples = {Mb(t.GrowthBytes)} MB growth: {(t.Flat ? "flat" : "GROWING")} (limit {Mb(t.MaxGrowthBytes)} MB)");
     }
 }

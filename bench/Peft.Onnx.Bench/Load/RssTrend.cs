@@ -29,12 +29,19 @@ public sealed record RssTrend(
     /// growth is at most <paramref name="maxGrowthBytes"/>. Fewer than <see cref="MinSamples"/> samples after warm-up
     /// cannot show a trend and are not flat.
     /// </summary>
-    public static RssTrend Fit(IReadOnlyList<LoadSample> samples, double warmupSeconds, double untilSeconds, long maxGrowthBytes)
+    public static RssTrend Fit(IReadOnlyList<LoadSample> samples, double warmupSeconds, double untilSeconds, long maxGrowthBytes) =>
+        Fit(samples.Select(s => (s.Seconds, s.RssBytes)).ToList(), warmupSeconds, untilSeconds, maxGrowthBytes);
+
+    /// <summary>The same fit over the server's samples of a `load --url` run.</summary>
+    public static RssTrend Fit(IReadOnlyList<ServerSample> samples, double warmupSeconds, double untilSeconds, long maxGrowthBytes) =>
+        Fit(samples.Select(s => (s.Seconds, s.RssBytes)).ToList(), warmupSeconds, untilSeconds, maxGrowthBytes);
+
+    private static RssTrend Fit(IReadOnlyList<(double Seconds, long RssBytes)> samples, double warmupSeconds, double untilSeconds, long maxGrowthBytes)
     {
         if (samples.Count == 0) throw new ArgumentException("no samples", nameof(samples));
         var warm = samples.Where(s => s.Seconds >= warmupSeconds && s.Seconds <= untilSeconds).ToList();
         if (warm.Count < MinSamples)
-            return new RssTrend(samples[0].RssBytes, warm.FirstOrDefault()?.RssBytes ?? samples[^1].RssBytes, samples[^1].RssBytes,
+            return new RssTrend(samples[0].RssBytes, warm.Count > 0 ? warm[0].RssBytes : samples[^1].RssBytes, samples[^1].RssBytes,
                 warm.Count > 0 ? warm.Min(s => s.RssBytes) : 0, warm.Count > 0 ? warm.Max(s => s.RssBytes) : 0, warm.Count, 0, 0, maxGrowthBytes, false);
 
         double meanT = warm.Average(s => s.Seconds), meanR = warm.Average(s => (double)s.RssBytes);

@@ -19,6 +19,7 @@ public sealed class LoadCommand : ICommand
     [
         VerbOption.Value("onnx", "DIR", "the folder written by peft-onnx export"),
         VerbOption.Value("url", "URL", "drive a running `peft-onnx serve` over HTTP (the folder it serves as --onnx gives the reference answers)"),
+        VerbOption.Value("compare-url", "URL", "with --url: drive this server first the same way, then --url's, and report the tokens/s ratio"),
         VerbOption.Value("concurrency", "N", "callers sending requests at once", "64"),
         VerbOption.Value("duration", "SECONDS", "how long the callers send requests", "120"),
         VerbOption.Value("prompt-length", "N", "tokens of each prompt", "32"),
@@ -42,19 +43,14 @@ public sealed class LoadCommand : ICommand
         var dir = args.ExistingDir("onnx", "the folder written by peft-onnx export");
         var concurrency = args.Int("concurrency", min: 1)!.Value;
         var duration = args.Double("duration")!.Value;
-        var promptLength = args.Int("prompt-length", min: 1)!.Value;
-        var newTokens = args.Int("new-tokens", min: 1)!.Value;
-        var prompts = args.Int("prompts", min: 1)!.Value;
+        var (promptLength, newTokens, prompts) = (args.Int("prompt-length", min: 1)!.Value, args.Int("new-tokens", min: 1)!.Value, args.Int("prompts", min: 1)!.Value);
         var cancelFraction = args.Double("cancel-fraction")!.Value;
-        var interval = args.Double("sample-interval")!.Value;
-        var warmup = args.Double("warmup-fraction")!.Value;
+        var (interval, warmup) = (args.Double("sample-interval")!.Value, args.Double("warmup-fraction")!.Value);
         var maxGrowthMb = args.Double("max-rss-growth-mb")!.Value;
         var cancelDeadline = args.Double("cancel-deadline")!.Value;
         var seed = args.Int("seed", min: 0)!.Value;
-        var naturalGc = args.Flag("natural-gc");
-        var plot = args.String("plot");
-        var json = args.Flag("json");
-        var url = args.String("url");
+        var (naturalGc, plot, json) = (args.Flag("natural-gc"), args.String("plot"), args.Flag("json"));
+        var (url, compareUrl) = (args.String("url"), args.String("compare-url"));
         var device = DeviceArgument.Read(args);
         args.EnsureAllUsed();
 
@@ -72,13 +68,16 @@ public sealed class LoadCommand : ICommand
 
         var settings = new LoadSettings(dir, device, concurrency, duration, promptLength, newTokens, prompts, cancelFraction, interval, warmup,
             (long)(maxGrowthMb * 1048576), cancelDeadline, seed, ForceGc: !naturalGc);
+        if (compareUrl != null)
+        {
+            var comparison = ServeComparison.Run(settings, HttpLoadRunner.ParseAddress("compare-url", compareUrl), HttpLoadRunner.ParseAddress("url", url ?? throw new PeftOnnxException("load: --compare-url needs --url (the server measured against it)")), Console.Error);
+            if (json) Console.WriteLine(JsonSerializer.Serialize(comparison)); else LoadTable.Print(comparison, Console.Out);
+            return comparison.Passed ? 0 : 1;
+        }
         if (url != null)
         {
-            if (!Uri.TryCreate(url, UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https"))
-                throw new PeftOnnxException($"load: --url {url} is not an http(s) address (expected e.g. http://127.0.0.1:8000)");
-            var remote = HttpLoadRunner.Run(settings, address, Console.Error);
-            if (json) Console.WriteLine(JsonSerializer.Serialize(remote));
-            else LoadTable.Print(remote, Console.Out);
+            var remote = HttpLoadRunner.Run(settings, HttpLoadRunner.ParseAddress("url", url), Console.Error);
+            if (json) Console.WriteLine(JsonSerializer.Serialize(remote)); else LoadTable.Print(remote, Console.Out);
             return remote.Passed ? 0 : 1;
         }
         var report = LoadRunner.Run(settings, Console.Error);

@@ -20,6 +20,7 @@ public sealed class ServeCommand : ICommand
         VerbOption.Value("api-key", "KEY", "require 'Authorization: Bearer KEY' on every endpoint but /health"),
         VerbOption.Value("max-batch-size", "N", "requests generated together at most", "32"),
         VerbOption.Value("max-queue", "N", "requests waiting at most (one more gets 429)", "256"),
+        VerbOption.Value("batching", "MODE", "continuous (requests join one running batch) or per-request (one generator each)", "continuous"),
         SharedOptions.Device,
         SharedOptions.Tf32,
     ];
@@ -30,11 +31,10 @@ public sealed class ServeCommand : ICommand
         var host = args.String("host") ?? "127.0.0.1";
         var port = args.Int("port", min: 0)!.Value;
         var apiKey = args.String("api-key");
-        var maxBatch = args.Int("max-batch-size", min: 1)!.Value;
-        var maxQueue = args.Int("max-queue", min: 0)!.Value;
+        var (maxBatch, maxQueue) = (args.Int("max-batch-size", min: 1)!.Value, args.Int("max-queue", min: 0)!.Value);
+        var continuous = ServeOptions.ParseBatching(args.String("batching"));
         var device = DeviceArgument.Read(args);
         args.EnsureAllUsed();
-        var options = new ServeOptions(dir, device, host, port, apiKey, maxBatch, maxQueue);
-        return ServeHost.Run(options, Console.Error);
+        return ServeHost.Run(new ServeOptions(dir, device, host, port, apiKey, maxBatch, maxQueue) { ContinuousBatching = continuous }, Console.Error);
     }
 }

@@ -7,7 +7,8 @@ namespace Peft.Onnx.Server.Metrics;
 /// <summary>
 /// The server's counters, one instance per server (no process-wide registry), written in Prometheus' text format:
 /// requests by endpoint and status, generated tokens, queue depth and running rows (read at scrape time), batch
-/// occupancy per step and a time-to-first-token histogram.
+/// occupancy per step, a time-to-first-token histogram, and the process's resident memory (so a load run on
+/// another process can check that it stays flat) and scheduling mode.
 /// </summary>
 public sealed class ServerMetrics
 {
@@ -38,8 +39,11 @@ public sealed class ServerMetrics
 
     public long Tokens => Interlocked.Read(ref _tokens);
 
-    /// <summary>The text exposition; <paramref name="queueDepth"/> and <paramref name="running"/> are read now.</summary>
-    public string Render(int queueDepth, int running)
+    /// <summary>
+    /// The text exposition; <paramref name="queueDepth"/>, <paramref name="running"/> and the resident memory are
+    /// read now; <paramref name="mode"/> is the scheduler's ("continuous" or "per-request").
+    /// </summary>
+    public string Render(int queueDepth, int running, string mode)
     {
         var s = new StringBuilder();
         lock (_lock)
@@ -55,6 +59,10 @@ public sealed class ServerMetrics
             s.Append(CultureInfo.InvariantCulture, $"peft_onnx_running_rows {running}\n");
             _occupancy.Write(s, "peft_onnx_batch_occupancy", "Rows in the batch at each step.");
             _firstToken.Write(s, "peft_onnx_time_to_first_token_seconds", "Seconds from queueing a request to its first token.");
+            s.Append("# HELP peft_onnx_scheduling The scheduler serving requests (1 for the mode in use).\n# TYPE peft_onnx_scheduling gauge\n");
+            s.Append(CultureInfo.InvariantCulture, $"peft_onnx_scheduling{{mode=\"{mode}\"}} 1\n");
+            s.Append("# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n");
+            s.Append(CultureInfo.InvariantCulture, $"process_resident_memory_bytes {Environment.WorkingSet}\n");
         }
         return s.ToString();
     }

@@ -21,7 +21,7 @@ public class ServeCliTests
     {
         var r = CliRunner.Run("serve", "--help");
         Assert.True(r.ExitCode == 0, r.Stderr);
-        foreach (var option in new[] { "--onnx", "--host", "--port", "--api-key", "--max-batch-size", "--max-queue", "--device" })
+        foreach (var option in new[] { "--onnx", "--host", "--port", "--api-key", "--max-batch-size", "--max-queue", "--batching", "--device" })
             Assert.Contains(option, r.Stdout);
     }
 
