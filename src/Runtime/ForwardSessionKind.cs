@@ -6,7 +6,7 @@ public enum ForwardSessionKind
     /// <summary>The CPU provider with ORT's default optimizations.</summary>
     Cpu,
 
-    /// <summary>The CPU provider as the export check runs it (<see cref="OrtSessions.CheckOptions"/>).</summary>
+    /// <summary>The CPU provider as the export check runs it (<see cref="OrtSessions.CheckOptions(string)"/>).</summary>
     Check,
 
     /// <summary>
