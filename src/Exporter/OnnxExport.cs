@@ -265,7 +265,7 @@ public static class OnnxExport
             {
                 foreach (var m in models)
                 {
-                    var report = OnnxCheck.CausalLm(m.ModelPath);
+                    var report = OnnxCheck.CausalLm(m.ModelPath, CheckWeightsOf(options));
                     // fp16 exports are checked the same way; the result reports float32 checks only, as callers expect
                     if (options.DType != ExportDType.Fp16) check ??= report;
                 }
@@ -275,7 +275,7 @@ public static class OnnxExport
 
     /// <summary>
     /// Writes encoder_model.onnx (+ .onnx.data), decoder_model.onnx (+ .onnx.data) and the side files into a
-    /// temporary folder beside <paramref name="outDir"/>, checks both with ORT (<see cref="OnnxCheck.Seq2Seq"/>), renames.
+    /// temporary folder beside <paramref name="outDir"/>, checks both with ORT (<see cref="OnnxCheck.Seq2Seq(string, string)"/>), renames.
     /// </summary>
     public static ExportResult WriteSeq2SeqFolder(Seq2SeqGraphs graphs, string sourceDir, string outDir, ExportOptions options) =>
         WriteSeq2SeqFolder(graphs, sourceDir, outDir, options, null);
@@ -293,12 +293,19 @@ public static class OnnxExport
             Seq2SeqCheckReport? check = null;
             CheckWhileFlushing(options.Verify, [encoder, decoder], () =>
             {
-                var report = OnnxCheck.Seq2Seq(encoderPath, decoderPath);
+                var report = OnnxCheck.Seq2Seq(encoderPath, decoderPath, CheckWeightsOf(options));
                 // fp16 exports are checked the same way; the result reports float32 checks only, as callers expect
                 if (options.DType != ExportDType.Fp16) check = report;
             });
             return new ExportResult(temp, decoder, [], null) { Models = [encoder, decoder], Seq2SeqCheck = check };
         });
+
+    /// <summary>
+    /// Quantized when every large weight product of the export is a MatMulNBits: a quantized export but one whose head
+    /// stays float32 (the largest weight of a small model, which pre-packing would copy whole).
+    /// </summary>
+    private static CheckWeights CheckWeightsOf(ExportOptions options) =>
+        options.Quantize is { KeepHeadFloat: false } ? CheckWeights.Quantized : CheckWeights.Float;
 
     /// <summary>
     /// Runs the ORT check (when <paramref name="verify"/>) while the written files are flushed to disk: the check reads

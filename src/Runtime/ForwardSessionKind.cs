@@ -6,8 +6,14 @@ public enum ForwardSessionKind
     /// <summary>The CPU provider with ORT's default optimizations.</summary>
     Cpu,
 
-    /// <summary>The CPU provider as the export check runs it (<see cref="OrtSessions.CheckOptions"/>).</summary>
+    /// <summary>The CPU provider as the export check runs it (<see cref="OrtSessions.CheckOptions(string)"/>).</summary>
     Check,
+
+    /// <summary>
+    /// The check of a graph whose weight products are all MatMulNBits (<see cref="OrtSessions.QuantizedCheckOptions"/>):
+    /// as <see cref="Check"/>, with weight pre-packing on.
+    /// </summary>
+    QuantizedCheck,
 
     /// <summary>The CUDA provider (device 0, TF32 off); inputs and outputs stay on the host.</summary>
     Cuda,

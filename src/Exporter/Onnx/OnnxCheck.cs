@@ -16,11 +16,14 @@ public static class OnnxCheck
     /// then one decode step feeding present back as past. Output shapes must match the interface and every
     /// logit and cache value must be finite. Throws <see cref="PeftOnnxException"/> otherwise.
     /// </summary>
-    public static OnnxCheckReport CausalLm(string modelPath)
+    public static OnnxCheckReport CausalLm(string modelPath) => CausalLm(modelPath, CheckWeights.Float);
+
+    /// <summary>As <see cref="CausalLm(string)"/>, the session suited to how the graph holds its weights.</summary>
+    public static OnnxCheckReport CausalLm(string modelPath, CheckWeights weights)
     {
         try
         {
-            using var runner = CausalLmForward.Open(modelPath, ForwardSessionKind.Check);
+            using var runner = CausalLmForward.Open(modelPath, SessionKind(weights));
             const int batch = 2, seq = 3;
             var vocab = runner.VocabSize;
             long[] ids = [1 % vocab, 7 % vocab, 42 % vocab, 3 % vocab, 5 % vocab, 0];
@@ -49,11 +52,14 @@ public static class OnnxCheck
     /// row right-padded), runs a first decoder step of 2 tokens with an empty self cache, then one cached step.
     /// Output shapes must match the interface and every value must be finite. Throws <see cref="PeftOnnxException"/> otherwise.
     /// </summary>
-    public static Seq2SeqCheckReport Seq2Seq(string encoderPath, string decoderPath)
+    public static Seq2SeqCheckReport Seq2Seq(string encoderPath, string decoderPath) => Seq2Seq(encoderPath, decoderPath, CheckWeights.Float);
+
+    /// <summary>As <see cref="Seq2Seq(string, string)"/>, the sessions suited to how the graphs hold their weights.</summary>
+    public static Seq2SeqCheckReport Seq2Seq(string encoderPath, string decoderPath, CheckWeights weights)
     {
         try
         {
-            using var runner = Seq2SeqForward.Open(encoderPath, decoderPath, ForwardSessionKind.Check);
+            using var runner = Seq2SeqForward.Open(encoderPath, decoderPath, SessionKind(weights));
             const int batch = 2;
             var vocab = runner.VocabSize;
             long[] ids = [5 % vocab, 7 % vocab, 42 % vocab, 1 % vocab, 3 % vocab, 9 % vocab, 0, 0];
@@ -83,6 +89,9 @@ public static class OnnxCheck
             throw new PeftOnnxException($"{Path.GetDirectoryName(Path.GetFullPath(decoderPath))}: ONNX Runtime rejected the encoder-decoder models: {ex.Message.Split('\n')[0]}", ex);
         }
     }
+
+    private static ForwardSessionKind SessionKind(CheckWeights weights) =>
+        weights == CheckWeights.Quantized ? ForwardSessionKind.QuantizedCheck : ForwardSessionKind.Check;
 
     private static void Expect(long[] shape, long[] expected, string what)
     {

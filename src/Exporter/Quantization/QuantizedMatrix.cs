@@ -80,12 +80,20 @@ public sealed class QuantizedMatrix
             for (long first = 0; first < _n; first += chunkRows)
             {
                 int count = (int)Math.Min(chunkRows, _n - first);
-                // one copy of the chunk (mapped or computed) that the parallel rows share
-                _rows.Read(first * _k, input.AsSpan(0, count * k));
+                // rows already in memory as float32 (a mapped checkpoint, a computed array) are read in place, by the
+                // worker that quantizes them (its page faults too); others are copied once into a chunk the rows share
+                bool inPlace = _rows.TryGetSpan(first * _k, count * k, out _);
+                if (!inPlace) _rows.Read(first * _k, input.AsSpan(0, count * k));
                 Parallel.For(0, count, () => new float[format.BlockSize], (r, _, block) =>
                 {
                     long row = first + r;
-                    BlockQuantizer.QuantizeRow(format, input.AsSpan(r * k, k), output.AsSpan(r * rowCodes, rowCodes),
+                    ReadOnlySpan<float> values = input.AsSpan(r * k, k);
+                    if (inPlace && !_rows.TryGetSpan(row * _k, k, out values))
+                    {
+                        _rows.Read(row * _k, input.AsSpan(r * k, k));
+                        values = input.AsSpan(r * k, k);
+                    }
+                    BlockQuantizer.QuantizeRow(format, values, output.AsSpan(r * rowCodes, rowCodes),
                         scales.AsSpan(checked((int)(row * blocks)), (int)blocks), zeroPoints.AsSpan(checked((int)(row * rowZeroPoints)), rowZeroPoints), block);
                     return block;
                 }, _ => { });
