@@ -17,23 +17,8 @@ namespace Peft.Onnx.Tests.Exporter;
 /// </summary>
 public class LycorisExportTests
 {
-    /// <summary>A copy of a current-PEFT fixture adapter with config keys replaced and one tensor reshaped.</summary>
-    private static string Changed(string arch, string method, IReadOnlyDictionary<string, JsonNode?> keys, (string Name, long[] Shape)? reshaped = null)
-    {
-        var source = Paths.CurrentCase(arch, Path.Combine(method, "adapter"));
-        var dir = Paths.TempDir("peft-onnx-bad-lycoris");
-        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, AdapterFormat.ConfigFile)))!.AsObject();
-        foreach (var (key, value) in keys) config[key] = value?.DeepClone();
-        File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), config.ToJsonString());
-        using var weights = SafeTensorsFile.Open(Path.Combine(source, AdapterFormat.WeightsFile));
-        TensorData Copy(string n)
-        {
-            if (reshaped is not { } r || r.Name != n) return TensorData.FromFloat32(n, weights[n].Shape, weights.ReadFloat32(n));
-            return TensorData.FromFloat32(n, r.Shape, new float[r.Shape.Aggregate(1L, (a, b) => a * b)]);
-        }
-        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), weights.Names.Select(Copy).ToList(), AdapterFormat.WeightsMetadata);
-        return dir;
-    }
+    private static string Changed(string arch, string method, IReadOnlyDictionary<string, JsonNode?> keys, (string Name, long[] Shape)? reshaped = null) =>
+        EditedAdapter.Write(arch, method, keys, reshaped);
 
     public static TheoryData<string, string, string, string, string> BadAdapters() => new()
     {

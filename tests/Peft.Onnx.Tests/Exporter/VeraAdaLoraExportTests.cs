@@ -17,19 +17,8 @@ namespace Peft.Onnx.Tests.Exporter;
 /// </summary>
 public class VeraAdaLoraExportTests
 {
-    /// <summary>A copy of a current-PEFT fixture adapter with config keys replaced and tensors dropped.</summary>
-    private static string Changed(string arch, string method, IReadOnlyDictionary<string, JsonNode?> keys, params string[] dropped)
-    {
-        var source = Paths.CurrentCase(arch, Path.Combine(method, "adapter"));
-        var dir = Paths.TempDir("peft-onnx-bad-vera");
-        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, AdapterFormat.ConfigFile)))!.AsObject();
-        foreach (var (key, value) in keys) config[key] = value?.DeepClone();
-        File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), config.ToJsonString());
-        using var weights = SafeTensorsFile.Open(Path.Combine(source, AdapterFormat.WeightsFile));
-        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile),
-            weights.Names.Where(n => !dropped.Contains(n)).Select(n => TensorData.FromFloat32(n, weights[n].Shape, weights.ReadFloat32(n))).ToList(), AdapterFormat.WeightsMetadata);
-        return dir;
-    }
+    private static string Changed(string arch, string method, IReadOnlyDictionary<string, JsonNode?> keys, params string[] dropped) =>
+        EditedAdapter.Write(arch, method, keys, null, dropped);
 
     public static TheoryData<string, string, string, string, string> BadAdapters() => new()
     {
