@@ -42,11 +42,7 @@ public class CurrentLoraTunerTests(ITestOutputHelper output)
             TunerFixture.AssertSameLogits(unmerged.Logits, fixture.Forward(model).Logits, $"{arch}/{method} after the refused merge");
             return;
         }
-        tuner.Merge();
-        Assert.True(tuner.Merged);
-        TunerFixture.AssertSameLogits(unmerged.Logits, fixture.Forward(model).Logits, $"{arch}/{method} merged forward");
-        tuner.Unmerge();
-        TunerFixture.AssertSameLogits(unmerged.Logits, fixture.Forward(model).Logits, $"{arch}/{method} unmerged forward");
+        fixture.AssertMergeUnmergeKeepsLogits(model, tuner, unmerged.Logits, $"{arch}/{method}");
 
         var merged = tuner.MergeAndUnload();
         Assert.Empty(merged.Linears.Adapters);

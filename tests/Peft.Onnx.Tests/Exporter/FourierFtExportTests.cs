@@ -74,18 +74,7 @@ public class FourierFtExportTests(ITestOutputHelper output)
             }
             SafeTensorsWriter.Write(Path.Combine(adapter, AdapterFormat.WeightsFile), weights.Names.Select(Copy).ToList(), AdapterFormat.WeightsMetadata);
         }
-        var outDir = TempExports.FreshPath();
-        try
-        {
-            var trainer = Assert.Throws<PeftOnnxException>(() => PeftModelSource.FromAdapter(Paths.Case("bloom", "base_model"), adapter, out _, inferenceMode: true).Dispose());
-            var exporter = Assert.Throws<PeftOnnxException>(() => OnnxExport.Export(Paths.Case("bloom", "base_model"), adapter, outDir, new ExportOptions()));
-            Assert.Equal(exporter.Message, trainer.Message);
-            Assert.Contains(expected, trainer.Message);
-            Assert.Contains(adapter, trainer.Message);
-            Assert.DoesNotContain('\n', trainer.Message);
-            TempExports.AssertNothingWritten(outDir);
-        }
-        finally { Directory.Delete(adapter, true); }
+        SameRefusal.Check("bloom", adapter, expected);
     }
 
     [Fact]

@@ -42,17 +42,6 @@ public class VeraAdaLoraExportTests
         var adapter = key == "drop"
             ? Changed(arch, method, new Dictionary<string, JsonNode?>(), value)
             : Changed(arch, method, new Dictionary<string, JsonNode?> { [key] = JsonNode.Parse(value) });
-        var outDir = TempExports.FreshPath();
-        try
-        {
-            var trainer = Assert.Throws<PeftOnnxException>(() => PeftModelSource.FromAdapter(Paths.Case(arch, "base_model"), adapter, out _, inferenceMode: true).Dispose());
-            var exporter = Assert.Throws<PeftOnnxException>(() => OnnxExport.Export(Paths.Case(arch, "base_model"), adapter, outDir, new ExportOptions()));
-            Assert.Equal(exporter.Message, trainer.Message);
-            Assert.Contains(expected, trainer.Message);
-            Assert.Contains(adapter, trainer.Message);
-            Assert.DoesNotContain('\n', trainer.Message);
-            TempExports.AssertNothingWritten(outDir);
-        }
-        finally { Directory.Delete(adapter, true); }
+        SameRefusal.Check(arch, adapter, expected);
     }
 }

@@ -30,10 +30,7 @@ public class Ia3TunerTests
         fixture.AssertMatches(unmerged);
         fixture.AssertGenerates(model.Base);
 
-        tuner.Merge();
-        TunerFixture.AssertSameLogits(unmerged.Logits, fixture.Forward(model).Logits, $"{arch}/ia3 merged forward");
-        tuner.Unmerge();
-        TunerFixture.AssertSameLogits(unmerged.Logits, fixture.Forward(model).Logits, $"{arch}/ia3 unmerged forward");
+        fixture.AssertMergeUnmergeKeepsLogits(model, tuner, unmerged.Logits, $"{arch}/ia3");
 
         var merged = tuner.MergeAndUnload();
         Assert.Empty(merged.Linears.Adapters);

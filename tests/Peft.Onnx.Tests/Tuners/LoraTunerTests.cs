@@ -41,11 +41,7 @@ public class LoraTunerTests
         fixture.AssertGenerates(model.Base);
 
         // merge_adapter then unmerge_adapter gives back the adapted model.
-        tuner.Merge();
-        Assert.True(tuner.Merged);
-        TunerFixture.AssertSameLogits(unmerged.Logits, fixture.Forward(model).Logits, $"{arch}/{method} merged forward");
-        tuner.Unmerge();
-        TunerFixture.AssertSameLogits(unmerged.Logits, fixture.Forward(model).Logits, $"{arch}/{method} unmerged forward");
+        fixture.AssertMergeUnmergeKeepsLogits(model, tuner, unmerged.Logits, $"{arch}/{method}");
 
         var merged = tuner.MergeAndUnload();
         Assert.Empty(merged.Linears.Adapters);

@@ -114,6 +114,16 @@ public sealed class TunerFixture : IDisposable
     public static void AssertSameLogits(Tensor expected, Tensor actual, string what) =>
         Tolerance.AssertLogits(expected.contiguous().data<float>().ToArray(), actual.contiguous().data<float>().ToArray(), (int)expected.shape[^1], null, what);
 
+    /// <summary>merge_adapter then unmerge_adapter: each leaves the outputs of the adapted <paramref name="model"/> (<paramref name="unmerged"/>) as they were.</summary>
+    public void AssertMergeUnmergeKeepsLogits(PeftModel model, IMergeableTuner tuner, Tensor unmerged, string what)
+    {
+        tuner.Merge();
+        Assert.True(tuner.Merged);
+        AssertSameLogits(unmerged, Forward(model).Logits, $"{what} merged forward");
+        tuner.Unmerge();
+        AssertSameLogits(unmerged, Forward(model).Logits, $"{what} unmerged forward");
+    }
+
     /// <summary>Greedy generation from gen_input_ids, as many new tokens as meta's <paramref name="key"/> row holds.</summary>
     public void AssertGenerates(PretrainedModel model, string key = "generated")
     {
