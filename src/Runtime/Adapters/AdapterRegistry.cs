@@ -150,7 +150,7 @@ internal sealed class AdapterRegistry : IDisposable
 
     private PrefixSlots? CurrentPrefixes() =>
         _current.Prefixes ?? (_prefixStacks.Count == 0 || _current.Stacks != null ? null
-            : PrefixSlots.Read(_dir, _prefixStacks, _manifest.Adapters.Select(a => a.VirtualTokens).ToArray()));
+            : PrefixSlots.Read(_dir, _prefixStacks, _manifest.Adapters.Select(a => a.VirtualTokens).ToArray(), Model.Family.TakesPositionIds));
 
     private ModelConfig? _model;
 

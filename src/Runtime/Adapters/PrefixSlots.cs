@@ -18,8 +18,9 @@ internal sealed class PrefixSlots
     private readonly float[][] _values;
     private readonly int[] _lengths;
 
-    private PrefixSlots(float[][] keys, float[][] values, int[] lengths, int queryHeads, int headDim, int length)
+    private PrefixSlots(float[][] keys, float[][] values, int[] lengths, int queryHeads, int headDim, int length, bool positionOffset)
     {
+        _positionOffset = positionOffset;
         _keys = keys;
         _values = values;
         _lengths = lengths;
@@ -27,6 +28,9 @@ internal sealed class PrefixSlots
         HeadDim = headDim;
         Length = length;
     }
+
+    /// <summary>Whether the graph takes the position offsets (families with position_ids; the others derive positions from the mask).</summary>
+    private readonly bool _positionOffset;
 
     public int QueryHeads { get; }
     public int HeadDim { get; }
@@ -41,9 +45,9 @@ internal sealed class PrefixSlots
 
     /// <summary>
     /// The exported state: the stacks from the data file (<paramref name="stacks"/>: the manifest's prefix entries) and
-    /// each exported adapter's virtual tokens.
+    /// each exported adapter's virtual tokens; <paramref name="positionOffset"/>: the family takes position_ids.
     /// </summary>
-    public static PrefixSlots Read(string dir, IReadOnlyList<AdapterStackTensor> stacks, IReadOnlyList<int> virtualTokens)
+    public static PrefixSlots Read(string dir, IReadOnlyList<AdapterStackTensor> stacks, IReadOnlyList<int> virtualTokens, bool positionOffset)
     {
         var where = Path.Combine(dir, AdapterManifest.FileName);
         var buffers = StackFile.ReadAll(dir, stacks);
@@ -68,7 +72,7 @@ internal sealed class PrefixSlots
         int length = checked((int)keyDims[3]);
         if (virtualTokens.Any(t => t > length))
             throw new PeftOnnxException($"{where}: an adapter has {virtualTokens.Max()} virtual tokens but the prefix stacks hold {length}");
-        return new PrefixSlots(keys, values, [.. virtualTokens, 0], checked((int)keyDims[1]), checked((int)keyDims[2]), length);
+        return new PrefixSlots(keys, values, [.. virtualTokens, 0], checked((int)keyDims[1]), checked((int)keyDims[2]), length, positionOffset);
     }
 
     /// <summary>
@@ -117,7 +121,7 @@ internal sealed class PrefixSlots
             keys[i] = key;
             values[i] = value;
         }
-        return new PrefixSlots(keys, values, lengths, QueryHeads, HeadDim, length);
+        return new PrefixSlots(keys, values, lengths, QueryHeads, HeadDim, length, _positionOffset);
     }
 
     /// <summary>The graph inputs of this state, new native tensors over its arrays (the caller disposes them).</summary>
@@ -132,6 +136,6 @@ internal sealed class PrefixSlots
         var mask = new long[slots * Length];
         for (int k = 0; k < slots; k++) Array.Fill(mask, 1L, (k + 1) * Length - _lengths[k], _lengths[k]);
         yield return (PrefixStackNames.Mask, OrtValue.CreateTensorValueFromMemory(mask, [slots, Length]));
-        yield return (PrefixStackNames.PositionOffset, OrtValue.CreateTensorValueFromMemory(_lengths.Select(l => (long)l).ToArray(), [slots]));
+        if (_positionOffset) yield return (PrefixStackNames.PositionOffset, OrtValue.CreateTensorValueFromMemory(_lengths.Select(l => (long)l).ToArray(), [slots]));
     }
 }
