@@ -23,7 +23,7 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// <para>
 /// <see cref="Overridable"/> (decoder-only graphs): each of these is also a graph input whose default it is, the slot
 /// count and the prefix length symbolic (<see cref="PrefixStackNames"/>), so the Runtime can feed grown copies holding
-/// adapters added at run time; the attention then reads the prefix length from the mask's shape. The keys and values
+/// adapters added at run time; the mask and the attention then take the prefix length from the stacks' shapes. The keys and values
 /// always go to the data file (<see cref="StackNames"/>), where adapters.json records their offsets.
 /// </para>
 /// </summary>
@@ -69,7 +69,7 @@ public sealed class PrefixStack
     /// <summary>The stacked keys and values the graph holds (filled as the graph is built): what goes to the data file.</summary>
     public IReadOnlyList<string> StackNames => _stackNames;
 
-    /// <summary>The prefix length each row attends to, [1] int64, once per graph: the mask's width when <see cref="Overridable"/>.</summary>
+    /// <summary>The prefix length each row attends to as a [1] int64 tensor (<see cref="Overridable"/> stacks), made once per graph.</summary>
     private (GraphBuilder Graph, string Length)? _length;
 
     /// <summary>A stack as an initializer, and when <see cref="Overridable"/> also a graph input of these dims whose default it is.</summary>

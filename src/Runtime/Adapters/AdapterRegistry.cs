@@ -150,7 +150,10 @@ internal sealed class AdapterRegistry : IDisposable
 
     private PrefixSlots? CurrentPrefixes() =>
         _current.Prefixes ?? (_prefixStacks.Count == 0 || _current.Stacks != null ? null
-            : PrefixSlots.Read(_dir, _prefixStacks, _manifest.Adapters.Select(a => a.VirtualTokens).ToArray(), Model.Family.TakesPositionIds));
+            : _exportedPrefixes ??= PrefixSlots.Read(_dir, _prefixStacks, _manifest.Adapters.Select(a => a.VirtualTokens).ToArray(), Model.Family.TakesPositionIds));
+
+    /// <summary>The exported prefix stacks, read from the data file once (the first prefix add checks against them, then grows them).</summary>
+    private PrefixSlots? _exportedPrefixes;
 
     private ModelConfig? _model;
 
