@@ -179,6 +179,27 @@ public class RuntimePrefixAdapterTests
     }
 
     [Fact]
+    public void A_continuous_batch_serves_added_prefixes_beside_lora_and_base_rows_as_the_reference_export()
+    {
+        using var model = LoadWithAdded("gpt2");
+        using var reference = OnnxModel.Load(Reference("gpt2"), DeviceOptions.Cpu);
+        GenerationRequest On(string? name, int row) => new() { InputIds = [Prompt(3 + row % 4, row)], Adapter = name, Options = GenerationOptions.Greedy(4 + row % 3) };
+        string?[] names = ["prefix_proj", null, "lora2", "prefix_short", "prefix", "prefix_mid"];
+        var requests = names.Select(On).ToArray();
+        using var batch = new Peft.Onnx.Runtime.Batching.ContinuousBatch(model);
+        var rows = requests.Select(r => batch.Add(r)!).ToList();
+        var produced = rows.ToDictionary(r => r, _ => new List<int>());
+        foreach (var f in batch.Prefill()) produced[f.Row].Add(f.TokenId);
+        while (batch.Count > 0)
+        {
+            foreach (var t in batch.Step()) produced[t.Row].Add(t.TokenId);
+            batch.RemoveDone();
+        }
+        for (int i = 0; i < requests.Length; i++) Assert.Equal(reference.Generate(requests[i]).NewTokens[0], produced[rows[i]]);
+        foreach (var r in rows) r.Dispose();
+    }
+
+    [Fact]
     public void Bad_prefix_adapters_are_refused_in_one_line_and_leave_the_model_unchanged()
     {
         using var model = LoadWithAdded("bloom");
