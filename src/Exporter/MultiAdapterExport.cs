@@ -117,7 +117,7 @@ public static class MultiAdapterExport
         var stack = new AdapterStack(branches, vectors);
         var stacked = new LoraBranches(stack);
         var d = config.Dimensions;
-        var prefixStack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) : null;
+        var prefixStack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) { Overridable = !config.IsEncoderDecoder } : null;
         prefixStack?.CheckFits(d.NumDecoderLayers, d.NumKeyValueHeads, d.HeadDim);
         var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();
@@ -133,13 +133,14 @@ public static class MultiAdapterExport
             return OnnxExport.WriteSeq2SeqFolder(FamilyGraphs.BuildSeq2Seq(config, baseWeights, seq2seq), modelDir, outDir, options, extra);
         }
         var graph = FamilyGraphs.BuildCausal(config, baseWeights, new CausalLmGraphOptions { Lora = stacked, Prefixes = prefixStack });
-        var stackNames = stack.StackNames.ToHashSet(StringComparer.Ordinal);
+        IReadOnlyList<string> prefixNames = prefixStack?.StackNames ?? [];
+        var stackNames = stack.StackNames.Concat(prefixNames).ToHashSet(StringComparer.Ordinal);
         options = options with { Write = options.Write with { AlwaysExternal = stackNames } };
         return OnnxExport.WriteFolder(graph, null, modelDir, outDir, options, extra, filesFromWrite: written => new Dictionary<string, string>
         {
             [AdapterManifest.FileName] = new AdapterManifest(entries)
             {
-                Stacks = StackedAdapterTensors.Located(stack.StackNames, written),
+                Stacks = StackedAdapterTensors.Located([.. stack.StackNames, .. prefixNames], written),
                 BaseWeights = StackedAdapterTensors.DoraBaseWeights(stack.StackNames, written),
             }.ToJson(),
         });

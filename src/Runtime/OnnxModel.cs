@@ -74,10 +74,10 @@ public sealed class OnnxModel : IDisposable
     public IReadOnlyList<string> Adapters => _adapters?.Names ?? [];
 
     /// <summary>
-    /// Adds a LoRA (lora_bias included) or IA3 adapter from a PEFT folder to a multi-adapter export at run time, without
-    /// re-export: requests may name it from now on, requests in flight are untouched. Its targets must have stacks in the
-    /// export (a module some exported adapter of that kind targets); the adapter is checked against the base first, and a
-    /// refused adapter leaves the model unchanged.
+    /// Adds a LoRA (lora_bias, DoRA included), IA3 or prefix-tuning adapter from a PEFT folder to a multi-adapter export at
+    /// run time, without re-export: requests may name it from now on, requests in flight are untouched. Its targets must
+    /// have stacks in the export (a module some exported adapter of that kind targets; for prefix tuning, an exported
+    /// prompt-learning adapter); the adapter is checked against the base first, and a refused adapter leaves the model unchanged.
     /// </summary>
     public void AddAdapter(string name, string peftFolder)
     {

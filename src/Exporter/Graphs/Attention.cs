@@ -112,8 +112,9 @@ public static class Attention
         string prefixProbs, cacheProbs;
         using (g.Scope("prompt"))
         {
-            prefixProbs = g.Op("Slice", [probs, g.Ints(0), g.Ints(prefix.Length), g.Ints(-1)]);
-            cacheProbs = g.Op("Slice", [probs, g.Ints(prefix.Length), g.Ints(long.MaxValue), g.Ints(-1)]);
+            var length = prefix.LengthTensor ?? g.Ints(prefix.Length);
+            prefixProbs = g.Op("Slice", [probs, g.Ints(0), length, g.Ints(-1)]);
+            cacheProbs = g.Op("Slice", [probs, length, g.Ints(long.MaxValue), g.Ints(-1)]);
         }
         var context = g.MatMul(cacheProbs, v);
         using (g.Scope("prompt")) return g.Add(g.MatMul(prefixProbs, prefix.Values), context);

@@ -20,6 +20,12 @@ namespace Peft.Onnx.Exporter.Graphs;
 /// positions see each row's own prefix; <c>prompt.stacked.position_offset</c> [n + 1] (int64: the slot's Length), added to
 /// position_ids by families that take them, since the single-adapter graph places real token t at Length + t.
 /// </para>
+/// <para>
+/// <see cref="Overridable"/> (decoder-only graphs): each of these is also a graph input whose default it is, the slot
+/// count and the prefix length symbolic (<see cref="PrefixStackNames"/>), so the Runtime can feed grown copies holding
+/// adapters added at run time; the mask and the attention then take the prefix length from the stacks' shapes. The keys and values
+/// always go to the data file (<see cref="StackNames"/>), where adapters.json records their offsets.
+/// </para>
 /// </summary>
 public sealed class PrefixStack
 {
@@ -50,10 +56,30 @@ public sealed class PrefixStack
     public int HeadDim { get; }
     public int NumLayers { get; }
 
-    public static string KeyName(int layer) => $"prompt.stacked.{layer}.key_t";
-    public static string ValueName(int layer) => $"prompt.stacked.{layer}.value";
-    public const string MaskName = "prompt.stacked.mask";
-    public const string PositionOffsetName = "prompt.stacked.position_offset";
+    public static string KeyName(int layer) => PrefixStackNames.Key(layer);
+    public static string ValueName(int layer) => PrefixStackNames.Value(layer);
+    public const string MaskName = PrefixStackNames.Mask;
+    public const string PositionOffsetName = PrefixStackNames.PositionOffset;
+
+    /// <summary>Whether the stacks are graph inputs with defaults (decoder-only graphs), so that their slots and length may grow.</summary>
+    public bool Overridable { get; init; }
+
+    private readonly List<string> _stackNames = [];
+
+    /// <summary>The stacked keys and values the graph holds (filled as the graph is built): what goes to the data file.</summary>
+    public IReadOnlyList<string> StackNames => _stackNames;
+
+    /// <summary>The prefix length each row attends to as a [1] int64 tensor (<see cref="Overridable"/> stacks), made once per graph.</summary>
+    private (GraphBuilder Graph, string Length)? _length;
+
+    /// <summary>A stack as an initializer, and when <see cref="Overridable"/> also a graph input of these dims whose default it is.</summary>
+    private string Stacked(GraphBuilder g, string name, InitializerData data, ElementType type, params Dim[] rest)
+    {
+        if (Overridable) g.Input(name, type, [Dim.Symbolic("adapter_slots"), .. rest]);
+        return g.Initializer(name, data);
+    }
+
+    private static Dim PrefixLength => Dim.Symbolic("prefix_length");
 
     /// <summary>Checks the prefixes fit a graph's attention (layers, kv heads, head_dim), as <see cref="AttentionPrefix.CheckFits"/>.</summary>
     public void CheckFits(int numLayers, int kvHeads, int headDim)
@@ -66,7 +92,9 @@ public sealed class PrefixStack
     {
         using var _ = g.Scope("prompt_mask");
         // expanded: adapter_index left at its default (one -1) broadcasts over any batch
-        var rows = g.Op("Expand", [RowMask(g), g.Concat(0, [g.Shape(mask, 0, 1), g.Ints(MaxLength)])]);
+        var rowMask = RowMask(g);
+        var width = Overridable ? g.Shape(rowMask, 1, 2) : g.Ints(MaxLength);
+        var rows = g.Op("Expand", [rowMask, g.Concat(0, [g.Shape(mask, 0, 1), width])]);
         return g.Concat(1, [rows, mask]);
     }
 
@@ -76,7 +104,7 @@ public sealed class PrefixStack
         var stacked = new long[(Count + 1) * MaxLength];
         for (int k = 0; k < Count; k++)
             if (_slots[k] is { } p) Array.Fill(stacked, 1L, (k + 1) * MaxLength - p.Length, p.Length);
-        var masks = g.Initializer(MaskName, InitializerData.FromInt64(stacked, Count + 1, MaxLength));
+        var masks = Stacked(g, MaskName, InitializerData.FromInt64(stacked, Count + 1, MaxLength), ElementType.Int64, PrefixLength);
         return g.Gather(masks, CausalLmContract.AdapterIndex);
     }
 
@@ -132,7 +160,7 @@ public sealed class PrefixStack
         using var _ = g.Scope("position_ids");
         var offsets = new long[Count + 1];
         for (int k = 0; k < Count; k++) offsets[k] = _slots[k]?.Length ?? 0;
-        var stacked = g.Initializer(PositionOffsetName, InitializerData.FromInt64(offsets, Count + 1));
+        var stacked = Stacked(g, PositionOffsetName, InitializerData.FromInt64(offsets, Count + 1), ElementType.Int64);
         return g.Add(positionIds, g.Unsqueeze(g.Gather(stacked, CausalLmContract.AdapterIndex), [1]));
     }
 
@@ -160,9 +188,20 @@ public sealed class PrefixStack
             }
         }
         using var _ = g.Scope("prompt");
-        var keysT = g.Initializer(KeyName(layer), InitializerData.FromFloats(keys, n, queryHeads, HeadDim, MaxLength));
-        var vals = g.Initializer(ValueName(layer), InitializerData.FromFloats(values, n, queryHeads, MaxLength, HeadDim));
+        var keysT = Stacked(g, KeyName(layer), InitializerData.FromFloats(keys, n, queryHeads, HeadDim, MaxLength), ElementType.Float, queryHeads, HeadDim, PrefixLength);
+        var vals = Stacked(g, ValueName(layer), InitializerData.FromFloats(values, n, queryHeads, MaxLength, HeadDim), ElementType.Float, queryHeads, PrefixLength, HeadDim);
+        _stackNames.Add(KeyName(layer));
+        _stackNames.Add(ValueName(layer));
         return new PrefixKv(g.Gather(keysT, CausalLmContract.AdapterIndex, name: "key/Gather"),
-            g.Gather(vals, CausalLmContract.AdapterIndex, name: "value/Gather"), MaxLength);
+            g.Gather(vals, CausalLmContract.AdapterIndex, name: "value/Gather"), MaxLength, Overridable ? LengthOf(g, vals) : null);
+    }
+
+    /// <summary>The prefix length as [1] int64, from the stacked values' shape; one Shape per graph.</summary>
+    private string LengthOf(GraphBuilder g, string values)
+    {
+        if (_length is { } known && ReferenceEquals(known.Graph, g)) return known.Length;
+        var length = g.Shape(values, 2, 3);
+        _length = (g, length);
+        return length;
     }
 }

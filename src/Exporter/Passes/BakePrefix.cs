@@ -1,6 +1,7 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Families;
+using Peft.Onnx.Core.Peft;
 using Peft.Onnx.Exporter.Graphs;
 
 namespace Peft.Onnx.Exporter.Passes;
@@ -25,47 +26,15 @@ public static class BakePrefix
     /// <summary>The constant prefix of a decoder-only model.</summary>
     public static AttentionPrefix ForDecoder(PromptAdapter adapter, ModelConfig model)
     {
-        var d = model.Dimensions;
-        var tensors = Split(adapter, d.NumKeyValueHeads, d.HeadDim);
-        if (tensors.Length != 2 * d.NumLayers)
-            throw new PeftOnnxException($"{adapter.Config.SourcePath}: prefix for num_layers {tensors.Length / 2}, but the model has {d.NumLayers} layers");
-        if (model.Family.PrefixLayout == PrefixLayout.KeysFirstRegrouped) return KeysFirstRegrouped(tensors, adapter.NumVirtualTokens, d.NumKeyValueHeads, d.HeadDim);
-        var keys = Enumerable.Range(0, d.NumLayers).Select(i => tensors[2 * i]).ToArray();
-        var values = Enumerable.Range(0, d.NumLayers).Select(i => tensors[2 * i + 1]).ToArray();
-        return new AttentionPrefix(adapter.NumVirtualTokens, d.NumKeyValueHeads, d.HeadDim, keys, values);
+        if (!adapter.IsPrefix) throw new ArgumentException("not a prefix-tuning adapter");
+        return Of(PrefixTuningLayout.ForDecoder(adapter.Embeddings, adapter.Rows, adapter.Columns, adapter.NumVirtualTokens, model, adapter.Config.SourcePath));
     }
 
-    /// <summary>
-    /// <see cref="PrefixLayout.KeysFirstRegrouped"/> (PEFT 0.7.1's bloom_model_postprocess_past_key_value), reproduced
-    /// as the model then attends with it: the 2L tensors [heads, nv, head_dim] (order: layer 0 key, layer 0 value,
-    /// layer 1 key, ...) are concatenated; the first L become
-    /// the keys and the last L the values, so layer l gets tensor l as key and tensor L + l as value. The keys are
-    /// then transpose(nv, heads) and reshaped (not transposed) to the key cache's [heads, head_dim, nv]: key element
-    /// (h, d, t) is flat element h * head_dim * nv + d * nv + t of tensor l read in [nv, heads, head_dim] order.
-    /// Returned in the graph's [heads, nv, head_dim] layout.
-    /// </summary>
-    public static AttentionPrefix KeysFirstRegrouped(float[][] tensors, int nv, int heads, int headDim)
-    {
-        int layers = tensors.Length / 2;
-        var keys = new float[layers][];
-        var values = new float[layers][];
-        for (int l = 0; l < layers; l++)
-        {
-            var source = tensors[l];                                  // [heads, nv, head_dim]
-            var key = new float[source.Length];
-            for (int h = 0; h < heads; h++)
-                for (int d = 0; d < headDim; d++)
-                    for (int t = 0; t < nv; t++)
-                    {
-                        int f = (h * headDim + d) * nv + t;           // flat index in the key cache's [heads, head_dim, nv]
-                        int t0 = f / (heads * headDim), h0 = f / headDim % heads, d0 = f % headDim;   // read as [nv, heads, head_dim]
-                        key[(h * nv + t) * headDim + d] = source[(h0 * nv + t0) * headDim + d0];
-                    }
-            keys[l] = key;
-            values[l] = tensors[layers + l];
-        }
-        return new AttentionPrefix(nv, heads, headDim, keys, values);
-    }
+    /// <summary><see cref="PrefixTuningLayout.KeysFirstRegrouped"/> as an attention prefix.</summary>
+    public static AttentionPrefix KeysFirstRegrouped(float[][] tensors, int nv, int heads, int headDim) =>
+        Of(PrefixTuningLayout.KeysFirstRegrouped(tensors, nv, heads, headDim));
+
+    private static AttentionPrefix Of(PrefixKeyValues p) => new(p.Length, p.Heads, p.HeadDim, p.Keys, p.Values);
 
     /// <summary>The decoder prefix of an encoder-decoder model (self-attention, plus the cross part with 2 submodules).</summary>
     public static AttentionPrefix ForSeq2Seq(PromptAdapter adapter, ModelConfig model)
@@ -92,25 +61,10 @@ public static class BakePrefix
         };
     }
 
-    /// <summary>
-    /// prompt_embeddings [nv, n * heads * head_dim] -> n tensors [heads, nv, head_dim] (view + permute of get_prompt).
-    /// </summary>
+    /// <summary>prompt_embeddings [nv, n * heads * head_dim] -> n tensors [heads, nv, head_dim] (<see cref="PrefixTuningLayout.Split"/>).</summary>
     public static float[][] Split(PromptAdapter adapter, int heads, int headDim)
     {
         if (!adapter.IsPrefix) throw new ArgumentException("not a prefix-tuning adapter");
-        int nv = adapter.Rows, width = heads * headDim;
-        if (adapter.Columns % (2 * width) != 0)
-            throw new PeftOnnxException($"{adapter.Config.SourcePath}: prompt_embeddings rows of {adapter.Columns} values are not layers x 2 x {heads} key/value heads x head_dim {headDim} (check token_dim / num_attention_heads in adapter_config.json)");
-        int count = adapter.Columns / width;
-        var result = new float[count][];
-        for (int e = 0; e < count; e++)
-        {
-            var t = new float[heads * nv * headDim];
-            for (int h = 0; h < heads; h++)
-                for (int v = 0; v < nv; v++)
-                    Array.Copy(adapter.Embeddings, (long)v * adapter.Columns + (long)e * width + h * headDim, t, ((long)h * nv + v) * headDim, headDim);
-            result[e] = t;
-        }
-        return result;
+        return PrefixTuningLayout.Split(adapter.Embeddings, adapter.Rows, adapter.Columns, heads, headDim, adapter.Config.SourcePath);
     }
 }

@@ -1,6 +1,8 @@
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Architectures;
+using Peft.Onnx.Core.Configs;
 using Peft.Onnx.Core.Onnx;
+using Peft.Onnx.Core.Peft;
 
 namespace Peft.Onnx.Runtime.Adapters;
 
@@ -9,7 +11,9 @@ namespace Peft.Onnx.Runtime.Adapters;
 /// <see cref="AdapterSlots"/> (a copy of the stacks with the change), generators lease the state current at their start.
 /// Slots are stable: an adapter keeps its slot while loaded, a new one takes the first free slot (one removed earlier)
 /// or a new slot at the end (the base slot stays last, so index -1 keeps reaching it); a LoRA rank above a module's
-/// padded rank re-pads that module's stacks (zeros change no product).
+/// padded rank re-pads that module's stacks (zeros change no product). Where the export stacks prefixes (it holds a
+/// prompt-learning adapter), every slot has one (<see cref="PrefixSlots"/>: empty for LoRA and IA3), and a prefix-tuning
+/// adapter added fills its slot's, longer than the others growing them all (padding in front is masked).
 /// </summary>
 internal sealed class AdapterRegistry : IDisposable
 {
@@ -19,12 +23,18 @@ internal sealed class AdapterRegistry : IDisposable
     private readonly Architecture _architecture;
     private AdapterSlots _current;
 
+    /// <summary>The manifest's LoRA / IA3 stacks (<see cref="AdapterStackNames"/>) and its prefix stacks (<see cref="PrefixStackNames"/>).</summary>
+    private readonly IReadOnlyList<AdapterStackTensor> _stacks, _prefixStacks;
+
     public AdapterRegistry(string dir, AdapterManifest manifest, Architecture architecture)
     {
         _dir = dir;
         _manifest = manifest;
         _architecture = architecture;
-        _current = new AdapterSlots(manifest.Adapters.Select(a => (string?)a.Name).ToArray(), null);
+        _prefixStacks = manifest.Stacks.Where(s => PrefixStackNames.Parse(s.Name) != null).ToList();
+        _stacks = manifest.Stacks.Where(s => PrefixStackNames.Parse(s.Name) == null).ToList();
+        _current = new AdapterSlots(manifest.Adapters.Select(a => (string?)a.Name).ToArray(), null,
+            virtualTokens: manifest.Adapters.Select(a => a.VirtualTokens).ToArray());
     }
 
     public IReadOnlyList<string> Names
@@ -47,8 +57,7 @@ internal sealed class AdapterRegistry : IDisposable
     {
         lock (_lock)
         {
-            int slot = checked((int)_current.IndexOf(name));
-            return slot < _manifest.Adapters.Count ? _manifest.Adapters[slot].VirtualTokens : 0;
+            return _current.VirtualTokensAt(checked((int)_current.IndexOf(name)));
         }
     }
 
@@ -60,13 +69,21 @@ internal sealed class AdapterRegistry : IDisposable
             throw new PeftOnnxException($"AddAdapter {name}: '{name}' is not a plain identifier (letters, digits, '_', '-', '.'; not starting with a digit)");
         if (_manifest.Stacks.Count == 0)
             throw new PeftOnnxException($"AddAdapter {name}: {Path.Combine(_dir, AdapterManifest.FileName)} records no stack offsets (written by an older export): export the folder again to add adapters at run time");
-        // the virtual tokens of exported prompt-learning adapters are constants with one row per exported slot: a slot
-        // added or recycled would index past them or inherit a removed adapter's prefix
-        if (_manifest.Adapters.FirstOrDefault(a => a.VirtualTokens > 0) is { } prompt)
-            throw new PeftOnnxException($"AddAdapter {name}: {_dir} holds {prompt.Method} adapter '{prompt.Name}', whose virtual tokens are baked per exported slot; adapters are added at run time to exports of LoRA and IA3 adapters only (export the prompt-learning adapters in a folder of their own)");
+        // an export that recorded no prefix stacks holds its prompt-learning adapters' virtual tokens as constants with one
+        // row per exported slot: a slot added or recycled would index past them or inherit a removed adapter's prefix
+        if (_prefixStacks.Count == 0 && _manifest.Adapters.FirstOrDefault(a => a.VirtualTokens > 0) is { } prompt)
+            throw new PeftOnnxException($"AddAdapter {name}: {_dir} holds {prompt.Method} adapter '{prompt.Name}', whose virtual tokens are baked per exported slot by an older export (no prefix stacks in {AdapterManifest.FileName}): export the folder again to add adapters at run time");
         RefuseDuplicate(name, Names);
-        var dims = DimsNow();
-        var rows = PeftAdapterReader.Read(name, peftFolder, _architecture, dims, BaseWeight);
+        PrefixKeyValues? prefix = null;
+        AdapterRows rows;
+        if (Directory.Exists(peftFolder) && AdapterConfig.Load(peftFolder) is PrefixTuningConfig)
+        {
+            var stacks = PrefixesNow()
+                ?? throw new PeftOnnxException($"AddAdapter {name}: {peftFolder} is a prefix-tuning adapter but {_dir} stacks no prefixes (none of its adapters is a prompt-learning one): export the folder with at least one prefix-tuning, prompt-tuning or p-tuning adapter among --adapter to add prefix-tuning adapters at run time");
+            prefix = PeftPrefixReader.Read(name, peftFolder, Model, stacks);
+            rows = new AdapterRows(PrefixTuningConfig.Type, 0, new Dictionary<string, StackRow>());
+        }
+        else rows = PeftAdapterReader.Read(name, peftFolder, _architecture, DimsNow(), BaseWeight);
         lock (_lock)
         {
             RefuseDuplicate(name, _current.Names);
@@ -83,7 +100,7 @@ internal sealed class AdapterRegistry : IDisposable
                 rows.Rows.TryGetValue(stackName, out var row);
                 stacks[stackName] = StackGrowth.Grow(buffer, kind, slots, oldSlots, slot, row);
             }
-            Publish(new AdapterSlots(names, stacks));
+            Publish(new AdapterSlots(names, stacks, CurrentPrefixes()?.Grow(slots, oldSlots, slot, prefix)));
         }
     }
 
@@ -100,7 +117,7 @@ internal sealed class AdapterRegistry : IDisposable
             var stacks = CurrentStacks().ToDictionary(s => s.Key,
                 s => StackGrowth.Grow(s.Value, AdapterStackNames.Parse(s.Key)!.Value.Kind, _current.SlotCount, _current.SlotCount, slot, null),
                 StringComparer.Ordinal);
-            Publish(new AdapterSlots(names, stacks));
+            Publish(new AdapterSlots(names, stacks, CurrentPrefixes()?.Grow(_current.SlotCount, _current.SlotCount, slot, null)));
         }
     }
 
@@ -122,13 +139,31 @@ internal sealed class AdapterRegistry : IDisposable
     {
         lock (_lock)
             return _current.Stacks?.ToDictionary(s => s.Key, s => s.Value.Dims, StringComparer.Ordinal)
-                ?? _manifest.Stacks.ToDictionary(s => s.Name, s => s.Dims, StringComparer.Ordinal);
+                ?? _stacks.ToDictionary(s => s.Name, s => s.Dims, StringComparer.Ordinal);
     }
+
+    /// <summary>The prefix stacks now (read from the data file while the exported state serves); null where the export has none.</summary>
+    private PrefixSlots? PrefixesNow()
+    {
+        lock (_lock) return CurrentPrefixes();
+    }
+
+    private PrefixSlots? CurrentPrefixes() =>
+        _current.Prefixes ?? (_prefixStacks.Count == 0 || _current.Stacks != null ? null
+            : _exportedPrefixes ??= PrefixSlots.Read(_dir, _prefixStacks, _manifest.Adapters.Select(a => a.VirtualTokens).ToArray(), Model.Family.TakesPositionIds));
+
+    /// <summary>The exported prefix stacks, read from the data file once (the first prefix add checks against them, then grows them).</summary>
+    private PrefixSlots? _exportedPrefixes;
+
+    private ModelConfig? _model;
+
+    /// <summary>The folder's config.json, read on the first prefix added.</summary>
+    private ModelConfig Model => _model ??= ModelConfig.Load(_dir);
 
     private IReadOnlyDictionary<string, StackBuffer> CurrentStacks()
     {
         if (_current.Stacks is { } stacks) return stacks;
-        var read = StackFile.ReadAll(_dir, _manifest.Stacks);
+        var read = StackFile.ReadAll(_dir, _stacks);
         foreach (var (name, buffer) in read)
             if (buffer.Slots != _current.SlotCount + 1 || AdapterStackNames.Parse(name) == null)
                 throw new PeftOnnxException($"{Path.Combine(_dir, AdapterManifest.FileName)}: stack '{name}' has {buffer.Slots} slots, expected {_current.SlotCount + 1} (the adapters and the base)");

@@ -19,14 +19,28 @@ internal sealed class AdapterSlots
 
     /// <param name="names">Per slot the adapter's name, null for a free slot (the base slot is not listed).</param>
     /// <param name="stacks">The stacks to feed; null: the graph's own defaults (the exported state).</param>
-    public AdapterSlots(string?[] names, IReadOnlyDictionary<string, StackBuffer>? stacks)
+    /// <param name="prefixes">The prefix stacks to feed (with <paramref name="stacks"/>), null where the graph has none or its defaults serve.</param>
+    /// <param name="virtualTokens">Per slot its virtual tokens while the defaults serve (the exported adapters'); else <paramref name="prefixes"/> knows them.</param>
+    public AdapterSlots(string?[] names, IReadOnlyDictionary<string, StackBuffer>? stacks, PrefixSlots? prefixes = null, IReadOnlyList<int>? virtualTokens = null)
     {
         _names = names;
         Stacks = stacks;
+        Prefixes = prefixes;
+        _virtualTokens = virtualTokens;
         var fed = stacks?.OrderBy(s => s.Key, StringComparer.Ordinal).ToArray() ?? [];
-        InputNames = fed.Select(s => s.Key).ToArray();
-        _values = fed.Select(s => OrtValue.CreateTensorValueFromMemory(s.Value.Values, s.Value.Dims)).ToArray();
+        var prefixInputs = prefixes?.CreateInputs().ToArray() ?? [];
+        InputNames = [.. fed.Select(s => s.Key), .. prefixInputs.Select(p => p.Name)];
+        _values = [.. fed.Select(s => OrtValue.CreateTensorValueFromMemory(s.Value.Values, s.Value.Dims)), .. prefixInputs.Select(p => p.Value)];
     }
+
+    private readonly IReadOnlyList<int>? _virtualTokens;
+
+    /// <summary>The prefix stacks' state, null while the graph's defaults serve or the graph has none.</summary>
+    public PrefixSlots? Prefixes { get; }
+
+    /// <summary>The virtual tokens slot <paramref name="slot"/>'s adapter prepends (0 for adapters without).</summary>
+    public int VirtualTokensAt(int slot) =>
+        Prefixes?.LengthAt(slot) ?? (_virtualTokens != null && slot < _virtualTokens.Count ? _virtualTokens[slot] : 0);
 
     /// <summary>The adapters, in slot order.</summary>
     public IReadOnlyList<string> Names => _names.Where(n => n != null).Select(n => n!).ToArray();

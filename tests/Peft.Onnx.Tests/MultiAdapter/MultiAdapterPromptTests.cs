@@ -116,16 +116,23 @@ public class MultiAdapterPromptTests
     }
 
     [Fact]
-    public void Adding_an_adapter_at_run_time_beside_exported_prompt_adapters_is_refused_naming_why_and_the_model_is_unchanged()
+    public void A_LoRA_adapter_added_at_run_time_beside_exported_prompt_adapters_answers_as_its_own_export_and_a_soft_prompt_is_refused_naming_why()
     {
         using var model = OnnxModel.Load(MultiExport("bloom"), DeviceOptions.Cpu);
         var before = model.Adapters.ToArray();
-        var lora = MultiAdapterExportTests.Adapters("bloom").Single(a => a.Name == "plain").Dir;
-        var error = Assert.Throws<PeftOnnxException>(() => model.AddAdapter("late", lora));
-        Assert.StartsWith("AddAdapter late: ", error.Message);
-        Assert.Contains("whose virtual tokens are baked per exported slot", error.Message);
+        var promptDir = Paths.Case("bloom", "prompt_tuning_text/adapter_trained");
+        var error = Assert.Throws<PeftOnnxException>(() => model.AddAdapter("late_prompt", promptDir));
+        Assert.StartsWith("AddAdapter late_prompt: ", error.Message);
+        Assert.Contains("its virtual tokens must run through the base model", error.Message);
         Assert.DoesNotContain('\n', error.Message);
         Assert.Equal(before, model.Adapters);
+
+        // a LoRA adapter gets an empty prefix slot: it answers as its own export, beside the exported prompt adapters
+        model.AddAdapter("late", Adapters("bloom").Single(a => a.Name == "lora").Dir);
+        Assert.Equal([.. before, "late"], model.Adapters);
+        string?[] rows = ["late", "prompt", null, "prefix_short", "late", "ptuning"];
+        var prompts = rows.Select((_, i) => (IReadOnlyList<int>)Prompt(3 + i, i).Select(v => (int)v).ToArray()).ToArray();
+        MultiAdapterFolders.AssertRowsGenerateAsTheirOwnExports(model, rows, prompts, a => SingleExport("bloom", a == "late" ? "lora" : a), 6);
     }
 
     [Fact]

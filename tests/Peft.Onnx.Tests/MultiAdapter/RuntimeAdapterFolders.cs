@@ -7,7 +7,7 @@ namespace Peft.Onnx.Tests.MultiAdapter;
 
 /// <summary>
 /// PEFT folders derived from the fixtures for run-time adapter tests: the same tensors written under another config
-/// (a larger rank), or with one tensor's shape changed (an adapter made for another base).
+/// (a larger rank, another prefix length), or with one tensor's shape changed (an adapter made for another base).
 /// </summary>
 public static class RuntimeAdapterFolders
 {
@@ -69,6 +69,38 @@ public static class RuntimeAdapterFolders
             else tensors.Add(TensorData.FromFloat32(name, s, file.ReadFloat32(name)));
         }
         SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), tensors);
+        return dir;
+    }
+
+    /// <summary>
+    /// The fixture prefix-tuning adapter <paramref name="source"/> (decoder-only: one row per virtual token) with
+    /// <paramref name="nv"/> virtual tokens: its first nv rows, or past its own count, its rows again scaled by -0.5
+    /// (a real adapter longer than the fixtures').
+    /// </summary>
+    public static string PrefixOfLength(string source, int nv)
+    {
+        var dir = Fresh();
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, AdapterFormat.ConfigFile)))!.AsObject();
+        int original = config["num_virtual_tokens"]!.GetValue<int>();
+        config["num_virtual_tokens"] = nv;
+        File.WriteAllText(Path.Combine(dir, AdapterFormat.ConfigFile), config.ToJsonString());
+        using var file = SafeTensorsFile.Open(AdapterFormat.WeightsPath(source));
+        int width = (int)file[AdapterFormat.PromptEmbeddings].Shape[1];
+        var all = file.ReadFloat32(AdapterFormat.PromptEmbeddings);
+        var rows = Enumerable.Range(0, nv).SelectMany(t => all.AsSpan(t % original * width, width).ToArray().Select(v => t < original ? v : -0.5f * v)).ToArray();
+        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), [TensorData.FromFloat32(AdapterFormat.PromptEmbeddings, [nv, width], rows)]);
+        return dir;
+    }
+
+    /// <summary>The prefix-tuning adapter with prompt_embeddings 8 values wider per token: made for a base of another size.</summary>
+    public static string PrefixForOtherBase(string source, out long[] shape, out long[] expected)
+    {
+        var dir = Fresh();
+        File.Copy(Path.Combine(source, AdapterFormat.ConfigFile), Path.Combine(dir, AdapterFormat.ConfigFile));
+        using var file = SafeTensorsFile.Open(AdapterFormat.WeightsPath(source));
+        expected = file[AdapterFormat.PromptEmbeddings].Shape.ToArray();
+        shape = [expected[0], expected[1] + 8];
+        SafeTensorsWriter.Write(Path.Combine(dir, AdapterFormat.WeightsFile), [TensorData.FromFloat32(AdapterFormat.PromptEmbeddings, shape, new float[shape[0] * shape[1]])]);
         return dir;
     }
 

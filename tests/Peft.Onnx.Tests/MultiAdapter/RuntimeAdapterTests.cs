@@ -257,7 +257,7 @@ public class RuntimeAdapterTests
         var other = RuntimeAdapterFolders.OtherBase(Dir("plain"), out var tensor, out var shape);
         Refused(() => model.AddAdapter("other", other), tensor, $"[{shape[0]}, {shape[1]}]", $"[{shape[0]}, {shape[1] - 8}]");
         Refused(() => model.AddAdapter("prompt", Paths.Case("bloom", "prompt_tuning_text/adapter_trained")), "PROMPT_TUNING", "cannot be added at run time", "virtual tokens");
-        Refused(() => model.AddAdapter("prefix", Paths.Case("bloom", "prefix/adapter_trained")), "PREFIX_TUNING", "cannot be added at run time");
+        Refused(() => model.AddAdapter("prefix", Paths.Case("bloom", "prefix/adapter_trained")), "AddAdapter prefix", "prefix-tuning adapter", "stacks no prefixes", "export the folder with at least one prefix-tuning");
         Refused(() => model.AddAdapter("loha", Paths.CurrentCase("bloom", "loha/adapter_trained")), "LOHA", "adapters added at run time are LoRA or IA3");
         Refused(() => model.AddAdapter("missing", Path.Combine(Path.GetTempPath(), "no-such-adapter-folder")), "not found");
         Refused(() => model.RemoveAdapter("nope"), "unknown adapter 'nope'");
