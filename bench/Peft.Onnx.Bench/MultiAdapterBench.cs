@@ -234,6 +234,7 @@ public static class MultiAdapterBench
             ["bytes_beyond_goal"] = weights - baseWeights - adaptersBytes,
             ["rss_increase_bytes"] = rss, ["base_rss_increase_bytes"] = baseRss,
             ["rss_increase_mb"] = Math.Round(rss / 1048576.0, 1), ["base_rss_increase_mb"] = Math.Round(baseRss / 1048576.0, 1),
+            ["rss_increase_over_goal"] = baseRss > 0 ? Math.Round(rss / (double)(baseRss + adaptersBytes), 4) : null,
         };
     }
 
