@@ -15,7 +15,14 @@ namespace Peft.Onnx.Bench;
 /// </summary>
 public static class DecodeStepProfile
 {
-    public static Dictionary<string, object?> Run(string exportDir, string work, int pastLength = 64, int steps = 5)
+    public static Dictionary<string, object?> Run(string exportDir, string work, int pastLength = 64, int steps = 5) =>
+        Run(exportDir, work, pastLength, steps, batch: 1, adapterIndex: null);
+
+    /// <summary>
+    /// The profile of a batch of <paramref name="batch"/> rows; a multi-adapter graph gets <paramref name="adapterIndex"/>
+    /// (one per row; null: every row on the base) and keeps its stacked tensors' exported defaults.
+    /// </summary>
+    public static Dictionary<string, object?> Run(string exportDir, string work, int pastLength, int steps, int batch, long[]? adapterIndex)
     {
         var prefix = Path.Combine(work, "profile-" + Path.GetFileName(exportDir.TrimEnd('/')));
         using var options = new SessionOptions
@@ -31,7 +38,7 @@ public static class DecodeStepProfile
         {
             for (int s = 0; s < steps; s++)
             {
-                using var outputs = session.Run(DecodeStepFeeds(session, pastLength + s));
+                using var outputs = session.Run(DecodeStepFeeds(session, pastLength + s, batch, adapterIndex));
             }
             profile = session.EndProfiling();
         }
@@ -41,6 +48,7 @@ public static class DecodeStepProfile
             result["matmulnbits_nodes"] = MatMulNBitsSettings(Path.Combine(exportDir, CausalLmContract.ModelFile));
             result["cpu_features"] = CpuFeatures();
             result["past_length"] = pastLength;
+            result["batch"] = batch;
             return result;
         }
         finally
@@ -64,6 +72,8 @@ public static class DecodeStepProfile
         long firstEnd = runs.Count > 1 ? runs[0].End : long.MinValue;
         int steps = Math.Max(1, runs.Count > 1 ? runs.Count - 1 : runs.Count);
         var byOp = new Dictionary<(string Op, string Provider), (long Micros, int Count)>();
+        // each node's least time over the steps: what it costs when no other process preempts it (a loaded machine)
+        var leastByNode = new Dictionary<string, ((string Op, string Provider) Key, long Micros)>(StringComparer.Ordinal);
         long total = 0;
         foreach (var e in events.EnumerateArray())
         {
@@ -77,6 +87,8 @@ public static class DecodeStepProfile
             var (micros, count) = byOp.GetValueOrDefault(key);
             byOp[key] = (micros + dur, count + 1);
             total += dur;
+            var node = name.GetString()!;
+            leastByNode[node] = leastByNode.TryGetValue(node, out var least) ? (key, Math.Min(least.Micros, dur)) : (key, dur);
         }
         return new Dictionary<string, object?>
         {
@@ -89,7 +101,9 @@ public static class DecodeStepProfile
                 ["kernels_per_step"] = Math.Round(kv.Value.Count / (double)steps, 1),
                 ["microseconds_per_step"] = Math.Round(kv.Value.Micros / (double)steps, 1),
                 ["share"] = total > 0 ? Math.Round(kv.Value.Micros / (double)total, 4) : 0,
+                ["least_microseconds_per_step"] = leastByNode.Values.Where(n => n.Key == kv.Key).Sum(n => n.Micros),
             }).ToList(),
+            ["kernel_least_microseconds_per_step"] = leastByNode.Values.Sum(n => n.Micros),
         };
     }
 
@@ -131,12 +145,19 @@ public static class DecodeStepProfile
     }
 
     /// <summary>Zero-filled decode-step inputs for every graph input: one new token over <paramref name="past"/> cached positions.</summary>
-    private static List<NamedOnnxValue> DecodeStepFeeds(InferenceSession session, int past)
+    private static List<NamedOnnxValue> DecodeStepFeeds(InferenceSession session, int past, int batch, long[]? adapterIndex)
     {
         var values = new List<NamedOnnxValue>();
         foreach (var (name, meta) in session.InputMetadata)
         {
-            var dims = meta.Dimensions.Select((d, i) => d >= 0 ? d : i == 0 ? 1 : name.StartsWith("past", StringComparison.Ordinal) ? past : name == CausalLmContract.AttentionMask ? past + 1 : 1).ToArray();
+            // stacked adapter tensors are overridable initializers: their defaults are the export's adapters
+            if (AdapterStackNames.Parse(name) != null) continue;
+            if (name == CausalLmContract.AdapterIndex)
+            {
+                values.Add(NamedOnnxValue.CreateFromTensor(name, new DenseTensor<long>(adapterIndex ?? Enumerable.Repeat(-1L, batch).ToArray(), [batch])));
+                continue;
+            }
+            var dims = meta.Dimensions.Select((d, i) => d >= 0 ? d : i == 0 ? batch : name.StartsWith("past", StringComparison.Ordinal) ? past : name == CausalLmContract.AttentionMask ? past + 1 : 1).ToArray();
             if (meta.ElementType == typeof(long))
             {
                 var t = new DenseTensor<long>(dims);

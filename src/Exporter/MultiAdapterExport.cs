@@ -45,7 +45,12 @@ public sealed record NamedAdapter(string Name, string Dir)
 /// </summary>
 public static class MultiAdapterExport
 {
-    public static ExportResult Export(string modelDir, IReadOnlyList<NamedAdapter> adapters, string outDir, ExportOptions options)
+    /// <param name="layout">
+    /// How LoRA's A and B are held: the row layout (the default) stores no base slot and no rank padding; the gather layout
+    /// (padded per-slot stacks) computes the same and stays for comparison.
+    /// </param>
+    public static ExportResult Export(string modelDir, IReadOnlyList<NamedAdapter> adapters, string outDir, ExportOptions options,
+        LoraStackLayout layout = LoraStackLayout.Rows)
     {
         if (adapters.Count == 0) throw new PeftOnnxException("--adapter NAME=DIR: a multi-adapter export needs at least one named adapter");
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -114,7 +119,7 @@ public static class MultiAdapterExport
             entries.Add(new AdapterManifestEntry(named.Name, adapter.Config.PeftType, rank, adapter.Config.CountParameters(architecture).Trainable, SourceConfig(named.Dir)));
         }
 
-        var stack = new AdapterStack(branches, vectors);
+        var stack = new AdapterStack(branches, vectors, layout);
         var stacked = new LoraBranches(stack);
         var d = config.Dimensions;
         var prefixStack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) { Overridable = !config.IsEncoderDecoder } : null;
@@ -140,6 +145,8 @@ public static class MultiAdapterExport
         {
             [AdapterManifest.FileName] = new AdapterManifest(entries)
             {
+                LoraLayout = stack.Layout,
+                RowTableUsers = stack.RowTableUsers,
                 Stacks = StackedAdapterTensors.Located([.. stack.StackNames, .. prefixNames], written),
                 BaseWeights = StackedAdapterTensors.DoraBaseWeights(stack.StackNames, written),
             }.ToJson(),

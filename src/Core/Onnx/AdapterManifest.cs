@@ -23,6 +23,12 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
     /// </summary>
     public IReadOnlyList<AdapterStackTensor> BaseWeights { get; init; } = [];
 
+    /// <summary>How the LoRA stacks hold A and B ("lora_layout"); manifests that do not say are of the gather layout.</summary>
+    public LoraStackLayout LoraLayout { get; init; } = LoraStackLayout.Gather;
+
+    /// <summary>The row layout's index tables ("lora_row_tables"): per table stack, the modules whose LoRA rows it indexes.</summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>> RowTableUsers { get; init; } = new Dictionary<string, IReadOnlyList<string>>();
+
     /// <summary>The index of <paramref name="name"/> (null = the base: -1); an unknown name is refused, listing the known ones.</summary>
     public long IndexOf(string? name)
     {
@@ -50,7 +56,31 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
             entries.Add(new AdapterManifestEntry(name, method, item!["rank"]?.GetValue<int>() ?? 0, item["parameters"]?.GetValue<long>() ?? 0,
                 item["source_config"]?.DeepClone() as JsonObject));
         }
-        return new AdapterManifest(entries) { Stacks = ReadStacks(root["stacks"], path, "stacks"), BaseWeights = ReadStacks(root["base_weights"], path, "base_weights") };
+        return new AdapterManifest(entries)
+        {
+            Stacks = ReadStacks(root["stacks"], path, "stacks"), BaseWeights = ReadStacks(root["base_weights"], path, "base_weights"),
+            LoraLayout = ReadLayout(root["lora_layout"], path), RowTableUsers = ReadTables(root["lora_row_tables"], path),
+        };
+    }
+
+    private static LoraStackLayout ReadLayout(JsonNode? node, string path) => node?.GetValue<string>() switch
+    {
+        null => LoraStackLayout.Gather,
+        "rows" => LoraStackLayout.Rows,
+        "gather" => LoraStackLayout.Gather,
+        var other => throw new PeftOnnxException($"{path}: \"lora_layout\" is '{other}', expected \"rows\" or \"gather\""),
+    };
+
+    private static Dictionary<string, IReadOnlyList<string>> ReadTables(JsonNode? node, string path)
+    {
+        var result = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        if (node == null) return result;
+        if (node is not JsonObject masks) throw new PeftOnnxException($"{path}: \"lora_row_tables\" must be an object of table name to module paths");
+        foreach (var (mask, users) in masks)
+            result[mask] = users is JsonArray a && a.All(u => u is JsonValue v && v.TryGetValue<string>(out _))
+                ? a.Select(u => u!.GetValue<string>()).ToList()
+                : throw new PeftOnnxException($"{path}: \"lora_row_tables\".\"{mask}\" must be an array of module paths");
+        return result;
     }
 
     private static List<AdapterStackTensor> ReadStacks(JsonNode? node, string path, string key)
@@ -90,7 +120,14 @@ public sealed record AdapterManifest(IReadOnlyList<AdapterManifestEntry> Adapter
             });
         }
         var root = new JsonObject { ["adapters"] = items };
-        if (Stacks.Count > 0) root["stacks"] = Located(Stacks);
+        if (Stacks.Count > 0)
+        {
+            root["lora_layout"] = LoraLayout == LoraStackLayout.Rows ? "rows" : "gather";
+            if (RowTableUsers.Count > 0)
+                root["lora_row_tables"] = new JsonObject(RowTableUsers.OrderBy(m => m.Key, StringComparer.Ordinal)
+                    .Select(m => KeyValuePair.Create(m.Key, (JsonNode?)new JsonArray(m.Value.Select(u => (JsonNode)JsonValue.Create(u)!).ToArray()))));
+            root["stacks"] = Located(Stacks);
+        }
         if (BaseWeights.Count > 0) root["base_weights"] = Located(BaseWeights);
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }

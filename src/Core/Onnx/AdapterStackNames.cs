@@ -10,6 +10,7 @@ public static class AdapterStackNames
         (AdapterStackKind.LoraBias, ".lora_B.bias_stacked"),
         (AdapterStackKind.DoraScale, ".lora_magnitude_scale_stacked"),
         (AdapterStackKind.Ia3, ".ia3_l.stacked"),
+        (AdapterStackKind.LoraRows, ".lora_rows.stacked"),
     ];
 
     public static string Name(string modulePath, AdapterStackKind kind) => modulePath + Suffixes.Single(s => s.Kind == kind).Suffix;

@@ -10,10 +10,11 @@ namespace Peft.Onnx.Runtime.Adapters;
 /// The adapters of a loaded multi-adapter export, changed at run time: each add or remove publishes a new
 /// <see cref="AdapterSlots"/> (a copy of the stacks with the change), generators lease the state current at their start.
 /// Slots are stable: an adapter keeps its slot while loaded, a new one takes the first free slot (one removed earlier)
-/// or a new slot at the end (the base slot stays last, so index -1 keeps reaching it); a LoRA rank above a module's
-/// padded rank re-pads that module's stacks (zeros change no product). Where the export stacks prefixes (it holds a
-/// prompt-learning adapter), every slot has one (<see cref="PrefixSlots"/>: empty for LoRA and IA3), and a prefix-tuning
-/// adapter added fills its slot's, longer than the others growing them all (padding in front is masked).
+/// or a new slot at the end (the base slot stays last, so index -1 keeps reaching it). LoRA in the row layout appends an
+/// added adapter's rows and drops a removed one's at once (<see cref="RowStackGrowth"/>); in the gather layout a rank
+/// above a module's padded rank re-pads that module's stacks (zeros change no product). Where the export stacks prefixes
+/// (it holds a prompt-learning adapter), every slot has one (<see cref="PrefixSlots"/>: empty for LoRA and IA3), and a
+/// prefix-tuning adapter added fills its slot's, longer than the others growing them all (padding in front is masked).
 /// </summary>
 internal sealed class AdapterRegistry : IDisposable
 {
@@ -97,9 +98,11 @@ internal sealed class AdapterRegistry : IDisposable
             foreach (var (stackName, buffer) in old)
             {
                 var kind = AdapterStackNames.Parse(stackName)!.Value.Kind;
+                if (RowStackGrowth.Handles(_manifest.LoraLayout, kind)) continue;
                 rows.Rows.TryGetValue(stackName, out var row);
                 stacks[stackName] = StackGrowth.Grow(buffer, kind, slots, oldSlots, slot, row);
             }
+            if (_manifest.LoraLayout == LoraStackLayout.Rows) RowStackGrowth.Add(stacks, old, _manifest.RowTableUsers, slots, oldSlots, slot, rows.Rows);
             Publish(new AdapterSlots(names, stacks, CurrentPrefixes()?.Grow(slots, oldSlots, slot, prefix)));
         }
     }
@@ -114,9 +117,11 @@ internal sealed class AdapterRegistry : IDisposable
                 throw new PeftOnnxException($"RemoveAdapter {name}: {Path.Combine(_dir, AdapterManifest.FileName)} records no stack offsets (written by an older export): export the folder again to remove adapters at run time");
             var names = Enumerable.Range(0, _current.SlotCount).Select(_current.NameAt).ToArray();
             names[slot] = null;
-            var stacks = CurrentStacks().ToDictionary(s => s.Key,
+            var old = CurrentStacks();
+            var stacks = old.Where(s => !RowStackGrowth.Handles(_manifest.LoraLayout, AdapterStackNames.Parse(s.Key)!.Value.Kind)).ToDictionary(s => s.Key,
                 s => StackGrowth.Grow(s.Value, AdapterStackNames.Parse(s.Key)!.Value.Kind, _current.SlotCount, _current.SlotCount, slot, null),
                 StringComparer.Ordinal);
+            if (_manifest.LoraLayout == LoraStackLayout.Rows) RowStackGrowth.Remove(stacks, old, _manifest.RowTableUsers, slot);
             Publish(new AdapterSlots(names, stacks, CurrentPrefixes()?.Grow(_current.SlotCount, _current.SlotCount, slot, null)));
         }
     }
@@ -134,12 +139,13 @@ internal sealed class AdapterRegistry : IDisposable
             throw new PeftOnnxException($"AddAdapter {name}: an adapter named '{name}' is loaded already (remove it first, or choose another name)");
     }
 
-    /// <summary>Each stack's dims now (slot axis first).</summary>
+    /// <summary>Each stack's dims now, as a slot axis then one slot's row shape (<see cref="RowStackGrowth.SlotDims"/>).</summary>
     private Dictionary<string, long[]> DimsNow()
     {
         lock (_lock)
-            return _current.Stacks?.ToDictionary(s => s.Key, s => s.Value.Dims, StringComparer.Ordinal)
-                ?? _stacks.ToDictionary(s => s.Name, s => s.Dims, StringComparer.Ordinal);
+            return (_current.Stacks?.Select(s => (Name: s.Key, s.Value.Dims)) ?? _stacks.Select(s => (s.Name, s.Dims)))
+                .ToDictionary(s => s.Name, s => RowStackGrowth.SlotDims(_manifest.LoraLayout, AdapterStackNames.Parse(s.Name)!.Value.Kind, s.Dims, _current.SlotCount),
+                    StringComparer.Ordinal);
     }
 
     /// <summary>The prefix stacks now (read from the data file while the exported state serves); null where the export has none.</summary>
@@ -165,7 +171,8 @@ internal sealed class AdapterRegistry : IDisposable
         if (_current.Stacks is { } stacks) return stacks;
         var read = StackFile.ReadAll(_dir, _stacks);
         foreach (var (name, buffer) in read)
-            if (buffer.Slots != _current.SlotCount + 1 || AdapterStackNames.Parse(name) == null)
+            if (AdapterStackNames.Parse(name) is not { } parsed
+                || ((!RowStackGrowth.Handles(_manifest.LoraLayout, parsed.Kind) || parsed.Kind == AdapterStackKind.LoraRows) && buffer.Slots != _current.SlotCount + 1))
                 throw new PeftOnnxException($"{Path.Combine(_dir, AdapterManifest.FileName)}: stack '{name}' has {buffer.Slots} slots, expected {_current.SlotCount + 1} (the adapters and the base)");
         return read;
     }

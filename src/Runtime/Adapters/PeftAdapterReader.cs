@@ -13,7 +13,7 @@ namespace Peft.Onnx.Runtime.Adapters;
 /// </summary>
 internal static class PeftAdapterReader
 {
-    /// <param name="stacks">The export's stacked tensors by name, their dims (slot axis first).</param>
+    /// <param name="stacks">The export's stacked tensors by name, their dims as a slot axis then one slot's row shape.</param>
     /// <param name="baseWeight">A module's float32 base weight [in, out] as the export holds it, null where it holds none (DoRA needs it).</param>
     public static AdapterRows Read(string name, string dir, Architecture arch, IReadOnlyDictionary<string, long[]> stacks, Func<string, float[]?> baseWeight)
     {

@@ -111,6 +111,14 @@ public class BenchCommandTests
 
         var m = json.GetProperty("multi_adapter");
         Assert.Equal([8, 9, 10, 11, 12, 13, 14, 16], m.GetProperty("ranks").EnumerateArray().Select(x => x.GetInt32()));
+        // the goals on the small random checkpoint of bloomz-560m's config (--quick), the --base's ratios beside them
+        Assert.Equal("bloom-mini", m.GetProperty("model").GetString());
+        Assert.Equal(64, m.GetProperty("model_config").GetProperty("hidden_size").GetInt32());
+        var tiny = m.GetProperty("tiny");
+        Assert.Equal("tiny-bloom-fin", tiny.GetProperty("model").GetString());
+        Assert.Equal(["base 8", "multi_mixed 8"], tiny.GetProperty("batch_8").EnumerateArray().Select(t => $"{t.GetProperty("variant").GetString()} {t.GetProperty("batch").GetInt32()}"));
+        foreach (var key in new[] { "mixed_over_base_b8", "single_over_merged_b1" })
+            Assert.Equal(tiny.GetProperty("figures").GetProperty(key).GetDouble(), m.GetProperty("figures").GetProperty($"{key}_on_tiny-bloom-fin").GetDouble());
         Assert.Equal(m.GetProperty("figures").GetProperty("mixed_over_base_b8").GetDouble(), goals.GetProperty("multi_adapter_mixed_over_base_b8").GetProperty("measured").GetDouble());
         Assert.Equal(m.GetProperty("figures").GetProperty("single_over_merged_b1").GetDouble(), goals.GetProperty("multi_adapter_single_over_merged_b1").GetProperty("measured").GetDouble());
         Assert.Equal(["base 8", "multi_mixed 8"], m.GetProperty("batch_8").EnumerateArray().Select(t => $"{t.GetProperty("variant").GetString()} {t.GetProperty("batch").GetInt32()}"));
@@ -123,12 +131,17 @@ public class BenchCommandTests
                 memory[i].GetProperty("bytes_beyond_goal").GetInt64());
             if (i > 0) Assert.True(memory[i].GetProperty("adapters_own_bytes").GetInt64() > memory[i - 1].GetProperty("adapters_own_bytes").GetInt64());
         }
+        // the row layout stores no base slot and no rank padding: 32 adapters of ranks 8 to 16 cost their own bytes (padded
+        // to rank 16 with a zero slot, the adapters' part would be a third larger)
+        Assert.InRange(memory[2].GetProperty("weight_bytes_over_goal").GetDouble(), 0.98, 1.01);
 
         var table = new StringWriter();
         QuantizedTable.Print(q, table);
         MultiAdapterTable.Print(m, table);
         Assert.Contains("decode int4  batch 1:", table.ToString());
         Assert.Contains("32 adapters:", table.ToString());
+        Assert.Contains(") on bloom-mini:", table.ToString());
+        Assert.Contains("on tiny-bloom-fin (not a goal): mixed batch 8 x", table.ToString());
     }
 
     /// <summary>Interleaved rounds: best, median and worst agree with the rounds listed, and paired ratios with base's rounds.</summary>

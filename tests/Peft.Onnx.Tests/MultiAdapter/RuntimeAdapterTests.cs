@@ -3,6 +3,7 @@ using Peft.Onnx.Core;
 using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter;
 using Peft.Onnx.Runtime;
+using Peft.Onnx.Runtime.Adapters;
 using Peft.Onnx.Tests.Support;
 using Xunit;
 
@@ -96,25 +97,49 @@ public class RuntimeAdapterTests
     }
 
     [Fact]
-    public void A_bigger_rank_re_pads_the_stacks_and_the_manifest_records_every_stack_in_the_data_file()
+    public void Added_adapters_append_their_rows_without_padding_and_the_manifest_records_every_stack_in_the_data_file()
     {
         var manifest = AdapterManifest.Load(Partial("bloom"))!;
         Assert.NotEmpty(manifest.Stacks);
+        Assert.Equal(LoraStackLayout.Rows, manifest.LoraLayout);
         var data = new FileInfo(Path.Combine(Partial("bloom"), CausalLmContract.DataFile)).Length;
         Assert.All(manifest.Stacks, s =>
         {
             Assert.Equal(CausalLmContract.DataFile, s.Location);
             Assert.True(s.Offset + s.Length <= data);
-            Assert.Equal(5, s.Dims[0]); // four adapters and the base
+            if (AdapterStackNames.Parse(s.Name)!.Value.Kind is not (AdapterStackKind.LoraA or AdapterStackKind.LoraB))
+                Assert.Equal(5, s.Dims[0]); // four adapters and the base
         });
         // the DoRA modules' float32 base weights are recorded for DoRA adapters added later
         Assert.Equal(manifest.Stacks.Count(st => AdapterStackNames.Parse(st.Name)?.Kind == AdapterStackKind.DoraScale), manifest.BaseWeights.Count);
         Assert.All(manifest.BaseWeights, w => Assert.True(w.Offset + w.Length <= data));
-        var qkv = manifest.Stacks.Single(s => s.Name == AdapterStackNames.Name("transformer.h.0.self_attention.query_key_value", AdapterStackKind.LoraA));
-        Assert.Equal(4, qkv.Dims[2]); // the export's padded rank
-        // the big adapter (rank 8) was added above it and matches the reference (whose stack was padded to 8 at export)
+
+        // no rank padding and no base slot: qkv's A holds the zero row and each LoRA adapter's own rank of rows, and its
+        // index table lists each adapter's rows (the base's last row none)
+        const string qkvPath = "transformer.h.0.self_attention.query_key_value";
+        var qkv = manifest.Stacks.Single(s => s.Name == AdapterStackNames.Name(qkvPath, AdapterStackKind.LoraA));
+        var (tableName, _) = manifest.RowTableUsers.Single(t => t.Value.Contains(qkvPath));
+        var table = StackFile.Read(Partial("bloom"), manifest.Stacks.Single(s => s.Name == tableName));
+        int width = (int)manifest.Stacks.Single(s => s.Name == tableName).Dims[1];
+        var owned = Enumerable.Range(0, 5).Select(k => table.Skip(k * width).Take(width).Count(v => v > 0)).ToArray();
+        Assert.Equal(manifest.Adapters.Select(a => a.Method == "LORA" ? a.Rank : 0).Append(0), owned);
+        Assert.Equal(1 + owned.Sum(), qkv.Dims[0]);
+        Assert.Equal(64, qkv.Dims[1]);
+
+        // adapters added at run time (the big one at rank 8, above every exported rank) append exactly their rows: the
+        // same stacks as the reference, which exported them all
         var reference = AdapterManifest.Load(Reference("bloom"))!;
-        Assert.Equal(8, reference.Stacks.Single(s => s.Name == qkv.Name).Dims[2]);
+        var config = Peft.Onnx.Core.Configs.ModelConfig.Load(Paths.Case("bloom", "base_model"));
+        using var registry = new AdapterRegistry(Partial("bloom"), manifest, Peft.Onnx.Core.Architectures.Architecture.For(config));
+        foreach (var (name, dir) in Added("bloom")) registry.Add(name, dir);
+        using var lease = registry.Lease();
+        var grown = lease.Slots.Stacks!;
+        var expected = StackFile.ReadAll(Reference("bloom"), reference.Stacks);
+        Assert.Equal(expected[qkv.Name].Dims, grown[qkv.Name].Dims);
+        Assert.Equal(1 + reference.Adapters.Where(a => a.Method == "LORA").Sum(a => a.Rank), grown[qkv.Name].Dims[0]);
+        foreach (var kind in new[] { AdapterStackKind.LoraA, AdapterStackKind.LoraB })
+            Assert.Equal(expected[AdapterStackNames.Name(qkvPath, kind)].Values, grown[AdapterStackNames.Name(qkvPath, kind)].Values);
+        Assert.Equal(expected[tableName].Values, grown[tableName].Values);
     }
 
     [Fact]
