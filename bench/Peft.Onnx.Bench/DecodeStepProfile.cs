@@ -1,28 +1,30 @@
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
 using Peft.Onnx.Core.Onnx;
 using Peft.Onnx.Exporter.Onnx.Proto;
 
 namespace Peft.Onnx.Bench;
 
 /// <summary>
-/// Where a decode step's time goes: ONNX Runtime's own profiler (SessionOptions.EnableProfiling) over a few batch-1
-/// decode steps of an exported decoder-only graph (serving options: all graph optimizations), summed per operator
-/// and provider, beside the MatMulNBits settings the graph asks for (bits, block size, accuracy level) and the CPU
-/// features that decide which MLAS kernel serves them: accuracy level 4 computes in int8 with AVX2 and is fastest with
-/// AVX-VNNI / AVX512-VNNI; without a kernel for the asked level MLAS computes in float32 (the fallback).
+/// Where a decode step's time goes: ONNX Runtime's own profiler (SessionOptions.EnableProfiling) over decode steps of an
+/// exported decoder-only graph run as the Runtime runs them (serving options: all graph optimizations, idle threads
+/// sleeping; one IO binding, each step's present outputs bound as the next past, <see cref="DecodeChain"/>), summed per
+/// operator and provider, beside the MatMulNBits settings the graph asks for (bits, block size, accuracy level) and the
+/// CPU features that decide which MLAS kernel serves them: accuracy level 4 computes in int8 with AVX2 and is fastest
+/// with AVX-VNNI / AVX512-VNNI; without a kernel for the asked level MLAS computes in float32 (the fallback).
+/// The profiled steps follow a first, unprofiled-in-the-summary generation of the same lengths: ONNX Runtime's arena
+/// then already holds buffers of every size the steps ask for, as in serving. Profiling a fresh session's first
+/// steps instead charges the arena's growth to the kernels that allocate (each step's presents are larger than any
+/// buffer freed so far: fresh pages, thousands of page faults per step on a bloomz-560m-sized graph, counted in the
+/// Concat that writes the cache).
 /// </summary>
 public static class DecodeStepProfile
 {
-    public static Dictionary<string, object?> Run(string exportDir, string work, int pastLength = 64, int steps = 5) =>
-        Run(exportDir, work, pastLength, steps, batch: 1, adapterIndex: null);
-
-    /// <summary>
-    /// The profile of a batch of <paramref name="batch"/> rows; a multi-adapter graph gets <paramref name="adapterIndex"/>
-    /// (one per row; null: every row on the base) and keeps its stacked tensors' exported defaults.
-    /// </summary>
-    public static Dictionary<string, object?> Run(string exportDir, string work, int pastLength, int steps, int batch, long[]? adapterIndex)
+    /// <param name="pastLength">prompt tokens before the first profiled step</param>
+    /// <param name="steps">decode steps profiled (each one position longer than the last)</param>
+    /// <param name="warmUp">run the same generation once before the profiled one (false: profile a fresh session's first steps)</param>
+    /// <param name="adapterIndex">a multi-adapter graph's adapter_index, one per row (null: every row on the base); its stacked tensors keep their exported defaults</param>
+    public static Dictionary<string, object?> Run(string exportDir, string work, int pastLength = 64, int steps = 5, int batch = 1, bool warmUp = true, long[]? adapterIndex = null)
     {
         var prefix = Path.Combine(work, "profile-" + Path.GetFileName(exportDir.TrimEnd('/')));
         using var options = new SessionOptions
@@ -33,22 +35,41 @@ public static class DecodeStepProfile
             EnableProfiling = true,
         };
         options.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetFullPath(exportDir));
+        // the Runtime's default (DeviceOptions.AllowSpinning false)
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         string profile;
+        long? faults = null;
+        long cacheBytes = 0;
         using (var session = new InferenceSession(Path.Combine(exportDir, CausalLmContract.ModelFile), options))
+        using (var runOptions = new RunOptions())
         {
-            for (int s = 0; s < steps; s++)
+            int generations = warmUp ? 2 : 1;
+            for (int g = 0; g < generations; g++)
             {
-                using var outputs = session.Run(DecodeStepFeeds(session, pastLength + s, batch, adapterIndex));
+                using var chain = new DecodeChain(session, batch, adapterIndex);
+                chain.Prefill(pastLength, runOptions);
+                long? before = PageFaults.Minor();
+                for (int s = 0; s < steps; s++) chain.Step(runOptions);
+                faults = before is { } b && PageFaults.Minor() is { } a ? a - b : null;
+                cacheBytes = chain.CacheBytes;
             }
             profile = session.EndProfiling();
         }
         try
         {
-            var result = Summarize(profile);
+            // the summary's runs: the last generation's steps (its prefill and everything before it left out)
+            var result = Summarize(profile, skipRuns: warmUp ? steps + 2 : 1);
             result["matmulnbits_nodes"] = MatMulNBitsSettings(Path.Combine(exportDir, CausalLmContract.ModelFile));
             result["cpu_features"] = CpuFeatures();
             result["past_length"] = pastLength;
             result["batch"] = batch;
+            result["warm_up"] = warmUp;
+            result["minor_page_faults_per_step"] = faults is { } f ? Math.Round(f / (double)steps, 1) : null;
+            // a step's Concat nodes read the past and write the present: about twice the cache
+            result["kv_cache_bytes_at_last_step"] = cacheBytes;
+            double concatMicros = ((List<Dictionary<string, object?>>)result["operators"]!)
+                .Where(o => (string?)o["op"] == "Concat").Sum(o => (double)o["microseconds_per_step"]!);
+            result["concat_gb_per_second"] = concatMicros > 0 ? Math.Round(2.0 * cacheBytes / (concatMicros * 1e3), 2) : null;
             return result;
         }
         finally
@@ -58,10 +79,11 @@ public static class DecodeStepProfile
     }
 
     /// <summary>
-    /// Kernel time per operator type and provider over the profiled runs after the first (which packs weights and
-    /// sizes buffers), largest first.
+    /// Kernel time per operator type and provider over the profiled runs after the first <paramref name="skipRuns"/>
+    /// (the first packs weights and sizes buffers), largest first, and the runs' own time: what ONNX Runtime spends
+    /// in a run outside its kernels (scheduling, waking the thread pool, allocating) is the difference.
     /// </summary>
-    public static Dictionary<string, object?> Summarize(string profilePath)
+    public static Dictionary<string, object?> Summarize(string profilePath, int skipRuns = 1)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(profilePath));
         var events = doc.RootElement.ValueKind == JsonValueKind.Array ? doc.RootElement : doc.RootElement.GetProperty("traceEvents");
@@ -69,8 +91,10 @@ public static class DecodeStepProfile
             .Where(e => e.TryGetProperty("name", out var n) && n.GetString() == "model_run" && e.TryGetProperty("ts", out _))
             .Select(e => (Start: e.GetProperty("ts").GetInt64(), End: e.GetProperty("ts").GetInt64() + e.GetProperty("dur").GetInt64()))
             .OrderBy(r => r.Start).ToList();
-        long firstEnd = runs.Count > 1 ? runs[0].End : long.MinValue;
-        int steps = Math.Max(1, runs.Count > 1 ? runs.Count - 1 : runs.Count);
+        int skip = runs.Count > skipRuns ? skipRuns : 0;
+        long firstEnd = skip > 0 ? runs[skip - 1].End : long.MinValue;
+        var summed = runs.Skip(skip).ToList();
+        int steps = Math.Max(1, summed.Count);
         var byOp = new Dictionary<(string Op, string Provider), (long Micros, int Count)>();
         // each node's least time over the steps: what it costs when no other process preempts it (a loaded machine)
         var leastByNode = new Dictionary<string, ((string Op, string Provider) Key, long Micros)>(StringComparer.Ordinal);
@@ -90,10 +114,13 @@ public static class DecodeStepProfile
             var node = name.GetString()!;
             leastByNode[node] = leastByNode.TryGetValue(node, out var least) ? (key, Math.Min(least.Micros, dur)) : (key, dur);
         }
+        double runMicros = summed.Count > 0 ? summed.Average(r => r.End - r.Start) : 0;
         return new Dictionary<string, object?>
         {
             ["steps_summed"] = steps,
             ["kernel_microseconds_per_step"] = Math.Round(total / (double)steps, 1),
+            ["run_microseconds_per_step"] = Math.Round(runMicros, 1),
+            ["outside_kernels_microseconds_per_step"] = Math.Round(Math.Max(0, runMicros - total / (double)steps), 1),
             ["operators"] = byOp.OrderByDescending(kv => kv.Value.Micros).Select(kv => new Dictionary<string, object?>
             {
                 ["op"] = kv.Key.Op,
@@ -142,33 +169,5 @@ public static class DecodeStepProfile
             ["flags"] = wanted.ToDictionary(f => f, f => (object?)set.Contains(f)),
             ["int8_kernel"] = set.Contains("avx512_vnni") ? "AVX512-VNNI" : set.Contains("avx_vnni") ? "AVX-VNNI" : set.Contains("avx2") ? "AVX2 (no VNNI: int8 dot products in several instructions)" : "none (float32 fallback)",
         };
-    }
-
-    /// <summary>Zero-filled decode-step inputs for every graph input: one new token over <paramref name="past"/> cached positions.</summary>
-    private static List<NamedOnnxValue> DecodeStepFeeds(InferenceSession session, int past, int batch, long[]? adapterIndex)
-    {
-        var values = new List<NamedOnnxValue>();
-        foreach (var (name, meta) in session.InputMetadata)
-        {
-            // stacked adapter tensors are overridable initializers: their defaults are the export's adapters
-            if (AdapterStackNames.Parse(name) != null) continue;
-            if (name == CausalLmContract.AdapterIndex)
-            {
-                values.Add(NamedOnnxValue.CreateFromTensor(name, new DenseTensor<long>(adapterIndex ?? Enumerable.Repeat(-1L, batch).ToArray(), [batch])));
-                continue;
-            }
-            var dims = meta.Dimensions.Select((d, i) => d >= 0 ? d : i == 0 ? batch : name.StartsWith("past", StringComparison.Ordinal) ? past : name == CausalLmContract.AttentionMask ? past + 1 : 1).ToArray();
-            if (meta.ElementType == typeof(long))
-            {
-                var t = new DenseTensor<long>(dims);
-                if (name == CausalLmContract.AttentionMask) t.Fill(1);
-                else if (name == CausalLmContract.PositionIds) t.Fill(past);
-                else if (name == CausalLmContract.InputIds) t.Fill(5);
-                else if (name == CausalLmContract.NumLogitsToKeep) t.Fill(1);
-                values.Add(NamedOnnxValue.CreateFromTensor(name, t));
-            }
-            else values.Add(NamedOnnxValue.CreateFromTensor(name, new DenseTensor<float>(dims)));
-        }
-        return values;
     }
 }

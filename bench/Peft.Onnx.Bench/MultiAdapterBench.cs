@@ -139,10 +139,10 @@ public static class MultiAdapterBench
         if (mixedOverBase < 0.85 || singleOverMerged < 0.9)
             result["profiles"] = new Dictionary<string, object?>
             {
-                ["base_b8"] = DecodeStepProfile.Run(baseDir, root, s.PromptLength, 4, Adapters, null),
-                ["multi_mixed_b8"] = DecodeStepProfile.Run(multiDir, root, s.PromptLength, 4, Adapters, Enumerable.Range(0, Adapters).Select(i => (long)i).ToArray()),
-                ["merged_a0_b1"] = DecodeStepProfile.Run(mergedDir, root, s.PromptLength, 4, 1, null),
-                ["multi_a0_b1"] = DecodeStepProfile.Run(multiDir, root, s.PromptLength, 4, 1, [0]),
+                ["base_b8"] = DecodeStepProfile.Run(baseDir, root, s.PromptLength, 4, batch: Adapters),
+                ["multi_mixed_b8"] = DecodeStepProfile.Run(multiDir, root, s.PromptLength, 4, batch: Adapters, adapterIndex: Enumerable.Range(0, Adapters).Select(i => (long)i).ToArray()),
+                ["merged_a0_b1"] = DecodeStepProfile.Run(mergedDir, root, s.PromptLength, 4),
+                ["multi_a0_b1"] = DecodeStepProfile.Run(multiDir, root, s.PromptLength, 4, adapterIndex: [0]),
             };
         Directory.Delete(mergedDir, true);
         result["memory"] = MemoryCounts.Select(n => Memory(s, checkpoint, named.Take(n).ToList(), adapterBytes.Take(n).Sum(), baseDir, n == Adapters ? multiDir : null, root, log)).ToList();

@@ -77,10 +77,13 @@ public static class QuantizedDecodeBench
             var missed = BenchGoals.Judge(System.Text.Json.JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["quantized"] = result }))
                 .Where(g => g.Value is Dictionary<string, object?> d && d["met"] is false).Select(g => g.Key).ToList();
             result["goals_missed"] = missed;
+            log.WriteLine("bench: profiling decode steps (every model at batch 1, fp32 at the largest batch)");
+            var profiles = StepProfiles(names, dirs, batches.Max(), work, s.PromptLength);
+            result["decode_step_profiles"] = profiles;
             if (missed.Count > 0)
             {
-                log.WriteLine($"bench: quantized goals missed ({string.Join(", ", missed)}): profiling a decode step of each quantized model");
-                result["profiles"] = s.Quantize.ToDictionary(w => w, w => (object?)DecodeStepProfile.Run(dirs[w], work, s.PromptLength));
+                log.WriteLine($"bench: quantized goals missed ({string.Join(", ", missed)}): see each quantized model's profile");
+                result["profiles"] = s.Quantize.ToDictionary(w => w, w => profiles.First(p => (string?)p["variant"] == w && (int?)p["batch"] == 1));
             }
             return result;
         }
@@ -89,6 +92,21 @@ public static class QuantizedDecodeBench
             foreach (var d in dirs.Values.Append(checkpoint))
                 if (Directory.Exists(d)) Directory.Delete(d, true);
         }
+    }
+
+    /// <summary>
+    /// Decode-step profiles (<see cref="DecodeStepProfile"/>) of every model at batch 1 and of fp32 at <paramref name="largestBatch"/>,
+    /// each with the rate of its Concat nodes (a step copies the whole cache: present = Concat(past, new)).
+    /// </summary>
+    private static List<Dictionary<string, object?>> StepProfiles(List<string> names, Dictionary<string, string> dirs, int largestBatch, string work, int pastLength)
+    {
+        var runs = names.Select(n => (Name: n, Batch: 1)).Append((Name: "fp32", Batch: largestBatch)).Distinct();
+        return runs.Select(r =>
+        {
+            var profile = DecodeStepProfile.Run(dirs[r.Name], work, pastLength, batch: r.Batch);
+            profile["variant"] = r.Name;
+            return profile;
+        }).ToList();
     }
 
     /// <summary>GenAI's run on <paramref name="variant"/> with <paramref name="threads"/> intra-op threads (<see cref="GenAiThreads"/>).</summary>

@@ -108,6 +108,10 @@ public class BenchCommandTests
         var missed = q.GetProperty("goals_missed").EnumerateArray().Select(m => m.GetString()).ToList();
         Assert.Equal(missed.Count > 0, q.TryGetProperty("profiles", out var profiles));
         if (missed.Count > 0) Assert.Contains(profiles.GetProperty("int4").GetProperty("operators").EnumerateArray(), o => o.GetProperty("op").GetString() == "MatMulNBits");
+        // every model profiled at batch 1 and fp32 at the largest batch (2 with --quick), each in a warm second generation
+        var stepProfiles = q.GetProperty("decode_step_profiles").EnumerateArray()
+            .Select(p => (p.GetProperty("variant").GetString(), p.GetProperty("batch").GetInt32(), p.GetProperty("warm_up").GetBoolean())).ToList();
+        Assert.Equal([("fp32", 1, true), ("int4", 1, true), ("fp32", 2, true)], stepProfiles);
 
         var m = json.GetProperty("multi_adapter");
         Assert.Equal([8, 9, 10, 11, 12, 13, 14, 16], m.GetProperty("ranks").EnumerateArray().Select(x => x.GetInt32()));
