@@ -12,6 +12,13 @@ public sealed class InitializerData
 {
     private const int ChunkBytes = 64 << 20;
 
+    /// <summary>
+    /// Float32 tensors of at least this many bytes that lie unchanged in a file (an F32 checkpoint's embedding table) are
+    /// copied file to file (<see cref="ModelWriterDataFile.CopyFrom"/>); smaller ones go through the write buffer, where
+    /// they cost less than a copy of their own.
+    /// </summary>
+    private const long FileCopyBytes = 4 << 20;
+
     private readonly byte[]? _bytes;
     private readonly Action<Stream>? _write;
     private readonly FloatValues? _values;
@@ -131,7 +138,9 @@ public sealed class InitializerData
     {
         if (stream is ModelWriterDataFile file)
         {
-            WriteValuesInPlace(file, buffers);
+            if (Type == ElementType.Float && ByteLength >= FileCopyBytes && _values!.Stored is { } stored && stored.Length == ByteLength)
+                file.CopyFrom(stored.Path, stored.Offset, stored.Length);
+            else WriteValuesInPlace(file, buffers);
             return;
         }
         var values = _values!;

@@ -63,6 +63,27 @@ internal sealed class ModelWriterDataFile : Stream
         if (_fill == BufferBytes) Submit(BufferBytes);
     }
 
+    /// <summary>
+    /// Appends <paramref name="length"/> bytes of the file <paramref name="path"/> from <paramref name="offset"/>, copied
+    /// file to file by the kernel (copy_file_range: no mapping of the source, no copy through this process) in the
+    /// background, after what is buffered, while the producer fills the next buffer (the next tensor is transposed or
+    /// quantized as this one is copied).
+    /// </summary>
+    public void CopyFrom(string path, long offset, long length)
+    {
+        ObjectDisposedException.ThrowIf(_finished, this);
+        if (_fill > 0) Submit(_fill);
+        var before = _pending;
+        long at = _written;
+        _written += length;
+        _pending = Task.Run(() =>
+        {
+            before?.GetAwaiter().GetResult();
+            FileRangeCopy.Copy(path, offset, _handle, at, length);
+            if (_writeBack) _ = SyncFileRange(_handle, at, length, SyncFileRangeWrite);
+        });
+    }
+
     /// <summary>Writes what is buffered (durability: <see cref="ModelWriter.FlushToDisk"/>).</summary>
     public void Finish()
     {
