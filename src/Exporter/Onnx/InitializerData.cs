@@ -222,8 +222,18 @@ public sealed class InitializerData
         public Half[] Halves { get; } = new Half[chunkElements];
     }
 
-    private sealed class CountingStream(Stream inner) : Stream
+    /// <summary>Counts what a deferred producer writes, in place too (<see cref="IDirectWrite"/>, lent where the inner stream lends it).</summary>
+    private sealed class CountingStream(Stream inner) : Stream, IDirectWrite
     {
+        public Memory<byte> FreeMemory => inner is IDirectWrite direct ? direct.FreeMemory : Memory<byte>.Empty;
+
+        public void Advance(int count)
+        {
+            if (inner is not IDirectWrite direct) throw new InvalidOperationException("this stream lends no buffer");
+            direct.Advance(count);
+            Count += count;
+        }
+
         public long Count { get; private set; }
         public override bool CanRead => false;
         public override bool CanSeek => false;

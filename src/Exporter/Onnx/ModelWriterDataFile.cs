@@ -13,7 +13,7 @@ namespace Peft.Onnx.Exporter.Onnx;
 /// page-cache writes without early write-back left the whole file to the final fsync (4.0-4.6 s); with it 2.4-3.2 s.
 /// Only sequential writes are supported.
 /// </summary>
-internal sealed class ModelWriterDataFile : Stream
+internal sealed class ModelWriterDataFile : Stream, IDirectWrite
 {
     private const int BufferBytes = 8 << 20;
 
@@ -54,6 +54,8 @@ internal sealed class ModelWriterDataFile : Stream
 
     /// <summary>The free part of the current buffer, for a producer to fill in place before <see cref="Advance"/>.</summary>
     public Span<byte> FreeSpan => _current.Span[_fill..];
+
+    public Memory<byte> FreeMemory => _current[_fill..];
 
     /// <summary>Counts <paramref name="count"/> bytes written into <see cref="FreeSpan"/>.</summary>
     public void Advance(int count)
