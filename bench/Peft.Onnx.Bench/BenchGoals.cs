@@ -34,6 +34,10 @@ public static class BenchGoals
         "batch-1 decode tokens/s of the int8 export over its bandwidth limit (read bandwidth / its own bytes per token)", ">=", 0.8);
     private static readonly Goal Int4Bandwidth = new("quantized_int4_bandwidth_fraction",
         "batch-1 decode tokens/s of the int4 export over its bandwidth limit (read bandwidth / its own bytes per token)", ">=", 0.8);
+    private static readonly Goal QuantizedExport = new("quantized_export_over_copy",
+        "seconds of each quantized export (ORT check included) over the copy of the checkpoint beside it, bench --quantize", "<=", 3.0);
+    private static readonly Goal QuantizedExportRss = new("quantized_export_peak_rss_over_fp32",
+        "peak RSS of each quantized export over the float32 export's of the same checkpoint, bench --quantize", "<=", 1.0);
     private static readonly Goal MixedOverBase = new("multi_adapter_mixed_over_base_b8",
         "batch 8, 8 rows with 8 different LoRA adapters through the multi-adapter graph: tokens/s over the base graph's at batch 8 (median over rounds of the same round's ratio)", ">=", 0.85);
     private static readonly Goal SingleOverMerged = new("multi_adapter_single_over_merged_b1",
@@ -101,6 +105,13 @@ public static class BenchGoals
             if (quantized.TryGetProperty("genai", out var qGenAi))
                 Add(QuantizedGenAi, qGenAi.EnumerateArray().Where(r => Text(r, "variant") is "int8" or "int4" && r.GetProperty("batch").GetInt32() == 1)
                     .Select(r => ($"{Text(r, "variant")} batch 1", Number(r, "ours_over_genai"))).ToList());
+            if (quantized.TryGetProperty("exports", out var exports))
+            {
+                List<(string, double)> Exported(string key) => exports.EnumerateArray().Where(e => Text(e, "variant") != "fp32")
+                    .Select(e => (Text(e, "variant"), Number(e, key))).ToList();
+                Add(QuantizedExport, Exported("export_over_copy"));
+                Add(QuantizedExportRss, Exported("peak_rss_over_fp32"));
+            }
             Add(Int8Bandwidth, Decode("int8", "fraction_of_bandwidth_limit"));
             Add(Int4Bandwidth, Decode("int4", "fraction_of_bandwidth_limit"));
         }

@@ -8,8 +8,7 @@ namespace Peft.Onnx.Bench;
 /// <summary>
 /// One export of the random checkpoint in a child `peft-onnx export --json` (its own process, so its own peak RSS):
 /// seconds (the child's own clock, ORT check included), the child's wall time, CPU seconds, peak RSS, the ratio to the
-/// copy time (the mean of the copies right before and right after it), and the child's per-phase figures (read + build,
-/// write, check).
+/// copy time (the mean of the copies right before and right after it), and the child's per-phase figures (<see cref="ExportPhases"/>).
 /// </summary>
 public sealed record ExportVariant(string Name, string DType, bool LoraMerged, double Seconds, double WallSeconds, double CpuSeconds,
     long PeakRssBytes, double OverCopy, JsonElement Phases, double CopySeconds)

@@ -4,7 +4,8 @@ using Peft.Onnx.Exporter;
 namespace Peft.Onnx.Bench;
 
 /// <summary>
-/// Seconds, CPU seconds and peak RSS of each export phase (read + build, write, check), from
+/// Seconds, CPU seconds and peak RSS of each export phase (read + build, write, check session, check runs, the rest of
+/// the flush, side files + rename), from
 /// <see cref="ExportOptions.OnPhase"/>: VmHWM is read at each boundary and reset (/proc/self/clear_refs) where the
 /// kernel allows, so each phase reports its own peak; <see cref="Peak"/> is the largest.
 /// </summary>
@@ -23,7 +24,7 @@ public sealed class ExportPhases(Stopwatch clock)
     public void Begin(ExportPhase next)
     {
         Close();
-        _phase = next.ToString().ToLowerInvariant();
+        _phase = Name(next);
     }
 
     public void End()
@@ -48,4 +49,11 @@ public sealed class ExportPhases(Stopwatch clock)
     }
 
     private static double Cpu() => ProcessCpuClock.Seconds();
+
+    /// <summary>The phase's name in the figures: "write", "check", "check_runs", "flush", "files".</summary>
+    public static string Name(ExportPhase phase) => phase switch
+    {
+        ExportPhase.CheckRuns => "check_runs",
+        _ => phase.ToString().ToLowerInvariant(),
+    };
 }

@@ -43,14 +43,16 @@ public sealed record ExportOptions
 
     /// <summary>
     /// Called as each phase of the export begins: <see cref="ExportPhase.Write"/> (weights streamed to the data file),
-    /// then <see cref="ExportPhase.Check"/> (the ONNX Runtime check and the side files, until the export returns); what runs
-    /// before the first call reads the configs and builds the graph. For measuring (time and peak RSS per phase).
+    /// <see cref="ExportPhase.Check"/> (the ONNX Runtime check's session: loading, pre-packing), <see cref="ExportPhase.CheckRuns"/>
+    /// (its runs), <see cref="ExportPhase.Flush"/> (what is left of the fsync the check overlapped), then
+    /// <see cref="ExportPhase.Files"/> (side files and the rename, until the export returns); what runs before the first
+    /// call reads the configs and builds the graph. For measuring (time and peak RSS per phase).
     /// </summary>
     public Action<ExportPhase>? OnPhase { get; init; }
 }
 
 /// <summary>Phases of an export, in order (see <see cref="ExportOptions.OnPhase"/>).</summary>
-public enum ExportPhase { Write, Check }
+public enum ExportPhase { Write, Check, CheckRuns, Flush, Files }
 
 /// <summary>Element type of an export's weights and compute.</summary>
 public enum ExportDType { Fp32, Fp16 }
@@ -248,7 +250,7 @@ public static class OnnxExport
     public static ExportResult WriteFolder(GraphBuilder graph, GraphBuilder? prefixInCache, string sourceDir, string outDir, ExportOptions options,
         IReadOnlyDictionary<string, string>? extraFiles, Action<string>? writeSideFiles = null,
         Func<ModelWriteResult, IReadOnlyDictionary<string, string>>? filesFromWrite = null) =>
-        WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
+        WriteAtomically(sourceDir, outDir, options, extraFiles, temp =>
         {
             options.OnPhase?.Invoke(ExportPhase.Write);
             var write = options.Write with { DataFileName = CausalLmContract.DataFile, FlushToDisk = false };
@@ -261,11 +263,11 @@ public static class OnnxExport
             writeSideFiles?.Invoke(temp);
             options.OnPhase?.Invoke(ExportPhase.Check);
             OnnxCheckReport? check = null;
-            CheckWhileFlushing(options.Verify, models, () =>
+            CheckWhileFlushing(options, models, () =>
             {
                 foreach (var m in models)
                 {
-                    var report = OnnxCheck.CausalLm(m.ModelPath, CheckWeightsOf(options));
+                    var report = OnnxCheck.CausalLm(m.ModelPath, CheckWeightsOf(options), ReferenceEquals(m, model) ? RunsBegin(options) : null);
                     // fp16 exports are checked the same way; the result reports float32 checks only, as callers expect
                     if (options.DType != ExportDType.Fp16) check ??= report;
                 }
@@ -282,7 +284,7 @@ public static class OnnxExport
 
     /// <summary>As above, with extra text files (name -> content) written into the folder.</summary>
     public static ExportResult WriteSeq2SeqFolder(Seq2SeqGraphs graphs, string sourceDir, string outDir, ExportOptions options, IReadOnlyDictionary<string, string>? extraFiles) =>
-        WriteAtomically(sourceDir, outDir, options.Overwrite, extraFiles, temp =>
+        WriteAtomically(sourceDir, outDir, options, extraFiles, temp =>
         {
             options.OnPhase?.Invoke(ExportPhase.Write);
             var encoderPath = Path.Combine(temp, Seq2SeqContract.EncoderFile);
@@ -291,9 +293,9 @@ public static class OnnxExport
             var decoder = ModelWriter.Write(graphs.Decoder, decoderPath, options.Write with { DataFileName = Seq2SeqContract.DecoderDataFile, FlushToDisk = false });
             options.OnPhase?.Invoke(ExportPhase.Check);
             Seq2SeqCheckReport? check = null;
-            CheckWhileFlushing(options.Verify, [encoder, decoder], () =>
+            CheckWhileFlushing(options, [encoder, decoder], () =>
             {
-                var report = OnnxCheck.Seq2Seq(encoderPath, decoderPath, CheckWeightsOf(options));
+                var report = OnnxCheck.Seq2Seq(encoderPath, decoderPath, CheckWeightsOf(options), RunsBegin(options));
                 // fp16 exports are checked the same way; the result reports float32 checks only, as callers expect
                 if (options.DType != ExportDType.Fp16) check = report;
             });
@@ -307,16 +309,20 @@ public static class OnnxExport
     private static CheckWeights CheckWeightsOf(ExportOptions options) =>
         options.Quantize is { KeepHeadFloat: false } ? CheckWeights.Quantized : CheckWeights.Float;
 
+    /// <summary>Tells <see cref="ExportOptions.OnPhase"/> that the check's session is open and its runs begin.</summary>
+    private static Action? RunsBegin(ExportOptions options) => options.OnPhase is { } onPhase ? () => onPhase(ExportPhase.CheckRuns) : null;
+
     /// <summary>
-    /// Runs the ORT check (when <paramref name="verify"/>) while the written files are flushed to disk: the check reads
+    /// Runs the ORT check (when <see cref="ExportOptions.Verify"/>) while the written files are flushed to disk: the check reads
     /// the page cache, the flush waits for the disk, so neither waits for the other.
     /// </summary>
-    private static void CheckWhileFlushing(bool verify, IReadOnlyList<ModelWriteResult> models, Action check)
+    private static void CheckWhileFlushing(ExportOptions options, IReadOnlyList<ModelWriteResult> models, Action check)
     {
         var flush = Task.Run(() => { foreach (var m in models) ModelWriter.FlushToDisk(m); });
         try
         {
-            if (verify) check();
+            if (options.Verify) check();
+            options.OnPhase?.Invoke(ExportPhase.Flush);
         }
         catch
         {
@@ -331,8 +337,9 @@ public static class OnnxExport
     /// The folder appears complete or not at all: <paramref name="write"/> fills a temporary folder beside
     /// <paramref name="outDir"/> (and verifies what it wrote), the side files are copied, then the folder is renamed.
     /// </summary>
-    private static ExportResult WriteAtomically(string sourceDir, string outDir, bool overwrite, IReadOnlyDictionary<string, string>? extraFiles, Func<string, ExportResult> write)
+    private static ExportResult WriteAtomically(string sourceDir, string outDir, ExportOptions options, IReadOnlyDictionary<string, string>? extraFiles, Func<string, ExportResult> write)
     {
+        bool overwrite = options.Overwrite;
         var target = Path.GetFullPath(outDir.TrimEnd(Path.DirectorySeparatorChar));
         if (File.Exists(target)) throw new PeftOnnxException($"{outDir}: exists and is a file (expected a new or empty folder)");
         AtomicFolder.RemoveLeftovers(target); // what an export killed earlier (kill -9) left beside the target
@@ -345,6 +352,7 @@ public static class OnnxExport
         try
         {
             var written = write(temp);
+            options.OnPhase?.Invoke(ExportPhase.Files);
             var copied = new List<string>();
             foreach (var f in SideFiles)
             {

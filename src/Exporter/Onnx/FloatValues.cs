@@ -22,6 +22,9 @@ public abstract class FloatValues
         return false;
     }
 
+    /// <summary>Where all the values lie unchanged in a file as float32 (the writer may copy them file to file); null otherwise.</summary>
+    public virtual Weights.StoredBytes? Stored => null;
+
     /// <summary>The writer is done: memory-mapped pages and computed arrays can go.</summary>
     public virtual void Release() { }
 

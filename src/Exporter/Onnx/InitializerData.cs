@@ -12,6 +12,13 @@ public sealed class InitializerData
 {
     private const int ChunkBytes = 64 << 20;
 
+    /// <summary>
+    /// Float32 tensors of at least this many bytes that lie unchanged in a file (an F32 checkpoint's embedding table) are
+    /// copied file to file (<see cref="ModelWriterDataFile.CopyFrom"/>); smaller ones go through the write buffer, where
+    /// they cost less than a copy of their own.
+    /// </summary>
+    private const long FileCopyBytes = 4 << 20;
+
     private readonly byte[]? _bytes;
     private readonly Action<Stream>? _write;
     private readonly FloatValues? _values;
@@ -131,7 +138,9 @@ public sealed class InitializerData
     {
         if (stream is ModelWriterDataFile file)
         {
-            WriteValuesInPlace(file, buffers);
+            if (Type == ElementType.Float && ByteLength >= FileCopyBytes && _values!.Stored is { } stored && stored.Length == ByteLength)
+                file.CopyFrom(stored.Path, stored.Offset, stored.Length);
+            else WriteValuesInPlace(file, buffers);
             return;
         }
         var values = _values!;
@@ -213,8 +222,18 @@ public sealed class InitializerData
         public Half[] Halves { get; } = new Half[chunkElements];
     }
 
-    private sealed class CountingStream(Stream inner) : Stream
+    /// <summary>Counts what a deferred producer writes, in place too (<see cref="IDirectWrite"/>, lent where the inner stream lends it).</summary>
+    private sealed class CountingStream(Stream inner) : Stream, IDirectWrite
     {
+        public Memory<byte> FreeMemory => inner is IDirectWrite direct ? direct.FreeMemory : Memory<byte>.Empty;
+
+        public void Advance(int count)
+        {
+            if (inner is not IDirectWrite direct) throw new InvalidOperationException("this stream lends no buffer");
+            direct.Advance(count);
+            Count += count;
+        }
+
         public long Count { get; private set; }
         public override bool CanRead => false;
         public override bool CanSeek => false;

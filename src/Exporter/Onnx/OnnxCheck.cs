@@ -18,12 +18,16 @@ public static class OnnxCheck
     /// </summary>
     public static OnnxCheckReport CausalLm(string modelPath) => CausalLm(modelPath, CheckWeights.Float);
 
-    /// <summary>As <see cref="CausalLm(string)"/>, the session suited to how the graph holds its weights.</summary>
-    public static OnnxCheckReport CausalLm(string modelPath, CheckWeights weights)
+    /// <summary>
+    /// As <see cref="CausalLm(string)"/>, the session suited to how the graph holds its weights; <paramref name="runsBegin"/>
+    /// is called once the session is open (loading and pre-packing done), before the runs.
+    /// </summary>
+    public static OnnxCheckReport CausalLm(string modelPath, CheckWeights weights, Action? runsBegin = null)
     {
         try
         {
             using var runner = CausalLmForward.Open(modelPath, SessionKind(weights));
+            runsBegin?.Invoke();
             const int batch = 2, seq = 3;
             var vocab = runner.VocabSize;
             long[] ids = [1 % vocab, 7 % vocab, 42 % vocab, 3 % vocab, 5 % vocab, 0];
@@ -54,12 +58,16 @@ public static class OnnxCheck
     /// </summary>
     public static Seq2SeqCheckReport Seq2Seq(string encoderPath, string decoderPath) => Seq2Seq(encoderPath, decoderPath, CheckWeights.Float);
 
-    /// <summary>As <see cref="Seq2Seq(string, string)"/>, the sessions suited to how the graphs hold their weights.</summary>
-    public static Seq2SeqCheckReport Seq2Seq(string encoderPath, string decoderPath, CheckWeights weights)
+    /// <summary>
+    /// As <see cref="Seq2Seq(string, string)"/>, the sessions suited to how the graphs hold their weights;
+    /// <paramref name="runsBegin"/> is called once both sessions are open, before the runs.
+    /// </summary>
+    public static Seq2SeqCheckReport Seq2Seq(string encoderPath, string decoderPath, CheckWeights weights, Action? runsBegin = null)
     {
         try
         {
             using var runner = Seq2SeqForward.Open(encoderPath, decoderPath, SessionKind(weights));
+            runsBegin?.Invoke();
             const int batch = 2;
             var vocab = runner.VocabSize;
             long[] ids = [5 % vocab, 7 % vocab, 42 % vocab, 1 % vocab, 3 % vocab, 9 % vocab, 0, 0];

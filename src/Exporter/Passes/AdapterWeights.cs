@@ -146,6 +146,8 @@ public abstract class WeightPass(WeightSource inner) : WeightSource
 
     public override void Release(string name) => Inner.Release(name);
 
+    public override StoredBytes? StoredFloat32(string name) => Changes(name) ? null : Inner.StoredFloat32(name);
+
     public override TransposedTerm? TransposedAddend(string name) => Changes(name) ? null : Inner.TransposedAddend(name);
 }
 

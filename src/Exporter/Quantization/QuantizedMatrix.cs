@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using Peft.Onnx.Exporter.Onnx;
 
@@ -62,7 +63,11 @@ public sealed class QuantizedMatrix
         if (_scales == null) Quantize(null);
     }
 
-    /// <summary>One pass over the rows: codes to <paramref name="codes"/> (when given), scales and zero points kept.</summary>
+    /// <summary>
+    /// One pass over the rows: codes to <paramref name="codes"/> (when given), scales and zero points kept. Codes go
+    /// straight into the data file's buffer where it lends one (<see cref="IDirectWrite"/>) and has room for whole rows;
+    /// otherwise through a chunk of this pass's own.
+    /// </summary>
     private void Quantize(Stream? codes)
     {
         var format = Format;
@@ -73,39 +78,65 @@ public sealed class QuantizedMatrix
         var zeroPoints = new byte[checked(_n * rowZeroPoints)];
         int k = checked((int)_k);
         int chunkRows = (int)Math.Max(1, Math.Min(_n, ChunkElements / Math.Max(1, _k)));
-        var input = new float[(long)chunkRows * k];
-        var output = new byte[(long)chunkRows * rowCodes];
+        var direct = codes as IDirectWrite;
+        float[]? input = null;   // rows that are not in memory as float32, copied once (pooled: tensor after tensor reuses it)
+        byte[]? output = null;   // codes where the data file's buffer has no room for a whole row
         try
         {
-            for (long first = 0; first < _n; first += chunkRows)
+            for (long first = 0; first < _n;)
             {
-                int count = (int)Math.Min(chunkRows, _n - first);
+                var free = direct?.FreeMemory ?? Memory<byte>.Empty;
+                bool inFile = free.Length >= rowCodes;
+                int count = (int)Math.Min(_n - first, inFile ? Math.Min(chunkRows, free.Length / rowCodes) : chunkRows);
+                Memory<byte> target = inFile ? free[..(count * rowCodes)] : (output ??= ArrayPool<byte>.Shared.Rent(chunkRows * rowCodes)).AsMemory(0, count * rowCodes);
                 // rows already in memory as float32 (a mapped checkpoint, a computed array) are read in place, by the
                 // worker that quantizes them (its page faults too); others are copied once into a chunk the rows share
                 bool inPlace = _rows.TryGetSpan(first * _k, count * k, out _);
-                if (!inPlace) _rows.Read(first * _k, input.AsSpan(0, count * k));
-                Parallel.For(0, count, () => new float[format.BlockSize], (r, _, block) =>
+                if (!inPlace)
                 {
-                    long row = first + r;
-                    ReadOnlySpan<float> values = input.AsSpan(r * k, k);
-                    if (inPlace && !_rows.TryGetSpan(row * _k, k, out values))
+                    input ??= ArrayPool<float>.Shared.Rent(chunkRows * k);
+                    _rows.Read(first * _k, input.AsSpan(0, count * k));
+                }
+                long chunkFirst = first;
+                var copied = input;
+                Parallel.For(0, count, () => new RowScratch(format.BlockSize), (r, _, scratch) =>
+                {
+                    long row = chunkFirst + r;
+                    ReadOnlySpan<float> values;
+                    if (!inPlace) values = copied.AsSpan(r * k, k);
+                    else if (!_rows.TryGetSpan(row * _k, k, out values))
                     {
-                        _rows.Read(row * _k, input.AsSpan(r * k, k));
-                        values = input.AsSpan(r * k, k);
+                        // a chunk in place is in place row by row for every source there is; read the row if not
+                        _rows.Read(row * _k, scratch.Row(k));
+                        values = scratch.Row(k);
                     }
-                    BlockQuantizer.QuantizeRow(format, values, output.AsSpan(r * rowCodes, rowCodes),
-                        scales.AsSpan(checked((int)(row * blocks)), (int)blocks), zeroPoints.AsSpan(checked((int)(row * rowZeroPoints)), rowZeroPoints), block);
-                    return block;
+                    BlockQuantizer.QuantizeRow(format, values, target.Span.Slice(r * rowCodes, rowCodes),
+                        scales.AsSpan(checked((int)(row * blocks)), (int)blocks), zeroPoints.AsSpan(checked((int)(row * rowZeroPoints)), rowZeroPoints), scratch.Block);
+                    return scratch;
                 }, _ => { });
-                codes?.Write(output, 0, count * rowCodes);
+                if (inFile) direct!.Advance(count * rowCodes);
+                else codes?.Write(target.Span);
+                first += count;
             }
         }
         finally
         {
+            if (input != null) ArrayPool<float>.Shared.Return(input);
+            if (output != null) ArrayPool<byte>.Shared.Return(output);
             _rows.Release();
         }
         _scales = scales;
         _zeroPoints = zeroPoints;
+    }
+
+    /// <summary>A worker's scratch: one block (a padded last block), and a row where one must be copied.</summary>
+    private sealed class RowScratch(int blockSize)
+    {
+        private float[]? _row;
+
+        public float[] Block { get; } = new float[blockSize];
+
+        public Span<float> Row(int k) => (_row ??= new float[k]).AsSpan(0, k);
     }
 
     private void DropWhenWritten()

@@ -29,6 +29,8 @@ public sealed class QuantizingWeights(WeightSource inner, WeightQuantization qua
 
     public override bool TryGetSpan(string name, long start, int count, out ReadOnlySpan<float> values) => inner.TryGetSpan(name, start, count, out values);
 
+    public override StoredBytes? StoredFloat32(string name) => inner.StoredFloat32(name);
+
     public override TransposedTerm? TransposedAddend(string name) => inner.TransposedAddend(name);
 
     public override void Release(string name) => inner.Release(name);

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -41,6 +42,25 @@ public sealed class CheckpointWeights(CheckpointTensors tensors) : WeightSource
         if (start < 0 || count < 0 || start > e.ElementCount - count) throw new ArgumentOutOfRangeException(nameof(start));
         values = MemoryMarshal.Cast<byte, float>(Tensors.FileOf(name).GetBytes(name, start * 4, count * 4));
         return true;
+    }
+
+    /// <summary>Byte offset of each file's data area (after the 8-byte length and the JSON header), read on first use.</summary>
+    private readonly Dictionary<string, long> _dataStarts = new(StringComparer.Ordinal);
+
+    public override StoredBytes? StoredFloat32(string name)
+    {
+        name = Stored(name);
+        var e = Tensors[name];
+        if (e.DType != DType.F32 || e.ByteLength == 0) return null;
+        var path = Tensors.FileOf(name).Path;
+        if (!_dataStarts.TryGetValue(path, out long dataStart))
+        {
+            Span<byte> length = stackalloc byte[8];
+            using (var f = File.OpenHandle(path))
+                if (RandomAccess.Read(f, length, 0) != 8) return null;
+            _dataStarts[path] = dataStart = 8 + (long)BinaryPrimitives.ReadUInt64LittleEndian(length);
+        }
+        return new StoredBytes(path, dataStart + e.Begin, e.ByteLength);
     }
 
     public override void Read(string name, long start, Span<float> destination)

@@ -33,6 +33,12 @@ public abstract class WeightSource
     }
 
     /// <summary>
+    /// Where the whole tensor lies in a file as float32, unchanged by any pass (an F32 checkpoint tensor), so the writer
+    /// can copy it file to file (<see cref="AsIs"/> only: the bytes are the stored layout); null otherwise.
+    /// </summary>
+    public virtual StoredBytes? StoredFloat32(string name) => null;
+
+    /// <summary>
     /// When <paramref name="name"/> is another source's tensor plus a term (a merged LoRA delta), that source and the term
     /// laid out as the tensor's transpose, so a transposed read transposes the untouched tensor where it lies (mapped)
     /// and adds the term after, instead of computing the whole sum into a copy first; null otherwise.
@@ -80,6 +86,8 @@ public abstract class WeightSource
         public override void Read(long start, Span<float> destination) => source.Read(name, start, destination);
 
         public override bool TryGetSpan(long start, int count, out ReadOnlySpan<float> values) => source.TryGetSpan(name, start, count, out values);
+
+        public override StoredBytes? Stored => source.StoredFloat32(name);
 
         public override void Release() => source.Release(name);
     }
