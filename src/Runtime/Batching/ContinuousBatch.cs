@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Onnx;
@@ -36,8 +37,9 @@ public sealed class ContinuousBatch : IDisposable
     // stacks stay bound while any row runs; base rows (index -1, the base slot in every state) fit any state
     private AdapterLease? _adapterState;
 
-    public ContinuousBatch(OnnxModel model)
+    public ContinuousBatch(OnnxModel model, BatchTimings? timings = null)
     {
+        Timings = timings ?? new BatchTimings();
         ArgumentNullException.ThrowIfNull(model);
         if (WhyUnsupported(model) is { } why) throw new PeftOnnxException($"{model.Directory}: continuous batching is not available: {why}");
         _model = model;
@@ -59,6 +61,9 @@ public sealed class ContinuousBatch : IDisposable
                 ? $"the export bakes virtual tokens outside the key/value cache (no {CausalLmContract.PrefixInCacheFile})"
                 : null;
 
+    /// <summary>Where the batch's thread spent its time so far.</summary>
+    public BatchTimings Timings { get; }
+
     /// <summary>Rows in the batch, added and joined ones included.</summary>
     public int Count => _rows.Count + _joining.Count + _waiting.Count;
 
@@ -76,7 +81,9 @@ public sealed class ContinuousBatch : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(request);
         if ((request.Prompts?.Count ?? request.InputIds?.Count) != 1) throw new PeftOnnxException("a continuous-batch row takes exactly one prompt");
+        long started = Stopwatch.GetTimestamp();
         var generator = _model.CreateGenerator(request);
+        Timings.Add(BatchPhase.Add, started);
         try
         {
             var state = ((CausalLmSession)generator.Session).AdapterState;
@@ -110,6 +117,7 @@ public sealed class ContinuousBatch : IDisposable
         if (_waiting.Count == 0) return [];
         var rows = _waiting.ToArray();
         _waiting.Clear();
+        long started = Stopwatch.GetTimestamp();
         var prompts = new long[rows.Length][];
         var masks = new long[rows.Length][];
         for (int r = 0; r < rows.Length; r++) (prompts[r], masks[r]) = ((CausalLmSession)rows[r].Generator.Session).PromptRow();
@@ -117,9 +125,12 @@ public sealed class ContinuousBatch : IDisposable
         using var session = new CausalLmSession(_graph, _model.VocabSize, prompts, masks, rows[0].Generator.PadTokenId, _model.CacheMemory, adapters);
         BindAdapterStacks(session.Binding);
         Run(() => session.Run(_runOptions), cancellationToken);
+        Timings.Add(BatchPhase.Prefill, started);
 
+        started = Stopwatch.GetTimestamp();
         var produced = new RowToken[rows.Length];
         for (int r = 0; r < rows.Length; r++) produced[r] = Finish(rows[r], rows[r].Generator.ChooseFrom(session.Logits(r)).TokenId);
+        Timings.Add(BatchPhase.Choose, started);
         var (past, mask) = session.DetachCache();
         var staying = Enumerable.Range(0, rows.Length).Where(r => !rows[r].IsDone).ToArray();
         var cache = new PrefillCache(past, mask, mask.Length / rows.Length, staying.Length);
@@ -240,8 +251,11 @@ public sealed class ContinuousBatch : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_waiting.Count > 0) throw new InvalidOperationException("rows were added and not prefilled: call Prefill before Step");
         RemoveDone();
+        long started = Stopwatch.GetTimestamp();
         MergeJoining();
+        Timings.Add(BatchPhase.Join, started);
         if (_rows.Count == 0) return [];
+        started = Stopwatch.GetTimestamp();
         cancellationToken.ThrowIfCancellationRequested();
         int batch = _rows.Count, total = _length + 1;
         var ids = new long[batch];
@@ -271,6 +285,8 @@ public sealed class ContinuousBatch : IDisposable
         foreach (var name in _graph.PresentNames) binding.BindOutputToDevice(name, OrtMemoryInfo.DefaultInstance);
 
         Run(() => _graph.Session.RunWithBinding(_runOptions, binding), cancellationToken);
+        Timings.Add(BatchPhase.Decode, started);
+        started = Stopwatch.GetTimestamp();
 
         // the presents become the next step's past as ORT returned them; only the logits are released here
         var values = binding.GetOutputValues().ToArray();
@@ -289,6 +305,7 @@ public sealed class ContinuousBatch : IDisposable
             produced.Add(Finish(row, token.TokenId));
         }
         Replace(values[1..], mask, total);
+        Timings.Add(BatchPhase.Choose, started);
         return produced;
     }
 
@@ -302,6 +319,7 @@ public sealed class ContinuousBatch : IDisposable
         }
         _waiting.RemoveAll(r => r.IsDone);
         if (_rows.All(r => !r.IsDone)) return;
+        long started = Stopwatch.GetTimestamp();
         var keep = Enumerable.Range(0, _rows.Count).Where(r => !_rows[r].IsDone).ToArray();
         int skip = _length;
         foreach (var r in keep)
@@ -322,6 +340,7 @@ public sealed class ContinuousBatch : IDisposable
         _rows.Clear();
         _rows.AddRange(rows);
         Replace(keep.Length > 0 ? newPast : [], newMask, keep.Length > 0 ? length : 0);
+        Timings.Add(BatchPhase.Leave, started);
     }
 
     public void Dispose()

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using Peft.Onnx.Runtime.Batching;
 
 namespace Peft.Onnx.Server.Metrics;
 
@@ -39,6 +40,9 @@ public sealed class ServerMetrics
 
     public long Tokens => Interlocked.Read(ref _tokens);
 
+    /// <summary>Where the continuous batch's thread spends its time (all zero under per-request scheduling).</summary>
+    public BatchTimings BatchPhases { get; } = new();
+
     /// <summary>
     /// The text exposition; <paramref name="queueDepth"/>, <paramref name="running"/> and the resident memory are
     /// read now; <paramref name="mode"/> is the scheduler's ("continuous" or "per-request").
@@ -59,6 +63,9 @@ public sealed class ServerMetrics
             s.Append(CultureInfo.InvariantCulture, $"peft_onnx_running_rows {running}\n");
             _occupancy.Write(s, "peft_onnx_batch_occupancy", "Rows in the batch at each step.");
             _firstToken.Write(s, "peft_onnx_time_to_first_token_seconds", "Seconds from queueing a request to its first token.");
+            s.Append("# HELP peft_onnx_batch_seconds_total Seconds the continuous batch's thread spent per phase.\n# TYPE peft_onnx_batch_seconds_total counter\n");
+            foreach (var phase in Enum.GetValues<BatchPhase>())
+                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_batch_seconds_total{{phase=\"{phase.ToString().ToLowerInvariant()}\"}} {BatchPhases.Seconds(phase)}\n");
             s.Append("# HELP peft_onnx_scheduling The scheduler serving requests (1 for the mode in use).\n# TYPE peft_onnx_scheduling gauge\n");
             s.Append(CultureInfo.InvariantCulture, $"peft_onnx_scheduling{{mode=\"{mode}\"}} 1\n");
             s.Append("# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n");
