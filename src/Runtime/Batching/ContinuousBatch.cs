@@ -36,10 +36,16 @@ public sealed class ContinuousBatch : IDisposable
     // the adapter state (slots and their stacks) the batch's adapter rows started with, held by the batch itself so its
     // stacks stay bound while any row runs; base rows (index -1, the base slot in every state) fit any state
     private AdapterLease? _adapterState;
+    private readonly PromptCache? _prompts;
+    // the adapter state the cached prompts' adapter indices refer to (base rows, index -1, fit any)
+    private AdapterSlots? _promptState;
 
-    public ContinuousBatch(OnnxModel model, BatchTimings? timings = null)
+    /// <param name="timings">Where the batch adds its phases' seconds (null: its own).</param>
+    /// <param name="prompts">Prefilled prompts to reuse and to add to (null: every prompt is prefilled).</param>
+    public ContinuousBatch(OnnxModel model, BatchTimings? timings = null, PromptCache? prompts = null)
     {
         Timings = timings ?? new BatchTimings();
+        _prompts = prompts;
         ArgumentNullException.ThrowIfNull(model);
         if (WhyUnsupported(model) is { } why) throw new PeftOnnxException($"{model.Directory}: continuous batching is not available: {why}");
         _model = model;
@@ -94,6 +100,11 @@ public sealed class ContinuousBatch : IDisposable
                 return null;
             }
             long adapter = state?.IndexOf(request.RowAdapters(1)[0]) ?? -1;
+            if (state != null && !ReferenceEquals(state, _promptState))
+            {
+                if (_promptState != null) _prompts?.Clear();
+                _promptState = state;
+            }
             var row = new BatchRow(generator, generator.GetSequences()[0].Length, adapter);
             if (state != null && _adapterState == null) HoldAdapterState(state);
             _waiting.Add(row);
@@ -117,10 +128,36 @@ public sealed class ContinuousBatch : IDisposable
         if (_waiting.Count == 0) return [];
         var rows = _waiting.ToArray();
         _waiting.Clear();
-        long started = Stopwatch.GetTimestamp();
         var prompts = new long[rows.Length][];
         var masks = new long[rows.Length][];
         for (int r = 0; r < rows.Length; r++) (prompts[r], masks[r]) = ((CausalLmSession)rows[r].Generator.Session).PromptRow();
+        var keys = rows.Select((row, r) => _prompts != null ? new PromptKey(row.AdapterIndex, prompts[r], masks[r]) : null).ToArray();
+        var cached = keys.Select(k => k != null ? _prompts!.Find(k) : null).ToArray();
+        var run = Enumerable.Range(0, rows.Length).Where(r => cached[r] == null).ToArray();
+        var produced = new RowToken[rows.Length];
+        // the prompts to run go first: a failed run leaves the batch as it was
+        if (run.Length > 0) RunPrompts(rows, prompts, masks, keys, run, produced, cancellationToken);
+        long started = Stopwatch.GetTimestamp();
+        for (int r = 0; r < rows.Length; r++)
+        {
+            if (cached[r] is not { } entry) continue;
+            produced[r] = Finish(rows[r], rows[r].Generator.ChooseFrom(entry.Logits).TokenId);
+            if (rows[r].IsDone) continue;
+            var past = entry.Past.Select(p => CacheRows.FromRow(p, _graph.KvHeads, _graph.HeadDim, _graph.CacheType)).ToArray();
+            _joining.Add((rows[r], new PrefillCache(past, entry.Mask, entry.Length, 1), 0));
+        }
+        Timings.Add(BatchPhase.Join, started);
+        return produced;
+    }
+
+    /// <summary>Runs the prompts of <paramref name="run"/>'s rows in one run, chooses their first tokens and caches their prefills.</summary>
+    private void RunPrompts(BatchRow[] all, long[][] allPrompts, long[][] allMasks, PromptKey?[] keys, int[] run, RowToken[] produced,
+        CancellationToken cancellationToken)
+    {
+        long started = Stopwatch.GetTimestamp();
+        var rows = run.Select(r => all[r]).ToArray();
+        var prompts = run.Select(r => allPrompts[r]).ToArray();
+        var masks = run.Select(r => allMasks[r]).ToArray();
         var adapters = rows.Any(r => r.AdapterIndex >= 0) ? rows.Select(r => r.AdapterIndex).ToArray() : null;
         using var session = new CausalLmSession(_graph, _model.VocabSize, prompts, masks, rows[0].Generator.PadTokenId, _model.CacheMemory, adapters);
         BindAdapterStacks(session.Binding);
@@ -128,15 +165,25 @@ public sealed class ContinuousBatch : IDisposable
         Timings.Add(BatchPhase.Prefill, started);
 
         started = Stopwatch.GetTimestamp();
-        var produced = new RowToken[rows.Length];
-        for (int r = 0; r < rows.Length; r++) produced[r] = Finish(rows[r], rows[r].Generator.ChooseFrom(session.Logits(r)).TokenId);
+        for (int r = 0; r < rows.Length; r++) produced[run[r]] = Finish(rows[r], rows[r].Generator.ChooseFrom(session.Logits(r)).TokenId);
         Timings.Add(BatchPhase.Choose, started);
         var (past, mask) = session.DetachCache();
+        int length = mask.Length / rows.Length;
+        if (_prompts != null)
+        {
+            started = Stopwatch.GetTimestamp();
+            for (int r = 0; r < rows.Length; r++)
+            {
+                var rowPast = past.Select(p => CacheRows.Row(p, r, _lead, prompts[r].Length)).ToArray();
+                var rowMask = mask.AsSpan(r * length + length - prompts[r].Length, prompts[r].Length).ToArray();
+                _prompts.Add(keys[run[r]]!, new PromptCacheEntry(rowPast, rowMask, session.Logits(r).ToArray()));
+            }
+            Timings.Add(BatchPhase.Join, started);
+        }
         var staying = Enumerable.Range(0, rows.Length).Where(r => !rows[r].IsDone).ToArray();
-        var cache = new PrefillCache(past, mask, mask.Length / rows.Length, staying.Length);
+        var cache = new PrefillCache(past, mask, length, staying.Length);
         if (staying.Length == 0) cache.Release();
         foreach (var r in staying) _joining.Add((rows[r], cache, r));
-        return produced;
     }
 
     /// <summary>

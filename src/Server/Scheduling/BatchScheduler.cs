@@ -51,7 +51,7 @@ public sealed class BatchScheduler : IGenerationScheduler
 
     private void Loop()
     {
-        using var batch = new ContinuousBatch(_model, _metrics.BatchPhases);
+        using var batch = new ContinuousBatch(_model, _metrics.BatchPhases, _metrics.PrefixCache);
         var jobs = new Dictionary<BatchRow, GenerationJob>();
         while (true)
         {
