@@ -9,6 +9,8 @@ public enum BatchPhase
     Prefill,
     /// <summary>Copying prefilled or cached prompt caches into the batch cache.</summary>
     Join,
+    /// <summary>Building a step's inputs (ids, mask, positions) and binding them.</summary>
+    Bind,
     /// <summary>The graph's decode run for every row.</summary>
     Decode,
     /// <summary>Choosing each row's next token from its logits.</summary>

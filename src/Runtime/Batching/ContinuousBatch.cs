@@ -330,6 +330,8 @@ public sealed class ContinuousBatch : IDisposable
         for (int i = 0; i < _past.Length; i++) binding.BindInput(_graph.PastNames[i], _past[i]);
         binding.BindOutputToDevice(CausalLmContract.Logits, OrtMemoryInfo.DefaultInstance);
         foreach (var name in _graph.PresentNames) binding.BindOutputToDevice(name, OrtMemoryInfo.DefaultInstance);
+        Timings.Add(BatchPhase.Bind, started);
+        started = Stopwatch.GetTimestamp();
 
         Run(() => _graph.Session.RunWithBinding(_runOptions, binding), cancellationToken);
         Timings.Add(BatchPhase.Decode, started);
