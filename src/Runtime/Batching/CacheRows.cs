@@ -77,4 +77,29 @@ internal static class CacheRows
         row.CopyTo(result.GetTensorMutableRawData());
         return result;
     }
+
+    /// <summary>
+    /// Writes row <paramref name="sourceRow"/> of <paramref name="source"/> over row <paramref name="targetRow"/> of
+    /// <paramref name="target"/> in place: the lead in front, the source's positions at the end, zeros between (the
+    /// target row is at least as long; its old values are overwritten, the other rows untouched).
+    /// </summary>
+    public static void Overwrite(OrtValue source, int sourceRow, OrtValue target, int targetRow, int lead)
+    {
+        var sourceShape = source.GetTensorTypeAndShape().Shape;
+        var targetShape = target.GetTensorTypeAndShape().Shape;
+        long heads = targetShape[1], targetLength = targetShape[2], sourceLength = sourceShape[2], headDim = targetShape[3];
+        int elementSize = target.GetTensorTypeAndShape().ElementDataType == TensorElementType.Float16 ? 2 : 4;
+        long positionBytes = headDim * elementSize, keep = sourceLength - lead, pad = targetLength - sourceLength;
+        if (pad < 0) throw new InvalidOperationException($"a cache row of {sourceLength} positions does not fit {targetLength}");
+        var from = source.GetTensorMutableRawData();
+        var to = target.GetTensorMutableRawData();
+        for (long h = 0; h < heads; h++)
+        {
+            long f = (sourceRow * heads + h) * sourceLength * positionBytes;
+            long t = (targetRow * heads + h) * targetLength * positionBytes;
+            if (lead > 0) from.Slice((int)f, (int)(lead * positionBytes)).CopyTo(to.Slice((int)t, (int)(lead * positionBytes)));
+            to.Slice((int)(t + lead * positionBytes), (int)(pad * positionBytes)).Clear();
+            from.Slice((int)(f + lead * positionBytes), (int)(keep * positionBytes)).CopyTo(to.Slice((int)(t + (lead + pad) * positionBytes), (int)(keep * positionBytes)));
+        }
+    }
 }

@@ -23,7 +23,8 @@ public sealed class ContinuousBatch : IDisposable
     private readonly OnnxModel _model;
     private readonly CausalLmGraph _graph;
     private readonly int _lead;
-    private readonly List<BatchRow> _rows = [];
+    // the batch cache's rows in order; null: a row that left, whose slot the next joining row takes over in place
+    private readonly List<BatchRow?> _rows = [];
     // added rows waiting for their prefill
     private readonly List<BatchRow> _waiting = [];
     // prefilled rows waiting for the next step, merged into the batch cache together (one copy for all of them)
@@ -71,7 +72,7 @@ public sealed class ContinuousBatch : IDisposable
     public BatchTimings Timings { get; }
 
     /// <summary>Rows in the batch, added and joined ones included.</summary>
-    public int Count => _rows.Count + _joining.Count + _waiting.Count;
+    public int Count => _rows.Count(r => r != null) + _joining.Count + _waiting.Count;
 
     /// <summary>Positions in the batch cache (the longest row, with padding; a baked prompt's virtual tokens not counted).</summary>
     public int Length => _length;
@@ -227,33 +228,83 @@ public sealed class ContinuousBatch : IDisposable
         return new RowToken(row, token, done);
     }
 
-    /// <summary>Copies the joined rows' caches into the batch cache, all in one pass, each left-padded to the longest row.</summary>
+    /// <summary>
+    /// Brings the joined rows into the batch cache: each into the slot of a row that left, in place, when every one
+    /// finds a slot at least as long as its cache; else the batch cache is rebuilt once for all rows. A rebuild also
+    /// runs when slots stay empty (they would cost a row's compute every step) or when padding no row needs grew to
+    /// an eighth of the cache (trimming copies the whole cache, so it waits until it pays).
+    /// </summary>
     private void MergeJoining()
     {
-        if (_joining.Count == 0) return;
-        int length = Math.Max(_length, _joining.Max(j => j.Cache.Length));
-        int rows = _rows.Count + _joining.Count;
+        var free = Enumerable.Range(0, _rows.Count).Where(r => _rows[r] == null).ToList();
+        if (_joining.Count > 0 && _joining.Count <= free.Count && _joining.All(j => j.Cache.Length <= _length))
+        {
+            for (int k = 0; k < _joining.Count; k++)
+            {
+                var (row, cache, index) = _joining[k];
+                int slot = free[k];
+                for (int i = 0; i < _past.Length; i++) CacheRows.Overwrite(cache.Past[i], index, _past[i], slot, _lead);
+                Array.Clear(_mask, slot * _length, _length - cache.Length);
+                Array.Copy(cache.Mask, index * cache.Length, _mask, slot * _length + _length - cache.Length, cache.Length);
+                _rows[slot] = row;
+                cache.Release();
+            }
+            _joining.Clear();
+        }
+        int unused = LeadingPadding();
+        if (_joining.Count > 0 || _rows.Contains(null) || (unused > 0 && unused * 8 >= _length)) Rebuild(unused);
+    }
+
+    /// <summary>Positions at the front of the cache that every row masks out.</summary>
+    private int LeadingPadding()
+    {
+        int skip = _length;
+        for (int r = 0; r < _rows.Count && skip > 0; r++)
+        {
+            if (_rows[r] == null) continue;
+            int lead = 0;
+            while (lead < skip && _mask[r * _length + lead] == 0) lead++;
+            skip = lead;
+        }
+        return _rows.Any(r => r != null) ? skip : 0;
+    }
+
+    /// <summary>
+    /// Copies the rows still in the batch (less <paramref name="skip"/> leading positions no row needs) and the joined
+    /// rows into a new batch cache, all in one pass, each left-padded to the longest row.
+    /// </summary>
+    private void Rebuild(int skip)
+    {
+        var keep = Enumerable.Range(0, _rows.Count).Where(r => _rows[r] != null).ToArray();
+        int rows = keep.Length + _joining.Count;
+        if (rows == 0)
+        {
+            _rows.Clear();
+            Replace([], [], 0);
+            return;
+        }
+        int length = Math.Max(keep.Length > 0 ? _length - skip : 0, _joining.Count > 0 ? _joining.Max(j => j.Cache.Length) : 0);
         var newPast = new OrtValue[_graph.PastNames.Length];
         for (int i = 0; i < newPast.Length; i++)
         {
             var list = new List<CacheRows.Source>(rows);
-            for (int r = 0; r < _rows.Count; r++) list.Add(new(_past[i], r, 0));
+            foreach (var r in keep) list.Add(new(_past[i], r, skip));
             foreach (var j in _joining) list.Add(new(j.Cache.Past[i], j.Index, 0));
             newPast[i] = CacheRows.Gather(list, _lead, length, _graph.CacheType);
         }
         var newMask = new long[rows * length];
-        for (int r = 0; r < _rows.Count; r++) Array.Copy(_mask, r * _length, newMask, r * length + length - _length, _length);
+        int kept = _length - skip;
+        for (int k = 0; k < keep.Length; k++) Array.Copy(_mask, keep[k] * _length + skip, newMask, k * length + length - kept, kept);
         for (int k = 0; k < _joining.Count; k++)
         {
             var (_, cache, index) = _joining[k];
-            Array.Copy(cache.Mask, index * cache.Length, newMask, (_rows.Count + k) * length + length - cache.Length, cache.Length);
+            Array.Copy(cache.Mask, index * cache.Length, newMask, (keep.Length + k) * length + length - cache.Length, cache.Length);
         }
+        var order = keep.Select(r => _rows[r]).Concat(_joining.Select(j => j.Row)).ToList();
         Replace(newPast, newMask, length);
-        foreach (var j in _joining)
-        {
-            _rows.Add(j.Row);
-            j.Cache.Release();
-        }
+        _rows.Clear();
+        _rows.AddRange(order);
+        foreach (var j in _joining) j.Cache.Release();
         _joining.Clear();
     }
 
@@ -306,7 +357,7 @@ public sealed class ContinuousBatch : IDisposable
         cancellationToken.ThrowIfCancellationRequested();
         int batch = _rows.Count, total = _length + 1;
         var ids = new long[batch];
-        for (int r = 0; r < batch; r++) ids[r] = _rows[r].Generator.LastToken;
+        for (int r = 0; r < batch; r++) ids[r] = _rows[r]!.Generator.LastToken;
         var mask = new long[batch * total];
         for (int r = 0; r < batch; r++)
         {
@@ -320,7 +371,7 @@ public sealed class ContinuousBatch : IDisposable
         using var positions = _graph.HasPositionIds ? OrtValue.CreateTensorValueFromMemory(CausalLmContract.PositionIdsFromMask(mask, batch, 1), [batch, 1]) : null;
         using var keepLast = OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []);
         // every row on the base keeps the graph's own default (as a generate without adapters runs)
-        using var adapters = _rows.Any(r => r.AdapterIndex >= 0) ? OrtValue.CreateTensorValueFromMemory(_rows.Select(r => r.AdapterIndex).ToArray(), [batch]) : null;
+        using var adapters = _rows.Any(r => r!.AdapterIndex >= 0) ? OrtValue.CreateTensorValueFromMemory(_rows.Select(r => r!.AdapterIndex).ToArray(), [batch]) : null;
         binding.BindInput(CausalLmContract.InputIds, idsValue);
         binding.BindInput(CausalLmContract.AttentionMask, maskValue);
         if (positions != null) binding.BindInput(CausalLmContract.PositionIds, positions);
@@ -349,7 +400,7 @@ public sealed class ContinuousBatch : IDisposable
         var produced = new List<RowToken>(batch);
         for (int r = 0; r < batch; r++)
         {
-            var row = _rows[r];
+            var row = _rows[r]!;
             var token = row.Generator.ChooseFrom(logits.Slice((r * seq + seq - 1) * vocab, vocab));
             produced.Add(Finish(row, token.TokenId));
         }
@@ -358,7 +409,10 @@ public sealed class ContinuousBatch : IDisposable
         return produced;
     }
 
-    /// <summary>Removes the rows that are done or cancelled (the caller disposes them) and trims padding no row needs.</summary>
+    /// <summary>
+    /// Removes the rows that are done or cancelled (the caller disposes them). Their slots stay in the batch cache,
+    /// masked out, for the next joining rows; the next <see cref="Step"/> compacts what none takes.
+    /// </summary>
     public void RemoveDone()
     {
         foreach (var j in _joining.Where(j => j.Row.IsDone).ToList())
@@ -367,28 +421,18 @@ public sealed class ContinuousBatch : IDisposable
             _joining.Remove(j);
         }
         _waiting.RemoveAll(r => r.IsDone);
-        if (_rows.All(r => !r.IsDone)) return;
         long started = Stopwatch.GetTimestamp();
-        var keep = Enumerable.Range(0, _rows.Count).Where(r => !_rows[r].IsDone).ToArray();
-        int skip = _length;
-        foreach (var r in keep)
+        for (int r = 0; r < _rows.Count; r++)
+            if (_rows[r] is { IsDone: true })
+            {
+                _rows[r] = null;
+                Array.Clear(_mask, r * _length, _length);
+            }
+        if (_rows.All(r => r == null))
         {
-            int lead = 0;
-            while (lead < _length && _mask[r * _length + lead] == 0) lead++;
-            skip = Math.Min(skip, lead);
+            _rows.Clear();
+            Replace([], [], 0);
         }
-        if (keep.Length == 0) skip = 0;
-        int length = _length - skip;
-        var newPast = new OrtValue[_past.Length];
-        if (keep.Length > 0)
-            for (int i = 0; i < _past.Length; i++)
-                newPast[i] = CacheRows.Gather(keep.Select(r => new CacheRows.Source(_past[i], r, skip)).ToList(), _lead, length, _graph.CacheType);
-        var newMask = new long[keep.Length * length];
-        for (int k = 0; k < keep.Length; k++) Array.Copy(_mask, keep[k] * _length + skip, newMask, k * length, length);
-        var rows = keep.Select(r => _rows[r]).ToList();
-        _rows.Clear();
-        _rows.AddRange(rows);
-        Replace(keep.Length > 0 ? newPast : [], newMask, keep.Length > 0 ? length : 0);
         Timings.Add(BatchPhase.Leave, started);
     }
 

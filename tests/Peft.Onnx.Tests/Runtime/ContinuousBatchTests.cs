@@ -184,6 +184,42 @@ public class ContinuousBatchTests
         foreach (var r in rows) r.Dispose();
     }
 
+    /// <summary>
+    /// A row joining after another left takes over its slot in place (the batch cache is not rebuilt, so the newcomer
+    /// steps in the leaver's position, before the row that stayed), and each row still equals its request alone.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny-bloom-fin")]
+    [InlineData("tiny-llama-random")]
+    public void A_row_joining_takes_the_slot_of_one_that_left_and_equals_its_request_alone(string arch)
+    {
+        var model = ExportedModels.Model(arch);
+        var a = GenerationRequest.FromIds([5, 17, 9, 33, 4, 12, 8, 21], GenerationOptions.Greedy(3));
+        var b = GenerationRequest.FromIds([7, 3, 19, 11, 6, 28, 14, 10], GenerationOptions.Greedy(12));
+        var c = GenerationRequest.FromIds([13, 2, 40], GenerationOptions.Sampling(seed: 8, temperature: 0.9, maxNewTokens: 6));
+        using var batch = new ContinuousBatch(model);
+        var rowA = batch.Add(a)!;
+        var rowB = batch.Add(b)!;
+        var produced = new Dictionary<BatchRow, List<int>> { [rowA] = [], [rowB] = [] };
+        foreach (var f in batch.Prefill()) produced[f.Row].Add(f.TokenId);
+        while (!rowA.IsDone) foreach (var t in batch.Step()) produced[t.Row].Add(t.TokenId);
+        batch.RemoveDone();
+        var rowC = batch.Add(c)!;
+        produced[rowC] = [];
+        foreach (var f in batch.Prefill()) produced[f.Row].Add(f.TokenId);
+        int length = batch.Length;
+        var next = batch.Step();
+        Assert.Equal(new[] { rowC, rowB }, next.Select(t => t.Row));
+        Assert.Equal(length + 1, batch.Length);
+        foreach (var t in next) produced[t.Row].Add(t.TokenId);
+        while (batch.Count > 0) foreach (var t in batch.Step()) produced[t.Row].Add(t.TokenId);
+        foreach (var (row, request) in new[] { (rowA, a), (rowB, b), (rowC, c) })
+        {
+            Assert.Equal(model.Generate(request).NewTokens[0], produced[row].ToArray());
+            row.Dispose();
+        }
+    }
+
     /// <summary>Rows of different adapters of a multi-adapter export (and the base) share the batch, each as generate with its adapter.</summary>
     [Fact]
     public void Rows_of_different_adapters_share_the_batch()
