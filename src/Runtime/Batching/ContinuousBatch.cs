@@ -231,8 +231,9 @@ public sealed class ContinuousBatch : IDisposable
     /// <summary>
     /// Brings the joined rows into the batch cache: each into the slot of a row that left, in place, when every one
     /// finds a slot at least as long as its cache; else the batch cache is rebuilt once for all rows. A rebuild also
-    /// runs when slots stay empty (they would cost a row's compute every step) or when padding no row needs grew to
-    /// an eighth of the cache (trimming copies the whole cache, so it waits until it pays).
+    /// runs when over a quarter of the slots are empty or when padding no row needs grew to an eighth of the cache: an
+    /// empty slot or a padded position costs some compute every step, a rebuild copies the whole cache, so it waits
+    /// until it pays (under load a leaver's slot is usually taken a step or two later).
     /// </summary>
     private void MergeJoining()
     {
@@ -252,7 +253,8 @@ public sealed class ContinuousBatch : IDisposable
             _joining.Clear();
         }
         int unused = LeadingPadding();
-        if (_joining.Count > 0 || _rows.Contains(null) || (unused > 0 && unused * 8 >= _length)) Rebuild(unused);
+        int empty = _rows.Count(r => r == null);
+        if (_joining.Count > 0 || empty * 4 > _rows.Count || (unused > 0 && unused * 8 >= _length)) Rebuild(unused);
     }
 
     /// <summary>Positions at the front of the cache that every row masks out.</summary>
@@ -357,7 +359,8 @@ public sealed class ContinuousBatch : IDisposable
         cancellationToken.ThrowIfCancellationRequested();
         int batch = _rows.Count, total = _length + 1;
         var ids = new long[batch];
-        for (int r = 0; r < batch; r++) ids[r] = _rows[r]!.Generator.LastToken;
+        // an empty slot runs token 0 over its own masked-out positions: its logits are never read
+        for (int r = 0; r < batch; r++) ids[r] = _rows[r]?.Generator.LastToken ?? 0;
         var mask = new long[batch * total];
         for (int r = 0; r < batch; r++)
         {
@@ -371,7 +374,7 @@ public sealed class ContinuousBatch : IDisposable
         using var positions = _graph.HasPositionIds ? OrtValue.CreateTensorValueFromMemory(CausalLmContract.PositionIdsFromMask(mask, batch, 1), [batch, 1]) : null;
         using var keepLast = OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []);
         // every row on the base keeps the graph's own default (as a generate without adapters runs)
-        using var adapters = _rows.Any(r => r!.AdapterIndex >= 0) ? OrtValue.CreateTensorValueFromMemory(_rows.Select(r => r!.AdapterIndex).ToArray(), [batch]) : null;
+        using var adapters = _rows.Any(r => r?.AdapterIndex >= 0) ? OrtValue.CreateTensorValueFromMemory(_rows.Select(r => r?.AdapterIndex ?? -1).ToArray(), [batch]) : null;
         binding.BindInput(CausalLmContract.InputIds, idsValue);
         binding.BindInput(CausalLmContract.AttentionMask, maskValue);
         if (positions != null) binding.BindInput(CausalLmContract.PositionIds, positions);
@@ -400,7 +403,7 @@ public sealed class ContinuousBatch : IDisposable
         var produced = new List<RowToken>(batch);
         for (int r = 0; r < batch; r++)
         {
-            var row = _rows[r]!;
+            if (_rows[r] is not { } row) continue;
             var token = row.Generator.ChooseFrom(logits.Slice((r * seq + seq - 1) * vocab, vocab));
             produced.Add(Finish(row, token.TokenId));
         }
@@ -411,7 +414,7 @@ public sealed class ContinuousBatch : IDisposable
 
     /// <summary>
     /// Removes the rows that are done or cancelled (the caller disposes them). Their slots stay in the batch cache,
-    /// masked out, for the next joining rows; the next <see cref="Step"/> compacts what none takes.
+    /// masked out, for the next joining rows; a <see cref="Step"/> compacts them once they are over a quarter of the slots.
     /// </summary>
     public void RemoveDone()
     {
