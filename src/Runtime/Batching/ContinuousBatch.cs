@@ -14,9 +14,10 @@ namespace Peft.Onnx.Runtime.Batching;
 /// while (batch.Count > 0) foreach (var t in batch.Step()) ...;
 /// </code>
 /// Rows added together (<see cref="Add"/>) are prefilled in one run (<see cref="Prefill"/>: left-padded prompts, as a
-/// batched generate runs them), then their caches are copied into the batch cache, left-padded with masked positions, at
-/// the next step; rows that finish or are cancelled leave at the next step. Each row keeps its own sampler, options and
-/// adapter, so its tokens are those of the request generated alone. Use from one thread.
+/// batched generate runs them; a prompt found in the <see cref="PromptCache"/> skips the run), then their caches are
+/// copied into the batch cache, left-padded with masked positions, at the next step (into the slots of rows that left
+/// where they fit); rows that finish or are cancelled leave at the next step. Each row keeps its own sampler, options
+/// and adapter, so its tokens are those of the request generated alone. Use from one thread.
 /// </summary>
 public sealed class ContinuousBatch : IDisposable
 {

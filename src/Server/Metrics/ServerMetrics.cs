@@ -8,8 +8,9 @@ namespace Peft.Onnx.Server.Metrics;
 /// <summary>
 /// The server's counters, one instance per server (no process-wide registry), written in Prometheus' text format:
 /// requests by endpoint and status, generated tokens, queue depth and running rows (read at scrape time), batch
-/// occupancy per step, a time-to-first-token histogram, and the process's resident memory (so a load run on
-/// another process can check that it stays flat) and scheduling mode.
+/// occupancy per step, a time-to-first-token histogram, the process's resident memory (so a load run on another
+/// process can check that it stays flat) and scheduling mode, the continuous batch thread's seconds per phase (a
+/// profile without a tracer) and the prefix cache's lookups.
 /// </summary>
 public sealed class ServerMetrics(PromptCache? prefixCache = null)
 {
