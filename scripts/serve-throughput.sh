@@ -48,7 +48,7 @@ serve() {
   PIDS+=("$pid")
   URL=""
   for _ in $(seq 1 1200); do
-    URL=$(grep -o 'listening on http://[^ ]*' "$log" | head -n 1 | cut -d' ' -f3 || true)
+    URL=$(grep -o 'listening on http://[^ ]*' "$log" 2>/dev/null | head -n 1 | cut -d' ' -f3 || true)
     [ -n "$URL" ] && { echo "serve ($mode): $URL" >&2; return 0; }
     if ! kill -0 "$pid" 2>/dev/null; then cat "$log" >&2; echo "serve ($mode) exited before listening" >&2; return 1; fi
     sleep 0.1

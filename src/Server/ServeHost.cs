@@ -44,7 +44,7 @@ public static class ServeHost
         if (!IPAddress.IsLoopback(address) && options.ApiKey == null)
             log.WriteLine($"serve: warning: listening on {options.Host} without --api-key: anyone who reaches this address can use the model");
 
-        var metrics = new ServerMetrics();
+        var metrics = new ServerMetrics(options.PrefixCacheMb > 0 ? new PromptCache(options.PrefixCacheMb * 1024L * 1024) : null);
         var model = OnnxModel.Load(options.OnnxDir, options.Device with { Report = log });
         var limits = new SchedulerLimits(options.MaxBatchSize, options.MaxQueue);
         IGenerationScheduler scheduler;
@@ -95,6 +95,7 @@ public static class ServeHost
     {
         if (o.Port is < 0 or > 65535) throw new PeftOnnxException($"serve: --port {o.Port} must be in 0..65535 (0 picks a free port)");
         if (o.MaxBatchSize < 1) throw new PeftOnnxException($"serve: --max-batch-size {o.MaxBatchSize} must be at least 1");
+        if (o.PrefixCacheMb < 0) throw new PeftOnnxException($"serve: --prefix-cache-mb {o.PrefixCacheMb} must be at least 0 (0 disables the prefix cache)");
         if (o.MaxQueue < 0) throw new PeftOnnxException($"serve: --max-queue {o.MaxQueue} must be at least 0");
         if (o.ApiKey is { Length: 0 }) throw new PeftOnnxException("serve: --api-key is empty (expected the key clients send as 'Authorization: Bearer KEY')");
     }

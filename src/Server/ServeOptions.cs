@@ -32,6 +32,12 @@ public sealed record ServeOptions(
     /// </summary>
     public bool ContinuousBatching { get; init; } = true;
 
+    /// <summary>
+    /// Megabytes of prefilled prompts a continuous batch keeps (least recently used out), so a request whose prompt and
+    /// adapter equal an earlier one's skips its prefill; 0 disables.
+    /// </summary>
+    public int PrefixCacheMb { get; init; } = 64;
+
     /// <summary>The scheduling modes `serve --batching` accepts, the default first.</summary>
     public static readonly IReadOnlyList<string> BatchingModes = ["continuous", "per-request"];
 

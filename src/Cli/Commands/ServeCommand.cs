@@ -21,6 +21,7 @@ public sealed class ServeCommand : ICommand
         VerbOption.Value("max-batch-size", "N", "requests generated together at most", "32"),
         VerbOption.Value("max-queue", "N", "requests waiting at most (one more gets 429)", "256"),
         VerbOption.Value("batching", "MODE", "continuous (requests join one running batch) or per-request (one generator each)", "continuous"),
+        VerbOption.Value("prefix-cache-mb", "N", "MB of prefilled prompts kept for requests with the same prompt (0 disables)", "64"),
         SharedOptions.Device,
         SharedOptions.Tf32,
     ];
@@ -32,9 +33,9 @@ public sealed class ServeCommand : ICommand
         var port = args.Int("port", min: 0)!.Value;
         var apiKey = args.String("api-key");
         var (maxBatch, maxQueue) = (args.Int("max-batch-size", min: 1)!.Value, args.Int("max-queue", min: 0)!.Value);
-        var continuous = ServeOptions.ParseBatching(args.String("batching"));
+        var (continuous, prefixMb) = (ServeOptions.ParseBatching(args.String("batching")), args.Int("prefix-cache-mb", min: 0)!.Value);
         var device = DeviceArgument.Read(args);
         args.EnsureAllUsed();
-        return ServeHost.Run(new ServeOptions(dir, device, host, port, apiKey, maxBatch, maxQueue) { ContinuousBatching = continuous }, Console.Error);
+        return ServeHost.Run(new ServeOptions(dir, device, host, port, apiKey, maxBatch, maxQueue) { ContinuousBatching = continuous, PrefixCacheMb = prefixMb }, Console.Error);
     }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using Peft.Onnx.Core;
 using Peft.Onnx.Core.Onnx;
@@ -13,16 +14,18 @@ namespace Peft.Onnx.Runtime.Batching;
 /// while (batch.Count > 0) foreach (var t in batch.Step()) ...;
 /// </code>
 /// Rows added together (<see cref="Add"/>) are prefilled in one run (<see cref="Prefill"/>: left-padded prompts, as a
-/// batched generate runs them), then their caches are copied into the batch cache, left-padded with masked positions, at
-/// the next step; rows that finish or are cancelled leave at the next step. Each row keeps its own sampler, options and
-/// adapter, so its tokens are those of the request generated alone. Use from one thread.
+/// batched generate runs them; a prompt found in the <see cref="PromptCache"/> skips the run), then their caches are
+/// copied into the batch cache, left-padded with masked positions, at the next step (into the slots of rows that left
+/// where they fit); rows that finish or are cancelled leave at the next step. Each row keeps its own sampler, options
+/// and adapter, so its tokens are those of the request generated alone. Use from one thread.
 /// </summary>
 public sealed class ContinuousBatch : IDisposable
 {
     private readonly OnnxModel _model;
     private readonly CausalLmGraph _graph;
     private readonly int _lead;
-    private readonly List<BatchRow> _rows = [];
+    // the batch cache's rows in order; null: a row that left, whose slot the next joining row takes over in place
+    private readonly List<BatchRow?> _rows = [];
     // added rows waiting for their prefill
     private readonly List<BatchRow> _waiting = [];
     // prefilled rows waiting for the next step, merged into the batch cache together (one copy for all of them)
@@ -35,9 +38,16 @@ public sealed class ContinuousBatch : IDisposable
     // the adapter state (slots and their stacks) the batch's adapter rows started with, held by the batch itself so its
     // stacks stay bound while any row runs; base rows (index -1, the base slot in every state) fit any state
     private AdapterLease? _adapterState;
+    private readonly PromptCache? _prompts;
+    // the adapter state the cached prompts' adapter indices refer to (base rows, index -1, fit any)
+    private AdapterSlots? _promptState;
 
-    public ContinuousBatch(OnnxModel model)
+    /// <param name="timings">Where the batch adds its phases' seconds (null: its own).</param>
+    /// <param name="prompts">Prefilled prompts to reuse and to add to (null: every prompt is prefilled).</param>
+    public ContinuousBatch(OnnxModel model, BatchTimings? timings = null, PromptCache? prompts = null)
     {
+        Timings = timings ?? new BatchTimings();
+        _prompts = prompts;
         ArgumentNullException.ThrowIfNull(model);
         if (WhyUnsupported(model) is { } why) throw new PeftOnnxException($"{model.Directory}: continuous batching is not available: {why}");
         _model = model;
@@ -59,8 +69,11 @@ public sealed class ContinuousBatch : IDisposable
                 ? $"the export bakes virtual tokens outside the key/value cache (no {CausalLmContract.PrefixInCacheFile})"
                 : null;
 
+    /// <summary>Where the batch's thread spent its time so far.</summary>
+    public BatchTimings Timings { get; }
+
     /// <summary>Rows in the batch, added and joined ones included.</summary>
-    public int Count => _rows.Count + _joining.Count + _waiting.Count;
+    public int Count => _rows.Count(r => r != null) + _joining.Count + _waiting.Count;
 
     /// <summary>Positions in the batch cache (the longest row, with padding; a baked prompt's virtual tokens not counted).</summary>
     public int Length => _length;
@@ -76,7 +89,9 @@ public sealed class ContinuousBatch : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(request);
         if ((request.Prompts?.Count ?? request.InputIds?.Count) != 1) throw new PeftOnnxException("a continuous-batch row takes exactly one prompt");
+        long started = Stopwatch.GetTimestamp();
         var generator = _model.CreateGenerator(request);
+        Timings.Add(BatchPhase.Add, started);
         try
         {
             var state = ((CausalLmSession)generator.Session).AdapterState;
@@ -87,6 +102,11 @@ public sealed class ContinuousBatch : IDisposable
                 return null;
             }
             long adapter = state?.IndexOf(request.RowAdapters(1)[0]) ?? -1;
+            if (state != null && !ReferenceEquals(state, _promptState))
+            {
+                if (_promptState != null) _prompts?.Clear();
+                _promptState = state;
+            }
             var row = new BatchRow(generator, generator.GetSequences()[0].Length, adapter);
             if (state != null && _adapterState == null) HoldAdapterState(state);
             _waiting.Add(row);
@@ -113,19 +133,59 @@ public sealed class ContinuousBatch : IDisposable
         var prompts = new long[rows.Length][];
         var masks = new long[rows.Length][];
         for (int r = 0; r < rows.Length; r++) (prompts[r], masks[r]) = ((CausalLmSession)rows[r].Generator.Session).PromptRow();
+        var keys = rows.Select((row, r) => _prompts != null ? new PromptKey(row.AdapterIndex, prompts[r], masks[r]) : null).ToArray();
+        var cached = keys.Select(k => k != null ? _prompts!.Find(k) : null).ToArray();
+        var run = Enumerable.Range(0, rows.Length).Where(r => cached[r] == null).ToArray();
+        var produced = new RowToken[rows.Length];
+        // the prompts to run go first: a failed run leaves the batch as it was
+        if (run.Length > 0) RunPrompts(rows, prompts, masks, keys, run, produced, cancellationToken);
+        long started = Stopwatch.GetTimestamp();
+        for (int r = 0; r < rows.Length; r++)
+        {
+            if (cached[r] is not { } entry) continue;
+            produced[r] = Finish(rows[r], rows[r].Generator.ChooseFrom(entry.Logits).TokenId);
+            if (rows[r].IsDone) continue;
+            var past = entry.Past.Select(p => CacheRows.FromRow(p, _graph.KvHeads, _graph.HeadDim, _graph.CacheType)).ToArray();
+            _joining.Add((rows[r], new PrefillCache(past, entry.Mask, entry.Length, 1), 0));
+        }
+        Timings.Add(BatchPhase.Join, started);
+        return produced;
+    }
+
+    /// <summary>Runs the prompts of <paramref name="run"/>'s rows in one run, chooses their first tokens and caches their prefills.</summary>
+    private void RunPrompts(BatchRow[] all, long[][] allPrompts, long[][] allMasks, PromptKey?[] keys, int[] run, RowToken[] produced,
+        CancellationToken cancellationToken)
+    {
+        long started = Stopwatch.GetTimestamp();
+        var rows = run.Select(r => all[r]).ToArray();
+        var prompts = run.Select(r => allPrompts[r]).ToArray();
+        var masks = run.Select(r => allMasks[r]).ToArray();
         var adapters = rows.Any(r => r.AdapterIndex >= 0) ? rows.Select(r => r.AdapterIndex).ToArray() : null;
         using var session = new CausalLmSession(_graph, _model.VocabSize, prompts, masks, rows[0].Generator.PadTokenId, _model.CacheMemory, adapters);
         BindAdapterStacks(session.Binding);
         Run(() => session.Run(_runOptions), cancellationToken);
+        Timings.Add(BatchPhase.Prefill, started);
 
-        var produced = new RowToken[rows.Length];
-        for (int r = 0; r < rows.Length; r++) produced[r] = Finish(rows[r], rows[r].Generator.ChooseFrom(session.Logits(r)).TokenId);
+        started = Stopwatch.GetTimestamp();
+        for (int r = 0; r < rows.Length; r++) produced[run[r]] = Finish(rows[r], rows[r].Generator.ChooseFrom(session.Logits(r)).TokenId);
+        Timings.Add(BatchPhase.Choose, started);
         var (past, mask) = session.DetachCache();
+        int length = mask.Length / rows.Length;
+        if (_prompts != null)
+        {
+            started = Stopwatch.GetTimestamp();
+            for (int r = 0; r < rows.Length; r++)
+            {
+                var rowPast = past.Select(p => CacheRows.Row(p, r, _lead, prompts[r].Length)).ToArray();
+                var rowMask = mask.AsSpan(r * length + length - prompts[r].Length, prompts[r].Length).ToArray();
+                _prompts.Add(keys[run[r]]!, new PromptCacheEntry(rowPast, rowMask, session.Logits(r).ToArray()));
+            }
+            Timings.Add(BatchPhase.Join, started);
+        }
         var staying = Enumerable.Range(0, rows.Length).Where(r => !rows[r].IsDone).ToArray();
-        var cache = new PrefillCache(past, mask, mask.Length / rows.Length, staying.Length);
+        var cache = new PrefillCache(past, mask, length, staying.Length);
         if (staying.Length == 0) cache.Release();
         foreach (var r in staying) _joining.Add((rows[r], cache, r));
-        return produced;
     }
 
     /// <summary>
@@ -169,33 +229,85 @@ public sealed class ContinuousBatch : IDisposable
         return new RowToken(row, token, done);
     }
 
-    /// <summary>Copies the joined rows' caches into the batch cache, all in one pass, each left-padded to the longest row.</summary>
+    /// <summary>
+    /// Brings the joined rows into the batch cache: each into the slot of a row that left, in place, when every one
+    /// finds a slot at least as long as its cache; else the batch cache is rebuilt once for all rows. A rebuild also
+    /// runs when over a quarter of the slots are empty or when padding no row needs grew to an eighth of the cache: an
+    /// empty slot or a padded position costs some compute every step, a rebuild copies the whole cache, so it waits
+    /// until it pays (under load a leaver's slot is usually taken a step or two later).
+    /// </summary>
     private void MergeJoining()
     {
-        if (_joining.Count == 0) return;
-        int length = Math.Max(_length, _joining.Max(j => j.Cache.Length));
-        int rows = _rows.Count + _joining.Count;
+        var free = Enumerable.Range(0, _rows.Count).Where(r => _rows[r] == null).ToList();
+        if (_joining.Count > 0 && _joining.Count <= free.Count && _joining.All(j => j.Cache.Length <= _length))
+        {
+            for (int k = 0; k < _joining.Count; k++)
+            {
+                var (row, cache, index) = _joining[k];
+                int slot = free[k];
+                for (int i = 0; i < _past.Length; i++) CacheRows.Overwrite(cache.Past[i], index, _past[i], slot, _lead);
+                Array.Clear(_mask, slot * _length, _length - cache.Length);
+                Array.Copy(cache.Mask, index * cache.Length, _mask, slot * _length + _length - cache.Length, cache.Length);
+                _rows[slot] = row;
+                cache.Release();
+            }
+            _joining.Clear();
+        }
+        int unused = LeadingPadding();
+        int empty = _rows.Count(r => r == null);
+        if (_joining.Count > 0 || empty * 4 > _rows.Count || (unused > 0 && unused * 8 >= _length)) Rebuild(unused);
+    }
+
+    /// <summary>Positions at the front of the cache that every row masks out.</summary>
+    private int LeadingPadding()
+    {
+        int skip = _length;
+        for (int r = 0; r < _rows.Count && skip > 0; r++)
+        {
+            if (_rows[r] == null) continue;
+            int lead = 0;
+            while (lead < skip && _mask[r * _length + lead] == 0) lead++;
+            skip = lead;
+        }
+        return _rows.Any(r => r != null) ? skip : 0;
+    }
+
+    /// <summary>
+    /// Copies the rows still in the batch (less <paramref name="skip"/> leading positions no row needs) and the joined
+    /// rows into a new batch cache, all in one pass, each left-padded to the longest row.
+    /// </summary>
+    private void Rebuild(int skip)
+    {
+        var keep = Enumerable.Range(0, _rows.Count).Where(r => _rows[r] != null).ToArray();
+        int rows = keep.Length + _joining.Count;
+        if (rows == 0)
+        {
+            _rows.Clear();
+            Replace([], [], 0);
+            return;
+        }
+        int length = Math.Max(keep.Length > 0 ? _length - skip : 0, _joining.Count > 0 ? _joining.Max(j => j.Cache.Length) : 0);
         var newPast = new OrtValue[_graph.PastNames.Length];
         for (int i = 0; i < newPast.Length; i++)
         {
             var list = new List<CacheRows.Source>(rows);
-            for (int r = 0; r < _rows.Count; r++) list.Add(new(_past[i], r, 0));
+            foreach (var r in keep) list.Add(new(_past[i], r, skip));
             foreach (var j in _joining) list.Add(new(j.Cache.Past[i], j.Index, 0));
             newPast[i] = CacheRows.Gather(list, _lead, length, _graph.CacheType);
         }
         var newMask = new long[rows * length];
-        for (int r = 0; r < _rows.Count; r++) Array.Copy(_mask, r * _length, newMask, r * length + length - _length, _length);
+        int kept = _length - skip;
+        for (int k = 0; k < keep.Length; k++) Array.Copy(_mask, keep[k] * _length + skip, newMask, k * length + length - kept, kept);
         for (int k = 0; k < _joining.Count; k++)
         {
             var (_, cache, index) = _joining[k];
-            Array.Copy(cache.Mask, index * cache.Length, newMask, (_rows.Count + k) * length + length - cache.Length, cache.Length);
+            Array.Copy(cache.Mask, index * cache.Length, newMask, (keep.Length + k) * length + length - cache.Length, cache.Length);
         }
+        var order = keep.Select(r => _rows[r]).Concat(_joining.Select(j => j.Row)).ToList();
         Replace(newPast, newMask, length);
-        foreach (var j in _joining)
-        {
-            _rows.Add(j.Row);
-            j.Cache.Release();
-        }
+        _rows.Clear();
+        _rows.AddRange(order);
+        foreach (var j in _joining) j.Cache.Release();
         _joining.Clear();
     }
 
@@ -240,12 +352,16 @@ public sealed class ContinuousBatch : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_waiting.Count > 0) throw new InvalidOperationException("rows were added and not prefilled: call Prefill before Step");
         RemoveDone();
+        long started = Stopwatch.GetTimestamp();
         MergeJoining();
+        Timings.Add(BatchPhase.Join, started);
         if (_rows.Count == 0) return [];
+        started = Stopwatch.GetTimestamp();
         cancellationToken.ThrowIfCancellationRequested();
         int batch = _rows.Count, total = _length + 1;
         var ids = new long[batch];
-        for (int r = 0; r < batch; r++) ids[r] = _rows[r].Generator.LastToken;
+        // an empty slot runs token 0 over its own masked-out positions: its logits are never read
+        for (int r = 0; r < batch; r++) ids[r] = _rows[r]?.Generator.LastToken ?? 0;
         var mask = new long[batch * total];
         for (int r = 0; r < batch; r++)
         {
@@ -259,7 +375,7 @@ public sealed class ContinuousBatch : IDisposable
         using var positions = _graph.HasPositionIds ? OrtValue.CreateTensorValueFromMemory(CausalLmContract.PositionIdsFromMask(mask, batch, 1), [batch, 1]) : null;
         using var keepLast = OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, []);
         // every row on the base keeps the graph's own default (as a generate without adapters runs)
-        using var adapters = _rows.Any(r => r.AdapterIndex >= 0) ? OrtValue.CreateTensorValueFromMemory(_rows.Select(r => r.AdapterIndex).ToArray(), [batch]) : null;
+        using var adapters = _rows.Any(r => r?.AdapterIndex >= 0) ? OrtValue.CreateTensorValueFromMemory(_rows.Select(r => r?.AdapterIndex ?? -1).ToArray(), [batch]) : null;
         binding.BindInput(CausalLmContract.InputIds, idsValue);
         binding.BindInput(CausalLmContract.AttentionMask, maskValue);
         if (positions != null) binding.BindInput(CausalLmContract.PositionIds, positions);
@@ -269,8 +385,12 @@ public sealed class ContinuousBatch : IDisposable
         for (int i = 0; i < _past.Length; i++) binding.BindInput(_graph.PastNames[i], _past[i]);
         binding.BindOutputToDevice(CausalLmContract.Logits, OrtMemoryInfo.DefaultInstance);
         foreach (var name in _graph.PresentNames) binding.BindOutputToDevice(name, OrtMemoryInfo.DefaultInstance);
+        Timings.Add(BatchPhase.Bind, started);
+        started = Stopwatch.GetTimestamp();
 
         Run(() => _graph.Session.RunWithBinding(_runOptions, binding), cancellationToken);
+        Timings.Add(BatchPhase.Decode, started);
+        started = Stopwatch.GetTimestamp();
 
         // the presents become the next step's past as ORT returned them; only the logits are released here
         var values = binding.GetOutputValues().ToArray();
@@ -284,15 +404,19 @@ public sealed class ContinuousBatch : IDisposable
         var produced = new List<RowToken>(batch);
         for (int r = 0; r < batch; r++)
         {
-            var row = _rows[r];
+            if (_rows[r] is not { } row) continue;
             var token = row.Generator.ChooseFrom(logits.Slice((r * seq + seq - 1) * vocab, vocab));
             produced.Add(Finish(row, token.TokenId));
         }
         Replace(values[1..], mask, total);
+        Timings.Add(BatchPhase.Choose, started);
         return produced;
     }
 
-    /// <summary>Removes the rows that are done or cancelled (the caller disposes them) and trims padding no row needs.</summary>
+    /// <summary>
+    /// Removes the rows that are done or cancelled (the caller disposes them). Their slots stay in the batch cache,
+    /// masked out, for the next joining rows; a <see cref="Step"/> compacts them once they are over a quarter of the slots.
+    /// </summary>
     public void RemoveDone()
     {
         foreach (var j in _joining.Where(j => j.Row.IsDone).ToList())
@@ -301,27 +425,19 @@ public sealed class ContinuousBatch : IDisposable
             _joining.Remove(j);
         }
         _waiting.RemoveAll(r => r.IsDone);
-        if (_rows.All(r => !r.IsDone)) return;
-        var keep = Enumerable.Range(0, _rows.Count).Where(r => !_rows[r].IsDone).ToArray();
-        int skip = _length;
-        foreach (var r in keep)
+        long started = Stopwatch.GetTimestamp();
+        for (int r = 0; r < _rows.Count; r++)
+            if (_rows[r] is { IsDone: true })
+            {
+                _rows[r] = null;
+                Array.Clear(_mask, r * _length, _length);
+            }
+        if (_rows.All(r => r == null))
         {
-            int lead = 0;
-            while (lead < _length && _mask[r * _length + lead] == 0) lead++;
-            skip = Math.Min(skip, lead);
+            _rows.Clear();
+            Replace([], [], 0);
         }
-        if (keep.Length == 0) skip = 0;
-        int length = _length - skip;
-        var newPast = new OrtValue[_past.Length];
-        if (keep.Length > 0)
-            for (int i = 0; i < _past.Length; i++)
-                newPast[i] = CacheRows.Gather(keep.Select(r => new CacheRows.Source(_past[i], r, skip)).ToList(), _lead, length, _graph.CacheType);
-        var newMask = new long[keep.Length * length];
-        for (int k = 0; k < keep.Length; k++) Array.Copy(_mask, keep[k] * _length + skip, newMask, k * length, length);
-        var rows = keep.Select(r => _rows[r]).ToList();
-        _rows.Clear();
-        _rows.AddRange(rows);
-        Replace(keep.Length > 0 ? newPast : [], newMask, keep.Length > 0 ? length : 0);
+        Timings.Add(BatchPhase.Leave, started);
     }
 
     public void Dispose()

@@ -1,16 +1,18 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using Peft.Onnx.Runtime.Batching;
 
 namespace Peft.Onnx.Server.Metrics;
 
 /// <summary>
 /// The server's counters, one instance per server (no process-wide registry), written in Prometheus' text format:
 /// requests by endpoint and status, generated tokens, queue depth and running rows (read at scrape time), batch
-/// occupancy per step, a time-to-first-token histogram, and the process's resident memory (so a load run on
-/// another process can check that it stays flat) and scheduling mode.
+/// occupancy per step, a time-to-first-token histogram, the process's resident memory (so a load run on another
+/// process can check that it stays flat) and scheduling mode, the continuous batch thread's seconds per phase (a
+/// profile without a tracer) and the prefix cache's lookups.
 /// </summary>
-public sealed class ServerMetrics
+public sealed class ServerMetrics(PromptCache? prefixCache = null)
 {
     private static readonly double[] FirstTokenBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
     private static readonly double[] OccupancyBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -39,6 +41,12 @@ public sealed class ServerMetrics
 
     public long Tokens => Interlocked.Read(ref _tokens);
 
+    /// <summary>The continuous batch's prefilled prompts (null: disabled), whose hits, misses and evictions are counted here.</summary>
+    public PromptCache? PrefixCache { get; } = prefixCache;
+
+    /// <summary>Where the continuous batch's thread spends its time (all zero under per-request scheduling).</summary>
+    public BatchTimings BatchPhases { get; } = new();
+
     /// <summary>
     /// The text exposition; <paramref name="queueDepth"/>, <paramref name="running"/> and the resident memory are
     /// read now; <paramref name="mode"/> is the scheduler's ("continuous" or "per-request").
@@ -59,6 +67,18 @@ public sealed class ServerMetrics
             s.Append(CultureInfo.InvariantCulture, $"peft_onnx_running_rows {running}\n");
             _occupancy.Write(s, "peft_onnx_batch_occupancy", "Rows in the batch at each step.");
             _firstToken.Write(s, "peft_onnx_time_to_first_token_seconds", "Seconds from queueing a request to its first token.");
+            s.Append("# HELP peft_onnx_batch_seconds_total Seconds the continuous batch's thread spent per phase.\n# TYPE peft_onnx_batch_seconds_total counter\n");
+            foreach (var phase in Enum.GetValues<BatchPhase>())
+                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_batch_seconds_total{{phase=\"{phase.ToString().ToLowerInvariant()}\"}} {BatchPhases.Seconds(phase)}\n");
+            if (PrefixCache is { } cache)
+            {
+                s.Append("# HELP peft_onnx_prefix_cache_lookups_total Prompt prefills looked up in the prefix cache, by result.\n# TYPE peft_onnx_prefix_cache_lookups_total counter\n");
+                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_prefix_cache_lookups_total{{result=\"hit\"}} {cache.Hits}\npeft_onnx_prefix_cache_lookups_total{{result=\"miss\"}} {cache.Misses}\n");
+                s.Append("# HELP peft_onnx_prefix_cache_evictions_total Cached prompts dropped to stay within the bound.\n# TYPE peft_onnx_prefix_cache_evictions_total counter\n");
+                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_prefix_cache_evictions_total {cache.Evictions}\n");
+                s.Append("# HELP peft_onnx_prefix_cache_bytes Bytes the cached prompts hold.\n# TYPE peft_onnx_prefix_cache_bytes gauge\n");
+                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_prefix_cache_bytes {cache.Bytes}\n");
+            }
             s.Append("# HELP peft_onnx_scheduling The scheduler serving requests (1 for the mode in use).\n# TYPE peft_onnx_scheduling gauge\n");
             s.Append(CultureInfo.InvariantCulture, $"peft_onnx_scheduling{{mode=\"{mode}\"}} 1\n");
             s.Append("# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n");

@@ -51,7 +51,7 @@ public sealed class BatchScheduler : IGenerationScheduler
 
     private void Loop()
     {
-        using var batch = new ContinuousBatch(_model);
+        using var batch = new ContinuousBatch(_model, _metrics.BatchPhases, _metrics.PrefixCache);
         var jobs = new Dictionary<BatchRow, GenerationJob>();
         while (true)
         {
@@ -69,13 +69,16 @@ public sealed class BatchScheduler : IGenerationScheduler
             _metrics.ObserveBatch(batch.Count);
             try
             {
-                foreach (var t in batch.Step())
+                var tokens = batch.Step();
+                long started = System.Diagnostics.Stopwatch.GetTimestamp();
+                foreach (var t in tokens)
                 {
                     var job = jobs[t.Row];
                     job.Deliver(t.TokenId);
                     _metrics.CountTokens(1);
                     if (t.Finished) job.Complete(t.Row.StoppedOnToken);
                 }
+                batch.Timings.Add(BatchPhase.Deliver, started);
             }
             catch (Exception ex)
             {

@@ -184,6 +184,82 @@ public class ContinuousBatchTests
         foreach (var r in rows) r.Dispose();
     }
 
+    /// <summary>
+    /// A row joining after another left takes over its slot in place (the batch cache is not rebuilt, so the newcomer
+    /// steps in the leaver's position, before the row that stayed), and each row still equals its request alone.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny-bloom-fin")]
+    [InlineData("tiny-llama-random")]
+    public void A_row_joining_takes_the_slot_of_one_that_left_and_equals_its_request_alone(string arch)
+    {
+        var model = ExportedModels.Model(arch);
+        var a = GenerationRequest.FromIds([5, 17, 9, 33, 4, 12, 8, 21], GenerationOptions.Greedy(3));
+        var b = GenerationRequest.FromIds([7, 3, 19, 11, 6, 28, 14, 10], GenerationOptions.Greedy(12));
+        var c = GenerationRequest.FromIds([13, 2, 40], GenerationOptions.Sampling(seed: 8, temperature: 0.9, maxNewTokens: 6));
+        using var batch = new ContinuousBatch(model);
+        var rowA = batch.Add(a)!;
+        var rowB = batch.Add(b)!;
+        var produced = new Dictionary<BatchRow, List<int>> { [rowA] = [], [rowB] = [] };
+        foreach (var f in batch.Prefill()) produced[f.Row].Add(f.TokenId);
+        while (!rowA.IsDone) foreach (var t in batch.Step()) produced[t.Row].Add(t.TokenId);
+        batch.RemoveDone();
+        var rowC = batch.Add(c)!;
+        produced[rowC] = [];
+        foreach (var f in batch.Prefill()) produced[f.Row].Add(f.TokenId);
+        int length = batch.Length;
+        var next = batch.Step();
+        Assert.Equal(new[] { rowC, rowB }, next.Select(t => t.Row));
+        Assert.Equal(length + 1, batch.Length);
+        foreach (var t in next) produced[t.Row].Add(t.TokenId);
+        while (batch.Count > 0) foreach (var t in batch.Step()) produced[t.Row].Add(t.TokenId);
+        foreach (var (row, request) in new[] { (rowA, a), (rowB, b), (rowC, c) })
+        {
+            Assert.Equal(model.Generate(request).NewTokens[0], produced[row].ToArray());
+            row.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A leaver's slot (one of five) stays in the batch, masked out, through steps where no row joins, and the row that
+    /// joins later takes it; the others never notice (each equals its request alone).
+    /// </summary>
+    [Fact]
+    public void An_empty_slot_runs_masked_until_a_row_takes_it()
+    {
+        var model = ExportedModels.Model("tiny-gpt2-random");
+        var requests = Enumerable.Range(0, 5)
+            .Select(i => GenerationRequest.FromIds(Enumerable.Range(0, 8).Select(t => 3 + (t * 11 + i * 5) % 90).ToArray(), GenerationOptions.Greedy(i == 2 ? 2 : 14)))
+            .ToList();
+        var late = GenerationRequest.FromIds([21, 8, 30, 2], GenerationOptions.Sampling(seed: 6, topK: 8, maxNewTokens: 7));
+        using var batch = new ContinuousBatch(model);
+        var rows = requests.Select(r => batch.Add(r)!).ToList();
+        var produced = rows.ToDictionary(r => r, _ => new List<int>());
+        foreach (var f in batch.Prefill()) produced[f.Row].Add(f.TokenId);
+        while (!rows[2].IsDone) foreach (var t in batch.Step()) produced[t.Row].Add(t.TokenId);
+        for (int s = 0; s < 2; s++)
+        {
+            var next = batch.Step();
+            Assert.Equal(rows.Where((_, i) => i != 2), next.Select(t => t.Row));
+            foreach (var t in next) produced[t.Row].Add(t.TokenId);
+        }
+        Assert.Equal(4, batch.Count);
+        var lateRow = batch.Add(late)!;
+        rows.Add(lateRow);
+        requests.Add(late);
+        produced[lateRow] = [];
+        foreach (var f in batch.Prefill()) produced[f.Row].Add(f.TokenId);
+        var joined = batch.Step();
+        Assert.Same(lateRow, joined[2].Row);
+        foreach (var t in joined) produced[t.Row].Add(t.TokenId);
+        while (batch.Count > 0) foreach (var t in batch.Step()) produced[t.Row].Add(t.TokenId);
+        for (int i = 0; i < rows.Count; i++)
+        {
+            Assert.Equal(model.Generate(requests[i]).NewTokens[0], produced[rows[i]].ToArray());
+            rows[i].Dispose();
+        }
+    }
+
     /// <summary>Rows of different adapters of a multi-adapter export (and the base) share the batch, each as generate with its adapter.</summary>
     [Fact]
     public void Rows_of_different_adapters_share_the_batch()
