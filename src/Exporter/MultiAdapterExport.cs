@@ -66,6 +66,8 @@ public static class MultiAdapterExport
                 ? "--quantize writes int8/int4 weights with float32 activations: --dtype fp16 with --quantize is not supported on the CPU (use --dtype fp32, the default)"
                 : "a multi-adapter export computes in float32 (--dtype fp16 is not supported with named adapters yet; --quantize int8|int4 is)");
         var config = ModelConfig.Load(modelDir);
+        if (options.PrefixSlots && config.IsEncoderDecoder)
+            throw new PeftOnnxException($"export --prefix-slots: {modelDir} is an encoder-decoder ({config.ModelType}); adapters are added at run time to decoder-only exports only");
         if (!FamilyGraphs.IsSupported(config)) throw FamilyGraphs.NotSupported(config);
         var architecture = Architecture.For(config);
         using var tensors = CheckpointTensors.Open(modelDir);
@@ -122,7 +124,8 @@ public static class MultiAdapterExport
         var stack = new AdapterStack(branches, vectors, layout);
         var stacked = new LoraBranches(stack);
         var d = config.Dimensions;
-        var prefixStack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) { Overridable = !config.IsEncoderDecoder } : null;
+        var prefixStack = prefixes.Any(p => p != null) ? new PrefixStack(prefixes) { Overridable = !config.IsEncoderDecoder }
+            : options.PrefixSlots ? PrefixStack.Reserved(prefixes.Count, d.NumDecoderLayers, d.NumKeyValueHeads, d.HeadDim) : null;
         prefixStack?.CheckFits(d.NumDecoderLayers, d.NumKeyValueHeads, d.HeadDim);
         var extra = new Dictionary<string, string>(StringComparer.Ordinal);
         if (options.WriteGenAiConfig) extra[GenAiConfig.FileName] = GenAiConfig.Create(config, modelDir).ToJson();

@@ -38,6 +38,12 @@ public sealed record ExportOptions
     /// <summary>Replace a non-empty output folder (only once the new export has been written and checked).</summary>
     public bool Overwrite { get; init; }
 
+    /// <summary>
+    /// A decoder-only multi-adapter export without prompt-learning adapters still carries prefix stacks (one masked
+    /// position per slot), so prefix-tuning adapters can be added at run time; they cost every decode step a little.
+    /// </summary>
+    public bool PrefixSlots { get; init; }
+
     /// <summary>Write genai_config.json (ORT GenAI's model description) beside the graphs.</summary>
     public bool WriteGenAiConfig { get; init; } = true;
 

@@ -32,6 +32,7 @@ public sealed class ExportCommand : ICommand
         VerbOption.Flag("keep-head-float", "with --quantize: leave the output head in float32"),
         VerbOption.Value("head-quantize", "int8|int4", "with --quantize: the output head's own width (default int8 for both: an int4 body gets an int8 head, a mixed precision; int4 to quantize all to int4)"),
         VerbOption.Flag("quantize-head", "with --quantize: quantize the output head too (the default; the opposite of --keep-head-float)"),
+        VerbOption.Flag("prefix-slots", "with NAME=DIR adapters and none of them prompt-learning: carry prefix stacks so prefix-tuning adapters can be added at run time"),
         VerbOption.Flag("force", "replace a non-empty --out"),
         SharedOptions.Json,
     ];
@@ -52,7 +53,9 @@ public sealed class ExportCommand : ICommand
             args.Flag("keep-head-float"), args.Flag("quantize-head"), args.String("head-quantize"));
         var force = args.Flag("force");
         var json = args.Flag("json");
+        var prefixSlots = args.Flag("prefix-slots");
         args.EnsureAllUsed();
+        if (prefixSlots && named == null) throw new PeftOnnxException("export: --prefix-slots applies to named adapters (--adapter NAME=DIR): it reserves prefix stacks in a multi-adapter export");
         if (noMerge && adapterDir is null) throw new PeftOnnxException("export: --no-merge needs --adapter (it keeps the adapter's LoRA branches beside the base weights)");
 
         var options = new ExportOptions
@@ -61,6 +64,7 @@ public sealed class ExportCommand : ICommand
             DType = dtype == "fp16" ? ExportDType.Fp16 : ExportDType.Fp32,
             Overwrite = force,
             Quantize = quantize,
+            PrefixSlots = prefixSlots,
         };
         var clock = Stopwatch.StartNew();
         var phases = new ExportPhases(clock);

@@ -36,7 +36,7 @@ public sealed class PrefixStack
     {
         _slots = [.. prefixes];
         var present = _slots.Where(p => p != null).Select(p => p!).ToList();
-        if (present.Count == 0) throw new ArgumentException("a prefix stack needs at least one adapter with a prefix");
+        if (present.Count == 0) throw new ArgumentException("a prefix stack needs at least one adapter with a prefix (or use Reserved)");
         var first = present[0];
         foreach (var p in present)
             if (p.Heads != first.Heads || p.HeadDim != first.HeadDim || p.NumLayers != first.NumLayers)
@@ -46,6 +46,23 @@ public sealed class PrefixStack
         NumLayers = first.NumLayers;
         MaxLength = present.Max(p => p.Length);
     }
+
+    private PrefixStack(int count, int numLayers, int heads, int headDim)
+    {
+        _slots = new AttentionPrefix?[count];
+        NumLayers = numLayers;
+        Heads = heads;
+        HeadDim = headDim;
+        // one position, masked in every slot: a row attends to it with exactly zero weight, so rows answer as without it
+        MaxLength = 1;
+    }
+
+    /// <summary>
+    /// Stacks for <paramref name="count"/> adapters none of which has virtual tokens, overridable, so prefix-tuning
+    /// adapters can be added at run time to an export of LoRA and IA3 adapters.
+    /// </summary>
+    public static PrefixStack Reserved(int count, int numLayers, int kvHeads, int headDim) =>
+        new(count, numLayers, kvHeads, headDim) { Overridable = true };
 
     /// <summary>Adapters stacked (the base slot not counted).</summary>
     public int Count => _slots.Length;

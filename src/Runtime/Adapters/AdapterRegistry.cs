@@ -80,7 +80,7 @@ internal sealed class AdapterRegistry : IDisposable
         if (Directory.Exists(peftFolder) && AdapterConfig.Load(peftFolder) is PrefixTuningConfig)
         {
             var stacks = PrefixesNow()
-                ?? throw new PeftOnnxException($"AddAdapter {name}: {peftFolder} is a prefix-tuning adapter but {_dir} stacks no prefixes (none of its adapters is a prompt-learning one): export the folder with at least one prefix-tuning, prompt-tuning or p-tuning adapter among --adapter to add prefix-tuning adapters at run time");
+                ?? throw new PeftOnnxException($"AddAdapter {name}: {peftFolder} is a prefix-tuning adapter but {_dir} stacks no prefixes (none of its adapters is a prompt-learning one): export the folder with at least one prefix-tuning, prompt-tuning or p-tuning adapter among --adapter (or with export --prefix-slots) to add prefix-tuning adapters at run time");
             prefix = PeftPrefixReader.Read(name, peftFolder, Model, stacks);
             rows = new AdapterRows(PrefixTuningConfig.Type, 0, new Dictionary<string, StackRow>());
         }
