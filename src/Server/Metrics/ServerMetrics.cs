@@ -54,35 +54,37 @@ public sealed class ServerMetrics(PromptCache? prefixCache = null)
     public string Render(int queueDepth, int running, string mode)
     {
         var s = new StringBuilder();
+        void Header(string name, string type, string help) => s.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} {type}\n");
+        void Line(string name, string labels, object value) => s.Append(CultureInfo.InvariantCulture, $"{name}{labels} {value}\n");
+        void Single(string name, string type, string help, object value)
+        {
+            Header(name, type, help);
+            Line(name, "", value);
+        }
         lock (_lock)
         {
-            s.Append("# HELP peft_onnx_requests_total HTTP requests by endpoint and status.\n# TYPE peft_onnx_requests_total counter\n");
+            Header("peft_onnx_requests_total", "counter", "HTTP requests by endpoint and status.");
             foreach (var ((endpoint, status), count) in _requests.OrderBy(p => p.Key.Endpoint, StringComparer.Ordinal).ThenBy(p => p.Key.Status))
-                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {count}\n");
-            s.Append("# HELP peft_onnx_generated_tokens_total Tokens generated.\n# TYPE peft_onnx_generated_tokens_total counter\n");
-            s.Append(CultureInfo.InvariantCulture, $"peft_onnx_generated_tokens_total {Tokens}\n");
-            s.Append("# HELP peft_onnx_queue_depth Requests waiting to start.\n# TYPE peft_onnx_queue_depth gauge\n");
-            s.Append(CultureInfo.InvariantCulture, $"peft_onnx_queue_depth {queueDepth}\n");
-            s.Append("# HELP peft_onnx_running_rows Requests generating now.\n# TYPE peft_onnx_running_rows gauge\n");
-            s.Append(CultureInfo.InvariantCulture, $"peft_onnx_running_rows {running}\n");
+                Line("peft_onnx_requests_total", $"{{endpoint=\"{endpoint}\",status=\"{status}\"}}", count);
+            Single("peft_onnx_generated_tokens_total", "counter", "Tokens generated.", Tokens);
+            Single("peft_onnx_queue_depth", "gauge", "Requests waiting to start.", queueDepth);
+            Single("peft_onnx_running_rows", "gauge", "Requests generating now.", running);
             _occupancy.Write(s, "peft_onnx_batch_occupancy", "Rows in the batch at each step.");
             _firstToken.Write(s, "peft_onnx_time_to_first_token_seconds", "Seconds from queueing a request to its first token.");
-            s.Append("# HELP peft_onnx_batch_seconds_total Seconds the continuous batch's thread spent per phase.\n# TYPE peft_onnx_batch_seconds_total counter\n");
+            Header("peft_onnx_batch_seconds_total", "counter", "Seconds the continuous batch's thread spent per phase.");
             foreach (var phase in Enum.GetValues<BatchPhase>())
-                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_batch_seconds_total{{phase=\"{phase.ToString().ToLowerInvariant()}\"}} {BatchPhases.Seconds(phase)}\n");
+                Line("peft_onnx_batch_seconds_total", $"{{phase=\"{phase.ToString().ToLowerInvariant()}\"}}", BatchPhases.Seconds(phase));
             if (PrefixCache is { } cache)
             {
-                s.Append("# HELP peft_onnx_prefix_cache_lookups_total Prompt prefills looked up in the prefix cache, by result.\n# TYPE peft_onnx_prefix_cache_lookups_total counter\n");
-                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_prefix_cache_lookups_total{{result=\"hit\"}} {cache.Hits}\npeft_onnx_prefix_cache_lookups_total{{result=\"miss\"}} {cache.Misses}\n");
-                s.Append("# HELP peft_onnx_prefix_cache_evictions_total Cached prompts dropped to stay within the bound.\n# TYPE peft_onnx_prefix_cache_evictions_total counter\n");
-                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_prefix_cache_evictions_total {cache.Evictions}\n");
-                s.Append("# HELP peft_onnx_prefix_cache_bytes Bytes the cached prompts hold.\n# TYPE peft_onnx_prefix_cache_bytes gauge\n");
-                s.Append(CultureInfo.InvariantCulture, $"peft_onnx_prefix_cache_bytes {cache.Bytes}\n");
+                Header("peft_onnx_prefix_cache_lookups_total", "counter", "Prompt prefills looked up in the prefix cache, by result.");
+                Line("peft_onnx_prefix_cache_lookups_total", "{result=\"hit\"}", cache.Hits);
+                Line("peft_onnx_prefix_cache_lookups_total", "{result=\"miss\"}", cache.Misses);
+                Single("peft_onnx_prefix_cache_evictions_total", "counter", "Cached prompts dropped to stay within the bound.", cache.Evictions);
+                Single("peft_onnx_prefix_cache_bytes", "gauge", "Bytes the cached prompts hold.", cache.Bytes);
             }
-            s.Append("# HELP peft_onnx_scheduling The scheduler serving requests (1 for the mode in use).\n# TYPE peft_onnx_scheduling gauge\n");
-            s.Append(CultureInfo.InvariantCulture, $"peft_onnx_scheduling{{mode=\"{mode}\"}} 1\n");
-            s.Append("# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n");
-            s.Append(CultureInfo.InvariantCulture, $"process_resident_memory_bytes {Environment.WorkingSet}\n");
+            Header("peft_onnx_scheduling", "gauge", "The scheduler serving requests (1 for the mode in use).");
+            Line("peft_onnx_scheduling", $"{{mode=\"{mode}\"}}", 1);
+            Single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", Environment.WorkingSet);
         }
         return s.ToString();
     }
