@@ -66,9 +66,11 @@ public sealed class BloomGraph
             var mask = _options.AttentionMask(g);
             var alibi = Attention.Alibi(g, mask, _heads);
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, mask);
+            // one MultiHeadAttention node per layer, unless a constant prefix is attended beside the cache
+            var bias = _options.AttendsPrefixBesideCache ? null : Attention.MaskedBias(g, alibi, allowed);
 
             _prefixCache = _options.PrefixCache(g, _config.NLayer);
-            for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, alibi, allowed);
+            for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, alibi, allowed, bias);
 
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
         }
@@ -89,26 +91,43 @@ public sealed class BloomGraph
     }
 
     /// <summary>BloomBlock: input_layernorm -> self_attention (+ residual) -> post_attention_layernorm -> mlp (+ residual).</summary>
-    private string Block(int i, string hidden, string alibi, string allowed)
+    private string Block(int i, string hidden, string alibi, string allowed, string? bias)
     {
         var p = $"transformer.h.{i}";
         var layerNormOutput = Layers.LayerNorm(_g, _weights, $"{p}.input_layernorm", hidden, _config.LayerNormEpsilon);
         var residual = _config.ApplyResidualConnectionPostLayernorm ? layerNormOutput : hidden;
-        var attentionOutput = SelfAttention(i, layerNormOutput, residual, alibi, allowed);
+        var attentionOutput = SelfAttention(i, layerNormOutput, residual, alibi, allowed, bias);
 
         layerNormOutput = Layers.LayerNorm(_g, _weights, $"{p}.post_attention_layernorm", attentionOutput, _config.LayerNormEpsilon);
         residual = _config.ApplyResidualConnectionPostLayernorm ? layerNormOutput : attentionOutput;
         return Mlp(i, layerNormOutput, residual);
     }
 
-    /// <summary>BloomAttention: fused qkv viewed as [B, T, heads, 3, head_dim], cache concat, ALiBi + masked softmax, dense.</summary>
-    private string SelfAttention(int i, string x, string residual, string alibi, string allowed)
+    /// <summary>
+    /// BloomAttention: fused qkv viewed as [B, T, heads, 3, head_dim], cache concat, ALiBi + masked softmax, dense.
+    /// With <paramref name="bias"/> (ALiBi and the mask in one tensor) all but the qkv split is one MultiHeadAttention
+    /// node; without it (a constant prefix attended beside the cache) the steps are spelled out.
+    /// </summary>
+    private string SelfAttention(int i, string x, string residual, string alibi, string allowed, string? bias)
     {
         var g = _g;
         var p = $"transformer.h.{i}.self_attention";
         using var _ = g.Scope(ModulePath.ToScope(p));
 
         var fused = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.query_key_value"), x);
+        var scale = (float)(1.0 / Math.Sqrt(_headDim));
+        string merged;
+        if (bias != null)
+        {
+            // [B, T, heads, 3, head_dim] -> q, k, v [B, T, heads * head_dim]
+            var qkv = g.Split(g.Reshape(fused, [0, 0, _heads, 3, _headDim]), 3, 3);
+            string Part(int n, string name) => g.Reshape(qkv[n], [0, 0, _hidden], name: $"{name}/Reshape");
+            var pastKey = CausalLmGraphOptions.CacheBefore(g, _prefixCache, 2 * i, CausalLmContract.PastKey(i), "key/prompt_cache");
+            var pastValue = CausalLmGraphOptions.CacheBefore(g, _prefixCache, 2 * i + 1, CausalLmContract.PastValue(i), "value/prompt_cache");
+            merged = Attention.MultiHead(g, Part(0, "query"), Part(1, "key"), Part(2, "value"), bias, pastKey, pastValue, _heads, scale,
+                CausalLmContract.PresentKey(i), CausalLmContract.PresentValue(i));
+            return g.Add(Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.dense"), merged), residual, name: "residual/Add");
+        }
         // [B, T, heads, 3, head_dim] -> [3, B, heads, T, head_dim] -> q, k, v [B, heads, T, head_dim]
         var split = g.Transpose(g.Reshape(fused, [0, 0, _heads, 3, _headDim]), [3, 0, 2, 1, 4]);
         var parts = g.Split(split, 0, 3);
@@ -120,9 +139,8 @@ public sealed class BloomGraph
         v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmContract.PastValue(i), v, CausalLmContract.PresentValue(i), "value/Concat");
         var prefix = _options.PrefixConstants(g, i, _heads);
 
-        var scale = (float)(1.0 / Math.Sqrt(_headDim));
         var context = Attention.ScaledDotProduct(g, q, k, v, scale, alibi, allowed, prefix);
-        var merged = Attention.MergeHeads(g, context, _hidden);
+        merged = Attention.MergeHeads(g, context, _hidden);
 
         var output = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.dense"), merged);
         return g.Add(output, residual, name: "residual/Add");

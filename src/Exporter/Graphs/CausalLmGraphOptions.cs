@@ -98,6 +98,13 @@ public sealed record CausalLmGraphOptions
         return g.Unsqueeze(g.Range(start, g.Add(start, seq), g.Constant(1L)), [0]);
     }
 
+    /// <summary>Whether attention reads a constant prefix beside the cache (<see cref="PrefixConstants"/> is not null).</summary>
+    internal bool AttendsPrefixBesideCache => Prefixes != null || (Prefix != null && !PrefixInCache);
+
+    /// <summary>The cache the layer's new keys or values are appended to: the past, with the cache-carried prefix in front on the first step.</summary>
+    internal static string CacheBefore(GraphBuilder g, IReadOnlyList<string>? prefixCache, int index, string past, string name) =>
+        prefixCache == null ? past : g.Concat(2, [prefixCache[index], past], name: name);
+
     /// <summary>The layer's constant prefix, attended beside the cache by an attention of <paramref name="queryHeads"/> heads; null without one or when the cache carries it.</summary>
     internal PrefixKv? PrefixConstants(GraphBuilder g, int layer, int queryHeads) =>
         Prefixes != null ? Prefixes.Constants(g, layer, queryHeads) : PrefixInCache ? null : Prefix?.Constants(g, layer, queryHeads);
