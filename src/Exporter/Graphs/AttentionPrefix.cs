@@ -102,7 +102,11 @@ public sealed class AttentionPrefix
         return new PrefixKv(keys, values, Length);
     }
 
-    /// <summary>Every decoder layer's keys and values stacked along the heads, [1, 2 * layers * heads, Length, head_dim] (layer i: key heads block 2i, value block 2i + 1).</summary>
+    /// <summary>
+    /// Every decoder layer's keys and values stacked along the heads, [1, 2 * layers * heads, Length, head_dim] (layer i:
+    /// key heads block 2i, value block 2i + 1; <see cref="CacheHeads"/>), or along the width, [1, Length, 2 * layers *
+    /// heads * head_dim] (<see cref="CacheTokens"/>).
+    /// </summary>
     public const string CacheName = "prompt.past.cache";
 
     /// <summary>
@@ -126,6 +130,31 @@ public sealed class AttentionPrefix
         var sliced = g.Op("Slice", [constants, g.Shape(pastKey0, 2, 3), g.Ints(Length), g.Ints(2)]);
         var batchShape = g.Concat(0, [g.Shape(tokens, 0, 1), g.Ints(1, 1, 1)]);
         return g.Split(g.Op("Expand", [sliced, batchShape]), 1, 2 * numLayers);
+    }
+
+    /// <summary>
+    /// As <see cref="CacheHeads"/>, in the layout of a step's own keys and values before they are split into heads:
+    /// per self-attention layer i, key at 2i and value at 2i + 1, each [batch, n0, heads * head_dim], n0 = Length on
+    /// the first step and 0 afterwards. A graph whose attention node appends to the cache itself puts these in front
+    /// of the step's keys and values, so later steps copy nothing of the prefix (not even an empty one into the past).
+    /// The stacked constant is [1, Length, 2 * layers * heads * head_dim].
+    /// </summary>
+    public IReadOnlyList<string> CacheTokens(GraphBuilder g, string tokens, string pastKey0, int numLayers)
+    {
+        using var _ = g.Scope("prompt_cache");
+        int width = Heads * HeadDim, parts = 2 * numLayers;
+        var stacked = new float[(long)Length * parts * width];
+        for (int j = 0; j < parts; j++)
+        {
+            var source = j % 2 == 0 ? Keys[j / 2] : Values[j / 2];   // [heads, Length, head_dim]
+            for (int h = 0; h < Heads; h++)
+                for (int t = 0; t < Length; t++)
+                    Array.Copy(source, ((long)h * Length + t) * HeadDim, stacked, ((long)t * parts + j) * width + (long)h * HeadDim, HeadDim);
+        }
+        var constants = g.Initializer(CacheName, InitializerData.FromFloats(stacked, 1, Length, parts * width));
+        var sliced = g.Op("Slice", [constants, g.Shape(pastKey0, 2, 3), g.Ints(Length), g.Ints(1)]);
+        var batchShape = g.Concat(0, [g.Shape(tokens, 0, 1), g.Ints(1, 1)]);
+        return g.Split(g.Op("Expand", [sliced, batchShape]), 2, parts);
     }
 
     /// <summary>[heads, Length, head_dim] -> [heads * groups, Length, head_dim] or, transposed, [heads * groups, head_dim, Length].</summary>

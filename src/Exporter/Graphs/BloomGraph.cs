@@ -69,7 +69,7 @@ public sealed class BloomGraph
             // one MultiHeadAttention node per layer, unless a constant prefix is attended beside the cache
             var bias = _options.AttendsPrefixBesideCache ? null : Attention.MaskedBias(g, alibi, allowed);
 
-            _prefixCache = _options.PrefixCache(g, _config.NLayer);
+            _prefixCache = bias != null ? _options.PrefixCacheTokens(g, _config.NLayer) : _options.PrefixCache(g, _config.NLayer);
             for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, alibi, allowed, bias);
 
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
@@ -119,13 +119,16 @@ public sealed class BloomGraph
         string merged;
         if (bias != null)
         {
-            // [B, T, heads, 3, head_dim] -> q, k, v [B, T, heads * head_dim]
+            // [B, T, heads, 3, head_dim] -> q, k, v [B, T, heads * head_dim]; a cache-carried prefix goes in front of
+            // the first step's k and v (empty afterwards), so the node appends it to the cache with them
             var qkv = g.Split(g.Reshape(fused, [0, 0, _heads, 3, _headDim]), 3, 3);
-            string Part(int n, string name) => g.Reshape(qkv[n], [0, 0, _hidden], name: $"{name}/Reshape");
-            var pastKey = CausalLmGraphOptions.CacheBefore(g, _prefixCache, 2 * i, CausalLmContract.PastKey(i), "key/prompt_cache");
-            var pastValue = CausalLmGraphOptions.CacheBefore(g, _prefixCache, 2 * i + 1, CausalLmContract.PastValue(i), "value/prompt_cache");
-            merged = Attention.MultiHead(g, Part(0, "query"), Part(1, "key"), Part(2, "value"), bias, pastKey, pastValue, _heads, scale,
-                CausalLmContract.PresentKey(i), CausalLmContract.PresentValue(i));
+            string Part(int n, string name)
+            {
+                var part = g.Reshape(qkv[n], [0, 0, _hidden], name: $"{name}/Reshape");
+                return n == 0 || _prefixCache == null ? part : g.Concat(1, [_prefixCache[2 * i + n - 1], part], name: $"{name}/prompt_cache");
+            }
+            merged = Attention.MultiHead(g, Part(0, "query"), Part(1, "key"), Part(2, "value"), bias, CausalLmContract.PastKey(i), CausalLmContract.PastValue(i),
+                _heads, scale, CausalLmContract.PresentKey(i), CausalLmContract.PresentValue(i));
             return g.Add(Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.dense"), merged), residual, name: "residual/Add");
         }
         // [B, T, heads, 3, head_dim] -> [3, B, heads, T, head_dim] -> q, k, v [B, heads, T, head_dim]

@@ -101,10 +101,6 @@ public sealed record CausalLmGraphOptions
     /// <summary>Whether attention reads a constant prefix beside the cache (<see cref="PrefixConstants"/> is not null).</summary>
     internal bool AttendsPrefixBesideCache => Prefixes != null || (Prefix != null && !PrefixInCache);
 
-    /// <summary>The cache the layer's new keys or values are appended to: the past, with the cache-carried prefix in front on the first step.</summary>
-    internal static string CacheBefore(GraphBuilder g, IReadOnlyList<string>? prefixCache, int index, string past, string name) =>
-        prefixCache == null ? past : g.Concat(2, [prefixCache[index], past], name: name);
-
     /// <summary>The layer's constant prefix, attended beside the cache by an attention of <paramref name="queryHeads"/> heads; null without one or when the cache carries it.</summary>
     internal PrefixKv? PrefixConstants(GraphBuilder g, int layer, int queryHeads) =>
         Prefixes != null ? Prefixes.Constants(g, layer, queryHeads) : PrefixInCache ? null : Prefix?.Constants(g, layer, queryHeads);
@@ -112,6 +108,10 @@ public sealed record CausalLmGraphOptions
     /// <summary>Per layer the prefix keys (2i) and values (2i + 1) that go in front of the cache (<see cref="AttentionPrefix.CacheHeads"/>); null unless the cache carries a prefix.</summary>
     internal IReadOnlyList<string>? PrefixCache(GraphBuilder g, int numLayers) =>
         PrefixInCache ? Prefix?.CacheHeads(g, Tokens, CausalLmContract.PastKey(0), numLayers) : null;
+
+    /// <summary>The same prefix in front of the first step's own keys and values (<see cref="AttentionPrefix.CacheTokens"/>), for attention nodes that append to the cache themselves.</summary>
+    internal IReadOnlyList<string>? PrefixCacheTokens(GraphBuilder g, int numLayers) =>
+        PrefixInCache ? Prefix?.CacheTokens(g, Tokens, CausalLmContract.PastKey(0), numLayers) : null;
 
     /// <summary>present = [prefix (first step only), past, current] along the sequence axis; [past, current] without a cache-carried prefix.</summary>
     internal static string AppendToCache(GraphBuilder g, IReadOnlyList<string>? prefixCache, int index, string past, string current, string present, string name) =>

@@ -24,6 +24,7 @@ public class BakePrefixEquivalenceTests
     [Theory]
     [InlineData("gpt2", 0)]
     [InlineData("opt", 0)]
+    [InlineData("bloom", 0)]   // ALiBi; attention (and the cache append) one MultiHeadAttention node
     [InlineData("llama", 0)]
     [InlineData("llama", 2)]   // grouped-query attention: 4 heads, 2 key/value heads
     public void Baked_prefix_equals_the_base_graph_with_the_prefix_as_past(string arch, int kvHeads)

@@ -254,7 +254,9 @@ public class BakePromptTests(ITestOutputHelper output)
 
         var initializers = inCache.Graph.Initializer.ToDictionary(t => t.Name);
         var cache = initializers[AttentionPrefix.CacheName];
-        Assert.Equal([1, 2 * layers * dims.NumKeyValueHeads, nv, dims.HeadDim], cache.Dims);
+        // where MultiHeadAttention appends to the cache itself, the prefix is in the layout of a step's keys and values
+        bool fused = inCache.Graph.Node.Any(n => n.OpType == "MultiHeadAttention");
+        Assert.Equal(fused ? [1, nv, 2 * layers * dims.NumKeyValueHeads * dims.HeadDim] : [1, 2 * layers * dims.NumKeyValueHeads, nv, dims.HeadDim], cache.Dims);
         Assert.Empty(cache.ExternalData);
         Assert.DoesNotContain(initializers.Keys, n => n.StartsWith("prompt.past.", StringComparison.Ordinal) && n != AttentionPrefix.CacheName);
         var stored = model.Graph.Initializer.Where(t => t.ExternalData.Count > 0).ToDictionary(t => t.Name, t => t.ExternalData.Select(e => (e.Key, e.Value)).ToList());
@@ -267,8 +269,8 @@ public class BakePromptTests(ITestOutputHelper output)
         var added = inCache.Graph.Node.Select(n => n.Name).Except(reference.Graph.Node.Select(n => n.Name)).ToList();
         Assert.All(added, n => Assert.True(n.Contains("prompt_cache", StringComparison.Ordinal) || n.Contains("prompt_mask", StringComparison.Ordinal) || n.Contains("position_ids", StringComparison.Ordinal), n));
         // six ops bring the prefix into the caches (for every layer at once), one extends the mask; GPT-2 and LLaMA also
-        // compute positions; where MultiHeadAttention appends to the cache itself, one Concat per cache puts the prefix in front of its past
-        bool fused = inCache.Graph.Node.Any(n => n.OpType == "MultiHeadAttention");
+        // compute positions; where MultiHeadAttention appends to the cache itself, one Concat per cache puts the prefix
+        // in front of the step's keys or values
         Assert.True(added.Count <= 16 + (fused ? 2 * layers : 0), $"{added.Count} nodes added");
         Assert.DoesNotContain(inCache.Graph.Node, n => n.OpType == "MatMul" && n.Input.Any(i => i.Contains("prompt", StringComparison.Ordinal)));
         var caches = inCache.Graph.Output.Select(o => o.Name).Where(n => n.StartsWith("present.", StringComparison.Ordinal)).ToList();
@@ -279,13 +281,14 @@ public class BakePromptTests(ITestOutputHelper output)
             var past = present.Replace("present.", "past_key_values.");
             if (producer.OpType == "MultiHeadAttention")
             {
-                // present = [its past input, this step's]: that input is [prefix, past]
-                var before = producer.Input[present.EndsWith(".key", StringComparison.Ordinal) ? 6 : 7];
-                var concat = inCache.Graph.Node.Single(n => n.Output.Contains(before));
+                // present = [past, this step's]; this step's keys or values are [prefix (first step only), new]
+                bool key = present.EndsWith(".key", StringComparison.Ordinal);
+                Assert.Equal(past, producer.Input[key ? 6 : 7]);
+                var concat = inCache.Graph.Node.Single(n => n.Output.Contains(producer.Input[key ? 1 : 2]));
                 Assert.Equal("Concat", concat.OpType);
                 Assert.Equal(2, concat.Input.Count);
                 Assert.Contains("prompt_cache", concat.Input[0], StringComparison.Ordinal);
-                Assert.Equal(past, concat.Input[1]);
+                Assert.Equal(1, concat.Attribute.Single(a => a.Name == "axis").I);
                 continue;
             }
             Assert.Equal("Concat", producer.OpType);
