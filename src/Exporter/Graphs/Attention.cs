@@ -76,10 +76,10 @@ public static class Attention
     }
 
     /// <summary>
-    /// The additive bias of <see cref="MultiHead"/>: <paramref name="bias"/> (ALiBi [batch, heads, 1, total]) where
-    /// <paramref name="allowed"/>, float.MinValue elsewhere, as [batch, heads, seq, total]. Built once per graph and
-    /// shared by every layer; adding it to a score gives what masking the biased score does (|score| is far below
-    /// float.MinValue's spacing, so a masked score is float.MinValue exactly).
+    /// The additive bias of <see cref="MultiHead"/>: <paramref name="bias"/> (ALiBi [batch, heads, 1, total], or 0)
+    /// where <paramref name="allowed"/>, float.MinValue elsewhere, as [batch, heads or 1, seq, total]. Built once per
+    /// graph and shared by every layer; adding it to a score gives what masking the (biased) score does (|score| is far
+    /// below float.MinValue's spacing, so a masked score is float.MinValue exactly).
     /// </summary>
     public static string MaskedBias(GraphBuilder g, string bias, string allowed)
     {

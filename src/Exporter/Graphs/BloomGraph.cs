@@ -116,21 +116,24 @@ public sealed class BloomGraph
 
         var fused = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.query_key_value"), x);
         var scale = (float)(1.0 / Math.Sqrt(_headDim));
-        string merged;
-        if (bias != null)
-        {
-            // [B, T, heads, 3, head_dim] -> q, k, v [B, T, heads * head_dim]; a cache-carried prefix goes in front of
-            // the first step's k and v (empty afterwards), so the node appends it to the cache with them
-            var qkv = g.Split(g.Reshape(fused, [0, 0, _heads, 3, _headDim]), 3, 3);
-            string Part(int n, string name)
-            {
-                var part = g.Reshape(qkv[n], [0, 0, _hidden], name: $"{name}/Reshape");
-                return n == 0 || _prefixCache == null ? part : g.Concat(1, [_prefixCache[2 * i + n - 1], part], name: $"{name}/prompt_cache");
-            }
-            merged = Attention.MultiHead(g, Part(0, "query"), Part(1, "key"), Part(2, "value"), bias, CausalLmContract.PastKey(i), CausalLmContract.PastValue(i),
-                _heads, scale, CausalLmContract.PresentKey(i), CausalLmContract.PresentValue(i));
-            return g.Add(Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.dense"), merged), residual, name: "residual/Add");
-        }
+        var merged = bias != null ? FusedAttention(i, fused, bias, scale) : SpelledOutAttention(i, fused, alibi, allowed, scale);
+        var output = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.dense"), merged);
+        return g.Add(output, residual, name: "residual/Add");
+    }
+
+    /// <summary>Fused qkv [B, T, heads * 3 * head_dim] -> q, k, v [B, T, heads * head_dim] -> one MultiHeadAttention node (appending to the cache).</summary>
+    private string FusedAttention(int i, string fused, string bias, float scale)
+    {
+        var g = _g;
+        var qkv = g.Split(g.Reshape(fused, [0, 0, _heads, 3, _headDim]), 3, 3);
+        string Part(int n, string name) => g.Reshape(qkv[n], [0, 0, _hidden], name: $"{name}/Reshape");
+        return CausalLmGraphOptions.CachedAttention(g, _prefixCache, i, Part(0, "query"), Part(1, "key"), Part(2, "value"), bias, _heads, scale);
+    }
+
+    /// <summary>The same attention node by node, for a constant prefix attended beside the cache.</summary>
+    private string SpelledOutAttention(int i, string fused, string alibi, string allowed, float scale)
+    {
+        var g = _g;
         // [B, T, heads, 3, head_dim] -> [3, B, heads, T, head_dim] -> q, k, v [B, heads, T, head_dim]
         var split = g.Transpose(g.Reshape(fused, [0, 0, _heads, 3, _headDim]), [3, 0, 2, 1, 4]);
         var parts = g.Split(split, 0, 3);
@@ -143,10 +146,7 @@ public sealed class BloomGraph
         var prefix = _options.PrefixConstants(g, i, _heads);
 
         var context = Attention.ScaledDotProduct(g, q, k, v, scale, alibi, allowed, prefix);
-        merged = Attention.MergeHeads(g, context, _hidden);
-
-        var output = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.dense"), merged);
-        return g.Add(output, residual, name: "residual/Add");
+        return Attention.MergeHeads(g, context, _hidden);
     }
 
     /// <summary>BloomMLP: dense_h_to_4h -> bloom_gelu -> dense_4h_to_h, plus the residual.</summary>

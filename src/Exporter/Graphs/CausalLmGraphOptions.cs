@@ -113,6 +113,19 @@ public sealed record CausalLmGraphOptions
     internal IReadOnlyList<string>? PrefixCacheTokens(GraphBuilder g, int numLayers) =>
         PrefixInCache ? Prefix?.CacheTokens(g, Tokens, CausalLmContract.PastKey(0), numLayers) : null;
 
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s attention over this step's q, k, v [batch, seq, heads * head_dim] as one
+    /// MultiHeadAttention node (<see cref="Attention.MultiHead"/>) that appends k and v to the layer's cache; with
+    /// <paramref name="prefixTokens"/> (<see cref="PrefixCacheTokens"/>) the cache-carried prefix goes in front of the
+    /// first step's k and v (empty afterwards). Returns [batch, seq, heads * head_dim].
+    /// </summary>
+    internal static string CachedAttention(GraphBuilder g, IReadOnlyList<string>? prefixTokens, int layer, string q, string k, string v, string bias, int heads, float scale)
+    {
+        string WithPrefix(string x, int index, string name) => prefixTokens == null ? x : g.Concat(1, [prefixTokens[index], x], name: name);
+        return Attention.MultiHead(g, q, WithPrefix(k, 2 * layer, "key/prompt_cache"), WithPrefix(v, 2 * layer + 1, "value/prompt_cache"), bias,
+            CausalLmContract.PastKey(layer), CausalLmContract.PastValue(layer), heads, scale, CausalLmContract.PresentKey(layer), CausalLmContract.PresentValue(layer));
+    }
+
     /// <summary>present = [prefix (first step only), past, current] along the sequence axis; [past, current] without a cache-carried prefix.</summary>
     internal static string AppendToCache(GraphBuilder g, IReadOnlyList<string>? prefixCache, int index, string past, string current, string present, string name) =>
         prefixCache == null

@@ -26,6 +26,8 @@ public sealed class Gpt2Graph
     private readonly CausalLmGraphOptions _options;
     /// <summary>Per layer the baked prefix keys/values that start the cache on the first step; null unless the cache carries a prefix.</summary>
     private IReadOnlyList<string>? _prefixCache;
+    /// <summary>The mask as an additive bias shared by every layer's MultiHeadAttention node; null where a constant prefix is attended beside the cache.</summary>
+    private string? _bias;
 
     private Gpt2Graph(Gpt2Config config, WeightSource weights, CausalLmGraphOptions options)
     {
@@ -65,7 +67,8 @@ public sealed class Gpt2Graph
             hidden = g.Add(inputsEmbeds, positionEmbeds, name: "embeddings/Add");
 
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _options.AttentionMask(g));
-            _prefixCache = _options.PrefixCache(g, _config.NLayer);
+            _bias = _options.AttendsPrefixBesideCache ? null : Attention.MaskedBias(g, g.Constant(0f), allowed);
+            _prefixCache = _bias != null ? _options.PrefixCacheTokens(g, _config.NLayer) : _options.PrefixCache(g, _config.NLayer);
             for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, allowed);
 
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);
@@ -110,6 +113,16 @@ public sealed class Gpt2Graph
 
         var qkv = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.c_attn"), x);
         var parts = g.Split(qkv, 2, 3);
+        var merged = _bias != null
+            ? CausalLmGraphOptions.CachedAttention(g, _prefixCache, i, parts[0], parts[1], parts[2], _bias, _heads, ScaleFactor(i))
+            : SpelledOutAttention(i, parts, allowed);
+        return Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.c_proj"), merged);
+    }
+
+    /// <summary>The attention node by node, for a constant prefix attended beside the cache.</summary>
+    private string SpelledOutAttention(int i, IReadOnlyList<string> parts, string allowed)
+    {
+        var g = _g;
         var q = Attention.SplitHeads(g, parts[0], _heads, _headDim, "query");
         var k = Attention.SplitHeads(g, parts[1], _heads, _headDim, "key");
         var v = Attention.SplitHeads(g, parts[2], _heads, _headDim, "value");
@@ -120,8 +133,16 @@ public sealed class Gpt2Graph
 
         var scores = Attention.Scores(g, q, k, prefix, s => Scale(s, i));
         var context = Attention.MaskedSoftmaxContext(g, scores, v, allowed, prefix);
-        var merged = Attention.MergeHeads(g, context, _hidden);
-        return Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.c_proj"), merged);
+        return Attention.MergeHeads(g, context, _hidden);
+    }
+
+    /// <summary>Both of <see cref="Scale"/>'s factors as one (a MultiHeadAttention node's scale).</summary>
+    private float ScaleFactor(int i)
+    {
+        double factor = 1.0;
+        if (_config.ScaleAttnWeights) factor /= Math.Sqrt(_headDim);
+        if (_config.ScaleAttnByInverseLayerIdx) factor /= i + 1;
+        return (float)factor;
     }
 
     /// <summary>The scaling of GPT2Attention's scores for layer <paramref name="i"/>.</summary>
@@ -131,10 +152,8 @@ public sealed class Gpt2Graph
         if (_config.ReorderAndUpcastAttn)
         {
             // _upcast_and_reordered_attn: one float32 baddbmm with alpha = the product of both scale factors
-            double factor = 1.0;
-            if (_config.ScaleAttnWeights) factor /= Math.Sqrt(_headDim);
-            if (_config.ScaleAttnByInverseLayerIdx) factor /= i + 1;
-            return factor == 1.0 ? scores : g.Mul(scores, g.Constant((float)factor));
+            var factor = ScaleFactor(i);
+            return factor == 1f ? scores : g.Mul(scores, g.Constant(factor));
         }
         // _attn: attn_weights / full([], head_dim ** 0.5), then / float(layer_idx + 1)
         if (_config.ScaleAttnWeights) scores = g.Div(scores, g.Constant((float)Math.Sqrt(_headDim)));

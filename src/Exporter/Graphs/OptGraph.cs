@@ -27,6 +27,8 @@ public sealed class OptGraph
     private readonly CausalLmGraphOptions _options;
     /// <summary>Per layer the baked prefix keys/values that start the cache on the first step; null unless the cache carries a prefix.</summary>
     private IReadOnlyList<string>? _prefixCache;
+    /// <summary>The mask as an additive bias shared by every layer's MultiHeadAttention node; null where a constant prefix is attended beside the cache.</summary>
+    private string? _bias;
     private string _mask = CausalLmContract.AttentionMask;
 
     private OptGraph(OptConfig config, WeightSource weights, CausalLmGraphOptions options)
@@ -71,7 +73,8 @@ public sealed class OptGraph
             if (_arch.HasProjections) inputsEmbeds = Layers.Linear(g, _weights, _options.Lora, Linear("model.decoder.project_in"), inputsEmbeds);
             hidden = g.Add(inputsEmbeds, posEmbeds, name: "embeddings/Add");
 
-            _prefixCache = _options.PrefixCache(g, _config.NumHiddenLayers);
+            _bias = _options.AttendsPrefixBesideCache ? null : Attention.MaskedBias(g, g.Constant(0f), allowed);
+            _prefixCache = _bias != null ? _options.PrefixCacheTokens(g, _config.NumHiddenLayers) : _options.PrefixCache(g, _config.NumHiddenLayers);
             for (int i = 0; i < _config.NumHiddenLayers; i++) hidden = DecoderLayer(i, hidden, allowed);
 
             if (_arch.HasFinalLayerNorm) hidden = LayerNorm("model.decoder.final_layer_norm", hidden);
@@ -148,17 +151,29 @@ public sealed class OptGraph
         using var _ = g.Scope(ModulePath.ToScope(p));
 
         var query = g.Mul(Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.q_proj"), x), g.Constant((float)Math.Pow(_headDim, -0.5)), name: "scaling/Mul");
+        var key = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.k_proj"), x);
+        var value = Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.v_proj"), x);
+        // the query is already scaled, as OPTAttention scales it: the node's own scale is 1
+        var merged = _bias != null
+            ? CausalLmGraphOptions.CachedAttention(g, _prefixCache, i, query, key, value, _bias, _heads, 1f)
+            : SpelledOutAttention(i, query, key, value, allowed);
+        return Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.out_proj"), merged);
+    }
+
+    /// <summary>The attention node by node, for a constant prefix attended beside the cache.</summary>
+    private string SpelledOutAttention(int i, string query, string key, string value, string allowed)
+    {
+        var g = _g;
         var q = Attention.SplitHeads(g, query, _heads, _headDim, "query");
-        var k = Attention.SplitHeads(g, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.k_proj"), x), _heads, _headDim, "key");
-        var v = Attention.SplitHeads(g, Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.v_proj"), x), _heads, _headDim, "value");
+        var k = Attention.SplitHeads(g, key, _heads, _headDim, "key");
+        var v = Attention.SplitHeads(g, value, _heads, _headDim, "value");
 
         k = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i, CausalLmContract.PastKey(i), k, CausalLmContract.PresentKey(i), "key/Concat");
         v = CausalLmGraphOptions.AppendToCache(g, _prefixCache, 2 * i + 1, CausalLmContract.PastValue(i), v, CausalLmContract.PresentValue(i), "value/Concat");
         var prefix = _options.PrefixConstants(g, i, _heads);
 
         var context = Attention.MaskedSoftmaxContext(g, Attention.Scores(g, q, k, prefix), v, allowed, prefix);
-        var merged = Attention.MergeHeads(g, context, _hidden);
-        return Layers.Linear(g, _weights, _options.Lora, Linear($"{p}.out_proj"), merged);
+        return Attention.MergeHeads(g, context, _hidden);
     }
 
     /// <summary>An OPT LayerNorm over hidden_size (constant ones/zeros when layer_norm_elementwise_affine is false).</summary>

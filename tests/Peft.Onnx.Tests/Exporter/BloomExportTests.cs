@@ -160,36 +160,6 @@ public class BloomExportTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Attention_is_one_multi_head_attention_node_per_layer_sharing_one_alibi_and_mask_bias()
-    {
-        var dir = TempExports.Base(Paths.Case("bloom", "base_model"));
-        try
-        {
-            var graph = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir, CausalLmContract.ModelFile))).Graph;
-            var attention = graph.Node.Where(n => n.OpType == "MultiHeadAttention").ToList();
-            Assert.Equal(2, attention.Count);
-            // the node appends to the cache itself: present = [past, new] is its output, no Concat, MatMul or Softmax of attention is left
-            for (int i = 0; i < attention.Count; i++)
-            {
-                var node = attention[i];
-                Assert.Equal("com.microsoft", node.Domain);
-                Assert.Equal(4, node.Attribute.Single(a => a.Name == "num_heads").I);
-                Assert.Equal(1 / MathF.Sqrt(16), node.Attribute.Single(a => a.Name == "scale").F);
-                Assert.Equal([CausalLmContract.PastKey(i), CausalLmContract.PastValue(i)], node.Input.Skip(6));
-                Assert.Equal([CausalLmContract.PresentKey(i), CausalLmContract.PresentValue(i)], node.Output.Skip(1));
-            }
-            Assert.DoesNotContain(graph.Node, n => n.OpType is "Concat" or "Softmax" && n.Name.Contains("/self_attention/", StringComparison.Ordinal));
-            // one bias for every layer: ALiBi where the causal/padding mask allows, float.MinValue elsewhere
-            var bias = Assert.Single(attention.Select(n => n.Input[5]).Distinct());
-            var where = graph.Node.Single(n => n.Output.Contains(bias));
-            Assert.Equal("Where", where.OpType);
-            Assert.Contains(graph.Node, n => n.Output.Contains(where.Input[1]) && n.Name.Contains("/alibi/", StringComparison.Ordinal));
-            Assert.Contains(graph.Node, n => n.Output.Contains(where.Input[0]) && n.Name.Contains("/causal_mask/", StringComparison.Ordinal));
-        }
-        finally { Directory.Delete(dir, true); }
-    }
-
-    [Fact]
     public void Untied_lm_head_is_a_linear_layer()
     {
         // the fixture with tie_word_embeddings = false and lm_head.weight = a copy of the embeddings
