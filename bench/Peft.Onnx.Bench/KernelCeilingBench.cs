@@ -22,7 +22,7 @@ public static class KernelCeilingBench
         {
             rates[s.Key] = (KernelCeilingProbe.Resident(s, work, sizes.ResidentCodeBytes, sizes.ResidentRuns),
                 KernelCeilingProbe.Streamed(s, work, sizes.StreamedBytes, sizes.StreamedRuns));
-            log.WriteLine($"bench: kernel {s}: resident {rates[s.Key].Resident.WeightsPerSecond / 1e9:F2} G weights/s, streamed {rates[s.Key].Streamed.WeightsPerSecond / 1e9:F2} G weights/s ({rates[s.Key].Streamed.BytesPerSecond / 1e9:F2} GB/s)");
+            log.WriteLine($"bench: kernel {s}: resident {rates[s.Key].Resident.WeightsPerSecond / 1e9:F2} G weights/s (best {rates[s.Key].Resident.BestWeightsPerSecond / 1e9:F2}), streamed {rates[s.Key].Streamed.WeightsPerSecond / 1e9:F2} G weights/s ({rates[s.Key].Streamed.BytesPerSecond / 1e9:F2} GB/s; runs {rates[s.Key].Resident.RunMicroseconds:F0} / {rates[s.Key].Streamed.RunMicroseconds:F0} us, kernels {rates[s.Key].Resident.MeanMicroseconds:F0} / {rates[s.Key].Streamed.MeanMicroseconds:F0} us, {rates[s.Key].Streamed.Nodes} nodes)");
         }
         var settingsJson = settings.Select(s => new Dictionary<string, object?>
         {
@@ -33,7 +33,7 @@ public static class KernelCeilingBench
             ["streamed"] = rates[s.Key].Streamed.ToJson(),
             ["streamed_over_read_bandwidth"] = readBytesPerSecond > 0 ? Math.Round(rates[s.Key].Streamed.BytesPerSecond / readBytesPerSecond, 4) : null,
         }).ToList();
-        var modelsJson = models.Select(m => ModelJson(m, fp32StepMicroseconds, s => rates[s.Key].Resident.WeightsPerSecond, s => rates[s.Key].Streamed.WeightsPerSecond)).ToList();
+        var modelsJson = models.Select(m => ModelJson(m, fp32StepMicroseconds, s => rates[s.Key].Resident.BestWeightsPerSecond, s => rates[s.Key].Streamed.WeightsPerSecond)).ToList();
         foreach (var m in modelsJson)
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"bench: kernel ceiling {m["variant"]}: step at the resident rate {m["step_at_resident_rate_microseconds"]} us, at the streamed rate {m["step_at_streamed_rate_microseconds"]} us, the goal needs {m["needed_step_microseconds"]} us: {((bool)m["reachable_by_kernels"]! ? "reachable" : "NOT reachable")} by the kernels"));
@@ -55,8 +55,9 @@ public static class KernelCeilingBench
     private const string Note =
         "each MatMulNBits setting (bits, block, accuracy level, K x N) of the quantized exports timed alone at M = 1 with the Runtime's session settings " +
         "(intra_op_threads, idle threads sleeping), kernel time from ONNX Runtime's profiler: resident = one weight of about resident_code_bytes of codes " +
-        "(outputs cut to fit) run resident_runs times, the kernel's arithmetic ceiling; streamed = distinct weights of the real shape totalling streamed_bytes " +
-        "(several times the last-level cache), what a decode step sees. Per model: floor = sum over its MatMulNBits nodes of K x N / the setting's rate; " +
+        "(outputs cut to fit) run resident_runs times, the kernel's arithmetic ceiling (best_weights_per_second: each node's least time, no preemption); streamed = distinct weights of the real shape totalling streamed_bytes " +
+        "(several times the last-level cache), what a decode step sees. Per model: floor = sum over its MatMulNBits nodes of K x N / the setting's rate (resident: best_weights_per_second, " +
+        "the most generous; streamed: weights_per_second); " +
         "rest = its measured batch-1 decode step (the timed rounds, unprofiled) less the MatMulNBits kernel time of its batch-1 decode-step profile (rest_from: " +
         "whose step and profile, the default export of the same width where it has none; profile_rest_microseconds: the profiled run's own, inflated by the " +
         "profiler's cost per node); needed = float32's measured batch-1 decode step / the goal's ratio; reachable_by_kernels = floor at the resident rate + rest <= needed";

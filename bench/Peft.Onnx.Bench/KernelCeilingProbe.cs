@@ -57,13 +57,15 @@ public static class KernelCeilingProbe
             long blocks = format.BlockCount(s.K);
             for (int i = 0; i < nodes; i++)
             {
-                // every node gets its own initializers (ONNX Runtime loads and packs each one apart) from the same bytes
+                // every node gets its own initializers, each the same bytes rotated by the node's index (whole floats for
+                // scales): no two weights hold the same content, should anything share equal weights
+                int shift = i;
                 List<string> names =
                 [
-                    g.Initializer($"w{i}_Q{s.Bits}", InitializerData.Deferred(ElementType.UInt8, [n, blocks, format.BlobBytes], st => st.Write(codes))),
-                    g.Initializer($"w{i}_scales", InitializerData.Deferred(ElementType.Float, [n * blocks], st => st.Write(scales))),
+                    g.Initializer($"w{i}_Q{s.Bits}", InitializerData.Deferred(ElementType.UInt8, [n, blocks, format.BlobBytes], st => Rotated(st, codes, shift))),
+                    g.Initializer($"w{i}_scales", InitializerData.Deferred(ElementType.Float, [n * blocks], st => Rotated(st, scales, shift * sizeof(float)))),
                 ];
-                if (s.ZeroPoints) names.Add(g.Initializer($"w{i}_zero_points", InitializerData.Deferred(ElementType.UInt8, [zeroPoints.LongLength], st => st.Write(zeroPoints))));
+                if (s.ZeroPoints) names.Add(g.Initializer($"w{i}_zero_points", InitializerData.Deferred(ElementType.UInt8, [zeroPoints.LongLength], st => Rotated(st, zeroPoints, shift))));
                 QuantizedMatMul.Apply(g, new QuantizedWeightInputs(names, s.K, n, format), s.AccuracyLevel, "x", $"y{i}");
                 g.Output($"y{i}", ElementType.Float, 1, n);
             }
@@ -73,12 +75,19 @@ public static class KernelCeilingProbe
             var op = ((List<Dictionary<string, object?>>)summary["operators"]!).FirstOrDefault(o => (string?)o["op"] == "MatMulNBits")
                 ?? throw new InvalidOperationException("the ceiling model's profile holds no MatMulNBits kernel");
             return new KernelRate(nodes, s.K, n, nodes * (long)(codes.Length + scales.Length + (s.ZeroPoints ? zeroPoints.Length : 0)),
-                (double)op["microseconds_per_step"]!, Convert.ToDouble(op["least_microseconds_per_step"]));
+                (double)op["microseconds_per_step"]!, Convert.ToDouble(op["least_microseconds_per_step"]), (double)summary["run_microseconds_per_step"]!);
         }
         finally
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, true);
         }
+    }
+
+    private static void Rotated(Stream stream, byte[] bytes, int shift)
+    {
+        int start = bytes.Length > 0 ? shift % bytes.Length : 0;
+        stream.Write(bytes, start, bytes.Length - start);
+        stream.Write(bytes, 0, start);
     }
 
     /// <summary>The profile summary (<see cref="DecodeStepProfile.Summarize"/>) of <paramref name="runs"/> runs after the warm-up ones.</summary>

@@ -37,7 +37,7 @@ public static class QuantizedTable
                 var resident = k.GetProperty("resident");
                 var streamed = k.GetProperty("streamed");
                 o.WriteLine($"  kernel {k.GetProperty("bits").GetInt32()}-bit block {k.GetProperty("block_size").GetInt32(),-3} level {k.GetProperty("accuracy_level").GetInt32()} " +
-                    $"{k.GetProperty("k").GetInt64()}x{k.GetProperty("n").GetInt64(),-6}: resident {resident.GetProperty("weights_per_second").GetDouble() / 1e9,6:F2} G weights/s " +
+                    $"{k.GetProperty("k").GetInt64()}x{k.GetProperty("n").GetInt64(),-6}: resident {resident.GetProperty("weights_per_second").GetDouble() / 1e9,6:F2} G weights/s (best {resident.GetProperty("best_weights_per_second").GetDouble() / 1e9:F2}) " +
                     $"({resident.GetProperty("gb_per_second").GetDouble():F2} GB/s), streamed {streamed.GetProperty("weights_per_second").GetDouble() / 1e9,6:F2} G weights/s " +
                     $"({streamed.GetProperty("gb_per_second").GetDouble():F2} GB/s, read bandwidth {ceiling.GetProperty("read_gb_per_second").GetDouble():F2})");
             }
