@@ -33,7 +33,7 @@ public static class KernelCeilingBench
             ["streamed"] = rates[s.Key].Streamed.ToJson(),
             ["streamed_over_read_bandwidth"] = readBytesPerSecond > 0 ? Math.Round(rates[s.Key].Streamed.BytesPerSecond / readBytesPerSecond, 4) : null,
         }).ToList();
-        var modelsJson = models.Select(m => ModelJson(m, fp32StepMicroseconds, s => rates[s.Key].Resident.BestWeightsPerSecond, s => rates[s.Key].Streamed.WeightsPerSecond)).ToList();
+        var modelsJson = models.Select(m => ModelJson(m, fp32StepMicroseconds, s => rates[s.Key].Resident.BestWeightsPerSecond, s => rates[s.Key].Streamed.BestWeightsPerSecond)).ToList();
         foreach (var m in modelsJson)
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"bench: kernel ceiling {m["variant"]}: step at the resident rate {m["step_at_resident_rate_microseconds"]} us, at the streamed rate {m["step_at_streamed_rate_microseconds"]} us, the goal needs {m["needed_step_microseconds"]} us: {((bool)m["reachable_by_kernels"]! ? "reachable" : "NOT reachable")} by the kernels"));
@@ -56,18 +56,17 @@ public static class KernelCeilingBench
         "each MatMulNBits setting (bits, block, accuracy level, K x N) of the quantized exports timed alone at M = 1 with the Runtime's session settings " +
         "(intra_op_threads, idle threads sleeping), kernel time from ONNX Runtime's profiler: resident = one weight of about resident_code_bytes of codes " +
         "(outputs cut to fit) run resident_runs times, the kernel's arithmetic ceiling (best_weights_per_second: each node's least time, no preemption); streamed = distinct weights of the real shape totalling streamed_bytes " +
-        "(several times the last-level cache), what a decode step sees. Per model: floor = sum over its MatMulNBits nodes of K x N / the setting's rate (resident: best_weights_per_second, " +
-        "the most generous; streamed: weights_per_second); " +
-        "rest = its measured batch-1 decode step (the timed rounds, unprofiled) less the MatMulNBits kernel time of its batch-1 decode-step profile (rest_from: " +
-        "whose step and profile, the default export of the same width where it has none; profile_rest_microseconds: the profiled run's own, inflated by the " +
-        "profiler's cost per node); needed = float32's measured batch-1 decode step / the goal's ratio; reachable_by_kernels = floor at the resident rate + rest <= needed";
+        "(several times the last-level cache), what a decode step sees. Per model: floor = sum over its MatMulNBits nodes of K x N / the setting's rate (best_weights_per_second of each regime: each node's least time over the runs, " +
+        "what the kernel does when no other process preempts it; the means are beside them); " +
+        "rest = its measured batch-1 decode step (the timed rounds, unprofiled) x the share of its batch-1 decode-step profile's run spent outside " +
+        "MatMulNBits kernels (profile_rest_microseconds / profile_run_microseconds; the profiled steps and the timed rounds see different loads on a shared " +
+        "machine); rest_from: whose step and profile, the default export of the same width where it has none; needed = float32's measured batch-1 decode step / the goal's ratio; reachable_by_kernels = floor at the resident rate + rest <= needed, reachable_at_streamed_rate the same at the streamed rate";
 
     /// <summary>One model's floors and verdicts (<see cref="StepVerdict"/>) at both rates.</summary>
     public static Dictionary<string, object?> ModelJson(CeilingModel m, double fp32StepMicroseconds,
         Func<MatMulNBitsShape, double> residentRate, Func<MatMulNBitsShape, double> streamedRate)
     {
-        // the profiler's own cost per node inflates the profiled run; the timed rounds' step has none
-        double rest = StepVerdict.Rest(m.StepMicroseconds, m.ProfileMatMulNBitsMicroseconds);
+        double rest = StepVerdict.Rest(m.StepMicroseconds, m.ProfileRunMicroseconds, m.ProfileMatMulNBitsMicroseconds);
         double needed = StepVerdict.Needed(fp32StepMicroseconds, m.GoalRatio);
         var resident = new StepVerdict(StepVerdict.Floor(m.Shapes, residentRate), rest, needed);
         var streamed = new StepVerdict(StepVerdict.Floor(m.Shapes, streamedRate), rest, needed);
@@ -81,7 +80,7 @@ public static class KernelCeilingBench
             ["matmulnbits_bytes_per_step"] = m.Shapes.Sum(s => s.Count * s.NodeBytes),
             ["step_microseconds"] = R(m.StepMicroseconds),
             ["profile_run_microseconds"] = R(m.ProfileRunMicroseconds),
-            ["profile_rest_microseconds"] = R(StepVerdict.Rest(m.ProfileRunMicroseconds, m.ProfileMatMulNBitsMicroseconds)),
+            ["profile_rest_microseconds"] = R(Math.Max(0, m.ProfileRunMicroseconds - m.ProfileMatMulNBitsMicroseconds)),
             ["profile_matmulnbits_microseconds"] = R(m.ProfileMatMulNBitsMicroseconds),
             ["rest_microseconds"] = R(rest),
             ["rest_from"] = m.RestFrom,

@@ -19,8 +19,13 @@ public sealed record StepVerdict(double FloorMicroseconds, double RestMicrosecon
     public static double Floor(IEnumerable<MatMulNBitsShape> shapes, Func<MatMulNBitsShape, double> weightsPerSecond) =>
         shapes.Sum(s => weightsPerSecond(s) is var rate and > 0 ? s.Weights / rate * 1e6 : double.PositiveInfinity);
 
-    /// <summary>A step's time outside MatMulNBits: the step less the MatMulNBits kernels in it.</summary>
-    public static double Rest(double runMicroseconds, double matMulNBitsMicroseconds) => Math.Max(0, runMicroseconds - matMulNBitsMicroseconds);
+    /// <summary>
+    /// A measured step's time outside MatMulNBits: the step times the share of its profiled run spent outside MatMulNBits
+    /// kernels. The share, not the profile's microseconds: on a shared machine the profiled steps and the timed rounds
+    /// see different loads, so only fractions of one run carry over to the other.
+    /// </summary>
+    public static double Rest(double stepMicroseconds, double profileRunMicroseconds, double profileMatMulNBitsMicroseconds) =>
+        profileRunMicroseconds > 0 ? stepMicroseconds * Math.Max(0, profileRunMicroseconds - profileMatMulNBitsMicroseconds) / profileRunMicroseconds : 0;
 
     /// <summary>The step a goal of <paramref name="goalRatio"/> times float32's decode speed allows.</summary>
     public static double Needed(double fp32StepMicroseconds, double goalRatio) => fp32StepMicroseconds / goalRatio;

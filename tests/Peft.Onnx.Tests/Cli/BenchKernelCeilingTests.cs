@@ -63,8 +63,10 @@ public class BenchKernelCeilingTests
         double Rate(MatMulNBitsShape s) => s.Bits == 4 ? 20e9 : 10e9;
         double floor = StepVerdict.Floor([body, head], Rate);
         Assert.Equal(24.0 * 1024 * 4096 / 20e9 * 1e6 + 1024.0 * 250880 / 10e9 * 1e6, floor, 6);
-        Assert.Equal(30_000.0 + 0, StepVerdict.Rest(40_000, 10_000));
-        Assert.Equal(0.0, StepVerdict.Rest(9_000, 10_000));
+        // the rest: the measured step times the profile's share outside MatMulNBits (10,000 of 50,000 us)
+        Assert.Equal(8_000.0, StepVerdict.Rest(40_000, 50_000, 40_000), 9);
+        Assert.Equal(0.0, StepVerdict.Rest(9_000, 9_000, 10_000));
+        Assert.Equal(0.0, StepVerdict.Rest(9_000, 0, 0));
         Assert.Equal(25_000.0, StepVerdict.Needed(100_000, 4.0));
         var verdict = new StepVerdict(floor, 10_000, 25_000);
         Assert.Equal(floor + 10_000, verdict.StepMicroseconds);
@@ -76,7 +78,7 @@ public class BenchKernelCeilingTests
     }
 
     [Fact]
-    public void Model_json_takes_rest_from_the_measured_step_and_judges_both_rates()
+    public void Model_json_scales_the_measured_step_by_the_profiles_share_outside_matmulnbits_and_judges_both_rates()
     {
         var shapes = new List<MatMulNBitsShape> { new(4, 32, 4, false, 1000, 2000, 10), new(8, 32, 4, false, 1000, 5000, 1) };
         // 20,000,000 + 5,000,000 weights per step
@@ -85,20 +87,20 @@ public class BenchKernelCeilingTests
             residentRate: s => s.Bits == 4 ? 10e9 : 5e9, streamedRate: s => s.Bits == 4 ? 4e9 : 2.5e9);
         Assert.Equal(11, json["matmulnbits_nodes"]);
         Assert.Equal(25_000_000L, json["matmulnbits_weights_per_step"]);
-        Assert.Equal(2_000.0, json["rest_microseconds"]);
+        Assert.Equal(3_750.0, json["rest_microseconds"]); // 9,000 x (12,000 - 7,000) / 12,000
         Assert.Equal(5_000.0, json["profile_rest_microseconds"]);
         Assert.Equal(3_000.0, json["floor_resident_microseconds"]); // 2,000 + 1,000
         Assert.Equal(7_000.0, json["floor_streamed_microseconds"]); // 5,000 + 2,000
         Assert.Equal(10_000.0, json["needed_step_microseconds"]);
-        Assert.Equal(5_000.0, json["step_at_resident_rate_microseconds"]);
-        Assert.Equal(9_000.0, json["step_at_streamed_rate_microseconds"]);
-        Assert.Equal(8.0, json["best_over_fp32"]);
-        Assert.Equal(Math.Round(40_000 / 9_000.0, 3), json["streamed_over_fp32"]);
+        Assert.Equal(6_750.0, json["step_at_resident_rate_microseconds"]);
+        Assert.Equal(10_750.0, json["step_at_streamed_rate_microseconds"]);
+        Assert.Equal(Math.Round(40_000 / 6_750.0, 3), json["best_over_fp32"]);
+        Assert.Equal(Math.Round(40_000 / 10_750.0, 3), json["streamed_over_fp32"]);
         Assert.Equal(true, json["reachable_by_kernels"]);
-        Assert.Equal(true, json["reachable_at_streamed_rate"]);
+        Assert.Equal(false, json["reachable_at_streamed_rate"]); // 10,750 > 10,000
         Assert.Equal("int4", json["rest_from"]);
         var slow = KernelCeilingBench.ModelJson(m, 40_000, _ => 1e9, _ => 1e9);
-        Assert.Equal(false, slow["reachable_by_kernels"]); // 25,000 + 2,000 > 10,000
+        Assert.Equal(false, slow["reachable_by_kernels"]); // 25,000 + 3,750 > 10,000
     }
 
     [Fact]
