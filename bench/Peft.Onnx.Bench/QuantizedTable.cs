@@ -44,8 +44,9 @@ public static class QuantizedTable
             foreach (var m in ceiling.GetProperty("models").EnumerateArray())
                 o.WriteLine($"  ceiling {m.GetProperty("variant").GetString(),-12}: MatMulNBits floor {m.GetProperty("floor_resident_microseconds").GetDouble() / 1e3:F2} ms resident " +
                     $"({m.GetProperty("floor_streamed_microseconds").GetDouble() / 1e3:F2} ms streamed) + rest {m.GetProperty("rest_microseconds").GetDouble() / 1e3:F2} ms " +
-                    $"vs {m.GetProperty("needed_step_microseconds").GetDouble() / 1e3:F2} ms needed for x{m.GetProperty("goal_over_fp32").GetDouble():F1}: at best x{m.GetProperty("best_over_fp32").GetDouble():F2} fp32, " +
-                    (m.GetProperty("reachable_by_kernels").GetBoolean() ? "reachable by the kernels" : "NOT reachable by the kernels"));
+                    $"vs {m.GetProperty("needed_step_microseconds").GetDouble() / 1e3:F2} ms needed for x{m.GetProperty("goal_over_fp32").GetDouble():F1}: " +
+                    $"at best x{m.GetProperty("best_over_fp32").GetDouble():F2} fp32 ({(m.GetProperty("reachable_by_kernels").GetBoolean() ? "reachable" : "NOT reachable")} by the kernels' arithmetic), " +
+                    $"x{m.GetProperty("streamed_over_fp32").GetDouble():F2} at their streamed rate ({(m.GetProperty("reachable_at_streamed_rate").GetBoolean() ? "reachable" : "NOT reachable")})");
         }
         if (q.TryGetProperty("profiles", out var profiles))
             foreach (var p in profiles.EnumerateObject())
