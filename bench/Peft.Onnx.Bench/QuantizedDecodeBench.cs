@@ -28,12 +28,23 @@ public static class QuantizedDecodeBench
         var checkpoint = Path.Combine(work, "quant-ckpt");
         var names = new[] { "fp32" }.Concat(s.Quantize).ToList();
         var dirs = names.ToDictionary(n => n, n => Path.Combine(work, "quant-" + n));
+        // the int4 options ride along with the default int4 export, decoded at batch 1 only
+        var options = s.Quantize.Contains("int4") ? Int4Option.All : [];
+        foreach (var o in options) dirs[o.Name] = Path.Combine(work, "quant-" + o.Name);
         try
         {
             long bytes = RandomCheckpoint.WriteAny(checkpoint, config);
             log.WriteLine($"bench: wrote a random {label} checkpoint ({bytes / 1048576.0:F0} MB) for the quantized exports");
             var exports = Export(checkpoint, names, dirs, work, log);
+            var optionSeconds = options.ToDictionary(o => o.Name, o =>
+            {
+                double seconds = o.Export(checkpoint, dirs[o.Name]);
+                log.WriteLine($"bench: export {o.Name} ({o.Arguments}, in process, no check): {seconds:F1} s");
+                return seconds;
+            });
             Directory.Delete(checkpoint, true);
+            var shapes = s.Quantize.Concat(options.Select(o => o.Name))
+                .ToDictionary(n => n, n => MatMulNBitsShape.Read(Path.Combine(dirs[n], Core.Onnx.CausalLmContract.ModelFile)));
 
             long lookupBytes = (long)vocab * hidden * 4;
             var variants = names.Select(n => new BenchVariant(n, dirs[n], 0)).ToList();
@@ -41,10 +52,26 @@ public static class QuantizedDecodeBench
             int rounds = s.Quick ? s.Repeats : Math.Min(s.Repeats, MaxRounds);
             int[] batches = s.Quick ? [1, 2] : [1, 8];
             var before = MemoryProbe.ReadBandwidth(arrayBytes, passes: 3);
-            var figures = batches.SelectMany(b => GenerationBench.RunInterleaved(variants, b, s.PromptLength, s.NewTokens, before, rounds, TimeSpan.Zero)).ToList();
+            var optionVariants = options.Select(o => new BenchVariant(o.Name, dirs[o.Name], 0)).ToList();
+            var all = batches.SelectMany(b => GenerationBench.RunInterleaved(b == 1 ? [.. variants, .. optionVariants] : variants, b, s.PromptLength, s.NewTokens, before, rounds, TimeSpan.Zero)).ToList();
             var after = MemoryProbe.ReadBandwidth(arrayBytes, passes: 3);
+            foreach (var o in options) Directory.Delete(dirs[o.Name], true);
             double bandwidth = Math.Max(before, after);
+            var figures = all.Where(f => names.Contains(f.Variant)).ToList();
             var decode = figures.Select(f => DecodeJson(f, figures.First(g => g.Variant == "fp32" && g.Batch == f.Batch), f.Variant == "fp32" ? 0 : lookupBytes, bandwidth, log)).ToList();
+            var fp32Batch1 = figures.First(f => f.Variant == "fp32" && f.Batch == 1);
+            var int4Options = options.Select(o =>
+            {
+                var json = DecodeJson(all.First(f => f.Variant == o.Name), fp32Batch1, lookupBytes, bandwidth, log);
+                return new Dictionary<string, object?>
+                {
+                    ["variant"] = o.Name, ["export_arguments"] = o.Arguments, ["block_size"] = o.BlockSize, ["head"] = o.HeadBits ?? "int8",
+                    ["export_seconds"] = BenchRunner.R(optionSeconds[o.Name]),
+                    ["paired_decode_over_fp32"] = json["paired_decode_over_fp32"], ["decode_tokens_per_second"] = json["decode_tokens_per_second"],
+                    ["weight_bytes"] = json["weight_bytes"], ["bytes_per_token"] = json["bytes_per_token"],
+                    ["bandwidth_limit_tokens_per_second"] = json["bandwidth_limit_tokens_per_second"], ["fraction_of_bandwidth_limit"] = json["fraction_of_bandwidth_limit"],
+                };
+            }).ToList();
 
             var genai = new List<Dictionary<string, object?>>();
             string? genAiNote = null;
@@ -74,12 +101,28 @@ public static class QuantizedDecodeBench
                 ["genai_note"] = s.GenAi ? genAiNote : "skipped (--no-genai or --skip genai)",
                 ["note"] = Note,
             };
-            var missed = BenchGoals.Judge(System.Text.Json.JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["quantized"] = result }))
-                .Where(g => g.Value is Dictionary<string, object?> d && d["met"] is false).Select(g => g.Key).ToList();
+            if (options.Count > 0)
+            {
+                result["int4_options"] = int4Options;
+                result["int4_options_note"] = Int4OptionsNote;
+            }
+            var judged = BenchGoals.Judge(System.Text.Json.JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["quantized"] = result }));
+            var missed = judged.Where(g => g.Value is Dictionary<string, object?> d && d["met"] is false).Select(g => g.Key).ToList();
             result["goals_missed"] = missed;
             log.WriteLine("bench: profiling decode steps (every model at batch 1, fp32 at the largest batch)");
             var profiles = StepProfiles(names, dirs, batches.Max(), work, s.PromptLength);
             result["decode_step_profiles"] = profiles;
+            var ceilingModels = shapes.Select(kv =>
+            {
+                // an option is held to the int4 goal and takes the default int4 export's time outside MatMulNBits
+                string width = names.Contains(kv.Key) ? kv.Key : "int4";
+                var (run, nbits) = CeilingModel.FromProfile(profiles.First(p => (string?)p["variant"] == width && (int?)p["batch"] == 1));
+                double goal = judged.GetValueOrDefault($"quantized_{width}_decode_over_fp32") is Dictionary<string, object?> g ? (double)g["target"]! : double.NaN;
+                double step = 1e6 / figures.First(f => f.Variant == width && f.Batch == 1).DecodeTokensPerSecond;
+                return new CeilingModel(kv.Key, kv.Value, goal, step, run, nbits, width);
+            }).Where(m => double.IsFinite(m.GoalRatio)).ToList();
+            result["kernel_ceiling"] = KernelCeilingBench.Run(ceilingModels, 1e6 / fp32Batch1.DecodeTokensPerSecond, bandwidth,
+                s.Quick ? KernelCeilingSizes.Quick() : KernelCeilingSizes.Full(), work, log);
             if (missed.Count > 0)
             {
                 log.WriteLine($"bench: quantized goals missed ({string.Join(", ", missed)}): see each quantized model's profile");
@@ -130,6 +173,11 @@ public static class QuantizedDecodeBench
             Directory.Delete(threaded.Dir, true);
         }
     }
+
+    private const string Int4OptionsNote =
+        "other int4 exports of the same checkpoint (export_arguments; in process, without the ORT check), decoded at batch 1 in the same interleaved rounds " +
+        "as fp32 and the default exports (paired_decode_over_fp32 against fp32's same rounds; no GenAI run, no batch 8): what a larger block or an int4 head " +
+        "buys at ONNX Runtime's MatMulNBits kernels on this processor (accuracy: README's quantized-export table)";
 
     private const string Note =
         "each export runs in a child process between two copies (+ fsync) of the checkpoint: export_over_copy divides its seconds by their mean; " +

@@ -22,6 +22,32 @@ public static class QuantizedTable
                 $", {d.GetProperty("fraction_of_bandwidth_limit").GetDouble():P0} of its bandwidth limit" +
                 (run.ValueKind == JsonValueKind.Object && run.TryGetProperty("ours_over_genai", out var r) && r.ValueKind == JsonValueKind.Number ? $", x{r.GetDouble():F2} GenAI" : ""));
         }
+        if (q.TryGetProperty("int4_options", out var options))
+            foreach (var x in options.EnumerateArray())
+            {
+                var paired = x.GetProperty("paired_decode_over_fp32");
+                o.WriteLine($"  option {x.GetProperty("variant").GetString(),-12} ({x.GetProperty("export_arguments").GetString()}): " +
+                    (paired.ValueKind == JsonValueKind.Number ? $"x{paired.GetDouble():F2} fp32" : "no paired ratio") +
+                    $", {x.GetProperty("bytes_per_token").GetInt64() / 1048576.0:F0} MB per token, {x.GetProperty("fraction_of_bandwidth_limit").GetDouble():P0} of its bandwidth limit");
+            }
+        if (q.TryGetProperty("kernel_ceiling", out var ceiling))
+        {
+            foreach (var k in ceiling.GetProperty("settings").EnumerateArray())
+            {
+                var resident = k.GetProperty("resident");
+                var streamed = k.GetProperty("streamed");
+                o.WriteLine($"  kernel {k.GetProperty("bits").GetInt32()}-bit block {k.GetProperty("block_size").GetInt32(),-3} level {k.GetProperty("accuracy_level").GetInt32()} " +
+                    $"{k.GetProperty("k").GetInt64()}x{k.GetProperty("n").GetInt64(),-6}: resident {resident.GetProperty("weights_per_second").GetDouble() / 1e9,6:F2} G weights/s (best {resident.GetProperty("best_weights_per_second").GetDouble() / 1e9:F2}) " +
+                    $"({resident.GetProperty("gb_per_second").GetDouble():F2} GB/s), streamed {streamed.GetProperty("weights_per_second").GetDouble() / 1e9,6:F2} G weights/s " +
+                    $"({streamed.GetProperty("gb_per_second").GetDouble():F2} GB/s, read bandwidth {ceiling.GetProperty("read_gb_per_second").GetDouble():F2})");
+            }
+            foreach (var m in ceiling.GetProperty("models").EnumerateArray())
+                o.WriteLine($"  ceiling {m.GetProperty("variant").GetString(),-12}: MatMulNBits floor {m.GetProperty("floor_resident_microseconds").GetDouble() / 1e3:F2} ms resident " +
+                    $"({m.GetProperty("floor_streamed_microseconds").GetDouble() / 1e3:F2} ms streamed) + rest {m.GetProperty("rest_microseconds").GetDouble() / 1e3:F2} ms " +
+                    $"vs {m.GetProperty("needed_step_microseconds").GetDouble() / 1e3:F2} ms needed for x{m.GetProperty("goal_over_fp32").GetDouble():F1}: " +
+                    $"at best x{m.GetProperty("best_over_fp32").GetDouble():F2} fp32 ({(m.GetProperty("reachable_by_kernels").GetBoolean() ? "reachable" : "NOT reachable")} by the kernels' arithmetic), " +
+                    $"x{m.GetProperty("streamed_over_fp32").GetDouble():F2} at their streamed rate ({(m.GetProperty("reachable_at_streamed_rate").GetBoolean() ? "reachable" : "NOT reachable")})");
+        }
         if (q.TryGetProperty("profiles", out var profiles))
             foreach (var p in profiles.EnumerateObject())
             {

@@ -113,6 +113,53 @@ public class BenchCommandTests
             .Select(p => (p.GetProperty("variant").GetString(), p.GetProperty("batch").GetInt32(), p.GetProperty("warm_up").GetBoolean())).ToList();
         Assert.Equal([("fp32", 1, true), ("int4", 1, true), ("fp32", 2, true)], stepProfiles);
 
+        // the int4 options: decoded at batch 1 beside fp32 (paired), none of them in decode or the goals
+        var options = q.GetProperty("int4_options").EnumerateArray().ToList();
+        Assert.Equal(["int4-b32", "int4-b32-h4", "int4-b64-h4", "int4-b128-h4"], options.Select(o => o.GetProperty("variant").GetString()));
+        Assert.Equal("--quantize int4 --block-size 64 --head-quantize int4", options[2].GetProperty("export_arguments").GetString());
+        Assert.All(options, o => Assert.True(o.GetProperty("paired_decode_over_fp32").GetDouble() > 0));
+        Assert.All(options, o => Assert.True(o.GetProperty("fraction_of_bandwidth_limit").GetDouble() > 0));
+        // an int4 head and larger blocks (fewer scales) mean fewer bytes, but for block 128: bloom-mini's inputs (64) pad to a whole
+        // block, twice the codes; the default block-16 int4 export is larger than blocks of 32
+        var optionBytes = options.Select(o => o.GetProperty("weight_bytes").GetInt64()).ToList();
+        Assert.True(optionBytes[0] > optionBytes[1] && optionBytes[1] > optionBytes[2] && optionBytes[3] > optionBytes[2], string.Join(", ", optionBytes));
+        Assert.True(exports[1].GetProperty("weight_bytes").GetInt64() > optionBytes[0]);
+        Assert.All(options, o => Assert.Equal(o.GetProperty("weight_bytes").GetInt64() - 1000L * 64 * 4 + decode[1].GetProperty("kv_cache_bytes_per_step").GetInt64(),
+            o.GetProperty("bytes_per_token").GetInt64()));
+
+        // the kernel ceiling: every distinct MatMulNBits setting of the five int4 exports timed, every model judged
+        var ceiling = q.GetProperty("kernel_ceiling");
+        var settings = ceiling.GetProperty("settings").EnumerateArray().ToList();
+        var defaultInt4 = settings.Where(k => k.GetProperty("in_models").EnumerateArray().Any(m => m.GetString() == "int4"))
+            .Select(k => $"{k.GetProperty("bits").GetInt32()}/{k.GetProperty("block_size").GetInt32()}/{k.GetProperty("accuracy_level").GetInt32()} {k.GetProperty("k").GetInt64()}x{k.GetProperty("n").GetInt64()}").ToList();
+        // bloom-mini: hidden 64, fused qkv 64 -> 192, dense, 4h MLP; the head (vocab 1000) at int8 of the same block
+        Assert.Equal(["4/16/4 64x192", "4/16/4 64x64", "4/16/4 64x256", "4/16/4 256x64", "8/16/4 64x1000"], defaultInt4);
+        Assert.Equal(settings.Count, settings.Select(k => k.GetProperty("in_models").GetRawText() + k.GetProperty("bits") + k.GetProperty("block_size") + k.GetProperty("k") + k.GetProperty("n")).Distinct().Count());
+        foreach (var k in settings)
+            foreach (var regime in new[] { "resident", "streamed" })
+            {
+                var rate = k.GetProperty(regime);
+                Assert.True(rate.GetProperty("weights_per_second").GetDouble() > 0, regime);
+                Assert.True(rate.GetProperty("best_weights_per_second").GetDouble() >= rate.GetProperty("weights_per_second").GetDouble() * 0.999, regime);
+                Assert.InRange(rate.GetProperty("n_measured").GetInt64(), 1, k.GetProperty("n").GetInt64());
+            }
+        var fp32Step = 1e6 / decode[0].GetProperty("decode_tokens_per_second").GetDouble();
+        Assert.Equal(fp32Step, ceiling.GetProperty("fp32_step_microseconds").GetDouble(), 0.051);
+        var models = ceiling.GetProperty("models").EnumerateArray().ToList();
+        Assert.Equal(["int4", "int4-b32", "int4-b32-h4", "int4-b64-h4", "int4-b128-h4"], models.Select(m => m.GetProperty("variant").GetString()));
+        // 2 layers x 4 linear layers + the head
+        Assert.Equal(9, models[0].GetProperty("matmulnbits_nodes").GetInt32());
+        Assert.Equal(2L * (64 * 192 + 64 * 64 + 64 * 256 + 256 * 64) + 64 * 1000, models[0].GetProperty("matmulnbits_weights_per_step").GetInt64());
+        foreach (var judged in models)
+        {
+            Assert.Equal(4.0, judged.GetProperty("goal_over_fp32").GetDouble());
+            Assert.Equal("int4", judged.GetProperty("rest_from").GetString());
+            Assert.Equal(Math.Round(fp32Step / 4, 1), judged.GetProperty("needed_step_microseconds").GetDouble(), 0.051);
+            double step = judged.GetProperty("step_at_resident_rate_microseconds").GetDouble();
+            Assert.Equal(judged.GetProperty("floor_resident_microseconds").GetDouble() + judged.GetProperty("rest_microseconds").GetDouble(), step, 0.11);
+            Assert.Equal(step <= judged.GetProperty("needed_step_microseconds").GetDouble(), judged.GetProperty("reachable_by_kernels").GetBoolean());
+        }
+
         var m = json.GetProperty("multi_adapter");
         Assert.Equal([8, 9, 10, 11, 12, 13, 14, 16], m.GetProperty("ranks").EnumerateArray().Select(x => x.GetInt32()));
         // the goals on the small random checkpoint of bloomz-560m's config (--quick), the --base's ratios beside them
@@ -143,6 +190,9 @@ public class BenchCommandTests
         QuantizedTable.Print(q, table);
         MultiAdapterTable.Print(m, table);
         Assert.Contains("decode int4  batch 1:", table.ToString());
+        Assert.Contains("option int4-b64-h4  (--quantize int4 --block-size 64 --head-quantize int4): x", table.ToString());
+        Assert.Contains("kernel 4-bit block 16  level 4 64x192   : resident", table.ToString());
+        Assert.Contains("ceiling int4        : MatMulNBits floor", table.ToString());
         Assert.Contains("32 adapters:", table.ToString());
         Assert.Contains(") on bloom-mini:", table.ToString());
         Assert.Contains("on tiny-bloom-fin (not a goal): mixed batch 8 x", table.ToString());
