@@ -65,7 +65,7 @@ public static class QuantizedDecodeBench
                 var json = DecodeJson(all.First(f => f.Variant == o.Name), fp32Batch1, lookupBytes, bandwidth, log);
                 return new Dictionary<string, object?>
                 {
-                    ["variant"] = o.Name, ["export_arguments"] = o.Arguments, ["block_size"] = o.BlockSize, ["head"] = o.HeadBits ?? "int8",
+                    ["variant"] = o.Name, ["export_arguments"] = o.Arguments, ["block_size"] = o.Quantization.Format.BlockSize, ["head"] = o.HeadBits ?? "int8", ["attention"] = o.AttentionBits ?? "int8",
                     ["export_seconds"] = BenchRunner.R(optionSeconds[o.Name]),
                     ["paired_decode_over_fp32"] = json["paired_decode_over_fp32"], ["decode_tokens_per_second"] = json["decode_tokens_per_second"],
                     ["weight_bytes"] = json["weight_bytes"], ["bytes_per_token"] = json["bytes_per_token"],
@@ -176,8 +176,8 @@ public static class QuantizedDecodeBench
 
     private const string Int4OptionsNote =
         "other int4 exports of the same checkpoint (export_arguments; in process, without the ORT check), decoded at batch 1 in the same interleaved rounds " +
-        "as fp32 and the default exports (paired_decode_over_fp32 against fp32's same rounds; no GenAI run, no batch 8): what a larger block or an int4 head " +
-        "buys at ONNX Runtime's MatMulNBits kernels on this processor (accuracy: README's quantized-export table)";
+        "as fp32 and the default exports (paired_decode_over_fp32 against fp32's same rounds; no GenAI run, no batch 8): what a smaller block, int4 attention or an int4 head " +
+        "give at ONNX Runtime's MatMulNBits kernels on this processor (accuracy: README's quantized-export table)";
 
     private const string Note =
         "each export runs in a child process between two copies (+ fsync) of the checkpoint: export_over_copy divides its seconds by their mean; " +

@@ -26,7 +26,7 @@ public static class QuantizedTable
             foreach (var x in options.EnumerateArray())
             {
                 var paired = x.GetProperty("paired_decode_over_fp32");
-                o.WriteLine($"  option {x.GetProperty("variant").GetString(),-12} ({x.GetProperty("export_arguments").GetString()}): " +
+                o.WriteLine($"  option {x.GetProperty("variant").GetString(),-15} ({x.GetProperty("export_arguments").GetString()}): " +
                     (paired.ValueKind == JsonValueKind.Number ? $"x{paired.GetDouble():F2} fp32" : "no paired ratio") +
                     $", {x.GetProperty("bytes_per_token").GetInt64() / 1048576.0:F0} MB per token, {x.GetProperty("fraction_of_bandwidth_limit").GetDouble():P0} of its bandwidth limit");
             }
@@ -42,7 +42,7 @@ public static class QuantizedTable
                     $"({streamed.GetProperty("gb_per_second").GetDouble():F2} GB/s, read bandwidth {ceiling.GetProperty("read_gb_per_second").GetDouble():F2})");
             }
             foreach (var m in ceiling.GetProperty("models").EnumerateArray())
-                o.WriteLine($"  ceiling {m.GetProperty("variant").GetString(),-12}: MatMulNBits floor {m.GetProperty("floor_resident_microseconds").GetDouble() / 1e3:F2} ms resident " +
+                o.WriteLine($"  ceiling {m.GetProperty("variant").GetString(),-15}: MatMulNBits floor {m.GetProperty("floor_resident_microseconds").GetDouble() / 1e3:F2} ms resident " +
                     $"({m.GetProperty("floor_streamed_microseconds").GetDouble() / 1e3:F2} ms streamed) + rest {m.GetProperty("rest_microseconds").GetDouble() / 1e3:F2} ms " +
                     $"vs {m.GetProperty("needed_step_microseconds").GetDouble() / 1e3:F2} ms needed for x{m.GetProperty("goal_over_fp32").GetDouble():F1}: " +
                     $"at best x{m.GetProperty("best_over_fp32").GetDouble():F2} fp32 ({(m.GetProperty("reachable_by_kernels").GetBoolean() ? "reachable" : "NOT reachable")} by the kernels' arithmetic), " +

@@ -78,7 +78,7 @@ public static class MultiAdapterExport
         var vectors = new List<IReadOnlyList<Ia3Vector>>();
         // --quantize: the base's linear layers become MatMulNBits, the stacks stay float32 (as QLoRA adapters are served);
         // soft prompts are baked with the quantized base, as the served model runs them
-        WeightSource baseWeights = options.Quantize == null ? checkpoint : new QuantizingWeights(checkpoint, options.Quantize, architecture.OutputHead);
+        WeightSource baseWeights = options.Quantize == null ? checkpoint : new QuantizingWeights(checkpoint, options.Quantize, architecture);
         var prefixes = new List<AttentionPrefix?>();
         var encoderPrompts = new List<float[]?>();
         var entries = new List<AdapterManifestEntry>();

@@ -223,7 +223,7 @@ public static class OnnxExport
     }
     /// <summary>The weights as the graphs should read them: wrapped with the quantization decision when the export quantizes.</summary>
     private static WeightSource Quantized(WeightSource weights, Core.Architectures.Architecture architecture, ExportOptions options) =>
-        options.Quantize == null ? weights : new QuantizingWeights(weights, options.Quantize, architecture.OutputHead);
+        options.Quantize == null ? weights : new QuantizingWeights(weights, options.Quantize, architecture);
 
     /// <summary>The adapter merged into the base weights (<see cref="ExportOptions.Merge"/> must be true).</summary>
     public static WeightSource ApplyAdapter(AdapterWeights adapter, Core.Architectures.Architecture architecture, WeightSource weights, ExportOptions options)

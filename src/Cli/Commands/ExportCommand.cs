@@ -30,7 +30,8 @@ public sealed class ExportCommand : ICommand
         VerbOption.Flag("asymmetric", "with --quantize: a zero point per block (default symmetric)"),
         VerbOption.Value("accuracy-level", "0..4", "with --quantize: MatMulNBits compute precision (4: int8 activations, fastest on the CPU)", WeightQuantization.DefaultAccuracyLevel.ToString(CultureInfo.InvariantCulture)),
         VerbOption.Flag("keep-head-float", "with --quantize: leave the output head in float32"),
-        VerbOption.Value("head-quantize", "int8|int4", "with --quantize: the output head's own width (default int8 for both: an int4 body gets an int8 head, a mixed precision; int4 to quantize all to int4)"),
+        VerbOption.Value("head-quantize", "int8|int4", "with --quantize: the output head's own width (default int8 for both: an int4 body gets an int8 head, a mixed precision)"),
+        VerbOption.Value("attention-quantize", "int8|int4", "with --quantize: the attention layers' width (default int8 for both; with --head-quantize int4 too, int4 quantizes all to int4)"),
         VerbOption.Flag("quantize-head", "with --quantize: quantize the output head too (the default; the opposite of --keep-head-float)"),
         VerbOption.Flag("prefix-slots", "with NAME=DIR adapters and none of them prompt-learning: carry prefix stacks so prefix-tuning adapters can be added at run time"),
         VerbOption.Flag("force", "replace a non-empty --out"),
@@ -50,7 +51,7 @@ public sealed class ExportCommand : ICommand
         // the settings that have declared defaults count only where given: without --quantize they are refused
         int? GivenInt(string name) => args.Given(name) && args.Int(name) is { } value ? value : null;
         var quantize = WeightQuantization.FromOptions(args.String("quantize"), GivenInt("block-size"), args.Flag("asymmetric"), GivenInt("accuracy-level"),
-            args.Flag("keep-head-float"), args.Flag("quantize-head"), args.String("head-quantize"));
+            args.Flag("keep-head-float"), args.Flag("quantize-head"), args.String("head-quantize"), args.String("attention-quantize"));
         var force = args.Flag("force");
         var json = args.Flag("json");
         var prefixSlots = args.Flag("prefix-slots");
@@ -94,6 +95,7 @@ public sealed class ExportCommand : ICommand
                     ["accuracy_level"] = quantize.AccuracyLevel,
                     ["head_float"] = quantize.KeepHeadFloat,
                     ["head_bits"] = quantize.KeepHeadFloat ? null : quantize.HeadOrBodyFormat.Bits,
+                    ["attention_bits"] = quantize.AttentionOrBodyFormat.Bits,
                 },
                 ["merged"] = adapterDir is not null && !noMerge,
                 ["adapter"] = adapterDir,

@@ -35,6 +35,9 @@ public abstract class Architecture
     /// <summary>Name of the output projection weight ("lm_head.weight").</summary>
     public virtual string OutputHead => "lm_head.weight";
 
+    /// <summary>Whether the linear weight <paramref name="weightName"/> belongs to one of the family's <see cref="Families.ModelFamily.AttentionModules"/>.</summary>
+    public bool IsAttentionWeight(string weightName) => weightName.Split('.').Any(Config.Family.AttentionModules.Contains);
+
     /// <summary>True when the output head shares the word embeddings (and is absent from Parameters).</summary>
     public bool HeadIsTied => Config.TiesWordEmbeddings;
 

@@ -30,6 +30,12 @@ public abstract class ModelFamily
     /// <summary>PEFT 0.7.1's IA3 feedforward_modules when an adapter config leaves them null.</summary>
     public abstract IReadOnlyList<string> Ia3Feedforward { get; }
 
+    /// <summary>
+    /// The names of the attention modules, whose linear layers (projections in and out) an int4 export keeps at int8
+    /// by default: a weight belongs to one when a segment of its path is one of these names.
+    /// </summary>
+    public abstract IReadOnlyList<string> AttentionModules { get; }
+
     /// <summary>How PEFT 0.7.1 turns a prefix-tuning prompt into the keys and values each layer reads.</summary>
     public virtual PrefixLayout PrefixLayout => PrefixLayout.PairPerLayer;
 

@@ -1,3 +1,4 @@
+using Peft.Onnx.Core.Architectures;
 using Peft.Onnx.Exporter.Weights;
 
 namespace Peft.Onnx.Exporter.Quantization;
@@ -8,18 +9,21 @@ namespace Peft.Onnx.Exporter.Quantization;
 /// <see cref="Graphs.Layers.Linear"/> and <see cref="Graphs.Layers.TiedHead"/>: which linear weights become MatMulNBits.
 /// Embedding lookups, norms, biases and unmerged adapter branches read the float32 tensors as before.
 /// </summary>
-public sealed class QuantizingWeights(WeightSource inner, WeightQuantization quantization, string headWeight) : WeightSource
+public sealed class QuantizingWeights(WeightSource inner, WeightQuantization quantization, Architecture architecture) : WeightSource
 {
     public WeightQuantization Quantization { get; } = quantization.Validated();
 
     /// <summary>The output head's weight name ("lm_head.weight"), also the name of a tied head's quantized copy.</summary>
-    public string HeadWeight { get; } = headWeight;
+    public string HeadWeight { get; } = architecture.OutputHead;
 
     /// <summary>Whether the linear weight <paramref name="weightName"/> is quantized (all are, but a head kept float).</summary>
     public bool Quantizes(string weightName) => !(Quantization.KeepHeadFloat && weightName == HeadWeight);
 
-    /// <summary>The format <paramref name="weightName"/> is quantized in: the head's own, or the body's.</summary>
-    public QuantizationFormat FormatOf(string weightName) => weightName == HeadWeight ? Quantization.HeadOrBodyFormat : Quantization.Format;
+    /// <summary>The format <paramref name="weightName"/> is quantized in: the head's own, the attention layers', or the body's.</summary>
+    public QuantizationFormat FormatOf(string weightName) =>
+        weightName == HeadWeight ? Quantization.HeadOrBodyFormat
+        : architecture.IsAttentionWeight(weightName) ? Quantization.AttentionOrBodyFormat
+        : Quantization.Format;
 
     public override bool Contains(string name) => inner.Contains(name);
 

@@ -115,15 +115,17 @@ public class BenchCommandTests
 
         // the int4 options: decoded at batch 1 beside fp32 (paired), none of them in decode or the goals
         var options = q.GetProperty("int4_options").EnumerateArray().ToList();
-        Assert.Equal(["int4-b32", "int4-b32-h4", "int4-b64-h4", "int4-b128-h4"], options.Select(o => o.GetProperty("variant").GetString()));
-        Assert.Equal("--quantize int4 --block-size 64 --head-quantize int4", options[2].GetProperty("export_arguments").GetString());
+        Assert.Equal(["int4-b32", "int4-attention4", "int4-head4", "int4-all4"], options.Select(o => o.GetProperty("variant").GetString()));
+        Assert.Equal("--quantize int4 --attention-quantize int4 --head-quantize int4", options[3].GetProperty("export_arguments").GetString());
+        Assert.Equal([32, 128, 128, 128], options.Select(o => o.GetProperty("block_size").GetInt32()));
         Assert.All(options, o => Assert.True(o.GetProperty("paired_decode_over_fp32").GetDouble() > 0));
         Assert.All(options, o => Assert.True(o.GetProperty("fraction_of_bandwidth_limit").GetDouble() > 0));
-        // an int4 head and larger blocks (fewer scales) mean fewer bytes, but for block 128: bloom-mini's inputs (64) pad to a whole
-        // block, twice the codes; the default block-16 int4 export is larger than blocks of 32
+        // int4 attention or head means fewer bytes than the default's int8 ones, both fewest; blocks of 32 are smaller still on
+        // bloom-mini, whose inputs (64) pad to a whole block of 128 (twice the codes)
         var optionBytes = options.Select(o => o.GetProperty("weight_bytes").GetInt64()).ToList();
-        Assert.True(optionBytes[0] > optionBytes[1] && optionBytes[1] > optionBytes[2] && optionBytes[3] > optionBytes[2], string.Join(", ", optionBytes));
-        Assert.True(exports[1].GetProperty("weight_bytes").GetInt64() > optionBytes[0]);
+        long defaultBytes = exports[1].GetProperty("weight_bytes").GetInt64();
+        Assert.True(defaultBytes > optionBytes[1] && defaultBytes > optionBytes[2] && optionBytes[1] > optionBytes[3] && optionBytes[2] > optionBytes[3], string.Join(", ", optionBytes));
+        Assert.True(defaultBytes > optionBytes[0]);
         Assert.All(options, o => Assert.Equal(o.GetProperty("weight_bytes").GetInt64() - 1000L * 64 * 4 + decode[1].GetProperty("kv_cache_bytes_per_step").GetInt64(),
             o.GetProperty("bytes_per_token").GetInt64()));
 
@@ -132,8 +134,8 @@ public class BenchCommandTests
         var settings = ceiling.GetProperty("settings").EnumerateArray().ToList();
         var defaultInt4 = settings.Where(k => k.GetProperty("in_models").EnumerateArray().Any(m => m.GetString() == "int4"))
             .Select(k => $"{k.GetProperty("bits").GetInt32()}/{k.GetProperty("block_size").GetInt32()}/{k.GetProperty("accuracy_level").GetInt32()} {k.GetProperty("k").GetInt64()}x{k.GetProperty("n").GetInt64()}").ToList();
-        // bloom-mini: hidden 64, fused qkv 64 -> 192, dense, 4h MLP; the head (vocab 1000) at int8 of the same block
-        Assert.Equal(["4/16/4 64x192", "4/16/4 64x64", "4/16/4 64x256", "4/16/4 256x64", "8/16/4 64x1000"], defaultInt4);
+        // bloom-mini: hidden 64, fused qkv 64 -> 192 and dense at int8, the 4h MLP at int4, the head (vocab 1000) at int8, one block
+        Assert.Equal(["8/128/4 64x192", "8/128/4 64x64", "4/128/4 64x256", "4/128/4 256x64", "8/128/4 64x1000"], defaultInt4);
         Assert.Equal(settings.Count, settings.Select(k => k.GetProperty("in_models").GetRawText() + k.GetProperty("bits") + k.GetProperty("block_size") + k.GetProperty("k") + k.GetProperty("n")).Distinct().Count());
         foreach (var k in settings)
             foreach (var regime in new[] { "resident", "streamed" })
@@ -146,7 +148,7 @@ public class BenchCommandTests
         var fp32Step = 1e6 / decode[0].GetProperty("decode_tokens_per_second").GetDouble();
         Assert.Equal(fp32Step, ceiling.GetProperty("fp32_step_microseconds").GetDouble(), 0.051);
         var models = ceiling.GetProperty("models").EnumerateArray().ToList();
-        Assert.Equal(["int4", "int4-b32", "int4-b32-h4", "int4-b64-h4", "int4-b128-h4"], models.Select(m => m.GetProperty("variant").GetString()));
+        Assert.Equal(["int4", "int4-b32", "int4-attention4", "int4-head4", "int4-all4"], models.Select(m => m.GetProperty("variant").GetString()));
         // 2 layers x 4 linear layers + the head
         Assert.Equal(9, models[0].GetProperty("matmulnbits_nodes").GetInt32());
         Assert.Equal(2L * (64 * 192 + 64 * 64 + 64 * 256 + 256 * 64) + 64 * 1000, models[0].GetProperty("matmulnbits_weights_per_step").GetInt64());
@@ -190,9 +192,9 @@ public class BenchCommandTests
         QuantizedTable.Print(q, table);
         MultiAdapterTable.Print(m, table);
         Assert.Contains("decode int4  batch 1:", table.ToString());
-        Assert.Contains("option int4-b64-h4  (--quantize int4 --block-size 64 --head-quantize int4): x", table.ToString());
-        Assert.Contains("kernel 4-bit block 16  level 4 64x192   : resident", table.ToString());
-        Assert.Contains("ceiling int4        : MatMulNBits floor", table.ToString());
+        Assert.Contains("option int4-head4      (--quantize int4 --head-quantize int4): x", table.ToString());
+        Assert.Contains("kernel 8-bit block 128 level 4 64x192   : resident", table.ToString());
+        Assert.Contains("ceiling int4           : MatMulNBits floor", table.ToString());
         Assert.Contains("32 adapters:", table.ToString());
         Assert.Contains(") on bloom-mini:", table.ToString());
         Assert.Contains("on tiny-bloom-fin (not a goal): mixed batch 8 x", table.ToString());

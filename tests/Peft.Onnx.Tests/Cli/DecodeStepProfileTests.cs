@@ -31,12 +31,12 @@ public class DecodeStepProfileTests
             Assert.Equal("CPUExecutionProvider", nbits.GetProperty("provider").GetString());
             Assert.True(nbits.GetProperty("kernels_per_step").GetDouble() > 0);
             Assert.Equal(1.0, ops.Sum(o => o.GetProperty("share").GetDouble()), 2);
-            // int4 body at block 16, the head int8 (the default head over an int4 body), level 4 everywhere
+            // the MLP int4 at block 16, the attention layers and the head int8 (their default in an int4 export), level 4 everywhere
             var settings = profile.GetProperty("matmulnbits_nodes").EnumerateArray()
                 .Select(n => (n.GetProperty("bits").GetInt64(), n.GetProperty("block_size").GetInt64(), n.GetProperty("accuracy_level").GetInt64(), n.GetProperty("count").GetInt32()))
                 .OrderBy(n => n.Item1).ToList();
-            Assert.Equal((4L, 16L, 4L), (settings[0].Item1, settings[0].Item2, settings[0].Item3));
-            Assert.Equal((8L, 16L, 4L, 1), settings[1]);
+            Assert.Equal((4L, 16L, 4L, 2 * 2), settings[0]);
+            Assert.Equal((8L, 16L, 4L, 2 * 2 + 1), settings[1]);
             Assert.False(string.IsNullOrEmpty(profile.GetProperty("cpu_features").GetProperty("int8_kernel").GetString()));
         }
         finally { Directory.Delete(dir, true); }

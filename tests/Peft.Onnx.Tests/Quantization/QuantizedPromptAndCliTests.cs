@@ -59,7 +59,7 @@ public class QuantizedPromptAndCliTests(ITestOutputHelper output)
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
 
         var help = CliRunner.Run("export", "--help");
-        foreach (var option in new[] { "--quantize", "--block-size", "--asymmetric", "--accuracy-level", "--keep-head-float", "--quantize-head", "--head-quantize" })
+        foreach (var option in new[] { "--quantize", "--block-size", "--asymmetric", "--accuracy-level", "--keep-head-float", "--quantize-head", "--head-quantize", "--attention-quantize" })
             Assert.Contains(option, help.Stdout + help.Stderr);
     }
 
@@ -89,6 +89,33 @@ public class QuantizedPromptAndCliTests(ITestOutputHelper output)
     }
 
     [Theory]
+    [InlineData(8, "int4")]                                         // int4's default: int8 attention layers
+    [InlineData(8, "int4", "--attention-quantize", "int8")]
+    [InlineData(4, "int4", "--attention-quantize", "int4")]
+    [InlineData(8, "int8", "--attention-quantize", "int8")]
+    [InlineData(4, "int8", "--attention-quantize", "int4")]
+    public void Attention_quantize_sets_the_attention_layers_width_and_leaves_the_mlp_at_the_body_s(int attentionBits, string width, params string[] options)
+    {
+        var dir = TempExports.FreshPath();
+        try
+        {
+            var export = CliRunner.Run(["export", "--base", Paths.Case("gpt2", "base_model"), "--out", dir, "--quantize", width, .. options, "--json"]);
+            Assert.True(export.ExitCode == 0, export.Stderr);
+            using var json = System.Text.Json.JsonDocument.Parse(export.Stdout);
+            Assert.Equal(attentionBits, json.RootElement.GetProperty("quantize").GetProperty("attention_bits").GetInt32());
+            int bodyBits = width == "int4" ? 4 : 8;
+            // GPT-2's attention: attn.c_attn and attn.c_proj; mlp.c_fc and mlp.c_proj take the body's width
+            var graph = new ExportedTensors(Path.Combine(dir, "model.onnx"));
+            var quantized = graph.Bytes.Keys.Where(k => k.StartsWith("transformer.h.", StringComparison.Ordinal) && (k.EndsWith("_Q4", StringComparison.Ordinal) || k.EndsWith("_Q8", StringComparison.Ordinal))).ToList();
+            Assert.Equal(2 * 4, quantized.Count);
+            foreach (var name in quantized)
+                Assert.EndsWith(name.Contains(".attn.", StringComparison.Ordinal) ? $"_Q{attentionBits}" : $"_Q{bodyBits}", name);
+            Assert.Equal(2 * 2, quantized.Count(n => n.Contains(".attn.", StringComparison.Ordinal)));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Theory]
     [InlineData("'int3' is not supported", "--quantize", "int3")]
     [InlineData("block size 24", "--quantize", "int4", "--block-size", "24")]
     [InlineData("block size 8", "--quantize", "int8", "--block-size", "8")]
@@ -98,6 +125,8 @@ public class QuantizedPromptAndCliTests(ITestOutputHelper output)
     [InlineData("--keep-head-float needs --quantize", "--keep-head-float")]
     [InlineData("--quantize-head needs --quantize", "--quantize-head")]
     [InlineData("--head-quantize needs --quantize", "--head-quantize", "int8")]
+    [InlineData("--attention-quantize needs --quantize", "--attention-quantize", "int8")]
+    [InlineData("--attention-quantize 'int2' is not supported", "--quantize", "int4", "--attention-quantize", "int2")]
     [InlineData("--head-quantize 'int2' is not supported", "--quantize", "int4", "--head-quantize", "int2")]
     [InlineData("--head-quantize and --keep-head-float contradict", "--quantize", "int4", "--head-quantize", "int8", "--keep-head-float")]
     [InlineData("--keep-head-float and --quantize-head contradict", "--quantize", "int8", "--keep-head-float", "--quantize-head")]

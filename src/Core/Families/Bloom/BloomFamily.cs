@@ -16,6 +16,7 @@ public sealed class BloomFamily : ModelFamily<BloomConfig>
     public override IReadOnlyList<string> LoraTargets { get; } = ["query_key_value"];
     public override IReadOnlyList<string> Ia3Targets { get; } = ["query_key_value", "mlp.dense_4h_to_h"];
     public override IReadOnlyList<string> Ia3Feedforward { get; } = ["mlp.dense_4h_to_h"];
+    public override IReadOnlyList<string> AttentionModules { get; } = ["self_attention"];
 
     /// <summary>PEFT 0.7.1's bloom_model_postprocess_past_key_value, for BLOOM's [heads, head_dim, nv] key cache.</summary>
     public override PrefixLayout PrefixLayout => PrefixLayout.KeysFirstRegrouped;

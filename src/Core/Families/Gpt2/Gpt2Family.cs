@@ -16,6 +16,7 @@ public sealed class Gpt2Family : ModelFamily<Gpt2Config>
     public override IReadOnlyList<string> LoraTargets { get; } = ["c_attn"];
     public override IReadOnlyList<string> Ia3Targets { get; } = ["c_attn", "mlp.c_proj"];
     public override IReadOnlyList<string> Ia3Feedforward { get; } = ["mlp.c_proj"];
+    public override IReadOnlyList<string> AttentionModules { get; } = ["attn"];
 
     public override bool TakesPositionIds => true;
 

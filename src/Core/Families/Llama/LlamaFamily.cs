@@ -16,6 +16,7 @@ public sealed class LlamaFamily : ModelFamily<LlamaConfig>
     public override IReadOnlyList<string> LoraTargets { get; } = ["q_proj", "v_proj"];
     public override IReadOnlyList<string> Ia3Targets { get; } = ["k_proj", "v_proj", "down_proj"];
     public override IReadOnlyList<string> Ia3Feedforward { get; } = ["down_proj"];
+    public override IReadOnlyList<string> AttentionModules { get; } = ["self_attn"];
 
     public override bool TakesPositionIds => true;
 

@@ -16,6 +16,7 @@ public sealed class OptFamily : ModelFamily<OptConfig>
     public override IReadOnlyList<string> LoraTargets { get; } = ["q_proj", "v_proj"];
     public override IReadOnlyList<string> Ia3Targets { get; } = ["q_proj", "k_proj", "fc2"];
     public override IReadOnlyList<string> Ia3Feedforward { get; } = ["fc2"];
+    public override IReadOnlyList<string> AttentionModules { get; } = ["self_attn"];
 
     /// <summary>OPT checkpoints ship GPT2Tokenizer files.</summary>
     internal override TokenizerClassDefaults Tokenizer => Gpt2Family.ByteLevelBpeTokenizer;

@@ -31,6 +31,7 @@ public sealed class T5Family : ModelFamily<T5Config>
     public override IReadOnlyList<string> LoraTargets { get; } = ["q", "v"];
     public override IReadOnlyList<string> Ia3Targets { get; }
     public override IReadOnlyList<string> Ia3Feedforward { get; }
+    public override IReadOnlyList<string> AttentionModules { get; } = ["SelfAttention", "EncDecAttention"];
 
     /// <summary>GenAI names an encoder-decoder by its model_type.</summary>
     public override string GenAiModelType => ModelType;
