@@ -67,9 +67,7 @@ public sealed class BloomGraph
             var alibi = Attention.Alibi(g, mask, _heads);
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, mask);
             // one MultiHeadAttention node per layer, unless a constant prefix is attended beside the cache
-            var bias = _options.AttendsPrefixBesideCache ? null : Attention.MaskedBias(g, alibi, allowed);
-
-            _prefixCache = bias != null ? _options.PrefixCacheTokens(g, _config.NLayer) : _options.PrefixCache(g, _config.NLayer);
+            (var bias, _prefixCache) = _options.CachedAttentionInputs(g, alibi, allowed, _config.NLayer);
             for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, alibi, allowed, bias);
 
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);

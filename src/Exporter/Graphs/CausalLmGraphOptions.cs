@@ -103,7 +103,7 @@ public sealed record CausalLmGraphOptions
 
     /// <summary>The layer's constant prefix, attended beside the cache by an attention of <paramref name="queryHeads"/> heads; null without one or when the cache carries it.</summary>
     internal PrefixKv? PrefixConstants(GraphBuilder g, int layer, int queryHeads) =>
-        Prefixes != null ? Prefixes.Constants(g, layer, queryHeads) : PrefixInCache ? null : Prefix?.Constants(g, layer, queryHeads);
+        !AttendsPrefixBesideCache ? null : Prefixes != null ? Prefixes.Constants(g, layer, queryHeads) : Prefix!.Constants(g, layer, queryHeads);
 
     /// <summary>Per layer the prefix keys (2i) and values (2i + 1) that go in front of the cache (<see cref="AttentionPrefix.CacheHeads"/>); null unless the cache carries a prefix.</summary>
     internal IReadOnlyList<string>? PrefixCache(GraphBuilder g, int numLayers) =>
@@ -112,6 +112,17 @@ public sealed record CausalLmGraphOptions
     /// <summary>The same prefix in front of the first step's own keys and values (<see cref="AttentionPrefix.CacheTokens"/>), for attention nodes that append to the cache themselves.</summary>
     internal IReadOnlyList<string>? PrefixCacheTokens(GraphBuilder g, int numLayers) =>
         PrefixInCache ? Prefix?.CacheTokens(g, Tokens, CausalLmContract.PastKey(0), numLayers) : null;
+
+    /// <summary>
+    /// What a family whose attention can run as one MultiHeadAttention node per layer (<see cref="CachedAttention"/>)
+    /// reads: the mask as one additive bias (<paramref name="additive"/>, or 0, where <paramref name="allowed"/>; see
+    /// <see cref="Attention.MaskedBias"/>) and the cache-carried prefix in token layout. Where a constant prefix is
+    /// attended beside the cache, the attention is spelled out: no bias, and the prefix cache in heads layout.
+    /// </summary>
+    internal (string? Bias, IReadOnlyList<string>? PrefixCache) CachedAttentionInputs(GraphBuilder g, string? additive, string allowed, int numLayers) =>
+        AttendsPrefixBesideCache
+            ? (null, PrefixCache(g, numLayers))
+            : (Attention.MaskedBias(g, additive ?? g.Constant(0f), allowed), PrefixCacheTokens(g, numLayers));
 
     /// <summary>
     /// Layer <paramref name="layer"/>'s attention over this step's q, k, v [batch, seq, heads * head_dim] as one

@@ -67,8 +67,7 @@ public sealed class Gpt2Graph
             hidden = g.Add(inputsEmbeds, positionEmbeds, name: "embeddings/Add");
 
             var allowed = Attention.CausalPaddingMask(g, _options.Tokens, _options.AttentionMask(g));
-            _bias = _options.AttendsPrefixBesideCache ? null : Attention.MaskedBias(g, g.Constant(0f), allowed);
-            _prefixCache = _bias != null ? _options.PrefixCacheTokens(g, _config.NLayer) : _options.PrefixCache(g, _config.NLayer);
+            (_bias, _prefixCache) = _options.CachedAttentionInputs(g, null, allowed, _config.NLayer);
             for (int i = 0; i < _config.NLayer; i++) hidden = Block(i, hidden, allowed);
 
             hidden = Layers.LayerNorm(g, _weights, "transformer.ln_f", hidden, _config.LayerNormEpsilon);

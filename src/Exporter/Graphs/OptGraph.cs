@@ -73,8 +73,7 @@ public sealed class OptGraph
             if (_arch.HasProjections) inputsEmbeds = Layers.Linear(g, _weights, _options.Lora, Linear("model.decoder.project_in"), inputsEmbeds);
             hidden = g.Add(inputsEmbeds, posEmbeds, name: "embeddings/Add");
 
-            _bias = _options.AttendsPrefixBesideCache ? null : Attention.MaskedBias(g, g.Constant(0f), allowed);
-            _prefixCache = _bias != null ? _options.PrefixCacheTokens(g, _config.NumHiddenLayers) : _options.PrefixCache(g, _config.NumHiddenLayers);
+            (_bias, _prefixCache) = _options.CachedAttentionInputs(g, null, allowed, _config.NumHiddenLayers);
             for (int i = 0; i < _config.NumHiddenLayers; i++) hidden = DecoderLayer(i, hidden, allowed);
 
             if (_arch.HasFinalLayerNorm) hidden = LayerNorm("model.decoder.final_layer_norm", hidden);
